@@ -1,0 +1,49 @@
+// Package bpftest gives tests their own mesh-accel node state: a unique
+// root under bpffs per test, removed with everything in it at cleanup.
+package bpftest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
+)
+
+// UniqueRoot returns a bpffs root name no other run uses.
+func UniqueRoot() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "mesh-accel-test-" + hex.EncodeToString(b)
+}
+
+// NewNode opens fresh node state for the test (opts.Root is replaced by a
+// unique one) and removes it at cleanup. Without root or the kernel
+// features it skips locally and fails in CI.
+func NewNode(tb testing.TB, opts bpf.Options) *bpf.Node {
+	tb.Helper()
+	testenv.RequireRoot(tb)
+	if err := bpf.CheckKernel(); err != nil {
+		testenv.Missing(tb, "%v", err)
+	}
+	opts.Root = UniqueRoot()
+	fs := opts.BPFFS
+	if fs == "" {
+		fs = bpf.DefaultBPFFS
+	}
+	// Registered first: even a failed open leaves nothing behind.
+	tb.Cleanup(func() { _ = os.RemoveAll(filepath.Join(fs, opts.Root)) })
+	n, err := bpf.OpenNode(opts)
+	if err != nil {
+		tb.Fatalf("open node state: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := n.Remove(); err != nil {
+			tb.Errorf("remove node state: %v", err)
+		}
+	})
+	return n
+}

@@ -1,0 +1,574 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* mesh-accel data path: short-circuit local TCP hops (app <-> sidecar <->
+ * sidecar <-> app) with a sockhash and an sk_msg program.
+ *
+ *   cgroup/sock_create  tags each new TCP socket of an attached pod with its
+ *                       creator's uid/gid and pod (socket-local storage,
+ *                       cloned into accepted sockets).
+ *   sockops             registers connecting sockets by their local endpoint,
+ *                       pairs each accepted socket with its local peer
+ *                       (through iptables REDIRECT: the acceptor's remote is
+ *                       the connector's local), judges the pair against both
+ *                       pods' rules and records it in both directions;
+ *                       removes every entry when a socket closes.
+ *   sk_msg              redirects a sendmsg into the peer's receive queue
+ *                       (BPF_F_INGRESS) when the direction may be redirected.
+ *
+ * Safety rules (see DESIGN.md): a direction is redirected only into a reader
+ * trusted to use recvmsg (splice readers miss redirected data), and only
+ * while it has never carried a byte through the stack (the receiver reads
+ * the redirect queue first, so switching stack -> redirect would reorder).
+ */
+#include <linux/bpf.h>
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "mesh_accel.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define EEXIST 17
+
+/* CO-RE view of the kernel's tcp_sock: only the field we read. */
+struct tcp_sock {
+	__u32 write_seq;
+} __attribute__((preserve_access_index));
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sock_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sock_ops_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sock_key);
+	__type(value, struct proxy_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sock_proxy_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct endpoint_key);
+	__type(value, struct helper_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sock_helper_map SEC(".maps");
+
+/* Per-pod filters keyed by pod cgroup id. Not preallocated: an update
+ * publishes a fully written element, so a rule swap is atomic. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct pod_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sock_param_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct sock_owner);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sock_owner_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct global_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mesh_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, C_MAX);
+	__type(key, enum counter);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mesh_counters SEC(".maps");
+
+static __always_inline void count_n(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&mesh_counters, &idx);
+	if (v)
+		*v += n;
+}
+
+#define count(idx) count_n(idx, 1)
+
+static __always_inline int accel_disabled(void)
+{
+	__u32 zero = 0;
+	struct global_config *c = bpf_map_lookup_elem(&mesh_config, &zero);
+	return c && c->disabled;
+}
+
+/* Writes an address as IPv6 (IPv4 as ::ffff:a.b.c.d), network order. */
+static __always_inline void set_ip(__u32 dst[4], __u32 family, __u32 ip4,
+				   const __u32 *ip6)
+{
+	if (family == AF_INET) {
+		dst[0] = 0;
+		dst[1] = 0;
+		dst[2] = bpf_htonl(0x0000ffff);
+		dst[3] = ip4;
+	} else {
+		dst[0] = ip6[0];
+		dst[1] = ip6[1];
+		dst[2] = ip6[2];
+		dst[3] = ip6[3];
+	}
+}
+
+/* 127.0.0.0/8 (also IPv4-mapped) or ::1. */
+static __always_inline int is_loopback(const __u32 ip[4])
+{
+	if (ip[0] || ip[1])
+		return 0;
+	if (ip[2] == bpf_htonl(0x0000ffff))
+		return (bpf_ntohl(ip[3]) >> 24) == 127;
+	return ip[2] == 0 && ip[3] == bpf_htonl(1);
+}
+
+static __always_inline void sock_key_ops(struct bpf_sock_ops *ops,
+					 struct sock_key *k)
+{
+	__u32 l6[4] = {ops->local_ip6[0], ops->local_ip6[1], ops->local_ip6[2],
+		       ops->local_ip6[3]};
+	__u32 r6[4] = {ops->remote_ip6[0], ops->remote_ip6[1],
+		       ops->remote_ip6[2], ops->remote_ip6[3]};
+
+	set_ip(k->local_ip, ops->family, ops->local_ip4, l6);
+	set_ip(k->remote_ip, ops->family, ops->remote_ip4, r6);
+	k->local_port = ops->local_port;
+	k->remote_port = bpf_ntohl(ops->remote_port);
+	k->netns = 0;
+	if (is_loopback(k->local_ip) || is_loopback(k->remote_ip))
+		k->netns = bpf_get_netns_cookie(ops);
+}
+
+static __always_inline void sock_key_msg(struct sk_msg_md *msg,
+					 struct sock_key *k)
+{
+	__u32 l6[4] = {msg->local_ip6[0], msg->local_ip6[1], msg->local_ip6[2],
+		       msg->local_ip6[3]};
+	__u32 r6[4] = {msg->remote_ip6[0], msg->remote_ip6[1],
+		       msg->remote_ip6[2], msg->remote_ip6[3]};
+
+	set_ip(k->local_ip, msg->family, msg->local_ip4, l6);
+	set_ip(k->remote_ip, msg->family, msg->remote_ip4, r6);
+	k->local_port = msg->local_port;
+	k->remote_port = bpf_ntohl(msg->remote_port);
+	k->netns = 0;
+	if (is_loopback(k->local_ip) || is_loopback(k->remote_ip))
+		k->netns = bpf_get_netns_cookie(msg);
+}
+
+static __always_inline int key_equal(const struct sock_key *a,
+				     const struct sock_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	__u64 diff = 0;
+
+	for (int i = 0; i < sizeof(*a) / 8; i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
+/* The endpoint key of the local (local=1) or remote end of a socket key. */
+static __always_inline void endpoint_of(const struct sock_key *k, int local,
+					struct endpoint_key *e)
+{
+	const __u32 *ip = local ? k->local_ip : k->remote_ip;
+
+	e->ip[0] = ip[0];
+	e->ip[1] = ip[1];
+	e->ip[2] = ip[2];
+	e->ip[3] = ip[3];
+	e->port = local ? k->local_port : k->remote_port;
+	e->pad = 0;
+	e->netns = is_loopback(e->ip) ? k->netns : 0;
+}
+
+/* The pod of the current task: its nearest ancestor cgroup that has a
+ * filter in sock_param_map. Containers live in child cgroups of the pod. */
+static __always_inline __u64 current_pod(void)
+{
+	for (int level = 1; level <= MAX_CGROUP_DEPTH; level++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!id)
+			return 0;
+		if (bpf_map_lookup_elem(&sock_param_map, &id))
+			return id;
+	}
+	return 0;
+}
+
+SEC("cgroup/sock_create")
+int mesh_sock_create(struct bpf_sock *sk)
+{
+	if (sk->type != SOCK_STREAM || sk->protocol != IPPROTO_TCP)
+		return 1;
+	__u64 pod = current_pod();
+	if (!pod)
+		return 1;
+	struct sock_owner *o = bpf_sk_storage_get(&sock_owner_map, sk, 0,
+						  BPF_SK_STORAGE_GET_F_CREATE);
+	if (!o) {
+		count(C_FALLBACK_MAP_FULL);
+		return 1;
+	}
+	__u64 ug = bpf_get_current_uid_gid();
+	o->uid = (__u32)ug;
+	o->gid = ug >> 32;
+	o->pod = pod;
+	count(C_SOCK_CREATED);
+	return 1;
+}
+
+/* What a rule is checked against: one end of the connection. */
+struct end {
+	__u32 ip[4];
+	__u32 port;
+	__u32 uid;
+	__u32 gid;
+	__u32 pad;
+};
+
+static __always_inline int ip_in(const struct rule *r, const __u32 ip[4])
+{
+	return (ip[0] & r->mask[0]) == r->ip[0] &&
+	       (ip[1] & r->mask[1]) == r->ip[1] &&
+	       (ip[2] & r->mask[2]) == r->ip[2] &&
+	       (ip[3] & r->mask[3]) == r->ip[3];
+}
+
+static __always_inline int port_in(const struct rule *r, __u32 port)
+{
+	return port >= r->port_lo && port <= r->port_hi;
+}
+
+/* A rule matches when each of its options holds for at least one end. */
+static __always_inline int rule_matches(const struct rule *r,
+					const struct end *a,
+					const struct end *b)
+{
+	__u32 f = r->flags;
+
+	if ((f & RULE_IP) && !ip_in(r, a->ip) && !ip_in(r, b->ip))
+		return 0;
+	if ((f & RULE_PORT) && !port_in(r, a->port) && !port_in(r, b->port))
+		return 0;
+	if ((f & RULE_UID) && a->uid != r->uid && b->uid != r->uid)
+		return 0;
+	if ((f & RULE_GID) && a->gid != r->gid && b->gid != r->gid)
+		return 0;
+	return 1;
+}
+
+/* No rules: accelerate. Else some ACCEPT matches and no RETURN matches.
+ * A global function: the verifier checks it once, not per call site. */
+__attribute__((noinline)) int rules_accept(const struct pod_config *cfg,
+					   const struct end *a,
+					   const struct end *b)
+{
+	int accept = 0;
+
+	if (!cfg || !a || !b)
+		return 0;
+	if (cfg->nrules == 0)
+		return 1;
+	for (__u32 i = 0; i < MAX_RULES; i++) {
+		if (i >= cfg->nrules)
+			break;
+		const struct rule *r = &cfg->rules[i];
+		if (!rule_matches(r, a, b))
+			continue;
+		if (r->flags & RULE_RETURN)
+			return 0;
+		accept = 1;
+	}
+	return accept;
+}
+
+static __always_inline int trusted(const struct pod_config *cfg, __u32 uid)
+{
+	return (cfg->flags & POD_TRUST_APP) || uid == cfg->trusted_uid;
+}
+
+static __always_inline struct sock_owner *owner_of(struct bpf_sock_ops *ops)
+{
+	struct bpf_sock *sk = ops->sk;
+
+	if (!sk)
+		return 0;
+	return bpf_sk_storage_get(&sock_owner_map, sk, 0, 0);
+}
+
+static __always_inline void enable_state_cb(struct bpf_sock_ops *ops)
+{
+	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
+					       BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/* A connecting socket is established: register it by its local endpoint so
+ * that its local peer, if any, can find it. */
+static __always_inline void on_active(struct bpf_sock_ops *ops)
+{
+	if (accel_disabled())
+		return;
+	struct sock_owner *o = owner_of(ops);
+	if (!o)
+		return;
+	struct pod_config *cfg = bpf_map_lookup_elem(&sock_param_map, &o->pod);
+	if (!cfg || (cfg->flags & POD_DISABLED))
+		return;
+
+	struct helper_val h = {};
+	struct endpoint_key e;
+	sock_key_ops(ops, &h.key);
+	endpoint_of(&h.key, 1, &e);
+	h.pod = o->pod;
+	h.uid = o->uid;
+	h.gid = o->gid;
+	h.start_seq = ops->snd_nxt;
+
+	long err = bpf_map_update_elem(&sock_helper_map, &e, &h, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		/* Same local endpoint, another destination: a peer could not
+		 * tell the two apart, so neither is paired. */
+		struct helper_val *old = bpf_map_lookup_elem(&sock_helper_map, &e);
+		if (old)
+			old->flags |= HELPER_AMBIGUOUS;
+		count(C_REJECT_AMBIGUOUS);
+		return;
+	}
+	if (err) {
+		count(C_FALLBACK_MAP_FULL);
+		return;
+	}
+	if (bpf_sock_hash_update(ops, &sock_ops_map, &h.key, BPF_ANY)) {
+		bpf_map_delete_elem(&sock_helper_map, &e);
+		count(C_FALLBACK_MAP_FULL);
+		return;
+	}
+	enable_state_cb(ops);
+	count(C_ACTIVE);
+}
+
+static __always_inline void end_of(struct end *d, const __u32 ip[4],
+				   __u32 port, __u32 uid, __u32 gid)
+{
+	d->ip[0] = ip[0];
+	d->ip[1] = ip[1];
+	d->ip[2] = ip[2];
+	d->ip[3] = ip[3];
+	d->port = port;
+	d->uid = uid;
+	d->gid = gid;
+	d->pad = 0;
+}
+
+/* Records both directions of a judged pair. Returns 0 or a counter index. */
+static __always_inline int record_pair(struct bpf_sock_ops *ops,
+				       const struct sock_key *pk,
+				       const struct helper_val *h,
+				       const struct sock_owner *o,
+				       __u32 a2p, __u32 p2a)
+{
+	struct proxy_val av = {}, pv = {};
+
+	av.peer = *pk;
+	av.pod = h->pod;
+	av.peer_pod = o->pod;
+	av.start_seq = h->start_seq;
+	av.flags = PROXY_ACTIVE | (a2p ? PROXY_REDIRECT : 0);
+	av.uid = h->uid;
+	av.peer_uid = o->uid;
+
+	pv.peer = h->key;
+	pv.pod = o->pod;
+	pv.peer_pod = h->pod;
+	pv.start_seq = ops->snd_nxt;
+	pv.flags = p2a ? PROXY_REDIRECT : 0;
+	pv.uid = o->uid;
+	pv.peer_uid = h->uid;
+
+	if (bpf_sock_hash_update(ops, &sock_ops_map, (void *)pk, BPF_ANY))
+		return C_FALLBACK_MAP_FULL;
+	if (bpf_map_update_elem(&sock_proxy_map, pk, &pv, BPF_ANY)) {
+		bpf_map_delete_elem(&sock_ops_map, pk);
+		return C_FALLBACK_MAP_FULL;
+	}
+	if (bpf_map_update_elem(&sock_proxy_map, &h->key, &av, BPF_ANY)) {
+		bpf_map_delete_elem(&sock_proxy_map, pk);
+		bpf_map_delete_elem(&sock_ops_map, pk);
+		return C_FALLBACK_MAP_FULL;
+	}
+	return 0;
+}
+
+/* Judges an accepted connection whose peer is registered. Returns 0 when
+ * recorded, else the counter index of the reason. */
+static __always_inline int judge(struct bpf_sock_ops *ops,
+				 const struct sock_key *pk,
+				 const struct helper_val *h)
+{
+	if (h->flags & HELPER_AMBIGUOUS)
+		return C_REJECT_AMBIGUOUS;
+	struct sock_owner *o = owner_of(ops);
+	if (!o)
+		return C_REJECT_NO_OWNER;
+	struct pod_config *pcfg = bpf_map_lookup_elem(&sock_param_map, &o->pod);
+	struct pod_config *acfg = bpf_map_lookup_elem(&sock_param_map, &h->pod);
+	if (!pcfg || !acfg || (pcfg->flags & POD_DISABLED) ||
+	    (acfg->flags & POD_DISABLED))
+		return C_REJECT_DISABLED;
+
+	struct end a, p;
+	end_of(&a, h->key.local_ip, h->key.local_port, h->uid, h->gid);
+	end_of(&p, pk->local_ip, pk->local_port, o->uid, o->gid);
+	if (!rules_accept(pcfg, &a, &p) ||
+	    (h->pod != o->pod && !rules_accept(acfg, &a, &p)))
+		return C_REJECT_RULES;
+
+	/* Redirect only into readers trusted to use recvmsg, and never after
+	 * bytes of that direction took the stack (TCP fast open). */
+	__u32 a2p = trusted(pcfg, o->uid) && ops->bytes_received == 0;
+	__u32 p2a = trusted(acfg, h->uid);
+	if (!a2p && !p2a)
+		return C_REJECT_UNTRUSTED;
+	int err = record_pair(ops, pk, h, o, a2p, p2a);
+	if (err)
+		return err;
+	count_n(C_DIR_REDIRECT, a2p + p2a);
+	count_n(C_DIR_UNTRUSTED, 2 - a2p - p2a);
+	return 0;
+}
+
+/* An accepted socket is established: find its local peer and pair them. */
+static __always_inline void on_passive(struct bpf_sock_ops *ops)
+{
+	struct sock_key pk;
+	struct endpoint_key e;
+
+	count(C_CONN_SEEN);
+	if (accel_disabled()) {
+		count(C_REJECT_DISABLED);
+		return;
+	}
+	sock_key_ops(ops, &pk);
+	endpoint_of(&pk, 0, &e);
+	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
+	if (!h) {
+		count(C_REJECT_NO_PEER);
+		return;
+	}
+	struct helper_val hv = *h;
+	int reason = judge(ops, &pk, &hv);
+	if (hv.flags & HELPER_AMBIGUOUS) {
+		count(reason);
+		return; /* the entry stays marked until its socket closes */
+	}
+	bpf_map_delete_elem(&sock_helper_map, &e);
+	if (reason) {
+		/* The connecting socket gains nothing from the sockhash now. */
+		bpf_map_delete_elem(&sock_ops_map, &hv.key);
+		count(reason);
+		return;
+	}
+	enable_state_cb(ops);
+	count(C_CONN_ACCEPTED);
+}
+
+/* A socket reached TCP_CLOSE: it can neither send nor receive any more.
+ * Drop its direction, its peer's direction into it (so that a new socket
+ * reusing the tuple never receives the old peer's data) and its pending
+ * registration. The kernel unlinks it from sock_ops_map itself. */
+static __always_inline void on_close(struct bpf_sock_ops *ops)
+{
+	struct sock_key k;
+	struct endpoint_key e;
+
+	sock_key_ops(ops, &k);
+	struct proxy_val *v = bpf_map_lookup_elem(&sock_proxy_map, &k);
+	if (v) {
+		struct sock_key peer = v->peer;
+		bpf_map_delete_elem(&sock_proxy_map, &k);
+		struct proxy_val *pv = bpf_map_lookup_elem(&sock_proxy_map, &peer);
+		if (pv && key_equal(&pv->peer, &k))
+			bpf_map_delete_elem(&sock_proxy_map, &peer);
+		count(C_CLOSED);
+	}
+	endpoint_of(&k, 1, &e);
+	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
+	if (h && key_equal(&h->key, &k))
+		bpf_map_delete_elem(&sock_helper_map, &e);
+}
+
+SEC("sockops")
+int mesh_sockops(struct bpf_sock_ops *ops)
+{
+	if (ops->family != AF_INET && ops->family != AF_INET6)
+		return 1;
+	switch (ops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		on_active(ops);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		on_passive(ops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (ops->args[1] == BPF_TCP_CLOSE)
+			on_close(ops);
+		break;
+	}
+	return 1;
+}
+
+SEC("sk_msg")
+int mesh_sk_msg(struct sk_msg_md *msg)
+{
+	struct sock_key k;
+
+	sock_key_msg(msg, &k);
+	struct proxy_val *v = bpf_map_lookup_elem(&sock_proxy_map, &k);
+	if (!v) {
+		count(C_MSG_UNPAIRED);
+		return SK_PASS;
+	}
+	if (!(v->flags & PROXY_REDIRECT))
+		return SK_PASS;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(msg->sk);
+	if (!tp)
+		return SK_PASS;
+	if (tp->write_seq != v->start_seq) {
+		/* Bytes of this direction went through the stack: stay there
+		 * for good, or the receiver would read out of order. */
+		v->flags &= ~PROXY_REDIRECT;
+		count(C_FALLBACK_STACK_FIRST);
+		return SK_PASS;
+	}
+	__u32 size = msg->size;
+	if (bpf_msg_redirect_hash(msg, &sock_ops_map, &v->peer, BPF_F_INGRESS) !=
+	    SK_PASS) {
+		count(C_FALLBACK_PEER_GONE);
+		return SK_PASS;
+	}
+	__sync_fetch_and_add(&v->bytes, size);
+	__sync_fetch_and_add(&v->msgs, 1);
+	count(C_MSG_REDIRECTED);
+	count_n(C_BYTES_REDIRECTED, size);
+	return SK_PASS;
+}

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Types shared by the mesh-accel BPF programs and, through bpf2go, the Go
+ * engine (bpf/). Changing a layout here is a new layout version
+ * (bpf.LayoutVersion): pinned maps of the old layout stay compatible only
+ * with the old programs. */
+#ifndef MESH_ACCEL_H
+#define MESH_ACCEL_H
+
+#include <linux/types.h>
+
+#define MAX_RULES 64          /* rules per pod; rules.MaxRules */
+#define MAX_CGROUP_DEPTH 16   /* ancestors searched for a pod cgroup */
+
+/* One end of a connection as the connecting side knows itself: the key of
+ * sock_helper_map. The accepting side sees this as its remote address, also
+ * through iptables REDIRECT. Addresses are IPv6 or IPv4-mapped IPv6 in
+ * network byte order; ports in host byte order. netns is the network
+ * namespace cookie when the address is loopback (loopback addresses repeat
+ * across pods), else 0. */
+struct endpoint_key {
+	__u32 ip[4];
+	__u32 port;
+	__u32 pad;
+	__u64 netns;
+};
+
+/* A socket's own connection tuple, the key of sock_ops_map (the sockets)
+ * and sock_proxy_map (the pairs). netns as in endpoint_key, set when either
+ * address is loopback. */
+struct sock_key {
+	__u32 local_ip[4];
+	__u32 remote_ip[4];
+	__u32 local_port;
+	__u32 remote_port;
+	__u64 netns;
+};
+
+/* Socket-local storage written by cgroup/sock_create in process context and
+ * cloned from a listener into the sockets it accepts (BPF_F_CLONE). */
+struct sock_owner {
+	__u32 uid;
+	__u32 gid;
+	__u64 pod; /* pod cgroup id, the key of sock_param_map */
+};
+
+#define HELPER_AMBIGUOUS 1 /* two connecting sockets share this endpoint */
+
+/* sock_helper_map value: a connecting socket waiting for its local peer. */
+struct helper_val {
+	struct sock_key key;
+	__u64 pod;
+	__u32 uid;
+	__u32 gid;
+	__u32 start_seq; /* write_seq when established */
+	__u32 flags;
+};
+
+#define PROXY_REDIRECT 1 /* this direction may be redirected */
+#define PROXY_ACTIVE 2   /* the sender is the connecting side */
+
+/* sock_proxy_map value: one direction of an accelerated pair. */
+struct proxy_val {
+	struct sock_key peer;
+	__u64 pod;       /* sender's pod */
+	__u64 peer_pod;  /* receiver's pod */
+	__u32 start_seq; /* sender's write_seq when established */
+	__u32 flags;
+	__u32 uid;       /* sender's owner */
+	__u32 peer_uid;  /* receiver's owner */
+	__u64 bytes;     /* redirected by this sender */
+	__u64 msgs;
+};
+
+#define RULE_IP 1
+#define RULE_PORT 2
+#define RULE_UID 4
+#define RULE_GID 8
+#define RULE_RETURN 16 /* else ACCEPT */
+
+struct rule {
+	__u32 ip[4];   /* masked prefix, IPv4 as IPv4-mapped */
+	__u32 mask[4];
+	__u32 uid;
+	__u32 gid;
+	__u16 port_lo;
+	__u16 port_hi;
+	__u32 flags;
+};
+
+#define POD_DISABLED 1  /* no new connections of this pod are accelerated */
+#define POD_TRUST_APP 2 /* every reader in the pod reads with recvmsg */
+
+/* sock_param_map value: a pod's filter, swapped whole by one update. */
+struct pod_config {
+	__u32 nrules;
+	__u32 flags;
+	__u32 trusted_uid; /* the sidecar's uid, trusted to read with recvmsg */
+	__u32 pad;
+	struct rule rules[MAX_RULES];
+};
+
+/* mesh_config value (one element). Zero means acceleration is on. */
+struct global_config {
+	__u32 disabled;
+	__u32 pad;
+};
+
+/* Indexes of the per-CPU counters in mesh_counters. Names in bpf/counters.go. */
+enum counter {
+	C_SOCK_CREATED,       /* sockets tagged at creation in attached pods */
+	C_ACTIVE,             /* connecting sockets registered */
+	C_CONN_SEEN,          /* accepted connections examined */
+	C_CONN_ACCEPTED,      /* pairs recorded */
+	C_REJECT_DISABLED,    /* acceleration off (node or pod) */
+	C_REJECT_NO_PEER,     /* peer not local or not in an attached pod */
+	C_REJECT_NO_OWNER,    /* socket created before the pod was attached */
+	C_REJECT_RULES,       /* the rules said RETURN or no ACCEPT */
+	C_REJECT_AMBIGUOUS,   /* connecting endpoint shared by two sockets */
+	C_REJECT_UNTRUSTED,   /* neither reader trusted to use recvmsg */
+	C_DIR_REDIRECT,       /* directions set up for redirection */
+	C_DIR_UNTRUSTED,      /* directions left on the stack: reader may splice */
+	C_MSG_REDIRECTED,
+	C_BYTES_REDIRECTED,
+	C_FALLBACK_MAP_FULL,  /* a map update failed */
+	C_FALLBACK_STACK_FIRST, /* messages kept on the stack: bytes already sent there */
+	C_FALLBACK_PEER_GONE, /* messages whose peer left the socket map */
+	C_MSG_UNPAIRED,       /* messages of sockets with no local peer */
+	C_CLOSED,             /* accelerated pairs closed */
+	C_MAX,
+};
+
+#endif

@@ -1,0 +1,96 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+)
+
+// Direction is one direction of an accelerated pair: From sends, To
+// receives.
+type Direction struct {
+	From, To        netip.AddrPort
+	Netns           uint64 // network namespace cookie for loopback pairs
+	FromPod, ToPod  uint64 // pod cgroup ids
+	FromUID, ToUID  uint32
+	Connecting      bool // From is the connecting side
+	Redirect        bool // data is redirected (else it takes the stack)
+	Bytes, Messages uint64
+}
+
+// Directions lists the recorded pair directions.
+func (n *Node) Directions() ([]Direction, error) {
+	var (
+		k   meshSockKey
+		v   meshProxyVal
+		out []Direction
+	)
+	it := n.maps.SockProxyMap.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, Direction{
+			From:       netip.AddrPortFrom(keyAddr(k.LocalIp), uint16(k.LocalPort)),
+			To:         netip.AddrPortFrom(keyAddr(v.Peer.LocalIp), uint16(v.Peer.LocalPort)),
+			Netns:      k.Netns,
+			FromPod:    v.Pod,
+			ToPod:      v.PeerPod,
+			FromUID:    v.Uid,
+			ToUID:      v.PeerUid,
+			Connecting: v.Flags&proxyActive != 0,
+			Redirect:   v.Flags&proxyRedirect != 0,
+			Bytes:      v.Bytes,
+			Messages:   v.Msgs,
+		})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read sock_proxy_map: %w", err)
+	}
+	return out, nil
+}
+
+// Flags of struct proxy_val.
+const (
+	proxyRedirect = 1
+	proxyActive   = 2
+)
+
+// Usage counts the entries of the connection maps.
+type Usage struct {
+	Sockets, Directions, Pending, Pods int
+	Capacity                           uint32
+}
+
+// Usage counts the entries of the connection maps (a full scan).
+func (n *Node) Usage() (Usage, error) {
+	var u Usage
+	var err error
+	if u.Sockets, err = countKeys(n.maps.SockOpsMap, new(meshSockKey)); err != nil {
+		return u, err
+	}
+	if u.Directions, err = countKeys(n.maps.SockProxyMap, new(meshSockKey)); err != nil {
+		return u, err
+	}
+	if u.Pending, err = countKeys(n.maps.SockHelperMap, new(meshEndpointKey)); err != nil {
+		return u, err
+	}
+	if u.Pods, err = countKeys(n.maps.SockParamMap, new(uint64)); err != nil {
+		return u, err
+	}
+	u.Capacity = n.maps.SockProxyMap.MaxEntries()
+	return u, nil
+}
+
+func countKeys(m *ebpf.Map, key any) (int, error) {
+	count := 0
+	var next any = key
+	err := m.NextKey(nil, next)
+	for err == nil {
+		count++
+		err = m.NextKey(next, next)
+	}
+	if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return 0, fmt.Errorf("scan %v: %w", m, err)
+	}
+	return count, nil
+}

@@ -1,0 +1,288 @@
+// Package bpf is the mesh-accel engine: it loads the BPF data path (sockops,
+// sk_msg and cgroup/sock_create programs, built from c/ by bpf2go), keeps
+// the node-wide state pinned under bpffs, attaches a pod's programs and
+// rules to the pod's cgroup v2 directory, and reads the counters.
+//
+// Node state lives at <bpffs>/<root>/<LayoutVersion>/: maps/ (pinned by
+// name), progs/ and pods/<pod id>/ (the pod's cgroup links). Several
+// processes may open the node at once (CNI ADDs run concurrently): creation
+// is serialised by a file lock on that directory.
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// LayoutVersion names the layout of the pinned maps and programs. It changes
+// whenever a map's key or value changes, so that an upgrade can create the
+// new state beside the old one.
+const LayoutVersion = "v1"
+
+// DefaultBPFFS is where bpffs is mounted on a node.
+const DefaultBPFFS = "/sys/fs/bpf"
+
+// DefaultRoot is the folder of mesh-accel's state under bpffs.
+const DefaultRoot = "mesh-accel"
+
+// DefaultMapSize is the number of entries of the connection maps.
+const DefaultMapSize = 65536
+
+// Program pin names under progs/. The sk_msg program is pinned last and so
+// marks complete node state.
+const (
+	pinSockops    = "sockops"
+	pinSockCreate = "sock_create"
+	pinSkMsg      = "sk_msg"
+)
+
+// Options say where the node state lives and how big its maps are.
+type Options struct {
+	// BPFFS is the bpffs mount point, DefaultBPFFS when empty; it is
+	// mounted when nothing is mounted there.
+	BPFFS string
+	// Root is the state's folder under BPFFS, DefaultRoot when empty.
+	// Tests use a unique root per run.
+	Root string
+	// MapSize is the capacity of the socket, pair and pending-connection
+	// maps, DefaultMapSize when zero. It applies when the state is created.
+	MapSize uint32
+}
+
+func (o Options) dir() string {
+	fs, root := o.BPFFS, o.Root
+	if fs == "" {
+		fs = DefaultBPFFS
+	}
+	if root == "" {
+		root = DefaultRoot
+	}
+	return filepath.Join(fs, root, LayoutVersion)
+}
+
+// Node is an open handle on the node-wide state. Close releases the handle;
+// the pinned state stays until Remove.
+type Node struct {
+	dir        string
+	maps       meshMaps
+	sockops    *ebpf.Program
+	sockCreate *ebpf.Program
+}
+
+// OpenNode creates the node state, or reuses it when another process
+// created it already.
+func OpenNode(o Options) (*Node, error) {
+	fs := o.BPFFS
+	if fs == "" {
+		fs = DefaultBPFFS
+	}
+	if err := ensureBPFFS(fs); err != nil {
+		return nil, err
+	}
+	dir := o.dir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create node state dir: %w", err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	spec, err := loadMesh()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF spec: %w", err)
+	}
+	size := o.MapSize
+	if size == 0 {
+		size = DefaultMapSize
+	}
+	n := &Node{dir: dir}
+	for _, name := range []string{"sock_ops_map", "sock_proxy_map", "sock_helper_map"} {
+		spec.Maps[name].MaxEntries = pinnedSize(filepath.Join(n.mapsDir(), name), size)
+	}
+	if err := os.MkdirAll(n.mapsDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("create maps dir: %w", err)
+	}
+	if err := spec.LoadAndAssign(&n.maps, &ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: n.mapsDir()},
+	}); err != nil {
+		return nil, fmt.Errorf("load node maps (pinned at %s): %w", n.mapsDir(), err)
+	}
+	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil {
+		err = n.loadPinnedProgs()
+		if err == nil {
+			return n, nil
+		}
+		n.Close()
+		return nil, err
+	}
+	if err := n.create(spec); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) mapsDir() string            { return filepath.Join(n.dir, "maps") }
+func (n *Node) progPin(name string) string { return filepath.Join(n.dir, "progs", name) }
+func (n *Node) podDir(id string) string    { return filepath.Join(n.dir, "pods", id) }
+func (n *Node) podsDir() string            { return filepath.Join(n.dir, "pods") }
+
+// Dir is the node state's folder under bpffs.
+func (n *Node) Dir() string { return n.dir }
+
+func (n *Node) loadPinnedProgs() error {
+	var err error
+	if n.sockops, err = ebpf.LoadPinnedProgram(n.progPin(pinSockops), nil); err != nil {
+		return fmt.Errorf("load pinned sockops program: %w", err)
+	}
+	if n.sockCreate, err = ebpf.LoadPinnedProgram(n.progPin(pinSockCreate), nil); err != nil {
+		return fmt.Errorf("load pinned sock_create program: %w", err)
+	}
+	return nil
+}
+
+// create loads the programs, attaches sk_msg to the socket map and pins the
+// programs, sk_msg last. It runs under the node lock.
+func (n *Node) create(spec *ebpf.CollectionSpec) error {
+	var progs meshPrograms
+	if err := spec.LoadAndAssign(&progs, &ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: n.mapsDir()},
+	}); err != nil {
+		return fmt.Errorf("load BPF programs: %w", verifierError(err))
+	}
+	defer progs.MeshSkMsg.Close()
+	n.sockops, n.sockCreate = progs.MeshSockops, progs.MeshSockCreate
+
+	one := uint32(0)
+	if err := n.maps.MeshConfig.Update(one, meshGlobalConfig{}, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("initialise global switch: %w", err)
+	}
+	if err := link.RawAttachProgram(link.RawAttachProgramOptions{
+		Target:  n.maps.SockOpsMap.FD(),
+		Program: progs.MeshSkMsg,
+		Attach:  ebpf.AttachSkMsgVerdict,
+	}); err != nil {
+		return fmt.Errorf("attach sk_msg to sock_ops_map: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(n.progPin(pinSkMsg)), 0o700); err != nil {
+		return fmt.Errorf("create programs dir: %w", err)
+	}
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{pinSockops, n.sockops}, {pinSockCreate, n.sockCreate}, {pinSkMsg, progs.MeshSkMsg}} {
+		_ = os.Remove(n.progPin(p.name)) // leftover of an interrupted creation
+		if err := p.prog.Pin(n.progPin(p.name)); err != nil {
+			return fmt.Errorf("pin %s program: %w", p.name, err)
+		}
+	}
+	return nil
+}
+
+// pinnedSize is the capacity of the map pinned at path, or def when there
+// is none: reopening keeps the size the state was created with.
+func pinnedSize(path string, def uint32) uint32 {
+	m, err := ebpf.LoadPinnedMap(path, nil)
+	if err != nil {
+		return def
+	}
+	defer m.Close()
+	return m.MaxEntries()
+}
+
+// verifierError keeps the end of a verifier log, where the reason is.
+func verifierError(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%+v", ve)
+	}
+	return err
+}
+
+// Close releases this process's handles. The pinned state stays.
+func (n *Node) Close() error {
+	for _, p := range []*ebpf.Program{n.sockops, n.sockCreate} {
+		if p != nil {
+			p.Close()
+		}
+	}
+	return n.maps.Close()
+}
+
+// Remove detaches every pod and deletes the node state: no pin, program or
+// map of it stays behind. The handle is closed.
+func (n *Node) Remove() error {
+	ids, err := n.podIDs()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, n.DetachPod(id))
+	}
+	errs = append(errs, n.Close())
+	if err := os.RemoveAll(n.dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove node state: %w", err))
+	}
+	// The root and bpffs stay; drop the root when it is empty.
+	_ = os.Remove(filepath.Dir(n.dir))
+	return errors.Join(errs...)
+}
+
+// SetEnabled sets the global switch. Off, no new connection is paired;
+// pairs already recorded stay accelerated until they close.
+func (n *Node) SetEnabled(on bool) error {
+	c := meshGlobalConfig{}
+	if !on {
+		c.Disabled = 1
+	}
+	if err := n.maps.MeshConfig.Update(uint32(0), c, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("set global switch: %w", err)
+	}
+	return nil
+}
+
+// Enabled reads the global switch.
+func (n *Node) Enabled() (bool, error) {
+	var c meshGlobalConfig
+	if err := n.maps.MeshConfig.Lookup(uint32(0), &c); err != nil {
+		return false, fmt.Errorf("read global switch: %w", err)
+	}
+	return c.Disabled == 0, nil
+}
+
+// ensureBPFFS mounts bpffs at path unless it is mounted there already.
+func ensureBPFFS(path string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return fmt.Errorf("create bpffs mount point: %w", err)
+	}
+	if err := unix.Mount("bpf", path, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpffs at %s: %w", path, err)
+	}
+	return nil
+}
+
+// lockDir takes an exclusive flock on dir until the returned func is called.
+func lockDir(dir string) (func(), error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s for locking: %w", dir, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { unix.Close(fd) }, nil
+}

@@ -1,0 +1,321 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
+	"github.com/mesh-accel/mesh-accel/rules"
+)
+
+// DefaultSidecarUID is Envoy's uid in Istio: its sockets are trusted to be
+// read with recvmsg.
+const DefaultSidecarUID = 1337
+
+// ErrPodNotAttached is returned for a pod that has no state on this node.
+var ErrPodNotAttached = errors.New("pod not attached")
+
+// PodConfig is what decides the acceleration of a pod's connections.
+type PodConfig struct {
+	// Rules in force for the pod: node defaults merged with the pod's
+	// own. A nil or empty set accelerates every connection.
+	Rules *rules.Set
+	// TrustApp declares that every reader in the pod uses recvmsg (never
+	// splice), so data may be redirected into the app's sockets too.
+	// Without it only sockets of SidecarUID receive redirected data.
+	TrustApp bool
+	// SidecarUID is the uid trusted to read with recvmsg;
+	// DefaultSidecarUID when zero.
+	SidecarUID uint32
+	// Disabled stops acceleration of the pod's new connections.
+	Disabled bool
+}
+
+// Pin links of a pod under pods/<id>/.
+const (
+	linkSockCreate = "sock_create"
+	linkSockops    = "sockops"
+)
+
+var podIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// AttachPod attaches the data path to the pod's cgroup v2 directory with
+// cfg. A repeated attach of the same pod updates its configuration. Nothing
+// is left behind when it fails.
+func (n *Node) AttachPod(id, cgroupDir string, cfg PodConfig) error {
+	if !podIDPattern.MatchString(id) {
+		return fmt.Errorf("invalid pod id %q: want letters, digits, '.', '_' or '-'", id)
+	}
+	pc, err := encodePodConfig(cfg)
+	if err != nil {
+		return err
+	}
+	cgID, err := podCgroup(cgroupDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(n.podDir(id)); err == nil {
+		old, err := n.podCgroupID(id)
+		if err != nil {
+			return err
+		}
+		if old != cgID {
+			return fmt.Errorf("pod %s is attached to another cgroup (id %d)", id, old)
+		}
+		return n.putPodConfig(cgID, pc)
+	}
+	// The filter goes first: a socket created the moment the programs
+	// are attached must find its pod.
+	if err := n.putPodConfig(cgID, pc); err != nil {
+		return err
+	}
+	if err := n.attachLinks(id, cgroupDir); err != nil {
+		_ = os.RemoveAll(n.podDir(id))
+		_ = n.maps.SockParamMap.Delete(cgID)
+		return err
+	}
+	return nil
+}
+
+// podCgroup checks that dir is a cgroup v2 directory other than the root
+// of the hierarchy and returns its id.
+func podCgroup(dir string) (uint64, error) {
+	if !cgroupv2.IsCgroup2(dir) {
+		return 0, fmt.Errorf("%s is not a cgroup v2 directory", dir)
+	}
+	if root, err := cgroupv2.Mount(); err == nil && filepath.Clean(dir) == filepath.Clean(root) {
+		return 0, fmt.Errorf("refusing to attach to the root cgroup %s", dir)
+	}
+	return cgroupv2.ID(dir)
+}
+
+func (n *Node) attachLinks(id, cgroupDir string) error {
+	if err := os.MkdirAll(n.podDir(id), 0o700); err != nil {
+		return fmt.Errorf("create pod state dir: %w", err)
+	}
+	for _, a := range []struct {
+		name string
+		prog *ebpf.Program
+		typ  ebpf.AttachType
+	}{
+		{linkSockCreate, n.sockCreate, ebpf.AttachCGroupInetSockCreate},
+		{linkSockops, n.sockops, ebpf.AttachCGroupSockOps},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: a.typ, Program: a.prog})
+		if err != nil {
+			return fmt.Errorf("attach %s to %s: %w", a.name, cgroupDir, err)
+		}
+		err = l.Pin(filepath.Join(n.podDir(id), a.name))
+		l.Close()
+		if err != nil {
+			return fmt.Errorf("pin %s link of pod %s: %w", a.name, id, err)
+		}
+	}
+	return nil
+}
+
+// UpdatePod swaps the pod's configuration in one map update: a connection
+// is judged either by the old configuration or by the new one.
+func (n *Node) UpdatePod(id string, cfg PodConfig) error {
+	pc, err := encodePodConfig(cfg)
+	if err != nil {
+		return err
+	}
+	cgID, err := n.podCgroupID(id)
+	if err != nil {
+		return err
+	}
+	return n.putPodConfig(cgID, pc)
+}
+
+func (n *Node) putPodConfig(cgID uint64, pc *meshPodConfig) error {
+	if err := n.maps.SockParamMap.Update(cgID, pc, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write pod rules (cgroup %d): %w", cgID, err)
+	}
+	return nil
+}
+
+// podCgroupID reads the cgroup id of an attached pod from its pinned link.
+func (n *Node) podCgroupID(id string) (uint64, error) {
+	p := filepath.Join(n.podDir(id), linkSockops)
+	l, err := link.LoadPinnedLink(p, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("pod %s: %w", id, ErrPodNotAttached)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load pinned link %s: %w", p, err)
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return 0, fmt.Errorf("link info of %s: %w", p, err)
+	}
+	cg := info.Cgroup()
+	if cg == nil {
+		return 0, fmt.Errorf("%s is not a cgroup link", p)
+	}
+	return cg.CgroupId, nil
+}
+
+// DetachPod removes everything of the pod: its links (so its programs
+// leave the cgroup) and its rules. It succeeds when the pod is already gone.
+// Pairs already recorded stay accelerated until they close.
+func (n *Node) DetachPod(id string) error {
+	if !podIDPattern.MatchString(id) {
+		return fmt.Errorf("invalid pod id %q", id)
+	}
+	cgID, err := n.podCgroupID(id)
+	if errors.Is(err, ErrPodNotAttached) {
+		return os.RemoveAll(n.podDir(id))
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range []string{linkSockops, linkSockCreate} {
+		p := filepath.Join(n.podDir(id), name)
+		l, err := link.LoadPinnedLink(p, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("load pinned link %s: %w", p, err))
+			continue
+		}
+		if err := l.Unpin(); err != nil {
+			errs = append(errs, fmt.Errorf("unpin %s: %w", p, err))
+		}
+		l.Close()
+	}
+	if err := n.maps.SockParamMap.Delete(cgID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("delete pod rules: %w", err))
+	}
+	if err := os.RemoveAll(n.podDir(id)); err != nil {
+		errs = append(errs, fmt.Errorf("remove pod state: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// PodInfo describes an attached pod.
+type PodInfo struct {
+	ID       string
+	CgroupID uint64
+	Config   PodConfig
+}
+
+// Pods lists the attached pods with their configuration.
+func (n *Node) Pods() ([]PodInfo, error) {
+	ids, err := n.podIDs()
+	if err != nil {
+		return nil, err
+	}
+	var out []PodInfo
+	for _, id := range ids {
+		cgID, err := n.podCgroupID(id)
+		if err != nil {
+			return nil, err
+		}
+		var pc meshPodConfig
+		if err := n.maps.SockParamMap.Lookup(cgID, &pc); err != nil {
+			return nil, fmt.Errorf("read rules of pod %s: %w", id, err)
+		}
+		out = append(out, PodInfo{ID: id, CgroupID: cgID, Config: decodePodConfig(&pc)})
+	}
+	return out, nil
+}
+
+func (n *Node) podIDs() ([]string, error) {
+	ents, err := os.ReadDir(n.podsDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	ids := make([]string, 0, len(ents))
+	for _, e := range ents {
+		ids = append(ids, e.Name())
+	}
+	return ids, nil
+}
+
+// encodePodConfig turns cfg into the BPF map value.
+func encodePodConfig(cfg PodConfig) (*meshPodConfig, error) {
+	pc := &meshPodConfig{TrustedUid: cfg.SidecarUID}
+	if pc.TrustedUid == 0 {
+		pc.TrustedUid = DefaultSidecarUID
+	}
+	if cfg.TrustApp {
+		pc.Flags |= podTrustApp
+	}
+	if cfg.Disabled {
+		pc.Flags |= podDisabled
+	}
+	if cfg.Rules == nil {
+		return pc, nil
+	}
+	if len(cfg.Rules.Rules) > len(pc.Rules) {
+		return nil, fmt.Errorf("%d rules: the BPF rule table holds %d", len(cfg.Rules.Rules), len(pc.Rules))
+	}
+	for i, r := range cfg.Rules.Rules {
+		pc.Rules[i] = encodeRule(r)
+	}
+	pc.Nrules = uint32(len(cfg.Rules.Rules))
+	return pc, nil
+}
+
+// Flags of struct pod_config and struct rule (c/mesh_accel.h).
+const (
+	podDisabled = 1
+	podTrustApp = 2
+
+	ruleIP     = 1
+	rulePort   = 2
+	ruleUID    = 4
+	ruleGID    = 8
+	ruleReturn = 16
+)
+
+func encodeRule(r rules.Rule) meshRule {
+	var m meshRule
+	if r.HasIP {
+		p := r.Prefix.Masked()
+		bits := p.Bits()
+		if p.Addr().Is4() {
+			bits += 96
+		}
+		ip := p.Addr().As16() // IPv4 becomes ::ffff:a.b.c.d, as in the keys
+		var mask [16]byte
+		for i := 0; i < bits; i++ {
+			mask[i/8] |= 0x80 >> (i % 8)
+		}
+		for i := 0; i < 4; i++ {
+			m.Ip[i] = binary.NativeEndian.Uint32(ip[i*4:])
+			m.Mask[i] = binary.NativeEndian.Uint32(mask[i*4:])
+		}
+		m.Flags |= ruleIP
+	}
+	if r.HasPort {
+		m.PortLo, m.PortHi = r.PortLo, r.PortHi
+		m.Flags |= rulePort
+	}
+	if r.HasUID {
+		m.Uid = r.UID
+		m.Flags |= ruleUID
+	}
+	if r.HasGID {
+		m.Gid = r.GID
+		m.Flags |= ruleGID
+	}
+	if r.Target == rules.Return {
+		m.Flags |= ruleReturn
+	}
+	return m
+}
