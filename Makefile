@@ -1,0 +1,43 @@
+# mesh-accel: make deps | generate | build | test | bench | lint | demo
+GO       ?= go
+BIN      := bin
+GOFLAGS  ?=
+export CGO_ENABLED := 0
+
+.PHONY: all deps generate check-generate build test test-short bench lint clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+# Rebuild the BPF objects (bpf2go + clang-14); the .go and .o are committed.
+generate: deps
+	cd bpf && $(GO) generate ./...
+
+# CI: the committed BPF objects must be what the sources compile to.
+check-generate: generate
+	@git diff --exit-code -- bpf/ || { echo "bpf/: generated files are stale, run 'make generate' and commit" >&2; exit 1; }
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build $(GOFLAGS) -o $(BIN)/ ./test/bench/mesh-accel-bench
+
+# The tests need root, BPF and cgroup v2 (they skip locally without, fail under CI=true).
+test: deps
+	$(GO) test $(GOFLAGS) -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test $(GOFLAGS) -short -count=1 ./...
+
+# Benchmark the four modes interleaved; BENCH_SECONDS shortens, BENCH_JSON=FILE writes JSON.
+bench: deps build
+	$(BIN)/mesh-accel-bench
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf $(BIN)
