@@ -281,6 +281,7 @@ const (
 	ruleUID    = 4
 	ruleGID    = 8
 	ruleReturn = 16
+	ruleIP6    = 32
 )
 
 func encodeRule(r rules.Rule) meshRule {
@@ -290,6 +291,8 @@ func encodeRule(r rules.Rule) meshRule {
 		bits := p.Bits()
 		if p.Addr().Is4() {
 			bits += 96
+		} else {
+			m.Flags |= ruleIP6
 		}
 		ip := p.Addr().As16() // IPv4 becomes ::ffff:a.b.c.d, as in the keys
 		var mask [16]byte

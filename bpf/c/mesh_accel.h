@@ -76,6 +76,7 @@ struct proxy_val {
 #define RULE_UID 4
 #define RULE_GID 8
 #define RULE_RETURN 16 /* else ACCEPT */
+#define RULE_IP6 32    /* an IPv6 prefix: never matches IPv4(-mapped) ends */
 
 struct rule {
 	__u32 ip[4];   /* masked prefix, IPv4 as IPv4-mapped */
