@@ -1,0 +1,81 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+)
+
+// column is one figure of the table.
+type column struct {
+	head   string
+	get    func(Result) float64
+	format string
+	lower  bool // lower is better (latency)
+}
+
+var columns = []column{
+	{"rr64/s", func(r Result) float64 { return r.RR64 }, "%.0f", false},
+	{"rr4k/s", func(r Result) float64 { return r.RR4K }, "%.0f", false},
+	{"rr64x8/s", func(r Result) float64 { return r.RR64x8 }, "%.0f", false},
+	{"p50 us", func(r Result) float64 { return r.P50us }, "%.1f", true},
+	{"p99 us", func(r Result) float64 { return r.P99us }, "%.1f", true},
+	{"bulk Gbit/s", func(r Result) float64 { return r.BulkGbit }, "%.2f", false},
+	{"conn/s", func(r Result) float64 { return r.ConnPerS }, "%.0f", false},
+}
+
+// WriteTable prints the figures per mode and, below, each mode's ratio to
+// the sidecar mode (for latency: sidecar / mode, so >1 is better).
+func WriteTable(w io.Writer, res map[Mode]Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "mode\t")
+	for _, c := range columns {
+		fmt.Fprintf(tw, "%s\t", c.head)
+	}
+	fmt.Fprint(tw, "redirected MiB\t\n")
+	for _, m := range Modes {
+		fmt.Fprintf(tw, "%s\t", m)
+		for _, c := range columns {
+			fmt.Fprintf(tw, c.format+"\t", c.get(res[m]))
+		}
+		fmt.Fprintf(tw, "%.0f\t\n", float64(res[m].Redirected)/(1<<20))
+	}
+	base := res[Sidecar]
+	for _, m := range Modes {
+		if m == Sidecar {
+			continue
+		}
+		fmt.Fprintf(tw, "%s/sidecar\t", m)
+		for _, c := range columns {
+			a, b := c.get(res[m]), c.get(base)
+			if c.lower {
+				a, b = b, a
+			}
+			if b == 0 {
+				fmt.Fprint(tw, "-\t")
+				continue
+			}
+			fmt.Fprintf(tw, "%.2fx\t", a/b)
+		}
+		fmt.Fprint(tw, "\t\n")
+	}
+	return tw.Flush()
+}
+
+// WriteJSON writes the results as an object keyed by mode, atomically.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
+	"github.com/mesh-accel/mesh-accel/rules"
+	"github.com/mesh-accel/mesh-accel/test/sim"
+)
+
+func TestMain(m *testing.M) {
+	sim.RoleMain()
+	os.Exit(m.Run())
+}
+
+// optsDefault is node state with the default map sizes.
+var optsDefault = bpf.Options{}
+
+// Pod configurations used across the tests.
+var (
+	defaultCfg = bpf.PodConfig{Rules: rules.Default()}
+	allCfg     = bpf.PodConfig{Rules: &rules.Set{}}
+	trustedAll = bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
+)
+
+// env is a simulated node with its own mesh-accel state.
+type env struct {
+	t    *testing.T
+	node *bpf.Node
+	sim  *sim.Node
+}
+
+func newEnv(t *testing.T, opts bpf.Options) *env {
+	t.Helper()
+	e := &env{t: t, sim: sim.NewTestNode(t, sim.NodeOptions{})}
+	e.node = bpftest.NewNode(t, opts)
+	return e
+}
+
+// pod adds a pod; with cfg non-nil its acceleration is attached before its
+// processes start (as the CNI plugin does at sandbox creation).
+func (e *env) pod(name string, sidecar bool, cfg *bpf.PodConfig) *sim.Pod {
+	e.t.Helper()
+	opts := sim.PodOptions{Name: name, Sidecar: sidecar}
+	if cfg != nil {
+		c := *cfg
+		opts.BeforeStart = func(p *sim.Pod) error { return e.node.AttachPod(p.Name, p.CgroupDir, c) }
+	}
+	return e.sim.AddTestPod(e.t, opts)
+}
+
+func (e *env) counters() bpf.Counters {
+	e.t.Helper()
+	c, err := e.node.Counters()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// run runs a client in pod and fails the test unless every check passed.
+// It returns the result and the counters' change during the run.
+func (e *env) run(p *sim.Pod, spec sim.ClientSpec) (*sim.ClientResult, bpf.Counters) {
+	e.t.Helper()
+	before := e.counters()
+	res := p.RunTestClient(e.t, spec)
+	if !res.OK {
+		e.t.Fatalf("client %s in %s: %d errors, %d mismatches: %v", spec.Mode, p.Name, res.ErrorCount, res.Mismatches, res.Errors)
+	}
+	e.waitNoConns()
+	return res, e.counters().Sub(before)
+}
+
+// waitNoConns waits until every pair and pending connection has left the
+// maps (connections close asynchronously after the client exits) and fails
+// the test if they do not: entries outliving their sockets are leaks.
+func (e *env) waitNoConns() {
+	e.t.Helper()
+	var u bpf.Usage
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if u, err = e.node.Usage(); err != nil {
+			e.t.Fatal(err)
+		}
+		if u.Sockets == 0 && u.Directions == 0 && u.Pending == 0 {
+			return
+		}
+	}
+	e.t.Fatalf("connection maps not empty after the connections closed: %+v", u)
+}
+
+// want checks counters against expected values.
+func want(t *testing.T, got bpf.Counters, exp map[string]uint64) {
+	t.Helper()
+	for k, v := range exp {
+		if got[k] != v {
+			t.Errorf("counter %s = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+// wantPositive checks that counters moved.
+func wantPositive(t *testing.T, got bpf.Counters, names ...string) {
+	t.Helper()
+	for _, k := range names {
+		if got[k] == 0 {
+			t.Errorf("counter %s = 0, want > 0 (all: %v)", k, got)
+		}
+	}
+}
