@@ -322,5 +322,5 @@ func (n *Node) baseEnv() []string {
 	if !strings.Contains(gorace, "atexit_sleep_ms") {
 		gorace = strings.TrimSpace(gorace + " atexit_sleep_ms=0")
 	}
-	return []string{"PATH=" + path, "HOME=" + n.scratch, "TMPDIR=" + n.scratch, "GORACE=" + gorace}
+	return []string{"PATH=" + path, "HOME=" + n.scratch, "TMPDIR=" + n.scratch, "GORACE=" + gorace, "GOMAXPROCS=1"}
 }
