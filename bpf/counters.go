@@ -26,6 +26,8 @@ var counterNames = [...]string{
 	meshCounterC_FALLBACK_PEER_GONE:   "fallback_peer_gone",
 	meshCounterC_MSG_UNPAIRED:         "messages_unpaired",
 	meshCounterC_CLOSED:               "accelerated_pairs_closed",
+	meshCounterC_CAPTURE_EVENTS:       "capture_events",
+	meshCounterC_CAPTURE_DROPPED:      "capture_dropped",
 }
 
 // Counters are the data path's counters summed over CPUs, by name.

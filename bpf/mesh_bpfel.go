@@ -13,6 +13,28 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type meshCaptureConfig struct {
+	_       structs.HostLayout
+	On      uint32
+	Snaplen uint32
+	Pod     uint64
+	Ip      [4]uint32
+	HasIp   uint32
+	Port    uint32
+}
+
+type meshCaptureEvent struct {
+	_       structs.HostLayout
+	Ts      uint64
+	From    meshSockKey
+	To      meshSockKey
+	FromPod uint64
+	ToPod   uint64
+	Len     uint32
+	Caplen  uint32
+	Data    [1024]uint8
+}
+
 type meshCounter uint32
 
 const (
@@ -35,7 +57,9 @@ const (
 	meshCounterC_FALLBACK_PEER_GONE   meshCounter = 16
 	meshCounterC_MSG_UNPAIRED         meshCounter = 17
 	meshCounterC_CLOSED               meshCounter = 18
-	meshCounterC_MAX                  meshCounter = 19
+	meshCounterC_CAPTURE_EVENTS       meshCounter = 19
+	meshCounterC_CAPTURE_DROPPED      meshCounter = 20
+	meshCounterC_MAX                  meshCounter = 21
 )
 
 type meshEndpointKey struct {
@@ -115,16 +139,19 @@ type meshSockOwner struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	meshMapMeshConfig      = "mesh_config"
-	meshMapMeshCounters    = "mesh_counters"
-	meshMapSockHelperMap   = "sock_helper_map"
-	meshMapSockOpsMap      = "sock_ops_map"
-	meshMapSockOwnerMap    = "sock_owner_map"
-	meshMapSockParamMap    = "sock_param_map"
-	meshMapSockProxyMap    = "sock_proxy_map"
-	meshProgMeshSkMsg      = "mesh_sk_msg"
-	meshProgMeshSockCreate = "mesh_sock_create"
-	meshProgMeshSockops    = "mesh_sockops"
+	meshMapMeshCapture        = "mesh_capture"
+	meshMapMeshCaptureCfg     = "mesh_capture_cfg"
+	meshMapMeshConfig         = "mesh_config"
+	meshMapMeshCounters       = "mesh_counters"
+	meshMapSockHelperMap      = "sock_helper_map"
+	meshMapSockOpsMap         = "sock_ops_map"
+	meshMapSockOwnerMap       = "sock_owner_map"
+	meshMapSockParamMap       = "sock_param_map"
+	meshMapSockProxyMap       = "sock_proxy_map"
+	meshProgMeshSkMsg         = "mesh_sk_msg"
+	meshProgMeshSockCreate    = "mesh_sock_create"
+	meshProgMeshSockops       = "mesh_sockops"
+	meshVarUnusedCaptureEvent = "unused_capture_event"
 )
 
 // loadMesh returns the embedded CollectionSpec for mesh.
@@ -178,19 +205,22 @@ type meshProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type meshMapSpecs struct {
-	MeshConfig    *ebpf.MapSpec `ebpf:"mesh_config"`
-	MeshCounters  *ebpf.MapSpec `ebpf:"mesh_counters"`
-	SockHelperMap *ebpf.MapSpec `ebpf:"sock_helper_map"`
-	SockOpsMap    *ebpf.MapSpec `ebpf:"sock_ops_map"`
-	SockOwnerMap  *ebpf.MapSpec `ebpf:"sock_owner_map"`
-	SockParamMap  *ebpf.MapSpec `ebpf:"sock_param_map"`
-	SockProxyMap  *ebpf.MapSpec `ebpf:"sock_proxy_map"`
+	MeshCapture    *ebpf.MapSpec `ebpf:"mesh_capture"`
+	MeshCaptureCfg *ebpf.MapSpec `ebpf:"mesh_capture_cfg"`
+	MeshConfig     *ebpf.MapSpec `ebpf:"mesh_config"`
+	MeshCounters   *ebpf.MapSpec `ebpf:"mesh_counters"`
+	SockHelperMap  *ebpf.MapSpec `ebpf:"sock_helper_map"`
+	SockOpsMap     *ebpf.MapSpec `ebpf:"sock_ops_map"`
+	SockOwnerMap   *ebpf.MapSpec `ebpf:"sock_owner_map"`
+	SockParamMap   *ebpf.MapSpec `ebpf:"sock_param_map"`
+	SockProxyMap   *ebpf.MapSpec `ebpf:"sock_proxy_map"`
 }
 
 // meshVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type meshVariableSpecs struct {
+	UnusedCaptureEvent *ebpf.VariableSpec `ebpf:"unused_capture_event"`
 }
 
 // meshObjects contains all objects after they have been loaded into the kernel.
@@ -213,17 +243,21 @@ func (o *meshObjects) Close() error {
 //
 // It can be passed to loadMeshObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meshMaps struct {
-	MeshConfig    *ebpf.Map `ebpf:"mesh_config"`
-	MeshCounters  *ebpf.Map `ebpf:"mesh_counters"`
-	SockHelperMap *ebpf.Map `ebpf:"sock_helper_map"`
-	SockOpsMap    *ebpf.Map `ebpf:"sock_ops_map"`
-	SockOwnerMap  *ebpf.Map `ebpf:"sock_owner_map"`
-	SockParamMap  *ebpf.Map `ebpf:"sock_param_map"`
-	SockProxyMap  *ebpf.Map `ebpf:"sock_proxy_map"`
+	MeshCapture    *ebpf.Map `ebpf:"mesh_capture"`
+	MeshCaptureCfg *ebpf.Map `ebpf:"mesh_capture_cfg"`
+	MeshConfig     *ebpf.Map `ebpf:"mesh_config"`
+	MeshCounters   *ebpf.Map `ebpf:"mesh_counters"`
+	SockHelperMap  *ebpf.Map `ebpf:"sock_helper_map"`
+	SockOpsMap     *ebpf.Map `ebpf:"sock_ops_map"`
+	SockOwnerMap   *ebpf.Map `ebpf:"sock_owner_map"`
+	SockParamMap   *ebpf.Map `ebpf:"sock_param_map"`
+	SockProxyMap   *ebpf.Map `ebpf:"sock_proxy_map"`
 }
 
 func (m *meshMaps) Close() error {
 	return _MeshClose(
+		m.MeshCapture,
+		m.MeshCaptureCfg,
 		m.MeshConfig,
 		m.MeshCounters,
 		m.SockHelperMap,
@@ -238,6 +272,7 @@ func (m *meshMaps) Close() error {
 //
 // It can be passed to loadMeshObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meshVariables struct {
+	UnusedCaptureEvent *ebpf.Variable `ebpf:"unused_capture_event"`
 }
 
 // meshPrograms contains all programs after they have been loaded into the kernel.

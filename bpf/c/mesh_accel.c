@@ -92,6 +92,20 @@ struct {
 } mesh_config SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct capture_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mesh_capture_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mesh_capture SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, C_MAX);
 	__type(key, enum counter);
@@ -473,6 +487,67 @@ int mesh_sockops(struct bpf_sock_ops *ops)
 	return 1;
 }
 
+/* Puts struct capture_event into BTF, so that bpf2go emits it for Go. */
+const struct capture_event *unused_capture_event __attribute__((unused));
+
+static __always_inline int ip_equal(const __u32 a[4], const __u32 b[4])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline int capture_wants(const struct capture_config *c,
+					 const struct sock_key *from,
+					 const struct proxy_val *v)
+{
+	if (c->pod && c->pod != v->pod && c->pod != v->peer_pod)
+		return 0;
+	if (c->port && c->port != from->local_port &&
+	    c->port != v->peer.local_port)
+		return 0;
+	if (c->has_ip && !ip_equal(c->ip, from->local_ip) &&
+	    !ip_equal(c->ip, v->peer.local_ip))
+		return 0;
+	return 1;
+}
+
+/* Copies the head of a redirected message into the capture ring. Runs only
+ * while a capture is on: idle, the data path pays one array lookup. */
+static __always_inline void capture(struct sk_msg_md *msg,
+				    const struct capture_config *c,
+				    const struct sock_key *from,
+				    const struct proxy_val *v, __u32 size)
+{
+	if (!capture_wants(c, from, v))
+		return;
+	struct capture_event *ev =
+		bpf_ringbuf_reserve(&mesh_capture, sizeof(*ev), 0);
+	if (!ev) {
+		count(C_CAPTURE_DROPPED);
+		return;
+	}
+	__u32 caplen = c->snaplen;
+	if (caplen > size)
+		caplen = size;
+	if (caplen > MAX_SNAPLEN)
+		caplen = MAX_SNAPLEN;
+	ev->ts = bpf_ktime_get_ns();
+	ev->from = *from;
+	ev->to = v->peer;
+	ev->from_pod = v->pod;
+	ev->to_pod = v->peer_pod;
+	ev->len = size;
+	ev->caplen = 0;
+	if (caplen && !bpf_msg_pull_data(msg, 0, caplen, 0)) {
+		void *data = (void *)(long)msg->data;
+		void *end = (void *)(long)msg->data_end;
+		if (data + caplen <= end &&
+		    !bpf_probe_read_kernel(ev->data, caplen & (MAX_SNAPLEN * 2 - 1), data))
+			ev->caplen = caplen;
+	}
+	bpf_ringbuf_submit(ev, 0);
+	count(C_CAPTURE_EVENTS);
+}
+
 SEC("sk_msg")
 int mesh_sk_msg(struct sk_msg_md *msg)
 {
@@ -506,5 +581,10 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 	__sync_fetch_and_add(&v->msgs, 1);
 	count(C_MSG_REDIRECTED);
 	count_n(C_BYTES_REDIRECTED, size);
+
+	__u32 zero = 0;
+	struct capture_config *c = bpf_map_lookup_elem(&mesh_capture_cfg, &zero);
+	if (c && c->on)
+		capture(msg, c, &k, v, size);
 	return SK_PASS;
 }

@@ -106,6 +106,31 @@ struct global_config {
 	__u32 pad;
 };
 
+#define MAX_SNAPLEN 1024 /* bpf.MaxSnapLen */
+
+/* mesh_capture_cfg value (one element): what `mesh-accelctl dump` captures.
+ * Zero fields match anything. */
+struct capture_config {
+	__u32 on;
+	__u32 snaplen;
+	__u64 pod;     /* sender's or receiver's pod */
+	__u32 ip[4];   /* sender's or receiver's address (IPv4-mapped for IPv4) */
+	__u32 has_ip;
+	__u32 port;    /* sender's or receiver's port */
+};
+
+/* Ring buffer record of one redirected message. */
+struct capture_event {
+	__u64 ts;       /* bpf_ktime_get_ns */
+	struct sock_key from; /* the sender's tuple */
+	struct sock_key to;   /* the receiver's tuple */
+	__u64 from_pod;
+	__u64 to_pod;
+	__u32 len;      /* message length */
+	__u32 caplen;   /* bytes in data */
+	__u8 data[MAX_SNAPLEN];
+};
+
 /* Indexes of the per-CPU counters in mesh_counters. Names in bpf/counters.go. */
 enum counter {
 	C_SOCK_CREATED,       /* sockets tagged at creation in attached pods */
@@ -127,6 +152,8 @@ enum counter {
 	C_FALLBACK_PEER_GONE, /* messages whose peer left the socket map */
 	C_MSG_UNPAIRED,       /* messages of sockets with no local peer */
 	C_CLOSED,             /* accelerated pairs closed */
+	C_CAPTURE_EVENTS,     /* messages captured */
+	C_CAPTURE_DROPPED,    /* captures lost: ring buffer full */
 	C_MAX,
 };
 
