@@ -13,6 +13,10 @@ import (
 
 func TestMain(m *testing.M) {
 	sim.RoleMain()
+	if addr := os.Getenv(envDeferServer); addr != "" {
+		deferServer(addr)
+		return
+	}
 	os.Exit(m.Run())
 }
 

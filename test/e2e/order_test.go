@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/test/sim"
+)
+
+// envDeferServer makes the test binary a sink server (the simulator's
+// OpSink protocol) listening with TCP_DEFER_ACCEPT on the address it holds.
+const envDeferServer = "MESH_ACCEL_TEST_DEFER_SERVER"
+
+// deferServer serves OpSink with TCP_DEFER_ACCEPT: the kernel creates the
+// accepted socket, and so runs PASSIVE_ESTABLISHED, only when the client's
+// first data arrives. Every client has written before its pair is recorded.
+func deferServer(addr string) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 5)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		go serveSink(c)
+	}
+}
+
+// serveSink reads the op byte and the payload with plain reads and replies
+// with the payload's length and SHA-256.
+func serveSink(c net.Conn) {
+	defer c.Close()
+	var op [1]byte
+	if _, err := io.ReadFull(c, op[:]); err != nil {
+		return
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, struct{ io.Reader }{c})
+	if err != nil {
+		return
+	}
+	reply := binary.BigEndian.AppendUint64(nil, uint64(n))
+	_, _ = c.Write(h.Sum(reply))
+}
+
+// Streams that write before their pair is recorded keep that direction on
+// the stack for good (it carried stack bytes) and every byte arrives in
+// order; the other direction is redirected.
+func TestWriteBeforePairRecorded(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", false, &trustedAll)
+	b := e.pod("b", false, &trustedAll)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := b.Start(ctx, sim.ProcSpec{Argv: []string{exe}, UID: 0, GID: 0, Ready: "ready",
+		Env: []string{envDeferServer + "=[::]:9090"}}); err != nil {
+		t.Fatal(err)
+	}
+	const streams = 16
+	target := net.JoinHostPort(b.IPv4.String(), "9090")
+	_, c := e.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Target: target, Streams: streams, Bytes: 4 << 20,
+		MinWrite: 1, MaxWrite: 1 << 20})
+	want(t, c, map[string]uint64{"connections_accepted": streams, "directions_redirected": 2 * streams})
+	if c["fallback_stack_first"] < streams {
+		t.Errorf("fallback_stack_first = %d, want >= %d (every client direction)", c["fallback_stack_first"], streams)
+	}
+	// The replies (server -> client) were redirected.
+	if c["bytes_redirected"] != streams*sim.SinkReplyLen {
+		t.Errorf("bytes_redirected = %d, want the %d reply bytes", c["bytes_redirected"], streams*sim.SinkReplyLen)
+	}
+}
