@@ -53,6 +53,9 @@ type Options struct {
 	// MapSize is the capacity of the socket, pair and pending-connection
 	// maps, DefaultMapSize when zero. It applies when the state is created.
 	MapSize uint32
+	// NoCapture loads the data path built without the capture code. It
+	// exists for the benchmark, to measure what an idle capture costs.
+	NoCapture bool
 }
 
 func (o Options) dir() string {
@@ -95,7 +98,11 @@ func OpenNode(o Options) (*Node, error) {
 	}
 	defer unlock()
 
-	spec, err := loadMesh()
+	load := loadMesh
+	if o.NoCapture {
+		load = loadMeshnocap
+	}
+	spec, err := load()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF spec: %w", err)
 	}

@@ -487,6 +487,7 @@ int mesh_sockops(struct bpf_sock_ops *ops)
 	return 1;
 }
 
+#ifndef MESH_NO_CAPTURE
 /* Puts struct capture_event into BTF, so that bpf2go emits it for Go. */
 const struct capture_event *unused_capture_event __attribute__((unused));
 
@@ -547,6 +548,7 @@ static __always_inline void capture(struct sk_msg_md *msg,
 	bpf_ringbuf_submit(ev, 0);
 	count(C_CAPTURE_EVENTS);
 }
+#endif
 
 SEC("sk_msg")
 int mesh_sk_msg(struct sk_msg_md *msg)
@@ -582,9 +584,11 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 	count(C_MSG_REDIRECTED);
 	count_n(C_BYTES_REDIRECTED, size);
 
+#ifndef MESH_NO_CAPTURE
 	__u32 zero = 0;
 	struct capture_config *c = bpf_map_lookup_elem(&mesh_capture_cfg, &zero);
 	if (c && c->on)
 		capture(msg, c, &k, v, size);
+#endif
 	return SK_PASS;
 }

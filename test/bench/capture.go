@@ -1,0 +1,129 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/test/sim"
+)
+
+// CaptureResult is what the capture code costs the data path: the 64 B
+// request/response rate of accel-all built without it, with it compiled in
+// and idle, and while a capture of every message runs (medians).
+type CaptureResult struct {
+	NoCapture float64 `json:"rr64_nocapture_per_s"`
+	Idle      float64 `json:"rr64_idle_per_s"`
+	Capturing float64 `json:"rr64_capturing_per_s"`
+	Events    uint64  `json:"events_captured"`
+	Dropped   uint64  `json:"events_dropped"`
+}
+
+// RunCapture measures CaptureResult on its own two pairs of accel-all pods,
+// one on node state built without the capture code, interleaved per round.
+func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
+	n, err := sim.NewNode(sim.NodeOptions{Prefix: "mc"})
+	if err != nil {
+		return nil, err
+	}
+	defer n.Close()
+	var pairs [2]*pair
+	for i, nocap := range []bool{true, false} {
+		p, err := newAccelPair(ctx, n, fmt.Sprintf("cap%d", i), bpf.Options{NoCapture: nocap})
+		if p != nil && p.node != nil {
+			defer p.node.Remove()
+		}
+		if err != nil {
+			return nil, err
+		}
+		pairs[i] = p
+	}
+	var nocap, idle, capt []float64
+	res := &CaptureResult{}
+	for r := 0; r < cfg.Rounds; r++ {
+		for _, step := range []struct {
+			p       *pair
+			capture bool
+			out     *[]float64
+		}{{pairs[0], false, &nocap}, {pairs[1], false, &idle}, {pairs[1], true, &capt}} {
+			var v float64
+			run := func() error { return step.p.goRR(ctx, cfg.Duration, 64, 1, &v) }
+			if step.capture {
+				err = withCapture(step.p.node, res, run)
+			} else {
+				err = run()
+			}
+			if err != nil {
+				return nil, fmt.Errorf("capture cost, round %d: %w", r+1, err)
+			}
+			*step.out = append(*step.out, v)
+		}
+		if cfg.Log != nil {
+			fmt.Fprintf(cfg.Log, "round %d/%d: capture cost done\n", r+1, cfg.Rounds)
+		}
+	}
+	res.NoCapture, res.Idle, res.Capturing = medianOf(nocap), medianOf(idle), medianOf(capt)
+	return res, nil
+}
+
+// newAccelPair makes an accel-all pair of pods on its own node state.
+func newAccelPair(ctx context.Context, n *sim.Node, name string, opts bpf.Options) (*pair, error) {
+	opts.Root = fmt.Sprintf("mesh-accel-bench-%s-%s", n.Name, name)
+	node, err := bpf.OpenNode(opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &pair{mode: AccelAll, node: node}
+	cfg := *podConfig(AccelAll)
+	setup := func(pod *sim.Pod) error { return node.AttachPod(pod.Name, pod.CgroupDir, cfg) }
+	if p.a, err = n.AddPod(sim.PodOptions{Name: name + "-a", Sidecar: true, NoApp: true, BeforeStart: setup}); err != nil {
+		return p, err
+	}
+	if p.b, err = n.AddPod(sim.PodOptions{Name: name + "-b", Sidecar: true, BeforeStart: setup}); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// withCapture runs f while a capture of every message runs and a reader
+// drains it, as `mesh-accelctl dump` would.
+func withCapture(node *bpf.Node, res *CaptureResult, f func() error) error {
+	before, err := node.Counters()
+	if err != nil {
+		return err
+	}
+	c, err := node.StartCapture(bpf.CaptureFilter{})
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := c.Read(); errors.Is(err, bpf.ErrCaptureClosed) {
+				return
+			}
+		}
+	}()
+	ferr := f()
+	cerr := c.Close()
+	<-done
+	after, err := node.Counters()
+	if err != nil {
+		return err
+	}
+	d := after.Sub(before)
+	res.Events += d["capture_events"]
+	res.Dropped += d["capture_dropped"]
+	return errors.Join(ferr, cerr)
+}
+
+func medianOf(v []float64) float64 {
+	rs := make([]Result, len(v))
+	for i := range v {
+		rs[i].RR64 = v[i]
+	}
+	return median(rs).RR64
+}
+
