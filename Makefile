@@ -21,7 +21,7 @@ check-generate: generate
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build $(GOFLAGS) -o $(BIN)/ ./test/bench/mesh-accel-bench
+	$(GO) build $(GOFLAGS) -o $(BIN)/ ./test/bench/mesh-accel-bench ./ctl/cmd/mesh-accelctl
 
 # The tests need root, BPF and cgroup v2 (they skip locally without, fail under CI=true).
 test: deps

@@ -1,13 +1,13 @@
 package bpf
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -51,6 +51,9 @@ type Capture struct {
 	rd     *ringbuf.Reader
 	unlock func()
 	boot   time.Time // wall time of ktime 0
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // StartCapture turns capturing on with filter f. Only one capture runs per
@@ -121,33 +124,70 @@ func (c *Capture) Read() (CaptureEvent, error) {
 	if err != nil {
 		return CaptureEvent{}, err
 	}
-	var ev meshCaptureEvent
-	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
-		return CaptureEvent{}, fmt.Errorf("decode capture event: %w", err)
+	return decodeCaptureEvent(rec.RawSample, c.boot)
+}
+
+// Offsets in struct capture_event (c/mesh_accel.h).
+const (
+	evFrom    = 8
+	evTo      = evFrom + sockKeySize
+	evFromPod = evTo + sockKeySize
+	evToPod   = evFromPod + 8
+	evLen     = evToPod + 8
+	evCaplen  = evLen + 4
+	evData    = evCaplen + 4
+	// sockKeySize is sizeof(struct sock_key).
+	sockKeySize = 48
+)
+
+// decodeCaptureEvent reads a ring buffer record by offset: decoding the
+// whole 1 KiB struct per message would slow the reader down.
+func decodeCaptureEvent(b []byte, boot time.Time) (CaptureEvent, error) {
+	if len(b) < evData {
+		return CaptureEvent{}, fmt.Errorf("capture record of %d bytes, want at least %d", len(b), evData)
 	}
-	n := min(ev.Caplen, uint32(len(ev.Data)))
+	ne := binary.NativeEndian
+	caplen := min(int(ne.Uint32(b[evCaplen:])), len(b)-evData, MaxSnapLen)
 	return CaptureEvent{
-		Time:    c.boot.Add(time.Duration(ev.Ts)),
-		From:    netip.AddrPortFrom(keyAddr(ev.From.LocalIp), uint16(ev.From.LocalPort)),
-		To:      netip.AddrPortFrom(keyAddr(ev.To.LocalIp), uint16(ev.To.LocalPort)),
-		FromPod: ev.FromPod,
-		ToPod:   ev.ToPod,
-		Len:     ev.Len,
-		Data:    append([]byte(nil), ev.Data[:n]...),
+		Time:    boot.Add(time.Duration(ne.Uint64(b))),
+		From:    keyLocal(b[evFrom:]),
+		To:      keyLocal(b[evTo:]),
+		FromPod: ne.Uint64(b[evFromPod:]),
+		ToPod:   ne.Uint64(b[evToPod:]),
+		Len:     ne.Uint32(b[evLen:]),
+		Data:    append([]byte(nil), b[evData:evData+caplen]...),
 	}, nil
 }
 
-// Close turns capturing off and releases the ring buffer.
-func (c *Capture) Close() error {
-	err := c.n.maps.MeshCaptureCfg.Update(uint32(0), meshCaptureConfig{}, 0)
-	if cerr := c.rd.Close(); err == nil {
-		err = cerr
-	}
-	c.unlock()
-	if err != nil {
+// keyLocal decodes the local address and port of a struct sock_key.
+func keyLocal(b []byte) netip.AddrPort {
+	var ip [16]byte
+	copy(ip[:], b[:16])
+	port := binary.NativeEndian.Uint32(b[32:])
+	return netip.AddrPortFrom(netip.AddrFrom16(ip).Unmap(), uint16(port))
+}
+
+// Stop turns capturing off and keeps the ring open, so that Read can still
+// return what was captured until then (read with a deadline to drain it).
+func (c *Capture) Stop() error {
+	if err := c.n.maps.MeshCaptureCfg.Update(uint32(0), meshCaptureConfig{}, 0); err != nil {
 		return fmt.Errorf("stop capture: %w", err)
 	}
 	return nil
+}
+
+// Close turns capturing off and releases the ring buffer. It may be called
+// more than once.
+func (c *Capture) Close() error {
+	c.closeOnce.Do(func() {
+		err := c.Stop()
+		if cerr := c.rd.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close capture ring: %w", cerr)
+		}
+		c.unlock()
+		c.closeErr = err
+	})
+	return c.closeErr
 }
 
 // bootTime is the wall-clock time at which CLOCK_MONOTONIC (bpf_ktime_get_ns)

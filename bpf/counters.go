@@ -4,43 +4,62 @@ import (
 	"fmt"
 )
 
-// counterNames names the per-CPU counters of enum counter (c/mesh_accel.h),
-// in its order. Names are stable: the metrics and the CLI use them.
-var counterNames = [...]string{
-	meshCounterC_SOCK_CREATED:         "sockets_tagged",
-	meshCounterC_ACTIVE:               "connecting_registered",
-	meshCounterC_CONN_SEEN:            "connections_seen",
-	meshCounterC_CONN_ACCEPTED:        "connections_accepted",
-	meshCounterC_REJECT_DISABLED:      "rejected_disabled",
-	meshCounterC_REJECT_NO_PEER:       "rejected_no_local_peer",
-	meshCounterC_REJECT_NO_OWNER:      "rejected_no_owner",
-	meshCounterC_REJECT_RULES:         "rejected_rules",
-	meshCounterC_REJECT_AMBIGUOUS:     "rejected_ambiguous",
-	meshCounterC_REJECT_UNTRUSTED:     "rejected_untrusted_readers",
-	meshCounterC_DIR_REDIRECT:         "directions_redirected",
-	meshCounterC_DIR_UNTRUSTED:        "directions_untrusted_reader",
-	meshCounterC_MSG_REDIRECTED:       "messages_redirected",
-	meshCounterC_BYTES_REDIRECTED:     "bytes_redirected",
-	meshCounterC_FALLBACK_MAP_FULL:    "fallback_map_full",
-	meshCounterC_FALLBACK_STACK_FIRST: "fallback_stack_first",
-	meshCounterC_FALLBACK_PEER_GONE:   "fallback_peer_gone",
-	meshCounterC_MSG_UNPAIRED:         "messages_unpaired",
-	meshCounterC_CLOSED:               "accelerated_pairs_closed",
-	meshCounterC_CAPTURE_EVENTS:       "capture_events",
-	meshCounterC_CAPTURE_DROPPED:      "capture_dropped",
+// counterDefs names and describes the per-CPU counters of enum counter
+// (c/mesh_accel.h), in its order. Names are stable: the metrics and the CLI
+// use them.
+var counterDefs = [...]struct{ name, help string }{
+	meshCounterC_SOCK_CREATED:         {"sockets_tagged", "sockets created in attached pods"},
+	meshCounterC_ACTIVE:               {"connecting_registered", "connecting sockets registered"},
+	meshCounterC_CONN_SEEN:            {"connections_seen", "accepted connections examined"},
+	meshCounterC_CONN_ACCEPTED:        {"connections_accepted", "pairs recorded (accelerated connections)"},
+	meshCounterC_REJECT_DISABLED:      {"rejected_disabled", "not paired: acceleration off (node or pod)"},
+	meshCounterC_REJECT_NO_PEER:       {"rejected_no_local_peer", "not paired: peer not local or not in an attached pod"},
+	meshCounterC_REJECT_NO_OWNER:      {"rejected_no_owner", "not paired: socket created before its pod was attached (or accepted by MPTCP)"},
+	meshCounterC_REJECT_RULES:         {"rejected_rules", "not paired: the rules said RETURN or had no ACCEPT"},
+	meshCounterC_REJECT_AMBIGUOUS:     {"rejected_ambiguous", "not paired: connecting endpoint shared by two sockets"},
+	meshCounterC_REJECT_UNTRUSTED:     {"rejected_untrusted_readers", "not paired: neither reader trusted to use recvmsg"},
+	meshCounterC_DIR_REDIRECT:         {"directions_redirected", "pair directions set up for redirection"},
+	meshCounterC_DIR_UNTRUSTED:        {"directions_untrusted_reader", "pair directions left on the stack: the reader may splice"},
+	meshCounterC_MSG_REDIRECTED:       {"messages_redirected", "messages redirected"},
+	meshCounterC_BYTES_REDIRECTED:     {"bytes_redirected", "bytes redirected"},
+	meshCounterC_FALLBACK_MAP_FULL:    {"fallback_map_full", "a map update failed (map full): the stack was used"},
+	meshCounterC_FALLBACK_STACK_FIRST: {"fallback_stack_first", "messages kept on the stack: bytes of the direction went there first"},
+	meshCounterC_FALLBACK_PEER_GONE:   {"fallback_peer_gone", "messages whose peer socket had left the socket map"},
+	meshCounterC_MSG_UNPAIRED:         {"messages_unpaired", "messages of sockets with no local peer (stack)"},
+	meshCounterC_CLOSED:               {"accelerated_pairs_closed", "accelerated pairs closed"},
+	meshCounterC_RELEASED_REMOTE:      {"released_remote_peer", "connecting sockets released from the socket map: peer on another node"},
+	meshCounterC_CAPTURE_EVENTS:       {"capture_events", "messages captured (mesh-accelctl dump)"},
+	meshCounterC_CAPTURE_DROPPED:      {"capture_dropped", "captured messages lost: the capture ring buffer was full"},
 }
 
 // Counters are the data path's counters summed over CPUs, by name.
 type Counters map[string]uint64
 
 // CounterNames lists the counter names in a stable order.
-func CounterNames() []string { return append([]string(nil), counterNames[:]...) }
+func CounterNames() []string {
+	out := make([]string, len(counterDefs))
+	for i, d := range counterDefs {
+		out[i] = d.name
+	}
+	return out
+}
+
+// CounterHelp says what the counter name counts ("" for an unknown name).
+func CounterHelp(name string) string {
+	for _, d := range counterDefs {
+		if d.name == name {
+			return d.help
+		}
+	}
+	return ""
+}
 
 // Counters reads the counters.
 func (n *Node) Counters() (Counters, error) {
-	out := make(Counters, len(counterNames))
+	out := make(Counters, len(counterDefs))
 	var per []uint64
-	for i, name := range counterNames {
+	for i, d := range counterDefs {
+		name := d.name
 		if err := n.maps.MeshCounters.Lookup(uint32(i), &per); err != nil {
 			return nil, fmt.Errorf("read counter %s: %w", name, err)
 		}

@@ -57,9 +57,10 @@ const (
 	meshCounterC_FALLBACK_PEER_GONE   meshCounter = 16
 	meshCounterC_MSG_UNPAIRED         meshCounter = 17
 	meshCounterC_CLOSED               meshCounter = 18
-	meshCounterC_CAPTURE_EVENTS       meshCounter = 19
-	meshCounterC_CAPTURE_DROPPED      meshCounter = 20
-	meshCounterC_MAX                  meshCounter = 21
+	meshCounterC_RELEASED_REMOTE      meshCounter = 19
+	meshCounterC_CAPTURE_EVENTS       meshCounter = 20
+	meshCounterC_CAPTURE_DROPPED      meshCounter = 21
+	meshCounterC_MAX                  meshCounter = 22
 )
 
 type meshEndpointKey struct {

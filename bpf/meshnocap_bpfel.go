@@ -45,9 +45,10 @@ const (
 	meshnocapCounterC_FALLBACK_PEER_GONE   meshnocapCounter = 16
 	meshnocapCounterC_MSG_UNPAIRED         meshnocapCounter = 17
 	meshnocapCounterC_CLOSED               meshnocapCounter = 18
-	meshnocapCounterC_CAPTURE_EVENTS       meshnocapCounter = 19
-	meshnocapCounterC_CAPTURE_DROPPED      meshnocapCounter = 20
-	meshnocapCounterC_MAX                  meshnocapCounter = 21
+	meshnocapCounterC_RELEASED_REMOTE      meshnocapCounter = 19
+	meshnocapCounterC_CAPTURE_EVENTS       meshnocapCounter = 20
+	meshnocapCounterC_CAPTURE_DROPPED      meshnocapCounter = 21
+	meshnocapCounterC_MAX                  meshnocapCounter = 22
 )
 
 type meshnocapEndpointKey struct {

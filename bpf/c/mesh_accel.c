@@ -313,8 +313,39 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 		count(C_FALLBACK_MAP_FULL);
 		return;
 	}
-	enable_state_cb(ops);
+	/* The RTT callback of the first acknowledged data tells a socket
+	 * whose peer is on another node, see on_first_rtt. */
+	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
+					       BPF_SOCK_OPS_STATE_CB_FLAG |
+					       BPF_SOCK_OPS_RTT_CB_FLAG);
 	count(C_ACTIVE);
+}
+
+/* First RTT sample of a connecting socket: some of its data was
+ * acknowledged. A local peer pairs before it acknowledges anything
+ * (PASSIVE_ESTABLISHED runs when the handshake's last ACK, or with
+ * TCP_DEFER_ACCEPT the first data, creates the accepted socket), so a
+ * socket whose registration is still pending has its peer elsewhere: it
+ * leaves the socket map and runs the plain TCP code from here on.
+ *
+ * Only a never-paired socket may leave the map: removing a socket drops
+ * its redirect queue, and a paired one (its registration consumed) may hold
+ * redirected bytes its reader has not read yet. */
+static __always_inline void on_first_rtt(struct bpf_sock_ops *ops)
+{
+	struct sock_key k;
+	struct endpoint_key e;
+
+	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags &
+					       ~BPF_SOCK_OPS_RTT_CB_FLAG);
+	sock_key_ops(ops, &k);
+	endpoint_of(&k, 1, &e);
+	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
+	if (!h || !key_equal(&h->key, &k))
+		return;
+	bpf_map_delete_elem(&sock_helper_map, &e);
+	bpf_map_delete_elem(&sock_ops_map, &k);
+	count(C_RELEASED_REMOTE);
 }
 
 static __always_inline void end_of(struct end *d, const __u32 ip[4],
@@ -478,6 +509,9 @@ int mesh_sockops(struct bpf_sock_ops *ops)
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		on_passive(ops);
+		break;
+	case BPF_SOCK_OPS_RTT_CB:
+		on_first_rtt(ops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (ops->args[1] == BPF_TCP_CLOSE)

@@ -152,6 +152,7 @@ enum counter {
 	C_FALLBACK_PEER_GONE, /* messages whose peer left the socket map */
 	C_MSG_UNPAIRED,       /* messages of sockets with no local peer */
 	C_CLOSED,             /* accelerated pairs closed */
+	C_RELEASED_REMOTE,    /* connecting sockets released: peer on another node */
 	C_CAPTURE_EVENTS,     /* messages captured */
 	C_CAPTURE_DROPPED,    /* captures lost: ring buffer full */
 	C_MAX,

@@ -1,0 +1,93 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// Each global flag is bound to one variable: flag beats variable beats
+// default.
+func TestConfigFlagsAndEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want Config
+	}{
+		{"defaults", nil, nil, Config{"/sys/fs/bpf", "mesh-accel", DefaultPodDir, OutputTable}},
+		{"environment", map[string]string{EnvBPFFS: "/b", EnvRoot: "r", EnvPodDir: "/p", EnvOutput: "json"}, nil,
+			Config{"/b", "r", "/p", OutputJSON}},
+		{"flags win", map[string]string{EnvBPFFS: "/b", EnvOutput: "json"},
+			[]string{"--bpffs", "/f", "--root", "x", "--pod-dir", "/q", "-o", "table"},
+			Config{"/f", "x", "/q", OutputTable}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got Config
+			var errb bytes.Buffer
+			code := Main(context.Background(), append(tc.args, "stats"), Deps{
+				Stdout: &bytes.Buffer{}, Stderr: &errb,
+				Getenv: func(k string) string { return tc.env[k] },
+				Open: func(c Config) (Engine, error) {
+					got = c
+					return newFakeEngine(), nil
+				},
+			})
+			if code != ExitOK {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			if got != tc.want {
+				t.Errorf("config %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Command line mistakes exit with 2 and say how to get help; failures
+// exit with 1.
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"status"}, ExitOK, ""},
+		{[]string{}, ExitOK, ""},
+		{[]string{"nosuch"}, ExitUsage, `unknown command "nosuch"`},
+		{[]string{"rules", "nosuch"}, ExitUsage, `unknown command "nosuch" for "mesh-accelctl rules"`},
+		{[]string{"status", "extra"}, ExitUsage, "unknown command"},
+		{[]string{"--nosuch", "status"}, ExitUsage, "unknown flag: --nosuch"},
+		{[]string{"-o", "yaml", "status"}, ExitUsage, `output format "yaml"`},
+		{[]string{"rules", "check"}, ExitUsage, "--file FILE is required"},
+		{[]string{"conns", "--addr", "nope"}, ExitUsage, `--addr "nope": not an IP address`},
+		{[]string{"conns", "--port", "70000"}, ExitUsage, "invalid argument"},
+		{[]string{"dump", "--snaplen", "2000"}, ExitUsage, "--snaplen 2000: want 1..1024"},
+		{[]string{"stats", "5s"}, ExitUsage, `unexpected argument "5s"`},
+		{[]string{"stats", "--watch", "soon"}, ExitUsage, "not a duration"},
+		{[]string{"enable", "--pod", "shop/nosuch"}, ExitError, "no record of it"},
+		{[]string{"rules", "check", "-f", "/nonexistent"}, ExitError, "no such file"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			r := runCtl(t, newFakeEngine(), defaultRecords(t), tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", r.code, tc.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tc.msg) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, tc.msg)
+			}
+			if tc.code == ExitUsage && !strings.Contains(r.stderr, "--help' for usage") {
+				t.Errorf("usage error without a pointer to --help: %q", r.stderr)
+			}
+		})
+	}
+}
+
+// The engine is closed at the end of every run that opened it.
+func TestEngineClosed(t *testing.T) {
+	eng := newFakeEngine()
+	mustRun(t, eng, "", "stats")
+	if !eng.closed {
+		t.Error("engine not closed")
+	}
+}

@@ -1,0 +1,97 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+)
+
+func TestRates(t *testing.T) {
+	prev := bpf.Counters{"a": 10, "b": 100, "c": 5}
+	cur := bpf.Counters{"a": 30, "b": 50, "c": 5, "d": 7}
+	s := rates(prev, cur, 2*time.Second)
+	want := map[string]float64{"a": 10, "b": 0, "c": 0, "d": 0}
+	for k, v := range want {
+		if s.PerSec[k] != v {
+			t.Errorf("rate of %s = %v, want %v", k, s.PerSec[k], v)
+		}
+	}
+	if s.Interval != 2 {
+		t.Errorf("interval %v", s.Interval)
+	}
+}
+
+func TestCounterOrder(t *testing.T) {
+	c := bpf.Counters{"zz_new": 1, "bytes_redirected": 2, "aa_new": 3, "sockets_tagged": 4}
+	got := strings.Join(counterOrder(c), " ")
+	if want := "sockets_tagged bytes_redirected aa_new zz_new"; got != want {
+		t.Errorf("order %q, want %q", got, want)
+	}
+}
+
+func TestStatsOnce(t *testing.T) {
+	eng := newFakeEngine()
+	out := mustRun(t, eng, "", "stats")
+	if !strings.Contains(out, "connections_accepted  3      pairs recorded") {
+		t.Errorf("stats:\n%s", out)
+	}
+	var s statsSample
+	if err := json.Unmarshal([]byte(mustRun(t, eng, "", "stats", "-o", "json")), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Counters["bytes_redirected"] != 4096 || s.PerSec != nil {
+		t.Errorf("stats JSON: %+v", s)
+	}
+}
+
+// --watch prints rates every interval until interrupted; the interval may
+// follow as an argument.
+func TestStatsWatch(t *testing.T) {
+	for _, args := range [][]string{{"--watch", "20ms"}, {"--watch=20ms"}} {
+		eng := newFakeEngine()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				time.Sleep(5 * time.Millisecond)
+				eng.mu.Lock()
+				eng.counters["bytes_redirected"] += 1000
+				eng.mu.Unlock()
+				if i == 30 {
+					cancel()
+				}
+			}
+		}()
+		r := runCtlContext(ctx, t, eng, "", append([]string{"stats", "-o", "json"}, args...)...)
+		if r.code != ExitOK {
+			t.Fatalf("%v: exit %d: %s", args, r.code, r.stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) < 2 {
+			t.Fatalf("%v: %d samples: %q", args, len(lines), r.stdout)
+		}
+		var s statsSample
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.PerSec["bytes_redirected"] <= 0 || s.Interval <= 0 {
+			t.Errorf("%v: last sample %+v", args, s)
+		}
+	}
+}
+
+func TestRenderRates(t *testing.T) {
+	var b strings.Builder
+	s := statsSample{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Interval: 1,
+		Counters: bpf.Counters{"bytes_redirected": 2048}, PerSec: map[string]float64{"bytes_redirected": 1024}}
+	if err := renderRates(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	want := "03:04:05 (rates over 1.0s)\nCOUNTER           TOTAL  PER SEC\nbytes_redirected  2048   1024.0\n\n"
+	if b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}

@@ -1,0 +1,96 @@
+package ctl
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/rules"
+)
+
+func TestStatusWarnings(t *testing.T) {
+	okPod := bpf.PodInfo{ID: "uid-a", Config: bpf.PodConfig{Rules: rules.Default()}}
+	for _, tc := range []struct {
+		name    string
+		enabled bool
+		pods    []bpf.PodInfo
+		usage   bpf.Usage
+		c       bpf.Counters
+		want    []string // substrings, one per warning, in order
+	}{
+		{"quiet", true, []bpf.PodInfo{okPod}, bpf.Usage{Capacity: 100}, bpf.Counters{}, nil},
+		{"switch off", false, nil, bpf.Usage{}, nil, []string{"the global switch is off"}},
+		{"pod disabled, no rules", true,
+			[]bpf.PodInfo{{ID: "uid-b", Config: bpf.PodConfig{Rules: &rules.Set{}, Disabled: true}}}, bpf.Usage{}, nil,
+			[]string{"pod shop/pay is disabled", "pod shop/pay: rules: no rules: every connection is accelerated"}},
+		{"untrusted readers", true, nil, bpf.Usage{}, bpf.Counters{"directions_untrusted_reader": 6},
+			[]string{"6 pair directions took the normal stack because their reader is not trusted"}},
+		{"splice and owners", true, nil, bpf.Usage{},
+			bpf.Counters{"rejected_untrusted_readers": 1, "rejected_no_owner": 2, "fallback_map_full": 3},
+			[]string{"1 connections were not paired", "2 connections had a socket without owner", "3 times a connection map was full"}},
+		{"maps near full", true, nil, bpf.Usage{Sockets: 80, Directions: 79, Pending: 100, Capacity: 100}, nil,
+			[]string{"sock_ops_map (sockets) is 80% full (80 of 100)", "sock_helper_map (pending connections) is 100% full"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := NewFileDirectory(defaultRecords(t))
+			got := statusWarnings(tc.enabled, tc.pods, tc.usage, tc.c, dir)
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d warnings, want %d: %q", len(got), len(tc.want), got)
+			}
+			for i := range got {
+				if !strings.Contains(got[i], tc.want[i]) {
+					t.Errorf("warning %d: %q does not contain %q", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestStatus(t *testing.T) {
+	eng := newFakeEngine()
+	eng.counters["directions_untrusted_reader"] = 2
+	out := mustRun(t, eng, defaultRecords(t), "status")
+	for _, want := range []string{
+		"Kernel:", "ready (cgroup v2",
+		"Node state:    " + StateDir(Config{BPFFS: "/sys/fs/bpf", Root: "mesh-accel"}) + " (layout v1)",
+		"Acceleration:  enabled",
+		"4 sockets, 4 pair directions, 0 pending, of 65536 entries per map",
+		"program  sk_msg  7   SkMsg",
+		"Pods (2):", "shop/cart (uid uid-a, cgroup 100): enabled",
+		"Warnings:", "! pod shop/pay is disabled", "! 2 pair directions took the normal stack",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	var r statusReport
+	if err := json.Unmarshal([]byte(mustRun(t, eng, defaultRecords(t), "status", "-o", "json")), &r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Kernel.Ready || !r.State.Present || !r.Enabled || len(r.Pods) != 2 || r.Pods[0].Name != "shop/cart" ||
+		len(r.Pods[0].Rules) != 2 || r.Usage.Capacity != 65536 || len(r.Warnings) != 3 {
+		t.Errorf("status JSON: %+v", r)
+	}
+}
+
+// Without node state status still shows the kernel, and fails.
+func TestStatusNoState(t *testing.T) {
+	var out, errb strings.Builder
+	code := Main(t.Context(), []string{"status"}, Deps{
+		Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+		CheckKernel: func() error { return errors.New("kernel lacks what mesh-accel needs: sk_msg programs") },
+		Open: func(c Config) (Engine, error) {
+			return nil, errors.Join(ErrNoState, errors.New("at "+StateDir(c)))
+		},
+	})
+	if code != ExitError || !strings.Contains(errb.String(), "no mesh-accel state") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+	for _, want := range []string{"NOT READY: kernel lacks what mesh-accel needs: sk_msg programs", "Node state:  none at"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+}
