@@ -25,8 +25,9 @@ const (
 	EnvOutput = "MESH_ACCEL_OUTPUT"
 )
 
-// DefaultPodDir is where the CNI plugin records pod metadata.
-const DefaultPodDir = "/var/run/mesh-accel/pods"
+// DefaultPodDir is where the CNI plugin records pod metadata: the pods/
+// folder of its state directory (plugin.DefaultStateDir).
+const DefaultPodDir = "/var/lib/mesh-accel/pods"
 
 // Output formats (-o).
 const (

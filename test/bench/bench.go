@@ -15,6 +15,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -44,6 +45,27 @@ type Config struct {
 	Duration time.Duration // of each measurement (BENCH_SECONDS)
 	Rounds   int           // interleaved rounds; medians are reported
 	Log      io.Writer     // progress lines
+	// Plugin is the mesh-accel CNI plugin binary whose ADD and DEL are
+	// timed after the modes ([MeasureCNI]); empty skips that.
+	Plugin string
+}
+
+// Results are a run's figures: per mode, and the CNI plugin's timing.
+type Results struct {
+	Modes map[Mode]Result
+	CNI   *CNIResult // nil when not measured
+}
+
+// MarshalJSON writes one object keyed by mode, plus "cni" when measured.
+func (r *Results) MarshalJSON() ([]byte, error) {
+	m := make(map[string]any, len(r.Modes)+1)
+	for mode, res := range r.Modes {
+		m[string(mode)] = res
+	}
+	if r.CNI != nil {
+		m["cni"] = r.CNI
+	}
+	return json.Marshal(m)
 }
 
 // Result holds the figures of one mode, with the JSON keys of BENCH_JSON.
@@ -68,8 +90,24 @@ type pair struct {
 }
 
 // Run builds the node, measures every mode Rounds times interleaved and
-// returns the median figures per mode.
-func Run(ctx context.Context, cfg Config) (map[Mode]Result, error) {
+// returns the median figures per mode; then, with cfg.Plugin, the plugin's
+// ADD and DEL timing.
+func Run(ctx context.Context, cfg Config) (*Results, error) {
+	modes, err := runModes(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	res := &Results{Modes: modes}
+	if cfg.Plugin != "" {
+		if res.CNI, err = MeasureCNI(ctx, CNIConfig{Plugin: cfg.Plugin, Log: cfg.Log}); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// runModes measures the modes.
+func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 	n, err := sim.NewNode(sim.NodeOptions{Prefix: "mb"})
 	if err != nil {
 		return nil, err

@@ -27,8 +27,25 @@ var columns = []column{
 }
 
 // WriteTable prints the figures per mode and, below, each mode's ratio to
-// the sidecar mode (for latency: sidecar / mode, so >1 is better).
-func WriteTable(w io.Writer, res map[Mode]Result) error {
+// the sidecar mode (for latency: sidecar / mode, so >1 is better); then
+// the CNI plugin's timing when it was measured.
+func WriteTable(w io.Writer, r *Results) error {
+	if err := writeModes(w, r.Modes); err != nil {
+		return err
+	}
+	if c := r.CNI; c != nil {
+		floors := "within the floors"
+		if err := c.CheckFloors(); err != nil {
+			floors = "OVER THE FLOORS: " + err.Error()
+		}
+		_, err := fmt.Fprintf(w, "\nCNI plugin, %d pods: ADD p50 %.1f ms, p99 %.1f ms, first %.1f ms, last %.1f ms; DEL p50 %.1f ms (%s)\n",
+			c.Pods, c.AddP50, c.AddP99, c.AddFirst, c.AddLast, c.DelP50, floors)
+		return err
+	}
+	return nil
+}
+
+func writeModes(w io.Writer, res map[Mode]Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "mode\t")
 	for _, c := range columns {
@@ -64,7 +81,8 @@ func WriteTable(w io.Writer, res map[Mode]Result) error {
 	return tw.Flush()
 }
 
-// WriteJSON writes the results as an object keyed by mode, atomically.
+// WriteJSON writes v (the [Results]: an object keyed by mode, plus "cni")
+// as indented JSON, atomically.
 func WriteJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {

@@ -40,6 +40,13 @@ func pickSubnets() (netip.Prefix, netip.Prefix, error) {
 	return netip.Prefix{}, netip.Prefix{}, errors.New("pick subnets: no free 10.x.y.0/24")
 }
 
+// FreeIPv4Subnet returns a random 10.R1.R2.0/24 that no address or route of
+// the host overlaps, e.g. for a CNI bridge a test creates beside a node's.
+func FreeIPv4Subnet() (netip.Prefix, error) {
+	v4, _, err := pickSubnets()
+	return v4, err
+}
+
 // hostUses reports whether an IPv4 address or route of the host overlaps p.
 func hostUses(p netip.Prefix) (bool, error) {
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
@@ -206,6 +213,32 @@ func configurePod(nh *netlink.Handle, p podNet) error {
 		if err := nh.RouteAdd(r); err != nil {
 			return fmt.Errorf("default route via %s: %w", gw, err)
 		}
+	}
+	return nil
+}
+
+// setupLoopback brings lo up and adds ::6 on it (unless present) in the
+// network namespace at path, for pods whose network was made by someone else.
+func setupLoopback(path string) error {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	defer nh.Close()
+	lo, err := nh.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	if err := nh.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	if err := nh.AddrAdd(lo, addrNoDAD(InboundSourceV6, 128)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add ::6 on lo: %w", err)
 	}
 	return nil
 }

@@ -35,6 +35,17 @@ type PodOptions struct {
 	// programs to CgroupDir, so that they see the servers' sockets being
 	// created). An error fails AddPod.
 	BeforeStart func(*Pod) error
+	// Network, if set, creates the pod's network instead of the node's veth
+	// on its bridge, e.g. through a CNI chain driven by the test. It runs
+	// once the pod's namespace and cgroup exist, before BeforeStart and
+	// before any process starts, and returns the pod's addresses (an invalid
+	// ipv6 for an IPv4-only pod). The pod then gets what the sidecar needs
+	// (lo up, ::6 on lo) and its port range; its connectivity is not probed,
+	// and pods with a Network are never probed by others. An error fails
+	// AddPod. What Network creates outside the pod's namespace (a bridge,
+	// IPAM state) is the caller's to remove; the namespace, and with it the
+	// pod's end of any veth, goes away with the pod as usual.
+	Network func(p *Pod) (ipv4, ipv6 netip.Addr, err error)
 }
 
 var podNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
@@ -50,7 +61,7 @@ type Pod struct {
 	CgroupID  uint64 // cgroupv2.ID(CgroupDir)
 	IPv4      netip.Addr
 	IPv6      netip.Addr
-	Veth      string     // host side of the pod's veth pair (eth0 inside)
+	Veth      string     // host side of the pod's veth pair (eth0 inside); empty with Network
 	Options   PodOptions // with defaults applied
 
 	node     *Node
@@ -114,13 +125,17 @@ func (n *Node) reservePod(opts PodOptions) (*Pod, *Pod, error) {
 	}
 	var peer *Pod
 	for _, q := range n.order {
-		if q.created {
+		if q.created && q.Options.Network == nil {
 			peer = q
 			break
 		}
 	}
 	n.man.Netns = append(n.man.Netns, p.Netns)
-	n.man.Veths = append(n.man.Veths, p.Veth)
+	if opts.Network != nil {
+		p.Veth, p.IPv4, p.IPv6, peer = "", netip.Addr{}, netip.Addr{}, nil
+	} else {
+		n.man.Veths = append(n.man.Veths, p.Veth)
+	}
 	if err := n.st.save(n.man); err != nil {
 		return nil, nil, err
 	}
@@ -159,10 +174,14 @@ func (p *Pod) create(peer *Pod) error {
 	if p.cgroupFD, err = os.Open(p.CgroupDir); err != nil {
 		return fmt.Errorf("open cgroup: %w", err)
 	}
-	err = setupPodNet(podNet{
-		netns: p.Netns, veth: p.Veth, bridge: n.Bridge, ip4: p.IPv4, ip6: p.IPv6,
-		gw4: hostAddr(n.IPv4Net, 1), gw6: hostAddr(n.IPv6Net, 1),
-	})
+	if p.Options.Network != nil {
+		err = p.externalNetwork()
+	} else {
+		err = setupPodNet(podNet{
+			netns: p.Netns, veth: p.Veth, bridge: n.Bridge, ip4: p.IPv4, ip6: p.IPv6,
+			gw4: hostAddr(n.IPv4Net, 1), gw6: hostAddr(n.IPv6Net, 1),
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -180,6 +199,17 @@ func (p *Pod) create(peer *Pod) error {
 		}
 	}
 	return p.startServers()
+}
+
+// externalNetwork runs the pod's Network option, then gives the pod's
+// loopback what the sidecar needs.
+func (p *Pod) externalNetwork() error {
+	ip4, ip6, err := p.Options.Network(p)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	p.IPv4, p.IPv6 = ip4, ip6
+	return setupLoopback(p.Netns)
 }
 
 // probe checks pod-to-pod connectivity in both families.
@@ -257,7 +287,11 @@ func (p *Pod) destroy() error {
 			_ = proc.Kill()
 		}
 	}
-	return errors.Join(killCgroup(p.CgroupDir, 5*time.Second), p.closeCgroupFD(), deleteLink(p.Veth),
+	var lerr error
+	if p.Veth != "" {
+		lerr = deleteLink(p.Veth)
+	}
+	return errors.Join(killCgroup(p.CgroupDir, 5*time.Second), p.closeCgroupFD(), lerr,
 		removeNetns(p.Netns), removeCgroupTree(p.CgroupDir))
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -87,4 +88,41 @@ func TestAddPodFailures(t *testing.T) {
 	}
 	y := n.AddTestPod(t, PodOptions{Name: "y"})
 	requireOK(t, y.RunTestClient(t, ClientSpec{Mode: ModeEcho, Target: y.AppTarget(true), Bytes: 1000}))
+}
+
+// TestExternalNetwork: a pod whose network the caller makes (here a veth on
+// the node's bridge with a chosen address, as a CNI chain would) runs its
+// sidecar and app like any other pod; a failing Network removes the pod.
+func TestExternalNetwork(t *testing.T) {
+	n := NewTestNode(t, NodeOptions{})
+	a := n.AddTestPod(t, PodOptions{Name: "a", NoApp: true})
+	veth := n.Name + "x"
+	t.Cleanup(func() { _ = deleteLink(veth) }) // the caller's, like a CNI bridge
+	ready := false
+	b := n.AddTestPod(t, PodOptions{Name: "b", Sidecar: true, Network: func(p *Pod) (netip.Addr, netip.Addr, error) {
+		_, err := os.Stat(p.Netns)
+		ready = err == nil && len(cgroupPids(p.CgroupDir)) == 0 && p.IPv4 == netip.Addr{}
+		ip4, ip6 := hostAddr(n.IPv4Net, 200), hostAddr(n.IPv6Net, 200)
+		return ip4, ip6, setupPodNet(podNet{
+			netns: p.Netns, veth: veth, bridge: n.Bridge, ip4: ip4, ip6: ip6,
+			gw4: hostAddr(n.IPv4Net, 1), gw6: hostAddr(n.IPv6Net, 1),
+		})
+	}})
+	if !ready || b.Veth != "" || b.IPv4 != hostAddr(n.IPv4Net, 200) {
+		t.Fatalf("Network ran too late or its addresses were not taken: ready %v, %+v", ready, b)
+	}
+	for _, v6 := range []bool{false, true} {
+		requireOK(t, a.RunTestClient(t, ClientSpec{Mode: ModeEcho, Target: b.AppTarget(v6), Bytes: 1000}))
+	}
+	if c, err := b.RedirectCounts(); err != nil || c.Inbound4 == 0 || c.Inbound6 == 0 {
+		t.Errorf("traffic did not pass b's sidecar: %+v, %v", c, err)
+	}
+
+	_, err := n.AddPod(PodOptions{Name: "c", Network: func(*Pod) (netip.Addr, netip.Addr, error) {
+		return netip.Addr{}, netip.Addr{}, errors.New("no network today")
+	}})
+	if err == nil || !strings.Contains(err.Error(), "no network today") {
+		t.Fatalf("AddPod with a failing Network = %v", err)
+	}
+	podGone(t, n, "c", n.Name+"v4")
 }

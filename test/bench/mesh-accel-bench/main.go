@@ -1,7 +1,9 @@
 // Command mesh-accel-bench runs the mesh-accel benchmark on a simulated node
 // (root, BPF and cgroup v2 needed). BENCH_SECONDS sets the length of each
 // measurement (default 2), BENCH_ROUNDS the interleaved rounds (default 3),
-// BENCH_JSON=FILE also writes the figures as JSON.
+// BENCH_JSON=FILE also writes the figures as JSON. BENCH_PLUGIN names the
+// mesh-accel CNI plugin binary to time (default: mesh-accel beside this
+// program; "-" or a missing binary skips the timing).
 package main
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -40,6 +43,7 @@ func run() error {
 		Duration: time.Duration(secs * float64(time.Second)),
 		Rounds:   int(rounds),
 		Log:      os.Stderr,
+		Plugin:   pluginPath(),
 	})
 	if err != nil {
 		return err
@@ -51,6 +55,26 @@ func run() error {
 		return bench.WriteJSON(path, res)
 	}
 	return nil
+}
+
+// pluginPath is the CNI plugin binary to time, or "" to skip.
+func pluginPath() string {
+	p := os.Getenv("BENCH_PLUGIN")
+	if p == "-" {
+		return ""
+	}
+	if p == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return ""
+		}
+		p = filepath.Join(filepath.Dir(self), "mesh-accel")
+	}
+	if _, err := os.Stat(p); err != nil {
+		fmt.Fprintf(os.Stderr, "mesh-accel-bench: no CNI plugin timing (%v); build bin/mesh-accel or set BENCH_PLUGIN\n", err)
+		return ""
+	}
+	return p
 }
 
 func envFloat(name string, def float64) (float64, error) {
