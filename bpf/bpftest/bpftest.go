@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
@@ -46,4 +47,23 @@ func NewNode(tb testing.TB, opts bpf.Options) *bpf.Node {
 		}
 	})
 	return n
+}
+
+// WaitConnsGone waits until every pair and pending connection has left the
+// node's connection maps (connections close asynchronously after a client
+// exits) and fails the test if they do not: entries outliving their sockets
+// are leaks.
+func WaitConnsGone(tb testing.TB, n *bpf.Node) {
+	tb.Helper()
+	var u bpf.Usage
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if u, err = n.Usage(); err != nil {
+			tb.Fatal(err)
+		}
+		if u.Sockets == 0 && u.Directions == 0 && u.Pending == 0 {
+			return
+		}
+	}
+	tb.Fatalf("connection maps not empty after the connections closed: %+v", u)
 }

@@ -126,4 +126,3 @@ func medianOf(v []float64) float64 {
 	}
 	return median(rs).RR64
 }
-

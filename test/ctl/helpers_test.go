@@ -121,31 +121,16 @@ func (e *env) json(v any, args ...string) {
 	}
 }
 
-// waitNoConns waits until every pair and pending connection has left the
-// maps, after the clients exited.
+// waitNoConns waits until the connection maps are empty again.
 func (e *env) waitNoConns() {
 	e.t.Helper()
-	var u bpf.Usage
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if u, err = e.node.Usage(); err != nil {
-			e.t.Fatal(err)
-		}
-		if u.Sockets == 0 && u.Directions == 0 && u.Pending == 0 {
-			return
-		}
-	}
-	e.t.Fatalf("connection maps not empty after the connections closed: %+v", u)
+	bpftest.WaitConnsGone(e.t, e.node)
 }
 
 // run runs a client and fails the test unless every check passed.
 func (e *env) run(p *sim.Pod, spec sim.ClientSpec) *sim.ClientResult {
 	e.t.Helper()
-	res := p.RunTestClient(e.t, spec)
-	if !res.OK {
-		e.t.Fatalf("client %s in %s: %d errors, %d mismatches: %v", spec.Mode, p.Name, res.ErrorCount, res.Mismatches, res.Errors)
-	}
-	return res
+	return p.RunCheckedClient(e.t, spec)
 }
 
 // background runs a client in a goroutine; wait returns its result.

@@ -3,7 +3,6 @@ package e2e
 import (
 	"os"
 	"testing"
-	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
@@ -70,30 +69,15 @@ func (e *env) counters() bpf.Counters {
 func (e *env) run(p *sim.Pod, spec sim.ClientSpec) (*sim.ClientResult, bpf.Counters) {
 	e.t.Helper()
 	before := e.counters()
-	res := p.RunTestClient(e.t, spec)
-	if !res.OK {
-		e.t.Fatalf("client %s in %s: %d errors, %d mismatches: %v", spec.Mode, p.Name, res.ErrorCount, res.Mismatches, res.Errors)
-	}
+	res := p.RunCheckedClient(e.t, spec)
 	e.waitNoConns()
 	return res, e.counters().Sub(before)
 }
 
-// waitNoConns waits until every pair and pending connection has left the
-// maps (connections close asynchronously after the client exits) and fails
-// the test if they do not: entries outliving their sockets are leaks.
+// waitNoConns waits until the connection maps are empty again.
 func (e *env) waitNoConns() {
 	e.t.Helper()
-	var u bpf.Usage
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if u, err = e.node.Usage(); err != nil {
-			e.t.Fatal(err)
-		}
-		if u.Sockets == 0 && u.Directions == 0 && u.Pending == 0 {
-			return
-		}
-	}
-	e.t.Fatalf("connection maps not empty after the connections closed: %+v", u)
+	bpftest.WaitConnsGone(e.t, e.node)
 }
 
 // want checks counters against expected values.

@@ -58,3 +58,14 @@ func (p *Pod) RunTestClient(tb testing.TB, spec ClientSpec) *ClientResult {
 	}
 	return res
 }
+
+// RunCheckedClient runs a client and fails the test unless every check of
+// it passed (no error, no mismatch).
+func (p *Pod) RunCheckedClient(tb testing.TB, spec ClientSpec) *ClientResult {
+	tb.Helper()
+	res := p.RunTestClient(tb, spec)
+	if !res.OK {
+		tb.Fatalf("client %s in %s: %d errors, %d mismatches: %v", spec.Mode, p.Name, res.ErrorCount, res.Mismatches, res.Errors)
+	}
+	return res
+}
