@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -58,6 +59,26 @@ type Options struct {
 	NoCapture bool
 }
 
+// Dir is the folder of the node state these options name:
+// <BPFFS>/<Root>/<LayoutVersion>.
+func (o Options) Dir() string { return o.dir() }
+
+// StateExists reports whether complete node state exists (its sk_msg
+// program, pinned last, is there), without opening or creating it.
+func StateExists(o Options) bool {
+	_, err := os.Stat(filepath.Join(o.dir(), "progs", pinSkMsg))
+	return err == nil
+}
+
+// PodAttached reports whether the pod has state, without opening the node.
+func PodAttached(o Options, id string) bool {
+	if !ValidPodID(id) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(o.dir(), "pods", id))
+	return err == nil
+}
+
 func (o Options) dir() string {
 	fs, root := o.BPFFS, o.Root
 	if fs == "" {
@@ -89,7 +110,17 @@ func OpenNode(o Options) (*Node, error) {
 		return nil, err
 	}
 	dir := o.dir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	n := &Node{dir: dir}
+	// Complete state (the sk_msg pin is made last) opens without the lock
+	// and without parsing the BPF objects: the path of every CNI ADD.
+	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil && !o.NoCapture {
+		if err := n.loadPinned(); err != nil {
+			n.Close()
+			return nil, err
+		}
+		return n, nil
+	}
+	if err := os.MkdirAll(n.mapsDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create node state dir: %w", err)
 	}
 	unlock, err := lockDir(dir)
@@ -110,12 +141,8 @@ func OpenNode(o Options) (*Node, error) {
 	if size == 0 {
 		size = DefaultMapSize
 	}
-	n := &Node{dir: dir}
 	for _, name := range []string{"sock_ops_map", "sock_proxy_map", "sock_helper_map"} {
 		spec.Maps[name].MaxEntries = pinnedSize(filepath.Join(n.mapsDir(), name), size)
-	}
-	if err := os.MkdirAll(n.mapsDir(), 0o700); err != nil {
-		return nil, fmt.Errorf("create maps dir: %w", err)
 	}
 	if err := spec.LoadAndAssign(&n.maps, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: n.mapsDir()},
@@ -123,18 +150,37 @@ func OpenNode(o Options) (*Node, error) {
 		return nil, fmt.Errorf("load node maps (pinned at %s): %w", n.mapsDir(), err)
 	}
 	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil {
-		err = n.loadPinnedProgs()
-		if err == nil {
-			return n, nil
+		// Another process completed the state while we waited for the lock.
+		if err := n.loadPinnedProgs(); err != nil {
+			n.Close()
+			return nil, err
 		}
-		n.Close()
-		return nil, err
+		return n, nil
 	}
 	if err := n.create(spec); err != nil {
 		n.Close()
 		return nil, err
 	}
 	return n, nil
+}
+
+// loadPinned opens complete node state from its pins: every map of
+// meshMaps by its ebpf tag, then the programs.
+func (n *Node) loadPinned() error {
+	v := reflect.ValueOf(&n.maps).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		name := v.Type().Field(i).Tag.Get("ebpf")
+		if name == "" {
+			continue
+		}
+		p := filepath.Join(n.mapsDir(), name)
+		m, err := ebpf.LoadPinnedMap(p, nil)
+		if err != nil {
+			return fmt.Errorf("load pinned map %s: %w", p, err)
+		}
+		v.Field(i).Set(reflect.ValueOf(m))
+	}
+	return n.loadPinnedProgs()
 }
 
 func (n *Node) mapsDir() string            { return filepath.Join(n.dir, "maps") }

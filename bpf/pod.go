@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -44,13 +43,29 @@ const (
 	linkSockops    = "sockops"
 )
 
-var podIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+// ValidPodID reports whether id can name a pod: 1 to 128 letters, digits,
+// '.', '_' or '-', starting with a letter or digit (a Kubernetes pod UID
+// is). Checked by hand: compiling a regexp at init would cost every CNI
+// invocation a few milliseconds.
+func ValidPodID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // AttachPod attaches the data path to the pod's cgroup v2 directory with
 // cfg. A repeated attach of the same pod updates its configuration. Nothing
 // is left behind when it fails.
 func (n *Node) AttachPod(id, cgroupDir string, cfg PodConfig) error {
-	if !podIDPattern.MatchString(id) {
+	if !ValidPodID(id) {
 		return fmt.Errorf("invalid pod id %q: want letters, digits, '.', '_' or '-'", id)
 	}
 	pc, err := encodePodConfig(cfg)
@@ -168,7 +183,7 @@ func (n *Node) podCgroupID(id string) (uint64, error) {
 // leave the cgroup) and its rules. It succeeds when the pod is already gone.
 // Pairs already recorded stay accelerated until they close.
 func (n *Node) DetachPod(id string) error {
-	if !podIDPattern.MatchString(id) {
+	if !ValidPodID(id) {
 		return fmt.Errorf("invalid pod id %q", id)
 	}
 	cgID, err := n.podCgroupID(id)

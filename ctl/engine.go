@@ -56,24 +56,24 @@ var ErrNoState = errors.New("no mesh-accel state on this node")
 
 // StateDir is where the node state of cfg lives.
 func StateDir(cfg Config) string {
-	return filepath.Join(cfg.BPFFS, cfg.Root, bpf.LayoutVersion)
+	return bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.Root}.Dir()
 }
 
 // OpenEngine opens the node state that the CNI plugin or installer created.
 // Unlike bpf.OpenNode it never creates state: a node without any is
 // reported as ErrNoState.
 func OpenEngine(cfg Config) (Engine, error) {
-	dir := StateDir(cfg)
-	if _, err := os.Stat(filepath.Join(dir, "progs")); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w at %s: mesh-accel has not set this node up, or --%s/--%s point elsewhere",
-				ErrNoState, dir, FlagBPFFS, FlagRoot)
+	opts := bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.Root}
+	if !bpf.StateExists(opts) {
+		if _, err := os.Stat(opts.Dir()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open node state: %w%s", err, rootHint(err))
 		}
-		return nil, fmt.Errorf("open node state: %w%s", err, rootHint(err))
+		return nil, fmt.Errorf("%w at %s: mesh-accel has not set this node up, or --%s/--%s point elsewhere",
+			ErrNoState, opts.Dir(), FlagBPFFS, FlagRoot)
 	}
-	n, err := bpf.OpenNode(bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.Root})
+	n, err := bpf.OpenNode(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open node state at %s: %w%s", dir, err, rootHint(err))
+		return nil, fmt.Errorf("open node state at %s: %w%s", opts.Dir(), err, rootHint(err))
 	}
 	return nodeEngine{n}, nil
 }

@@ -1,0 +1,151 @@
+package plugin
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/rules"
+)
+
+// The pod annotations the plugin reads.
+const (
+	// AnnotationEnabled "true" accelerates the pod; any other value, or
+	// none, leaves it alone.
+	AnnotationEnabled = "accel.mesh/enabled"
+	// AnnotationRules holds the pod's own rules, one a line, in the
+	// language of package rules; they follow the node's defaults.
+	AnnotationRules = "accel.mesh/rules"
+	// AnnotationTrustApp "true" declares that the pod's app reads its
+	// sockets with recvmsg, never splice (bpf.PodConfig.TrustApp), so data
+	// may be redirected into the app's sockets too; "false" or none keeps
+	// acceleration to the directions towards the sidecar.
+	AnnotationTrustApp = "accel.mesh/app-reads-with-recvmsg"
+	// Istio's exclusions (comma lists) become RETURN rules: ports as
+	// "chain --port P -j RETURN", ranges as "chain --ip CIDR -j RETURN",
+	// "*" as every address. A port rule matches either end, so an excluded
+	// inbound port is not accelerated outbound either.
+	AnnotationExcludeInboundPorts     = "traffic.sidecar.istio.io/excludeInboundPorts"
+	AnnotationExcludeOutboundPorts    = "traffic.sidecar.istio.io/excludeOutboundPorts"
+	AnnotationExcludeOutboundIPRanges = "traffic.sidecar.istio.io/excludeOutboundIPRanges"
+)
+
+// enabled reports whether the annotations ask for acceleration.
+func enabled(ann map[string]string) bool { return ann[AnnotationEnabled] == "true" }
+
+// nodeRules returns the node's default rules: the rules file, else
+// rules.Default() with its uid rule on the configured sidecar uid.
+func nodeRules(conf *Config) (*rules.Set, error) {
+	if conf.RulesFile != "" {
+		s, err := rules.ParseFile(conf.RulesFile)
+		if err != nil {
+			return nil, fail(ReasonRulesFile, fmt.Errorf("node rules: %w", err))
+		}
+		return s, nil
+	}
+	s := rules.Default()
+	for i := range s.Rules {
+		if s.Rules[i].HasUID && s.Rules[i].UID == bpf.DefaultSidecarUID {
+			s.Rules[i].UID = conf.SidecarUID
+		}
+	}
+	return s, nil
+}
+
+// podConfig derives a pod's configuration: the node's rules, then the pod's
+// own, then its Istio exclusions; trust from its annotation.
+func podConfig(node *rules.Set, ann map[string]string, sidecarUID uint32) (bpf.PodConfig, error) {
+	cfg := bpf.PodConfig{SidecarUID: sidecarUID}
+	switch v := ann[AnnotationTrustApp]; v {
+	case "true":
+		cfg.TrustApp = true
+	case "false", "":
+	default:
+		return cfg, failf(ReasonAnnotation, "annotation %s: %q is neither \"true\" nor \"false\"", AnnotationTrustApp, v)
+	}
+	var own *rules.Set
+	if text, ok := ann[AnnotationRules]; ok {
+		s, err := rules.ParseString(AnnotationRules, text)
+		if err != nil {
+			return cfg, fail(ReasonAnnotation, fmt.Errorf("annotation %s: %w", AnnotationRules, err))
+		}
+		own = s
+	}
+	excl, err := exclusions(ann)
+	if err != nil {
+		return cfg, err
+	}
+	all, err := rules.Merge(node, own, excl)
+	if err != nil {
+		return cfg, failf(ReasonAnnotation, "pod rules: %d node rules, %d of %s and %d Istio exclusions: %w",
+			count(node), count(own), AnnotationRules, count(excl), err)
+	}
+	cfg.Rules = all
+	return cfg, nil
+}
+
+func count(s *rules.Set) int {
+	if s == nil {
+		return 0
+	}
+	return len(s.Rules)
+}
+
+// exclusions turns Istio's exclusion annotations into RETURN rules, each
+// distinct port or prefix once.
+func exclusions(ann map[string]string) (*rules.Set, error) {
+	var lines []string
+	seen := map[string]bool{}
+	add := func(line string) {
+		if !seen[line] {
+			seen[line] = true
+			lines = append(lines, line)
+		}
+	}
+	for _, name := range []string{AnnotationExcludeInboundPorts, AnnotationExcludeOutboundPorts} {
+		for _, item := range listItems(ann[name]) {
+			p, err := strconv.ParseUint(item, 10, 16)
+			if err != nil || p == 0 {
+				return nil, failf(ReasonAnnotation, "annotation %s: %q is not a port (1-65535)", name, item)
+			}
+			add(fmt.Sprintf("chain --port %d -j RETURN", p))
+		}
+	}
+	for _, item := range listItems(ann[AnnotationExcludeOutboundIPRanges]) {
+		if item == "*" {
+			add("chain --ip 0.0.0.0/0 -j RETURN")
+			add("chain --ip ::/0 -j RETURN")
+			continue
+		}
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			a, aerr := netip.ParseAddr(item)
+			if aerr != nil || a.Zone() != "" {
+				return nil, failf(ReasonAnnotation, "annotation %s: %q is not a CIDR: %v", AnnotationExcludeOutboundIPRanges, item, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		add(fmt.Sprintf("chain --ip %s -j RETURN", p.Masked()))
+	}
+	if len(lines) == 0 {
+		return nil, nil
+	}
+	s, err := rules.ParseString("istio-exclusions", strings.Join(lines, "\n"))
+	if err != nil { // the lines are built from checked values
+		return nil, fail(ReasonAnnotation, err)
+	}
+	return s, nil
+}
+
+// listItems splits a comma list, trimming spaces and dropping empty items.
+func listItems(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

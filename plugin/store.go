@@ -1,0 +1,209 @@
+package plugin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// store is the plugin's state folder (Config.StateDir):
+//
+//	lock             flock: shared by ADD and DEL, exclusive for GC
+//	pods/<uid>.json  one record per attached pod: which network, container
+//	                 and interface attached it (GC and DEL need it), and
+//	                 its namespace and name (mesh-accelctl shows them)
+//	failures.json    setup failures by reason ([ReadFailures])
+//	failures.lock    flock serialising updates of failures.json
+//
+// Every file is replaced atomically (temporary file, then rename), so a
+// reader never sees half a record. Records are not fsynced: the node state
+// they describe lives in bpffs, which does not survive a reboot either.
+type store struct{ dir string }
+
+// record says who attached a pod.
+type record struct {
+	Network     string    `json:"network"`
+	ContainerID string    `json:"containerID"`
+	IfName      string    `json:"ifname"`
+	PodUID      string    `json:"uid"`
+	Namespace   string    `json:"namespace"`
+	Name        string    `json:"name"`
+	CgroupDir   string    `json:"cgroupDir"`
+	Added       time.Time `json:"added"`
+}
+
+func (s store) podsDir() string              { return filepath.Join(s.dir, "pods") }
+func (s store) recordPath(uid string) string { return filepath.Join(s.podsDir(), uid+".json") }
+
+// lock takes the state folder's lock, shared or exclusive, until the
+// returned function is called.
+func (s store) lock(exclusive bool) (func(), error) {
+	if err := os.MkdirAll(s.podsDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("create state folder: %w", err)
+	}
+	return flock(filepath.Join(s.dir, "lock"), exclusive)
+}
+
+// flock locks the file at path (created if needed).
+func flock(path string, exclusive bool) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// put writes the pod's record.
+func (s store) put(r record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode record of pod %s: %w", r.PodUID, err)
+	}
+	return writeAtomic(s.recordPath(r.PodUID), b)
+}
+
+// get reads the pod's record; nil when there is none.
+func (s store) get(uid string) (*record, error) {
+	b, err := os.ReadFile(s.recordPath(uid))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read record of pod %s: %w", uid, err)
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("record %s is corrupt: %w", s.recordPath(uid), err)
+	}
+	return &r, nil
+}
+
+// remove deletes the pod's record; it succeeds when there is none.
+func (s store) remove(uid string) error {
+	if err := os.Remove(s.recordPath(uid)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove record of pod %s: %w", uid, err)
+	}
+	return nil
+}
+
+// list returns every record, by pod uid. A corrupt record is returned
+// with only its PodUID set, so that GC removes it.
+func (s store) list() ([]record, error) {
+	ents, err := os.ReadDir(s.podsDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	var out []record
+	for _, e := range ents {
+		uid, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		r, err := s.get(uid)
+		if err != nil || r == nil {
+			out = append(out, record{PodUID: uid})
+			continue
+		}
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PodUID < out[j].PodUID })
+	return out, nil
+}
+
+// writeAtomic replaces the file at path with b (mode 0600).
+func writeAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, werr := f.Write(b)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// FailureCount is how often setup failed for one reason, and the last time.
+type FailureCount struct {
+	Count     uint64    `json:"count"`
+	LastError string    `json:"lastError"`
+	LastPod   string    `json:"lastPod"`
+	LastTime  time.Time `json:"lastTime"`
+}
+
+// Failures are the setup failures of a node by reason, as kept in
+// <stateDir>/failures.json.
+type Failures map[Reason]FailureCount
+
+// ReadFailures reads the failure counters of the state folder; empty when
+// nothing ever failed.
+func ReadFailures(stateDir string) (Failures, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, "failures.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Failures{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read failure counters: %w", err)
+	}
+	f := Failures{}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("failure counters %s are corrupt: %w", filepath.Join(stateDir, "failures.json"), err)
+	}
+	return f, nil
+}
+
+// countFailure adds one failure of reason, for pod, to the counters.
+func (s store) countFailure(reason Reason, pod string, cause error) error {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("count failure: %w", err)
+	}
+	unlock, err := flock(filepath.Join(s.dir, "failures.lock"), true)
+	if err != nil {
+		return fmt.Errorf("count failure: %w", err)
+	}
+	defer unlock()
+	f, err := ReadFailures(s.dir)
+	if err != nil {
+		f = Failures{} // a corrupt file restarts from zero rather than never counting again
+	}
+	c := f[reason]
+	c.Count++
+	c.LastError, c.LastPod, c.LastTime = cause.Error(), pod, time.Now().UTC()
+	f[reason] = c
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("count failure: %w", err)
+	}
+	return writeAtomic(filepath.Join(s.dir, "failures.json"), b)
+}

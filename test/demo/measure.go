@@ -1,0 +1,156 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/test/cnichain"
+	"github.com/mesh-accel/mesh-accel/test/sim"
+)
+
+// figures are one column of the demo's table.
+type figures struct {
+	rr64, p50, bulkGbit float64
+	redirected          uint64
+}
+
+// measure runs the same traffic with acceleration off (global switch) and
+// on, for the default pods and for pods whose app is declared a recvmsg
+// reader, prints the table and what is accelerated.
+func (w *world) measure(ctx context.Context, cfg Config, pairs [][2]*cnichain.Pod) error {
+	cols := []struct {
+		name string
+		pair [2]*cnichain.Pod
+		on   bool
+	}{
+		{"acceleration off", pairs[0], false},
+		{"on (default)", pairs[0], true},
+		{"on (app trusted)", pairs[1], true},
+	}
+	res := make([]figures, len(cols))
+	for i, c := range cols {
+		if err := w.node.SetEnabled(c.on); err != nil {
+			return err
+		}
+		f, err := w.traffic(ctx, cfg.Duration, c.pair)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		res[i] = f
+	}
+	tw := tabwriter.NewWriter(cfg.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "productpage -> reviews, through both sidecars\t")
+	for _, c := range cols {
+		fmt.Fprintf(tw, "%s\t", c.name)
+	}
+	fmt.Fprint(tw, "\n")
+	row := func(name, format string, get func(figures) float64) {
+		fmt.Fprintf(tw, "%s\t", name)
+		for _, f := range res {
+			fmt.Fprintf(tw, format+"\t", get(f))
+		}
+		fmt.Fprint(tw, "\n")
+	}
+	row("64 B request/response per s", "%.0f", func(f figures) float64 { return f.rr64 })
+	row("64 B round trip p50 (us)", "%.0f", func(f figures) float64 { return f.p50 })
+	row("bulk, one stream (Gbit/s)", "%.2f", func(f figures) float64 { return f.bulkGbit })
+	row("bytes redirected (MiB)", "%.0f", func(f figures) float64 { return float64(f.redirected) / (1 << 20) })
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return w.showAccelerated(ctx, cfg, pairs)
+}
+
+// traffic measures one column: a request/response run and a checksummed
+// bulk transfer, with the bytes redirected meanwhile.
+func (w *world) traffic(ctx context.Context, d time.Duration, pair [2]*cnichain.Pod) (figures, error) {
+	var f figures
+	before, err := w.node.Counters()
+	if err != nil {
+		return f, err
+	}
+	rr, err := run(ctx, pair[0], sim.ClientSpec{Mode: sim.ModeRR, Target: pair[1].AppTarget(false), Size: 64, Duration: d})
+	if err != nil {
+		return f, err
+	}
+	bulk, err := run(ctx, pair[0], sim.ClientSpec{Mode: sim.ModeBulk, Target: pair[1].AppTarget(false),
+		Bytes: 512 << 20, MinWrite: 64 << 10, MaxWrite: 256 << 10})
+	if err != nil {
+		return f, err
+	}
+	after, err := w.node.Counters()
+	if err != nil {
+		return f, err
+	}
+	f.rr64, f.p50, f.bulkGbit = rr.RatePerSec, rr.P50us, bulk.RatePerSec*8/1e9
+	f.redirected = after.Sub(before)["bytes_redirected"]
+	return f, nil
+}
+
+func run(ctx context.Context, p *cnichain.Pod, spec sim.ClientSpec) (*sim.ClientResult, error) {
+	res, err := p.RunClient(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	if !res.OK {
+		return nil, fmt.Errorf("%s client: %v", spec.Mode, res.Errors)
+	}
+	return res, nil
+}
+
+// showAccelerated lists the pairs recorded during a request/response run
+// of each pod pair, direction by direction.
+func (w *world) showAccelerated(ctx context.Context, cfg Config, pairs [][2]*cnichain.Pod) error {
+	for i, pair := range pairs {
+		ds, err := w.directionsDuring(ctx, pair)
+		if err != nil {
+			return err
+		}
+		title := []string{"default annotations: only the directions towards the sidecars are redirected (the apps may read with splice)",
+			"accel.mesh/app-reads-with-recvmsg: \"true\": the apps' directions too"}[i]
+		fmt.Fprintf(cfg.Out, "\nwhat is accelerated, %s\n", title)
+		sortDirections(ds)
+		tw := tabwriter.NewWriter(cfg.Out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  from\tto\tpath\t")
+		for _, d := range ds {
+			path := "stack (reader not trusted)"
+			if d.Redirect {
+				path = "redirected"
+			}
+			fmt.Fprintf(tw, "  %s (uid %d)\t%s (uid %d)\t%s\t\n", d.From, d.FromUID, d.To, d.ToUID, path)
+		}
+		fmt.Fprintln(tw, "  sidecar -> peer sidecar (port 15006)\t\tstack (rule: chain --port 15006 -j RETURN)\t")
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// directionsDuring snapshots the recorded pairs while a request/response
+// client runs.
+func (w *world) directionsDuring(ctx context.Context, pair [2]*cnichain.Pod) ([]bpf.Direction, error) {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := run(ctx, pair[0], sim.ClientSpec{Mode: sim.ModeRR, Target: pair[1].AppTarget(false), Duration: time.Second})
+		errc <- err
+	}()
+	var best []bpf.Direction
+	for {
+		select {
+		case err := <-errc:
+			return best, err
+		case <-time.After(50 * time.Millisecond):
+			ds, err := w.node.Directions()
+			if err != nil {
+				return nil, err
+			}
+			if len(ds) > len(best) {
+				best = ds
+			}
+		}
+	}
+}
