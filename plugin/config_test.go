@@ -91,4 +91,3 @@ func TestParsePodArgs(t *testing.T) {
 		}
 	}
 }
-
