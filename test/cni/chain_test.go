@@ -107,13 +107,13 @@ func TestChainAccelerates(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	if err := c.cni.CheckNetworkList(ctx, c.list, a.rt); err != nil {
+	if err := c.CNI.CheckNetworkList(ctx, c.List, a.RT); err != nil {
 		t.Errorf("CHECK of an accelerated pod: %v", err)
 	}
-	if err := c.cni.CheckNetworkList(ctx, c.list, x.rt); err != nil {
+	if err := c.CNI.CheckNetworkList(ctx, c.List, x.RT); err != nil {
 		t.Errorf("CHECK of a pod left alone: %v", err)
 	}
-	if err := c.cni.GetStatusNetworkList(ctx, c.list); err != nil {
+	if err := c.CNI.GetStatusNetworkList(ctx, c.List); err != nil {
 		t.Errorf("STATUS: %v", err)
 	}
 }
@@ -153,8 +153,8 @@ func TestChainDel(t *testing.T) {
 	}
 	// DEL after everything is gone, without annotations and with the
 	// netns gone, still succeeds.
-	b.rt.NetNS = "/run/netns/mesh-accel-gone-" + randHex(4)
-	b.rt.CapabilityArgs = map[string]any{}
+	b.RT.NetNS = "/run/netns/mesh-accel-gone-" + randHex(4)
+	b.RT.CapabilityArgs = map[string]any{}
 	if err := c.del(b); err != nil {
 		t.Errorf("DEL with the netns gone: %v", err)
 	}
@@ -240,7 +240,7 @@ func TestChainGCStatus(t *testing.T) {
 	// A runtime with an empty cache: only the plugins' own GC runs.
 	gc := libcni.NewCNIConfigWithCacheDir([]string{c.bin}, t.TempDir(), nil)
 	valid := []types.GCAttachment{{ContainerID: a.Container, IfName: "eth0"}}
-	if err := gc.GCNetworkList(context.Background(), c.list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
+	if err := gc.GCNetworkList(context.Background(), c.List, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
 		t.Fatal(err)
 	}
 	c.wantAttached(a)
@@ -253,7 +253,7 @@ func TestChainGCStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.cni.GetStatusNetworkList(context.Background(), list)
+	err = c.CNI.GetStatusNetworkList(context.Background(), list)
 	if !isCode(err, types.ErrPluginNotAvailable) || !strings.Contains(err.Error(), "node state") {
 		t.Errorf("STATUS without node state = %v, want error 50", err)
 	}

@@ -118,6 +118,7 @@ func TestConflistGolden(t *testing.T) {
 	p := chainParams{
 		Name: "mesh-test", Bridge: "mcb0123456789", Subnet: "10.77.1.0/24", IPAMDir: "/tmp/t/ipam",
 		BPFRoot: "/sys/fs/bpf/mesh-accel-test-0123", StateDir: "/tmp/t/state", LogFile: "/tmp/t/log/cni.log",
+		LogLevel: "debug", APITimeout: "3s",
 	}
 	golden(t, "testdata/conflist-capabilities.json", conflist(p))
 	p.Kubeconfig, p.FailOnError = "/tmp/t/kubeconfig", true

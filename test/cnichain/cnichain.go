@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -72,17 +73,27 @@ type Params struct {
 	IPAMDir, BPFRoot     string
 	StateDir, LogFile    string
 	RulesFile            string
+	LogLevel, APITimeout string
+	Kubeconfig           string // set: no annotations capability (API fallback)
+	FailOnError          bool
 }
 
 // Conflist renders the chain: bridge with host-local, then mesh-accel with
 // the capabilities containerd serves.
 func Conflist(p Params) []byte {
+	caps := map[string]bool{plugin.CapCgroupPath: true}
 	mesh := map[string]any{
 		"type": plugin.TypeName, "bpfRoot": p.BPFRoot, "stateDir": p.StateDir, "logFile": p.LogFile,
-		"capabilities": map[string]bool{plugin.CapCgroupPath: true, plugin.CapPodAnnotations: true},
+		"failOnError": p.FailOnError, "capabilities": caps,
 	}
-	if p.RulesFile != "" {
-		mesh["rulesFile"] = p.RulesFile
+	for k, v := range map[string]string{"rulesFile": p.RulesFile, "logLevel": p.LogLevel,
+		"apiTimeout": p.APITimeout, "kubeconfig": p.Kubeconfig} {
+		if v != "" {
+			mesh[k] = v
+		}
+	}
+	if p.Kubeconfig == "" {
+		caps[plugin.CapPodAnnotations] = true
 	}
 	list := map[string]any{
 		"cniVersion": "1.1.0", "name": p.Name,
@@ -107,27 +118,37 @@ func Conflist(p Params) []byte {
 // Chain runs a conflist for the pods of a simulated node.
 type Chain struct {
 	Params Params
-	cni    *libcni.CNIConfig
-	list   *libcni.NetworkConfigList
+	CNI    *libcni.CNIConfig         // the runtime's view: plugins and cache
+	List   *libcni.NetworkConfigList // the conflist
 	lo     *libcni.NetworkConfigList
 }
 
-// New prepares a chain whose plugins are in binDir and whose scratch files
-// (IPAM, state, log, cache) go under tmp. bpfRoot is the node state folder
-// the plugin uses (bpf.Node.Dir's parent).
-func New(binDir, tmp, bpfRoot string) (*Chain, error) {
+// DefaultParams are a chain's parameters with unique names, a free subnet
+// and its scratch files (IPAM, state, log) under tmp. bpfRoot is the node
+// state folder the plugin uses (bpf.Node.Dir's parent).
+func DefaultParams(tmp, bpfRoot string) (Params, error) {
 	subnet, err := sim.FreeIPv4Subnet()
 	if err != nil {
-		return nil, err
+		return Params{}, err
 	}
-	c := &Chain{Params: Params{
+	return Params{
 		Name: "mesh-" + RandHex(4), Bridge: "mcb" + RandHex(5), Subnet: subnet.String(),
 		IPAMDir: filepath.Join(tmp, "ipam"), BPFRoot: bpfRoot,
 		StateDir: filepath.Join(tmp, "state"), LogFile: filepath.Join(tmp, "log", "cni.log"),
-	}}
+	}, nil
+}
+
+// New prepares a chain of params whose plugins are in binDir; libcni's
+// cache goes under tmp. It creates the chain's bridge; Close removes it.
+func New(binDir, tmp string, params Params) (*Chain, error) {
+	c := &Chain{Params: params}
+	if err := createBridge(params.Bridge); err != nil {
+		return nil, err
+	}
 	quiet := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: io.Discard}, PluginDecoder: version.PluginDecoder{}}
-	c.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(tmp, "cache"), quiet)
-	if c.list, err = libcni.ConfListFromBytes(Conflist(c.Params)); err != nil {
+	c.CNI = libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(tmp, "cache"), quiet)
+	var err error
+	if c.List, err = libcni.ConfListFromBytes(Conflist(c.Params)); err != nil {
 		return nil, err
 	}
 	lo := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"lo-%s","plugins":[{"type":"loopback"}]}`, RandHex(4))
@@ -137,24 +158,50 @@ func New(binDir, tmp, bpfRoot string) (*Chain, error) {
 	return c, nil
 }
 
+// createBridge creates the chain's bridge before the bridge plugin, which
+// then uses it, with a fixed MAC address: a bridge without one takes the
+// lowest of its ports', which changes as pods come and go, and the bridge
+// plugin's CHECK then fails on the MAC of its earlier result.
+func createBridge(name string) error {
+	mac := make(net.HardwareAddr, 6)
+	_, _ = rand.Read(mac)
+	mac[0] = mac[0]&0xfe | 0x02 // unicast, locally administered
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, HardwareAddr: mac}}
+	if err := netlink.LinkAdd(br); err != nil {
+		return fmt.Errorf("create bridge %s: %w", name, err)
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return fmt.Errorf("bring up bridge %s: %w", name, err)
+	}
+	return nil
+}
+
 // Pod is a simulated pod as the runtime knows it.
 type Pod struct {
 	*sim.Pod
 	UID, Container string
 	Annotations    map[string]string
 	Result         *current.Result
-	rt             *libcni.RuntimeConf
+	RT             *libcni.RuntimeConf // what the runtime passes for it
 }
 
 // AddPod creates a pod on n whose network (and acceleration) come from the
-// chain's ADD, run before any of the pod's processes start.
-func (c *Chain) AddPod(n *sim.Node, opts sim.PodOptions, ann map[string]string) (*Pod, error) {
-	p := &Pod{UID: "uid-" + opts.Name + "-" + RandHex(4), Container: "ctr-" + RandHex(16), Annotations: ann}
+// chain's ADD, run before any of the pod's processes start. uid may be
+// empty (one is made up). onNetwork, when set, runs right before the ADD
+// (e.g. to arrange the pod's DEL).
+func (c *Chain) AddPod(n *sim.Node, opts sim.PodOptions, uid string, ann map[string]string, onNetwork func(*Pod)) (*Pod, error) {
+	if uid == "" {
+		uid = "uid-" + opts.Name + "-" + RandHex(4)
+	}
+	p := &Pod{UID: uid, Container: "ctr-" + RandHex(16), Annotations: ann}
 	if p.Annotations == nil {
 		p.Annotations = map[string]string{}
 	}
 	opts.Network = func(sp *sim.Pod) (netip.Addr, netip.Addr, error) {
-		p.rt = c.runtimeConf(sp, p)
+		p.RT = c.runtimeConf(sp, p)
+		if onNetwork != nil {
+			onNetwork(p)
+		}
 		ip, err := c.addNetwork(p)
 		return ip, netip.Addr{}, err
 	}
@@ -181,10 +228,10 @@ func (c *Chain) runtimeConf(sp *sim.Pod, p *Pod) *libcni.RuntimeConf {
 func (c *Chain) addNetwork(p *Pod) (netip.Addr, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := c.cni.AddNetworkList(ctx, c.lo, p.rt); err != nil {
+	if _, err := c.CNI.AddNetworkList(ctx, c.lo, p.RT); err != nil {
 		return netip.Addr{}, fmt.Errorf("loopback ADD: %w", err)
 	}
-	res, err := c.cni.AddNetworkList(ctx, c.list, p.rt)
+	res, err := c.CNI.AddNetworkList(ctx, c.List, p.RT)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("chain ADD: %w", err)
 	}
@@ -199,14 +246,22 @@ func (c *Chain) addNetwork(p *Pod) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("chain ADD gave no IPv4: %v", p.Result)
 }
 
-// DelPod runs the chain's DEL for the pod (idempotent).
+// DelPod runs the DEL of the chain and of loopback for the pod
+// (idempotent).
 func (c *Chain) DelPod(p *Pod) error {
-	if p == nil || p.rt == nil {
+	if p == nil || p.RT == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return errors.Join(c.cni.DelNetworkList(ctx, c.list, p.rt), c.cni.DelNetworkList(ctx, c.lo, p.rt))
+	return errors.Join(c.CNI.DelNetworkList(ctx, c.List, p.RT), c.CNI.DelNetworkList(ctx, c.lo, p.RT))
+}
+
+// Del runs the chain's DEL for the pod.
+func (c *Chain) Del(p *Pod) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.CNI.DelNetworkList(ctx, c.List, p.RT)
 }
 
 // Close removes the chain's bridge (after the pods' DELs).

@@ -23,8 +23,9 @@ import (
 
 // Config tunes the demo.
 type Config struct {
-	Duration time.Duration // of each measurement
-	Out      io.Writer
+	Duration  time.Duration // of each request/response measurement
+	BulkBytes int64         // of each bulk transfer (default 512 MiB)
+	Out       io.Writer
 }
 
 // world is what the demo builds.
@@ -87,12 +88,16 @@ func (w *world) build() error {
 	if w.node, err = bpf.OpenNode(bpf.Options{Root: "mesh-accel-demo-" + cnichain.RandHex(4)}); err != nil {
 		return err
 	}
-	w.chain, err = cnichain.New(bin, tmp, filepath.Dir(w.node.Dir()))
+	params, err := cnichain.DefaultParams(tmp, filepath.Dir(w.node.Dir()))
+	if err != nil {
+		return err
+	}
+	w.chain, err = cnichain.New(bin, tmp, params)
 	return err
 }
 
 func (w *world) addPod(name string, client bool, ann map[string]string) (*cnichain.Pod, error) {
-	p, err := w.chain.AddPod(w.sim, sim.PodOptions{Name: name, Sidecar: true, NoApp: client}, ann)
+	p, err := w.chain.AddPod(w.sim, sim.PodOptions{Name: name, Sidecar: true, NoApp: client}, "", ann, nil)
 	if p != nil {
 		w.pods = append(w.pods, p)
 	}

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"text/tabwriter"
@@ -35,7 +36,7 @@ func (w *world) measure(ctx context.Context, cfg Config, pairs [][2]*cnichain.Po
 		if err := w.node.SetEnabled(c.on); err != nil {
 			return err
 		}
-		f, err := w.traffic(ctx, cfg.Duration, c.pair)
+		f, err := w.traffic(ctx, cfg, c.pair)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
@@ -66,18 +67,18 @@ func (w *world) measure(ctx context.Context, cfg Config, pairs [][2]*cnichain.Po
 
 // traffic measures one column: a request/response run and a checksummed
 // bulk transfer, with the bytes redirected meanwhile.
-func (w *world) traffic(ctx context.Context, d time.Duration, pair [2]*cnichain.Pod) (figures, error) {
+func (w *world) traffic(ctx context.Context, cfg Config, pair [2]*cnichain.Pod) (figures, error) {
 	var f figures
 	before, err := w.node.Counters()
 	if err != nil {
 		return f, err
 	}
-	rr, err := run(ctx, pair[0], sim.ClientSpec{Mode: sim.ModeRR, Target: pair[1].AppTarget(false), Size: 64, Duration: d})
+	rr, err := run(ctx, pair[0], sim.ClientSpec{Mode: sim.ModeRR, Target: pair[1].AppTarget(false), Size: 64, Duration: cfg.Duration})
 	if err != nil {
 		return f, err
 	}
 	bulk, err := run(ctx, pair[0], sim.ClientSpec{Mode: sim.ModeBulk, Target: pair[1].AppTarget(false),
-		Bytes: 512 << 20, MinWrite: 64 << 10, MaxWrite: 256 << 10})
+		Bytes: cmp.Or(cfg.BulkBytes, 512<<20), MinWrite: 64 << 10, MaxWrite: 256 << 10})
 	if err != nil {
 		return f, err
 	}
