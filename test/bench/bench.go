@@ -52,8 +52,9 @@ type Config struct {
 
 // Results are a run's figures: per mode, and the CNI plugin's timing.
 type Results struct {
-	Modes map[Mode]Result
-	CNI   *CNIResult // nil when not measured
+	Modes   map[Mode]Result
+	CNI     *CNIResult     // nil when not measured
+	Capture *CaptureResult // what the capture code costs
 }
 
 // MarshalJSON writes one object keyed by mode, plus "cni" when measured.
@@ -64,6 +65,9 @@ func (r *Results) MarshalJSON() ([]byte, error) {
 	}
 	if r.CNI != nil {
 		m["cni"] = r.CNI
+	}
+	if r.Capture != nil {
+		m["capture"] = r.Capture
 	}
 	return json.Marshal(m)
 }
@@ -90,14 +94,17 @@ type pair struct {
 }
 
 // Run builds the node, measures every mode Rounds times interleaved and
-// returns the median figures per mode; then, with cfg.Plugin, the plugin's
-// ADD and DEL timing.
+// returns the median figures per mode; then what the capture code costs;
+// then, with cfg.Plugin, the plugin's ADD and DEL timing.
 func Run(ctx context.Context, cfg Config) (*Results, error) {
 	modes, err := runModes(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	res := &Results{Modes: modes}
+	if res.Capture, err = RunCapture(ctx, cfg); err != nil {
+		return nil, err
+	}
 	if cfg.Plugin != "" {
 		if res.CNI, err = MeasureCNI(ctx, CNIConfig{Plugin: cfg.Plugin, Log: cfg.Log}); err != nil {
 			return nil, err
