@@ -7,7 +7,7 @@ GOFLAGS  ?=
 LDFLAGS  ?= -s -w
 export CGO_ENABLED := 0
 
-.PHONY: all deps generate check-generate build test test-short bench demo lint clean
+.PHONY: all deps generate check-generate build test test-short bench demo image lint clean
 
 all: build
 
@@ -25,6 +25,7 @@ check-generate: generate
 build:
 	@mkdir -p $(BIN)
 	$(GO) build $(GOFLAGS) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./plugin/cmd/mesh-accel ./ctl/cmd/mesh-accelctl \
+		./installer/cmd/mesh-accel-installer \
 		./test/bench/mesh-accel-bench ./test/demo/mesh-accel-demo
 
 # The tests need root, BPF and cgroup v2 (they skip locally without, fail under CI=true).
@@ -41,6 +42,15 @@ bench: deps build
 # The one-command demo (root, Linux 5.15+, cgroup v2): DEMO_SECONDS shortens it.
 demo: deps build
 	$(BIN)/mesh-accel-demo
+
+IMAGE   ?= localhost/mesh-accel:dev
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The container image: static binaries built here, put on scratch by buildah (no daemon).
+image: deps
+	@rm -rf $(BIN)/image && mkdir -p $(BIN)/image
+	$(GO) build $(GOFLAGS) -trimpath -ldflags "$(LDFLAGS) -X github.com/mesh-accel/mesh-accel/installer.version=$(VERSION)" \
+		-o $(BIN)/image/ ./installer/cmd/mesh-accel-installer ./plugin/cmd/mesh-accel ./ctl/cmd/mesh-accelctl
+	buildah build --layers=false -f Containerfile -t $(IMAGE) $(BIN)/image
 
 lint:
 	$(GO) vet ./...

@@ -1,7 +1,8 @@
 // Package plugin is mesh-accel's chained CNI plugin (type "mesh-accel"): at
 // pod ADD it attaches the mesh-accel data path (package bpf) to the pod's
-// cgroup with the pod's rules, at DEL it removes it. It speaks CNI 0.4.0 to
-// 1.1.0: ADD, DEL, CHECK, STATUS (1.1.0), GC (1.1.0) and VERSION. The binary
+// cgroup with the pod's rules, at DEL it removes it. It speaks CNI 0.3.0 to
+// 1.1.0 (0.3.x because Calico, Flannel and Multus configs still name it): ADD,
+// DEL, CHECK (0.4.0+), STATUS (1.1.0), GC (1.1.0) and VERSION. The binary
 // (cmd/mesh-accel) is one skel.PluginMainFuncs call on [Funcs].
 //
 // A conflist lists it after the plugins that make the pod's network, with

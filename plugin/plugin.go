@@ -22,7 +22,7 @@ const TypeName = "mesh-accel"
 const About = "CNI plugin mesh-accel: sockmap acceleration of sidecar traffic (chained, per pod)"
 
 // Versions are the CNI specification versions the plugin speaks.
-var Versions = version.PluginSupports("0.4.0", "1.0.0", "1.1.0")
+var Versions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 // Plugin-specific CNI error codes (the specification leaves 100 and up to
 // plugins).

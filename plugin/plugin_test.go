@@ -303,7 +303,7 @@ func TestGC(t *testing.T) {
 // The previous result is printed unchanged, in the configuration's
 // version (golden files; UPDATE_GOLDEN=1 rewrites them).
 func TestPrintPrevResult(t *testing.T) {
-	for _, v := range []string{"0.4.0", "1.0.0", "1.1.0"} {
+	for _, v := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(v, func(t *testing.T) {
 			in, err := os.ReadFile(filepath.Join("testdata", "prevresult-"+v+".json"))
 			if err != nil {

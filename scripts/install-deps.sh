@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing and benchmarking mesh-accel needs on a
 # Debian/Ubuntu machine: clang-14 and llvm-14 (the pinned BPF compiler),
-# libbpf headers, iproute2, iptables, nsenter, iperf3, sockperf, tcpdump.
+# libbpf headers, iproute2, iptables, nsenter, iperf3, sockperf, tcpdump,
+# buildah (the image).
 # Go itself must be present (1.26 or later). Idempotent: installs only what
 # is missing.
 set -euo pipefail
@@ -19,6 +20,7 @@ have iperf3 || need+=(iperf3)
 have sockperf || need+=(sockperf)
 have tcpdump || need+=(tcpdump)
 have bpftool || need+=(bpftool)
+have buildah || need+=(buildah)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if ! have apt-get; then

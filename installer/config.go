@@ -1,0 +1,240 @@
+package installer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/plugin"
+)
+
+// Flag names. Each flag is bound to one environment variable, [EnvPrefix]
+// followed by the flag's name in upper case with dashes as underscores
+// (--host-cni-bin-dir: MESH_ACCEL_HOST_CNI_BIN_DIR). A flag given on the
+// command line wins over its variable, which wins over the default.
+const (
+	FlagHostCNIBinDir      = "host-cni-bin-dir"
+	FlagHostCNIConfDir     = "host-cni-conf-dir"
+	FlagCNIConfName        = "cni-conf-name"
+	FlagPluginBinary       = "plugin-binary"
+	FlagKubeconfigPath     = "kubeconfig-path"
+	FlagHostKubeconfigPath = "host-kubeconfig-path"
+	FlagRulesFile          = "rules-file"
+	FlagRulesCopyPath      = "rules-copy-path"
+	FlagHostRulesFile      = "host-rules-file"
+	FlagBPFFS              = "bpffs"
+	FlagBPFRoot            = "bpf-root"
+	FlagStateDir           = "state-dir"
+	FlagPluginLogFile      = "plugin-log-file"
+	FlagCgroupRoot         = "cgroup-root"
+	FlagListen             = "listen"
+	FlagRemoveBPFOnExit    = "remove-bpf-on-exit"
+	FlagSAToken            = "sa-token"
+	FlagSACA               = "sa-ca"
+	FlagAPIHost            = "api-host"
+	FlagLogLevel           = "log-level"
+	FlagMountBPFFS         = "mount-bpffs"
+	FlagVersion            = "version"
+)
+
+// EnvPrefix starts the name of every flag's environment variable.
+const EnvPrefix = "MESH_ACCEL_"
+
+// EnvName returns the environment variable bound to the flag.
+func EnvName(flag string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Defaults: the paths of the DaemonSet in manifests/, where the host's
+// directories are mounted under /host and the image holds the plugin.
+const (
+	DefaultHostCNIBinDir      = "/host/opt/cni/bin"
+	DefaultHostCNIConfDir     = "/host/etc/cni/net.d"
+	DefaultPluginBinary       = "/opt/mesh-accel/mesh-accel"
+	DefaultKubeconfigPath     = "/host/etc/mesh-accel/kubeconfig"
+	DefaultHostKubeconfigPath = "/etc/mesh-accel/kubeconfig"
+	DefaultRulesFile          = "/etc/mesh-accel/rules/rules"
+	DefaultRulesCopyPath      = "/host/etc/mesh-accel/rules"
+	DefaultHostRulesFile      = "/etc/mesh-accel/rules"
+	DefaultStateDir           = plugin.DefaultStateDir
+	DefaultPluginLogFile      = plugin.DefaultLogFile
+	DefaultCgroupRoot         = "/host/sys/fs/cgroup"
+	DefaultListen             = ":9753"
+	DefaultSAToken            = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	DefaultSACA               = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+)
+
+// Config is the installer's configuration, built by [NewConfig].
+//
+// Paths named Host* (and BPFFS, StateDir, PluginLogFile) are what the
+// plugin sees on the host; the others are where the installer reads or
+// writes them in its container. BPFFS and StateDir are mounted at the same
+// path in the container as on the host.
+type Config struct {
+	HostCNIBinDir  string // the plugin binary goes here
+	HostCNIConfDir string // the primary CNI config is here
+	// CNIConfName names the primary config file in HostCNIConfDir; empty:
+	// the lexicographically first .conf, .conflist or .json file.
+	CNIConfName        string
+	PluginBinary       string // the plugin binary to copy
+	KubeconfigPath     string // where the plugin's kubeconfig is written
+	HostKubeconfigPath string // the same file as the plugin sees it
+	RulesFile          string // the node's default rules (the ConfigMap)
+	RulesCopyPath      string // where the valid rules are copied
+	HostRulesFile      string // the same copy as the plugin sees it
+	BPFFS              string // bpffs mount point
+	BPFRoot            string // mesh-accel's folder under BPFFS
+	// StateDir is shared with the plugin (its pod records are in pods/);
+	// the installer keeps its own files in StateDir/installer.
+	StateDir        string
+	PluginLogFile   string // the plugin's log file
+	CgroupRoot      string // the host's cgroup root (for the kernel check)
+	Listen          string // address of /readyz and /metrics
+	RemoveBPFOnExit bool   // remove the node's BPF state on SIGTERM
+	SAToken         string // service account token (projected, rotates)
+	SACA            string // service account CA bundle
+	// APIHost is the API server URL written into the kubeconfig; by default
+	// https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT.
+	APIHost  string
+	LogLevel slog.Level
+	// MountBPFFS only mounts bpffs at BPFFS (when nothing is mounted there)
+	// and exits: the job of the DaemonSet's privileged init container.
+	MountBPFFS  bool
+	ShowVersion bool // print the version and exit
+}
+
+// NewConfig builds the configuration from the command line args (without
+// the program name) and the environment, read with getenv. Usage and
+// errors are written to out. It returns pflag.ErrHelp for --help.
+func NewConfig(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	fs := pflag.NewFlagSet("mesh-accel-installer", pflag.ContinueOnError)
+	fs.SetOutput(out)
+	c := &Config{}
+	b := binder{fs: fs, getenv: getenv}
+	b.str(&c.HostCNIBinDir, FlagHostCNIBinDir, DefaultHostCNIBinDir, "host's CNI bin directory, where the plugin binary goes")
+	b.str(&c.HostCNIConfDir, FlagHostCNIConfDir, DefaultHostCNIConfDir, "host's CNI config directory")
+	b.str(&c.CNIConfName, FlagCNIConfName, "", "primary CNI config file name (empty: the first .conf/.conflist/.json by name, as the runtime chooses)")
+	b.str(&c.PluginBinary, FlagPluginBinary, DefaultPluginBinary, "the plugin binary to install")
+	b.str(&c.KubeconfigPath, FlagKubeconfigPath, DefaultKubeconfigPath, "where to write the plugin's kubeconfig")
+	b.str(&c.HostKubeconfigPath, FlagHostKubeconfigPath, DefaultHostKubeconfigPath, "the kubeconfig's path on the host, as the plugin sees it")
+	b.str(&c.RulesFile, FlagRulesFile, DefaultRulesFile, "the node's default rules (mounted ConfigMap)")
+	b.str(&c.RulesCopyPath, FlagRulesCopyPath, DefaultRulesCopyPath, "where to copy the valid rules for the plugin")
+	b.str(&c.HostRulesFile, FlagHostRulesFile, DefaultHostRulesFile, "the rules copy's path on the host, as the plugin sees it")
+	b.str(&c.BPFFS, FlagBPFFS, bpf.DefaultBPFFS, "bpffs mount point (the same path on the host)")
+	b.str(&c.BPFRoot, FlagBPFRoot, bpf.DefaultRoot, "mesh-accel's folder under --"+FlagBPFFS)
+	b.str(&c.StateDir, FlagStateDir, DefaultStateDir, "state directory shared with the plugin (the same path on the host)")
+	b.str(&c.PluginLogFile, FlagPluginLogFile, DefaultPluginLogFile, "the plugin's log file on the host")
+	b.str(&c.CgroupRoot, FlagCgroupRoot, DefaultCgroupRoot, "the host's cgroup root, for the kernel check")
+	b.str(&c.Listen, FlagListen, DefaultListen, "address serving /readyz and /metrics")
+	b.boolean(&c.RemoveBPFOnExit, FlagRemoveBPFOnExit, "remove the node's BPF state on SIGTERM (uninstall); keep it for upgrades when false")
+	b.str(&c.SAToken, FlagSAToken, DefaultSAToken, "service account token for the plugin's kubeconfig")
+	b.str(&c.SACA, FlagSACA, DefaultSACA, "service account CA bundle for the plugin's kubeconfig")
+	b.str(&c.APIHost, FlagAPIHost, defaultAPIHost(getenv), "API server URL for the plugin's kubeconfig (default from KUBERNETES_SERVICE_HOST/PORT)")
+	level := b.strValue(FlagLogLevel, "info", "log level: debug, info, warn or error")
+	b.boolean(&c.MountBPFFS, FlagMountBPFFS, "only mount bpffs at --"+FlagBPFFS+" if nothing is mounted there, then exit (init container)")
+	b.boolean(&c.ShowVersion, FlagVersion, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(b.errs...); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return nil, fmt.Errorf("--%s %q: want debug, info, warn or error", FlagLogLevel, *level)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// binder defines flags whose defaults come from their environment variable.
+type binder struct {
+	fs     *pflag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+func (b *binder) str(p *string, name, def, usage string) {
+	if v := b.getenv(EnvName(name)); v != "" {
+		def = v
+	}
+	b.fs.StringVar(p, name, def, usage+" (env "+EnvName(name)+")")
+}
+
+func (b *binder) strValue(name, def, usage string) *string {
+	p := new(string)
+	b.str(p, name, def, usage)
+	return p
+}
+
+func (b *binder) boolean(p *bool, name, usage string) {
+	def := false
+	if v := b.getenv(EnvName(name)); v != "" {
+		var err error
+		if def, err = strconv.ParseBool(v); err != nil {
+			b.errs = append(b.errs, fmt.Errorf("%s=%q: want true or false", EnvName(name), v))
+		}
+	}
+	b.fs.BoolVar(p, name, def, usage+" (env "+EnvName(name)+")")
+}
+
+// defaultAPIHost is the in-cluster API server URL, empty outside a cluster.
+func defaultAPIHost(getenv func(string) string) string {
+	host, port := getenv("KUBERNETES_SERVICE_HOST"), getenv("KUBERNETES_SERVICE_PORT")
+	if host == "" || port == "" {
+		return ""
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+// validate checks the paths and names.
+func (c *Config) validate() error {
+	if c.MountBPFFS || c.ShowVersion {
+		return nil
+	}
+	var errs []error
+	for _, p := range []struct{ flag, path string }{
+		{FlagHostCNIBinDir, c.HostCNIBinDir}, {FlagHostCNIConfDir, c.HostCNIConfDir},
+		{FlagPluginBinary, c.PluginBinary}, {FlagKubeconfigPath, c.KubeconfigPath},
+		{FlagHostKubeconfigPath, c.HostKubeconfigPath}, {FlagRulesFile, c.RulesFile},
+		{FlagRulesCopyPath, c.RulesCopyPath}, {FlagHostRulesFile, c.HostRulesFile},
+		{FlagBPFFS, c.BPFFS}, {FlagStateDir, c.StateDir}, {FlagPluginLogFile, c.PluginLogFile},
+		{FlagSAToken, c.SAToken}, {FlagSACA, c.SACA},
+	} {
+		if !filepath.IsAbs(p.path) {
+			errs = append(errs, fmt.Errorf("--%s %q is not an absolute path", p.flag, p.path))
+		}
+	}
+	if c.CgroupRoot != "" && !filepath.IsAbs(c.CgroupRoot) {
+		errs = append(errs, fmt.Errorf("--%s %q is not an absolute path", FlagCgroupRoot, c.CgroupRoot))
+	}
+	if c.BPFRoot == "" || strings.Contains(c.BPFRoot, "/") || c.BPFRoot == "." || c.BPFRoot == ".." {
+		errs = append(errs, fmt.Errorf("--%s %q: want a folder name such as %q", FlagBPFRoot, c.BPFRoot, bpf.DefaultRoot))
+	}
+	if strings.Contains(c.CNIConfName, "/") {
+		errs = append(errs, fmt.Errorf("--%s %q: want a file name in --%s", FlagCNIConfName, c.CNIConfName, FlagHostCNIConfDir))
+	}
+	if c.Listen == "" {
+		errs = append(errs, fmt.Errorf("--%s must not be empty", FlagListen))
+	}
+	return errors.Join(errs...)
+}
+
+// bpfOptions locate the node state.
+func (c *Config) bpfOptions() bpf.Options { return bpf.Options{BPFFS: c.BPFFS, Root: c.BPFRoot} }
+
+// installerDir holds the installer's own state: the conflist backup and the
+// last applied rules.
+func (c *Config) installerDir() string { return filepath.Join(c.StateDir, "installer") }

@@ -1,0 +1,106 @@
+package installer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// Flags, their environment variables and the defaults feed one Config; a
+// flag beats its variable, which beats the default.
+func TestNewConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(*Config) bool
+		err   string
+	}{
+		{name: "defaults", check: func(c *Config) bool {
+			return c.HostCNIBinDir == "/host/opt/cni/bin" && c.HostCNIConfDir == "/host/etc/cni/net.d" && c.CNIConfName == "" &&
+				c.PluginBinary == "/opt/mesh-accel/mesh-accel" && c.KubeconfigPath == "/host/etc/mesh-accel/kubeconfig" &&
+				c.HostKubeconfigPath == "/etc/mesh-accel/kubeconfig" && c.RulesFile == "/etc/mesh-accel/rules/rules" &&
+				c.BPFFS == "/sys/fs/bpf" && c.BPFRoot == "mesh-accel" && c.Listen == ":9753" && !c.RemoveBPFOnExit &&
+				c.SAToken == "/var/run/secrets/kubernetes.io/serviceaccount/token" && c.APIHost == "" && c.LogLevel == slog.LevelInfo
+		}},
+		{name: "env", env: map[string]string{"MESH_ACCEL_HOST_CNI_CONF_DIR": "/x/net.d", "MESH_ACCEL_REMOVE_BPF_ON_EXIT": "true",
+			"MESH_ACCEL_LOG_LEVEL": "debug", "MESH_ACCEL_CNI_CONF_NAME": "10-calico.conflist"},
+			check: func(c *Config) bool {
+				return c.HostCNIConfDir == "/x/net.d" && c.RemoveBPFOnExit && c.LogLevel == slog.LevelDebug && c.CNIConfName == "10-calico.conflist"
+			}},
+		{name: "flag beats env", args: []string{"--host-cni-conf-dir=/flag", "--remove-bpf-on-exit=false"},
+			env:   map[string]string{"MESH_ACCEL_HOST_CNI_CONF_DIR": "/env", "MESH_ACCEL_REMOVE_BPF_ON_EXIT": "1"},
+			check: func(c *Config) bool { return c.HostCNIConfDir == "/flag" && !c.RemoveBPFOnExit }},
+		{name: "api host from the service env", env: map[string]string{"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+			check: func(c *Config) bool { return c.APIHost == "https://10.96.0.1:443" }},
+		{name: "api host IPv6", env: map[string]string{"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"},
+			check: func(c *Config) bool { return c.APIHost == "https://[fd00::1]:6443" }},
+		{name: "api host given", args: []string{"--api-host", "https://api:6443"}, env: map[string]string{"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+			check: func(c *Config) bool { return c.APIHost == "https://api:6443" }},
+		{name: "version skips the checks", args: []string{"--version", "--bpffs=relative"}, check: func(c *Config) bool { return c.ShowVersion }},
+		{name: "bad bool env", env: map[string]string{"MESH_ACCEL_REMOVE_BPF_ON_EXIT": "yes please"}, err: "MESH_ACCEL_REMOVE_BPF_ON_EXIT"},
+		{name: "relative path", args: []string{"--state-dir=var/lib"}, err: "--state-dir \"var/lib\" is not an absolute path"},
+		{name: "bpf root with a slash", args: []string{"--bpf-root=a/b"}, err: "--bpf-root"},
+		{name: "conf name with a slash", args: []string{"--cni-conf-name=../x.conf"}, err: "--cni-conf-name"},
+		{name: "bad log level", args: []string{"--log-level=loud"}, err: "--log-level"},
+		{name: "unknown flag", args: []string{"--nope"}, err: "unknown flag"},
+		{name: "extra argument", args: []string{"now"}, err: "unexpected arguments"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(c) {
+				t.Errorf("config %+v", c)
+			}
+		})
+	}
+}
+
+// Every flag is documented with its environment variable.
+func TestConfigHelp(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := NewConfig([]string{"--help"}, func(string) string { return "" }, &out); !errors.Is(err, pflag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, f := range []string{FlagHostCNIBinDir, FlagHostCNIConfDir, FlagCNIConfName, FlagPluginBinary, FlagKubeconfigPath,
+		FlagHostKubeconfigPath, FlagRulesFile, FlagRulesCopyPath, FlagHostRulesFile, FlagBPFFS, FlagBPFRoot, FlagStateDir,
+		FlagPluginLogFile, FlagCgroupRoot, FlagListen, FlagRemoveBPFOnExit, FlagSAToken, FlagSACA, FlagAPIHost, FlagLogLevel,
+		FlagMountBPFFS, FlagVersion} {
+		if !strings.Contains(out.String(), "--"+f) || !strings.Contains(out.String(), "(env "+EnvName(f)+")") {
+			t.Errorf("help lacks --%s or its variable %s", f, EnvName(f))
+		}
+	}
+}
+
+// Main: --version prints and exits 0, a bad command line exits 2.
+func TestMainExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"--version"}, 0, "mesh-accel-installer ", ""},
+		{[]string{"--bogus"}, 2, "", "unknown flag: --bogus"},
+		{[]string{"--listen="}, 2, "", "--listen must not be empty"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), tc.args, func(string) string { return "" }, &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.err) {
+			t.Errorf("Main(%q) = %d, stdout %q, stderr %q", tc.args, code, stdout.String(), stderr.String())
+		}
+	}
+}

@@ -1,0 +1,365 @@
+package installer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/containernetworking/cni/libcni"
+
+	"github.com/mesh-accel/mesh-accel/plugin"
+)
+
+// Entry is the plugin's entry in the primary conflist. Paths are the
+// host's.
+type Entry struct {
+	Type string `json:"type"`
+	// Capabilities make containerd pass the pod's annotations and cgroup
+	// in runtimeConfig (plugin.CapPodAnnotations, plugin.CapCgroupPath).
+	Capabilities map[string]bool `json:"capabilities"`
+	Kubeconfig   string          `json:"kubeconfig"`
+	RulesFile    string          `json:"rulesFile"`
+	LogFile      string          `json:"logFile"`
+	// BPFRoot and StateDir are written only when they differ from the
+	// plugin's defaults.
+	BPFRoot  string `json:"bpfRoot,omitempty"`
+	StateDir string `json:"stateDir,omitempty"`
+}
+
+// NewEntry returns the entry the configuration asks for.
+func NewEntry(c *Config) Entry {
+	e := Entry{
+		Type:         PluginType,
+		Capabilities: map[string]bool{plugin.CapPodAnnotations: true, plugin.CapCgroupPath: true},
+		Kubeconfig:   c.HostKubeconfigPath,
+		RulesFile:    c.HostRulesFile,
+		LogFile:      c.PluginLogFile,
+	}
+	if root := filepath.Join(c.BPFFS, c.BPFRoot); root != plugin.DefaultBPFRoot {
+		e.BPFRoot = root
+	}
+	if filepath.Clean(c.StateDir) != plugin.DefaultStateDir {
+		e.StateDir = c.StateDir
+	}
+	return e
+}
+
+// backup is what the installer wrote into the primary config and what was
+// there before, kept in memory and on disk (StateDir/installer) so that a
+// restarted installer still gives back the original bytes.
+type backup struct {
+	Path     string      `json:"path"`     // the file written (a .conflist when converted)
+	Original string      `json:"original"` // the primary as found (the .conf when converted)
+	OrigData []byte      `json:"origData"`
+	OrigMode fs.FileMode `json:"origMode"`
+	Written  []byte      `json:"written"`
+}
+
+func (b *backup) converted() bool { return b.Path != b.Original }
+
+// conflists keeps the entry in the primary config.
+type conflists struct {
+	dir, name  string
+	entry      Entry
+	backupPath string
+	supported  []string // CNI versions the plugin speaks; nil: not checked
+	log        *slog.Logger
+	b          *backup
+}
+
+// loadBackup reads the backup a previous run left, if any.
+func (m *conflists) loadBackup() error {
+	data, err := os.ReadFile(m.backupPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read conflist backup: %w", err)
+	}
+	var b backup
+	if err := json.Unmarshal(data, &b); err != nil {
+		m.log.Warn("ignoring a corrupt conflist backup", "path", m.backupPath, "err", err)
+		return nil
+	}
+	m.b = &b
+	return nil
+}
+
+func (m *conflists) saveBackup(b *backup) error {
+	data, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("encode conflist backup: %w", err)
+	}
+	if err := writeFileAtomic(m.backupPath, data, 0o600); err != nil {
+		return fmt.Errorf("save conflist backup: %w", err)
+	}
+	m.b = b
+	return nil
+}
+
+// ensure puts the entry into the primary config, unless it is there
+// already, and reports whether it wrote. Errors wrapping [ErrNoPrimary] or
+// an [*InvalidError] mean: wait, nothing was written.
+func (m *conflists) ensure() (bool, error) {
+	p, err := findPrimary(m.dir, m.name)
+	if err != nil {
+		return false, err
+	}
+	if err := checkVersion(p, m.supported); err != nil {
+		return false, err
+	}
+	if m.b != nil && m.b.Path != p.path && m.b.Original != p.path {
+		// Another file became the primary: the old one gets its bytes back.
+		m.log.Info("primary CNI config changed: moving the entry", "from", m.b.Path, "to", p.path)
+		if err := m.restore(); err != nil {
+			return false, err
+		}
+	}
+	clean, n, err := m.strip(p)
+	if err != nil {
+		return false, err
+	}
+	want, target, err := m.render(p, clean)
+	if err != nil {
+		return false, err
+	}
+	if target == p.path && bytes.Equal(want, p.data) {
+		return false, m.adopt(p, clean)
+	}
+	b := m.nextBackup(p, clean, n, target, want)
+	if err := m.saveBackup(b); err != nil {
+		return false, err
+	}
+	if err := writeFileLike(target, want, p.info); err != nil {
+		return false, err
+	}
+	if target != p.path {
+		if err := removeFile(p.path); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// strip returns the primary's text without entries of ours and how many
+// it held.
+func (m *conflists) strip(p *primary) ([]byte, int, error) {
+	if !p.list {
+		return p.data, 0, nil
+	}
+	clean, n, err := removePlugins(p.data, PluginType)
+	if err != nil {
+		return nil, 0, &InvalidError{p.path, "cannot be edited: " + err.Error()}
+	}
+	return clean, n, nil
+}
+
+// render returns the text with the entry last and the file it goes to.
+func (m *conflists) render(p *primary, clean []byte) ([]byte, string, error) {
+	target := p.path
+	if !p.list {
+		target = conflistPath(p.path)
+		if _, err := os.Lstat(target); err == nil && (m.b == nil || m.b.Path != target) {
+			return nil, "", &InvalidError{p.path, fmt.Sprintf("cannot be converted: %s exists and is not ours", target)}
+		}
+		var err error
+		if clean, err = confToConflist(clean); err != nil {
+			return nil, "", &InvalidError{p.path, "cannot be converted: " + err.Error()}
+		}
+	}
+	want, err := appendPlugin(clean, m.entry)
+	if err != nil {
+		return nil, "", &InvalidError{p.path, "cannot be edited: " + err.Error()}
+	}
+	return want, target, nil
+}
+
+// nextBackup describes the write about to happen. The original is the
+// backup's when the file is still what we wrote (a restart, or an entry to
+// update), else the file's current text without our entry.
+func (m *conflists) nextBackup(p *primary, clean []byte, n int, target string, want []byte) *backup {
+	if m.b != nil && m.b.Path == p.path && bytes.Equal(m.b.Written, p.data) {
+		b := *m.b
+		b.Written = want
+		return &b
+	}
+	if n > 0 {
+		m.log.Warn("primary CNI config held an entry of ours that we did not write: replacing it", "path", p.path, "entries", n)
+	}
+	return &backup{Path: target, Original: p.path, OrigData: clean, OrigMode: p.info.Mode().Perm(), Written: want}
+}
+
+// adopt records an entry found in place (a restart): the on-disk backup
+// still holds the original when the file is what it says we wrote.
+func (m *conflists) adopt(p *primary, clean []byte) error {
+	if m.b != nil && m.b.Path == p.path && bytes.Equal(m.b.Written, p.data) {
+		return nil
+	}
+	return m.saveBackup(&backup{Path: p.path, Original: p.path, OrigData: clean, OrigMode: p.info.Mode().Perm(), Written: p.data})
+}
+
+// restore takes the entry out of the file the backup names: the original
+// bytes when the file is still what we wrote, else the current text without
+// the entry. Then the backup goes.
+func (m *conflists) restore() error {
+	b := m.b
+	if b == nil {
+		return nil
+	}
+	info, err := os.Stat(b.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		m.log.Info("conflist we wrote is gone: nothing to restore", "path", b.Path)
+	case err != nil:
+		return fmt.Errorf("restore %s: %w", b.Path, err)
+	default:
+		if err := m.restoreFile(b, info); err != nil {
+			return err
+		}
+	}
+	if err := removeFile(m.backupPath); err != nil {
+		return err
+	}
+	m.b = nil
+	return nil
+}
+
+func (m *conflists) restoreFile(b *backup, info fs.FileInfo) error {
+	cur, err := os.ReadFile(b.Path)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", b.Path, err)
+	}
+	if !bytes.Equal(cur, b.Written) {
+		// The primary CNI rewrote it: take out only our entry.
+		clean, n, err := removePlugins(cur, PluginType)
+		if err != nil || n == 0 {
+			m.log.Info("conflist rewritten by someone else, without our entry: left alone", "path", b.Path, "err", err)
+			return nil
+		}
+		m.log.Info("removing our entry from a conflist the primary CNI rewrote", "path", b.Path)
+		return writeFileLike(b.Path, clean, info)
+	}
+	if !b.converted() {
+		m.log.Info("restoring the original conflist", "path", b.Path)
+		return writeFileLike(b.Path, b.OrigData, info)
+	}
+	if _, err := os.Lstat(b.Original); err == nil {
+		m.log.Info("the primary CNI wrote its config again: removing our conversion", "path", b.Path, "config", b.Original)
+	} else {
+		m.log.Info("restoring the original config", "path", b.Original, "conflist", b.Path)
+		if err := writeFileAtomic(b.Original, b.OrigData, b.OrigMode); err != nil {
+			return err
+		}
+	}
+	return removeFile(b.Path)
+}
+
+// uninstall takes the entry out: from the file the backup names (loaded
+// from disk when this run never installed, e.g. its setup failed), then
+// from the primary config if it still holds one without a backup, so that
+// no config names the plugin once the installer is gone.
+func (m *conflists) uninstall() error {
+	if m.b == nil {
+		if err := m.loadBackup(); err != nil {
+			return err
+		}
+	}
+	if err := m.restore(); err != nil {
+		return err
+	}
+	p, err := findPrimary(m.dir, m.name)
+	if err != nil || !p.list {
+		return nil
+	}
+	clean, n, err := removePlugins(p.data, PluginType)
+	if err != nil || n == 0 {
+		return nil
+	}
+	m.log.Warn("removing an entry of ours that no backup describes", "path", p.path, "entries", n)
+	return writeFileLike(p.path, clean, p.info)
+}
+
+// referenced names the CNI config files of the directory that still run
+// the plugin.
+func (m *conflists) referenced() []string {
+	files, err := libcni.ConfFiles(m.dir, confExtensions)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var conf struct {
+			Type    string `json:"type"`
+			Plugins []struct {
+				Type string `json:"type"`
+			} `json:"plugins"`
+		}
+		if json.Unmarshal(data, &conf) != nil {
+			continue
+		}
+		named := conf.Type == PluginType
+		for _, p := range conf.Plugins {
+			named = named || p.Type == PluginType
+		}
+		if named {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// present reports whether the primary config holds the entry.
+func (m *conflists) present() error {
+	p, err := findPrimary(m.dir, m.name)
+	if err != nil {
+		return err
+	}
+	if !p.list {
+		return fmt.Errorf("primary CNI config %s has no entry of type %s", p.path, PluginType)
+	}
+	list, err := parsePluginList(p.data)
+	if err != nil || list.count(PluginType) == 0 {
+		return fmt.Errorf("primary CNI config %s has no entry of type %s", p.path, PluginType)
+	}
+	return nil
+}
+
+// delegatesHoldEntry reports whether the config we wrote embeds (Multus'
+// "delegates") a config that runs the plugin: Multus copied a primary
+// config while it held our entry.
+func (m *conflists) delegatesHoldEntry() bool {
+	if m.b == nil {
+		return false
+	}
+	var top struct {
+		Delegates []struct {
+			Type    string `json:"type"`
+			Plugins []struct {
+				Type string `json:"type"`
+			} `json:"plugins"`
+		} `json:"delegates"`
+	}
+	if json.Unmarshal(m.b.Written, &top) != nil {
+		return false
+	}
+	for _, d := range top.Delegates {
+		if d.Type == PluginType {
+			return true
+		}
+		for _, p := range d.Plugins {
+			if p.Type == PluginType {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,348 @@
+package installer
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+
+	"github.com/mesh-accel/mesh-accel/plugin"
+)
+
+// defaultEntry is the entry of the DaemonSet's configuration.
+func defaultEntry(tb testing.TB) Entry {
+	tb.Helper()
+	c, err := NewConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return NewEntry(c)
+}
+
+// newConflists manages the entry in dir, with its backup in state.
+func newConflists(tb testing.TB, dir, state string) *conflists {
+	tb.Helper()
+	m := &conflists{dir: dir, entry: defaultEntry(tb), backupPath: filepath.Join(state, "conflist-backup.json"), log: testLog(tb)}
+	if err := m.loadBackup(); err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// confDir copies a testdata case's input into a fresh CNI config folder.
+func confDir(tb testing.TB, name string) (string, map[string]string) {
+	tb.Helper()
+	in := readTree(tb, filepath.Join("testdata", "conflists", name, "in"))
+	dir := tb.TempDir()
+	writeTree(tb, dir, in)
+	return dir, in
+}
+
+// runtimeList loads the primary config the way containerd does.
+func runtimeList(tb testing.TB, dir string) *libcni.NetworkConfigList {
+	tb.Helper()
+	path, err := primaryPath(dir, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l, err := libcni.ConfListFromFile(path)
+	if err != nil {
+		tb.Fatalf("the runtime cannot load %s: %v", path, err)
+	}
+	return l
+}
+
+// The real-shaped configs of bridge, containerd's sample, Calico, Flannel,
+// a Cilium chain (tab-indented), a compact kindnet list and Multus with
+// Calico: the entry goes last into the primary only (a .conf becomes a
+// .conflist), formatted like its neighbours (golden files); the mode stays;
+// a second install writes nothing; the uninstall gives back every byte.
+func TestConflistGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name, primary string
+		mode          os.FileMode
+	}{
+		{"bridge-conf", "10-bridge.conf", 0o644},
+		{"containerd-bridge", "10-containerd-net.conflist", 0o644},
+		{"calico", "10-calico.conflist", 0o600},
+		{"flannel", "10-flannel.conflist", 0o644},
+		{"cilium-chain", "05-cilium.conflist", 0o640},
+		{"compact", "10-kindnet.conflist", 0o644},
+		{"multus", "00-multus.conf", 0o600},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, in := confDir(t, tc.name)
+			if err := os.Chmod(filepath.Join(dir, tc.primary), tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			m := newConflists(t, dir, t.TempDir())
+			if wrote, err := m.ensure(); err != nil || !wrote {
+				t.Fatalf("ensure = %v, %v; want a write", wrote, err)
+			}
+			goldenTree(t, dir, filepath.Join("testdata", "conflists", tc.name, "out"))
+			l := runtimeList(t, dir)
+			if last := l.Plugins[len(l.Plugins)-1].Network; last.Type != PluginType || !last.Capabilities[plugin.CapCgroupPath] {
+				t.Errorf("last plugin of the runtime's list: %+v", last)
+			}
+			if got := fileMode(t, m.b.Path); got != tc.mode {
+				t.Errorf("mode %v, want %v", got, tc.mode)
+			}
+			after := readTree(t, dir)
+			if wrote, err := newConflists(t, dir, filepath.Dir(m.backupPath)).ensure(); err != nil || wrote {
+				t.Fatalf("second install = %v, %v; want nothing written", wrote, err)
+			}
+			sameTree(t, "after a second install", dir, after)
+			if n := strings.Count(after[filepath.Base(m.b.Path)], `"type": "`+PluginType+`"`) +
+				strings.Count(after[filepath.Base(m.b.Path)], `"type":"`+PluginType+`"`); n != 1 {
+				t.Errorf("%d entries of ours", n)
+			}
+			if err := m.restore(); err != nil {
+				t.Fatal(err)
+			}
+			sameTree(t, "after uninstall", dir, in)
+			if got := fileMode(t, filepath.Join(dir, tc.primary)); got != tc.mode {
+				t.Errorf("mode after uninstall %v, want %v", got, tc.mode)
+			}
+			if exists(m.backupPath) {
+				t.Error("backup left after uninstall")
+			}
+		})
+	}
+}
+
+// The primary CNI rewrites its file while we are installed: the entry is
+// put back, and the uninstall leaves the file as the primary CNI last
+// wrote it: its original bytes when it wrote the same again, its new bytes,
+// or (when it kept our entry while editing) its text without our entry.
+func TestConflistRepair(t *testing.T) {
+	const primary = "10-calico.conflist"
+	for _, tc := range []struct {
+		name    string
+		rewrite func(orig, ours string) string
+		want    func(orig, ours string) string // the file after uninstall
+	}{
+		{"same content", func(orig, _ string) string { return orig }, func(orig, _ string) string { return orig }},
+		{"new content", func(orig, _ string) string { return strings.Replace(orig, `"mtu": 0`, `"mtu": 1440`, 1) },
+			func(orig, _ string) string { return strings.Replace(orig, `"mtu": 0`, `"mtu": 1440`, 1) }},
+		{"edited around our entry", func(_, ours string) string { return strings.Replace(ours, `"mtu": 0`, `"mtu": 9000`, 1) },
+			func(orig, _ string) string { return strings.Replace(orig, `"mtu": 0`, `"mtu": 9000`, 1) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, in := confDir(t, "calico")
+			m := newConflists(t, dir, t.TempDir())
+			if _, err := m.ensure(); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, primary)
+			ours := readTree(t, dir)[primary]
+			replaceWith(t, path, tc.rewrite(in[primary], ours))
+			wrote, err := m.ensure()
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := runtimeList(t, dir)
+			if wrote != (tc.name != "edited around our entry") || l.Plugins[len(l.Plugins)-1].Network.Type != PluginType {
+				t.Errorf("after the rewrite: wrote %v, plugins %d, last %q", wrote, len(l.Plugins), l.Plugins[len(l.Plugins)-1].Network.Type)
+			}
+			if err := m.restore(); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{primary: tc.want(in[primary], ours), "calico-kubeconfig": in["calico-kubeconfig"]}
+			sameTree(t, "after uninstall", dir, want)
+		})
+	}
+}
+
+// A restarted installer (after SIGKILL, or an upgrade) finds its entry in
+// place: it writes nothing, and its uninstall still gives back the
+// original bytes from the backup, a converted .conf included; without the
+// backup it removes the entry from the text.
+func TestConflistRestart(t *testing.T) {
+	for _, tc := range []struct{ name, primary string }{
+		{"calico", "10-calico.conflist"}, {"bridge-conf", "10-bridge.conf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, in := confDir(t, tc.name)
+			state := t.TempDir()
+			if _, err := newConflists(t, dir, state).ensure(); err != nil {
+				t.Fatal(err)
+			}
+			installed := readTree(t, dir)
+			again := newConflists(t, dir, state)
+			if wrote, err := again.ensure(); err != nil || wrote {
+				t.Fatalf("restart: ensure = %v, %v; want nothing written", wrote, err)
+			}
+			sameTree(t, "after the restart", dir, installed)
+			if err := again.restore(); err != nil {
+				t.Fatal(err)
+			}
+			sameTree(t, "after uninstall", dir, in)
+		})
+	}
+	t.Run("backup lost", func(t *testing.T) {
+		dir, in := confDir(t, "calico")
+		if _, err := newConflists(t, dir, t.TempDir()).ensure(); err != nil {
+			t.Fatal(err)
+		}
+		m := newConflists(t, dir, t.TempDir())
+		if wrote, err := m.ensure(); err != nil || wrote {
+			t.Fatalf("ensure = %v, %v; want nothing written", wrote, err)
+		}
+		if err := m.restore(); err != nil {
+			t.Fatal(err)
+		}
+		sameTree(t, "after uninstall", dir, in)
+	})
+}
+
+// After converting a .conf, the primary CNI writes its .conf again (it
+// sorts first): the entry follows into a new conversion, and the uninstall
+// gives back the newest .conf.
+func TestConflistConfRewritten(t *testing.T) {
+	dir, in := confDir(t, "bridge-conf")
+	m := newConflists(t, dir, t.TempDir())
+	if _, err := m.ensure(); err != nil {
+		t.Fatal(err)
+	}
+	newer := strings.Replace(in["10-bridge.conf"], "10.88.0.0/16", "10.89.0.0/16", 1)
+	writeTree(t, dir, map[string]string{"10-bridge.conf": newer})
+	if wrote, err := m.ensure(); err != nil || !wrote {
+		t.Fatalf("ensure = %v, %v; want the entry put back", wrote, err)
+	}
+	got := readTree(t, dir)
+	if _, ok := got["10-bridge.conf"]; ok || !strings.Contains(got["10-bridge.conflist"], "10.89.0.0/16") {
+		t.Fatalf("not converted again: %v", got)
+	}
+	if err := m.restore(); err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, "after uninstall", dir, map[string]string{"10-bridge.conf": newer, "99-loopback.conf": in["99-loopback.conf"]})
+}
+
+// Multus installed after us: its config becomes the primary, the entry
+// leaves Calico's file (byte for byte as it was) and goes into Multus'
+// top level; Multus' delegates are never touched.
+func TestConflistMultusArrives(t *testing.T) {
+	dir, in := confDir(t, "calico")
+	m := newConflists(t, dir, t.TempDir())
+	if _, err := m.ensure(); err != nil {
+		t.Fatal(err)
+	}
+	multus := readTree(t, filepath.Join("testdata", "conflists", "multus", "in"))["00-multus.conf"]
+	writeTree(t, dir, map[string]string{"00-multus.conf": multus})
+	if wrote, err := m.ensure(); err != nil || !wrote {
+		t.Fatalf("ensure = %v, %v", wrote, err)
+	}
+	got := readTree(t, dir)
+	if got["10-calico.conflist"] != in["10-calico.conflist"] {
+		t.Errorf("Calico's config still edited:\n%s", got["10-calico.conflist"])
+	}
+	l := runtimeList(t, dir)
+	if l.Name != "multus-cni-network" || len(l.Plugins) != 2 || l.Plugins[1].Network.Type != PluginType {
+		t.Errorf("runtime's list: %s with %d plugins", l.Name, len(l.Plugins))
+	}
+	if strings.Count(got["00-multus.conflist"], `"type": "`+PluginType+`"`) != 1 || m.delegatesHoldEntry() {
+		t.Errorf("Multus delegates touched:\n%s", got["00-multus.conflist"])
+	}
+	if err := m.restore(); err != nil {
+		t.Fatal(err)
+	}
+	in["00-multus.conf"] = multus
+	sameTree(t, "after uninstall", dir, in)
+}
+
+// --cni-conf-name picks the primary instead of the name order.
+func TestConflistNamed(t *testing.T) {
+	dir, in := confDir(t, "cilium-chain")
+	m := newConflists(t, dir, t.TempDir())
+	m.name = "10-aws.conflist"
+	if _, err := m.ensure(); err != nil {
+		t.Fatal(err)
+	}
+	got := readTree(t, dir)
+	if got["05-cilium.conflist"] != in["05-cilium.conflist"] || !strings.Contains(got["10-aws.conflist"], PluginType) {
+		t.Errorf("wrong file edited: %v", got)
+	}
+	m.name = "99-missing.conflist"
+	if _, err := m.ensure(); !errors.Is(err, ErrNoPrimary) {
+		t.Errorf("missing named config: %v, want ErrNoPrimary", err)
+	}
+}
+
+// A missing, zero-byte or invalid primary config (or one in a CNI version
+// the plugin does not speak) is never written to, nor skipped for the next
+// file: ensure says to wait, and the folder stays exactly as it was.
+func TestConflistWaits(t *testing.T) {
+	loopback := `{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}`
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  func(error) bool
+	}{
+		{"empty folder", map[string]string{"README": "not a config"}, func(err error) bool { return errors.Is(err, ErrNoPrimary) }},
+		{"zero bytes", map[string]string{"10-calico.conflist": "", "99-lo.conf": loopback}, errorsAs[*InvalidError]},
+		{"white space", map[string]string{"10-calico.conflist": "\n \n"}, errorsAs[*InvalidError]},
+		{"truncated", map[string]string{"10-calico.conflist": `{"name": "k8s-pod-network", "plugins": [{"type": "cal`}, errorsAs[*InvalidError]},
+		{"no plugins", map[string]string{"10-x.conflist": `{"cniVersion": "1.0.0", "name": "x", "plugins": []}`}, errorsAs[*InvalidError]},
+		{"conf without type", map[string]string{"10-x.conf": `{"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": "bridge"}]}`}, errorsAs[*InvalidError]},
+		{"unsupported version", map[string]string{"10-x.conflist": `{"cniVersion": "0.2.0", "name": "x", "plugins": [{"type": "bridge"}]}`}, errorsAs[*InvalidError]},
+		{"conversion target taken", map[string]string{"10-x.conf": loopback, "10-x.conflist": `{"name": "y", "plugins": [{"type": "ptp"}]}`}, errorsAs[*InvalidError]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTree(t, dir, tc.files)
+			m := newConflists(t, dir, t.TempDir())
+			m.supported = []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"}
+			wrote, err := m.ensure()
+			if wrote || !tc.want(err) {
+				t.Fatalf("ensure = %v, %v", wrote, err)
+			}
+			t.Logf("reported: %v", err)
+			sameTree(t, "after ensure", dir, tc.files)
+			if m.present() == nil {
+				t.Error("present() with no entry")
+			}
+		})
+	}
+}
+
+// The uninstall leaves no config naming the plugin, with or without a
+// backup, and referenced finds configs that still do.
+func TestConflistUninstall(t *testing.T) {
+	ours := `{"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": "bridge"}, {"type": "mesh-accel"}]}`
+	for _, tc := range []struct {
+		name      string
+		files     map[string]string
+		wantRefs  []string
+		wantAfter map[string]string
+	}{
+		{"entry without backup", map[string]string{"10-x.conflist": ours}, []string{"10-x.conflist"},
+			map[string]string{"10-x.conflist": `{"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": "bridge"}]}`}},
+		{"nothing of ours", map[string]string{"10-x.conflist": bridgeConflist}, nil, map[string]string{"10-x.conflist": bridgeConflist}},
+		{"a single-plugin config of ours", map[string]string{"10-x.conflist": bridgeConflist, "20-y.conf": `{"name": "y", "type": "mesh-accel"}`},
+			[]string{"20-y.conf"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTree(t, dir, tc.files)
+			m := newConflists(t, dir, t.TempDir())
+			var refs []string
+			for _, f := range m.referenced() {
+				refs = append(refs, filepath.Base(f))
+			}
+			if strings.Join(refs, ",") != strings.Join(tc.wantRefs, ",") {
+				t.Errorf("referenced = %v, want %v", refs, tc.wantRefs)
+			}
+			if err := m.uninstall(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantAfter != nil {
+				sameTree(t, "after uninstall", dir, tc.wantAfter)
+			}
+		})
+	}
+}

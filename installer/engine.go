@@ -1,0 +1,74 @@
+package installer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"time"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+)
+
+// Engine is what the installer needs of package bpf.
+type Engine interface {
+	// CheckKernel names the kernel features mesh-accel lacks (nil: none).
+	CheckKernel() error
+	// OpenNode creates the node state, or reuses it.
+	OpenNode(bpf.Options) (Node, error)
+	// StateExists reports whether complete node state exists, without
+	// opening it.
+	StateExists(bpf.Options) bool
+}
+
+// Node is an open node state; *bpf.Node implements it.
+type Node interface {
+	Dir() string
+	Pods() ([]bpf.PodInfo, error)
+	UpdatePod(id string, cfg bpf.PodConfig) error
+	Counters() (bpf.Counters, error)
+	Remove() error
+	Close() error
+}
+
+// BPFEngine is the real engine.
+type BPFEngine struct{}
+
+// CheckKernel implements [Engine].
+func (BPFEngine) CheckKernel() error { return bpf.CheckKernel() }
+
+// OpenNode implements [Engine].
+func (BPFEngine) OpenNode(o bpf.Options) (Node, error) {
+	n, err := bpf.OpenNode(o)
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// StateExists implements [Engine].
+func (BPFEngine) StateExists(o bpf.Options) bool { return bpf.StateExists(o) }
+
+// PluginVersions asks the plugin binary which CNI versions it speaks, as a
+// runtime does (CNI_COMMAND=VERSION).
+func PluginVersions(binary string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary)
+	cmd.Env = []string{"CNI_COMMAND=VERSION"}
+	cmd.Stdin = bytes.NewReader([]byte(`{"cniVersion":"1.1.0"}`))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("ask %s for its CNI versions: %w: %s", binary, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	var info struct {
+		SupportedVersions []string `json:"supportedVersions"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil || len(info.SupportedVersions) == 0 {
+		return nil, fmt.Errorf("ask %s for its CNI versions: unexpected answer %q", binary, out)
+	}
+	return info.SupportedVersions, nil
+}

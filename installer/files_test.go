@@ -1,0 +1,138 @@
+package installer
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// The plugin binary is copied with mode 0755 through a temporary file and
+// a rename: a new binary is a new file (a running plugin keeps the old
+// one), an identical one is not rewritten, and no temporary file is left.
+func TestInstallBinary(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "mesh-accel")
+	dir := t.TempDir()
+	dst := filepath.Join(dir, PluginType)
+	for i, tc := range []struct {
+		content   string
+		mode      os.FileMode // of the file already in place, 0: none
+		wantWrite bool
+	}{
+		{"v1", 0, true},
+		{"v1", 0, false},
+		{"v2", 0, true},
+		{"v2", 0o700, true}, // right content, wrong mode
+	} {
+		if err := os.WriteFile(src, []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if tc.mode != 0 {
+			if err := os.Chmod(dst, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before, _ := os.Stat(dst)
+		wrote, err := installBinary(src, dir)
+		if err != nil || wrote != tc.wantWrite {
+			t.Fatalf("step %d: installBinary = %v, %v; want write %v", i, wrote, err, tc.wantWrite)
+		}
+		after, _ := os.Stat(dst)
+		if b, _ := os.ReadFile(dst); string(b) != tc.content || after.Mode().Perm() != 0o755 {
+			t.Errorf("step %d: %q mode %v", i, b, after.Mode().Perm())
+		}
+		if before != nil && os.SameFile(before, after) == tc.wantWrite {
+			t.Errorf("step %d: replaced in place or rewritten without need", i)
+		}
+	}
+	if got := readTree(t, dir); len(got) != 1 {
+		t.Errorf("files left in the bin dir: %v", got)
+	}
+	if _, err := installBinary(filepath.Join(t.TempDir(), "missing"), dir); err == nil {
+		t.Error("a missing source binary was not an error")
+	}
+}
+
+// The plugin's pod records are the .json files of its state's pods/.
+func TestPluginRecords(t *testing.T) {
+	state := t.TempDir()
+	if uids, err := pluginRecords(state); err != nil || len(uids) != 0 {
+		t.Fatalf("no pods dir: %v, %v", uids, err)
+	}
+	writeTree(t, state, map[string]string{"pods/a.json": "{}", "pods/.tmp-b.json-1": "", "pods/c.json.tmp": "", "lock": ""})
+	if uids, err := pluginRecords(state); err != nil || strings.Join(uids, ",") != "a" {
+		t.Errorf("records %v, %v; want [a]", uids, err)
+	}
+}
+
+// The kubeconfig holds the API server, CA and token inline, is written only
+// when they change, always 0600; without a token or API server it is an
+// error.
+func TestKubeconfig(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"token": "tok-1\n", "ca.crt": "CA"})
+	k := &kubeconfigs{path: filepath.Join(dir, "out", "kubeconfig"), server: "https://10.96.0.1:443",
+		tokenPath: filepath.Join(dir, "token"), caPath: filepath.Join(dir, "ca.crt")}
+	if err := os.MkdirAll(filepath.Dir(k.path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		token string
+		write bool
+	}{{"", true}, {"", false}, {"tok-2", true}} {
+		if tc.token != "" {
+			writeTree(t, dir, map[string]string{"token": tc.token})
+		}
+		wrote, err := k.sync()
+		if err != nil || wrote != tc.write {
+			t.Fatalf("step %d: sync = %v, %v", i, wrote, err)
+		}
+	}
+	cfg, err := clientcmd.LoadFromFile(k.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := cfg.Contexts[cfg.CurrentContext]
+	if cfg.AuthInfos[ctx.AuthInfo].Token != "tok-2" || cfg.Clusters[ctx.Cluster].Server != k.server ||
+		string(cfg.Clusters[ctx.Cluster].CertificateAuthorityData) != "CA" || fileMode(t, k.path) != 0o600 {
+		t.Errorf("kubeconfig %+v mode %v", cfg, fileMode(t, k.path))
+	}
+	for _, bad := range []func(*kubeconfigs){
+		func(k *kubeconfigs) { k.server = "" },
+		func(k *kubeconfigs) { k.tokenPath = filepath.Join(dir, "none") },
+		func(k *kubeconfigs) { writeTree(t, dir, map[string]string{"token": " \n"}) },
+	} {
+		k2 := *k
+		bad(&k2)
+		if _, err := k2.sync(); err == nil {
+			t.Errorf("sync without a usable token or server succeeded: %+v", k2)
+		}
+	}
+}
+
+// The plugin's CNI versions are asked as a runtime asks them
+// (CNI_COMMAND=VERSION); a plugin that cannot answer is an error.
+func TestPluginVersions(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	writeTree(t, dir, map[string]string{
+		"good": "#!/bin/sh\n[ \"$CNI_COMMAND\" = VERSION ] || exit 1\n" +
+			`echo '{"cniVersion":"1.1.0","supportedVersions":["0.4.0","1.0.0","1.1.0"]}'` + "\n",
+		"bad": "#!/bin/sh\necho 'not JSON'\n",
+	})
+	for _, f := range []string{"good", "bad"} {
+		if err := os.Chmod(filepath.Join(dir, f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := PluginVersions(good); err != nil || strings.Join(v, ",") != "0.4.0,1.0.0,1.1.0" {
+		t.Errorf("PluginVersions = %v, %v", v, err)
+	}
+	for _, bad := range []string{filepath.Join(dir, "bad"), filepath.Join(dir, "missing")} {
+		if v, err := PluginVersions(bad); err == nil {
+			t.Errorf("PluginVersions(%s) = %v, want an error", bad, v)
+		}
+	}
+}

@@ -1,0 +1,398 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/rules"
+)
+
+// updateGolden rewrites the golden files instead of comparing with them.
+var updateGolden = os.Getenv("UPDATE_GOLDEN") != ""
+
+// readTree returns the regular files under dir by relative path.
+func readTree(tb testing.TB, dir string) map[string]string {
+	tb.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		out[rel] = string(b)
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// writeTree writes files (relative path -> content) under dir, mode 0644.
+func writeTree(tb testing.TB, dir string, files map[string]string) {
+	tb.Helper()
+	for rel, content := range files {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// sameTree fails unless dir holds exactly want.
+func sameTree(tb testing.TB, what, dir string, want map[string]string) {
+	tb.Helper()
+	got := readTree(tb, dir)
+	for rel, w := range want {
+		if g, ok := got[rel]; !ok {
+			tb.Errorf("%s: %s missing", what, rel)
+		} else if g != w {
+			tb.Errorf("%s: %s differs:\ngot:\n%s\nwant:\n%s", what, rel, g, w)
+		}
+	}
+	for rel := range got {
+		if _, ok := want[rel]; !ok {
+			tb.Errorf("%s: unexpected file %s:\n%s", what, rel, got[rel])
+		}
+	}
+}
+
+// goldenTree compares dir with the golden folder (UPDATE_GOLDEN=1 rewrites
+// it).
+func goldenTree(tb testing.TB, dir, golden string) {
+	tb.Helper()
+	if updateGolden {
+		if err := os.RemoveAll(golden); err != nil {
+			tb.Fatal(err)
+		}
+		writeTree(tb, golden, readTree(tb, dir))
+		return
+	}
+	if _, err := os.Stat(golden); err != nil {
+		tb.Fatalf("%v (UPDATE_GOLDEN=1 creates it)", err)
+	}
+	sameTree(tb, "golden "+golden+" (UPDATE_GOLDEN=1 rewrites it)", dir, readTree(tb, golden))
+}
+
+func fileMode(tb testing.TB, path string) fs.FileMode {
+	tb.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st.Mode().Perm()
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// deadline (the machine may be busy: no tight timings).
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	tb.Fatalf("timed out waiting for %s", what)
+}
+
+// testLog is a logger that writes to the test's log.
+func testLog(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// host is a temporary node: the host's directories and the installer's
+// mounts, as the DaemonSet lays them out.
+type host struct {
+	root string
+	cfg  *Config
+}
+
+// newHost makes the directories, a plugin binary, a service account and a
+// rules file, and a configuration pointing at them.
+func newHost(tb testing.TB) *host {
+	tb.Helper()
+	root := tb.TempDir()
+	h := &host{root: root}
+	p := func(rel string) string { return filepath.Join(root, rel) }
+	h.cfg = &Config{
+		HostCNIBinDir: p("host/opt/cni/bin"), HostCNIConfDir: p("host/etc/cni/net.d"),
+		PluginBinary: p("image/mesh-accel"), KubeconfigPath: p("host/etc/mesh-accel/kubeconfig"),
+		HostKubeconfigPath: "/etc/mesh-accel/kubeconfig", RulesFile: p("rules/rules"),
+		RulesCopyPath: p("host/etc/mesh-accel/rules"), HostRulesFile: "/etc/mesh-accel/rules",
+		BPFFS: "/sys/fs/bpf", BPFRoot: "mesh-accel", StateDir: p("host/var/lib/mesh-accel"),
+		PluginLogFile: p("host/var/log/mesh-accel/cni.log"), Listen: "127.0.0.1:0",
+		SAToken: p("sa/token"), SACA: p("sa/ca.crt"), APIHost: "https://10.96.0.1:443",
+	}
+	writeTree(tb, root, map[string]string{
+		"image/mesh-accel": "#!/bin/false plugin v1\n",
+		"rules/rules":      DefaultRulesText(),
+	})
+	if err := os.MkdirAll(h.cfg.HostCNIConfDir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	h.rotateToken(tb, "token-1")
+	return h
+}
+
+// rotateToken swaps the service account files the way the kubelet updates
+// a projected volume: a new timestamped folder, then the ..data symlink
+// renamed over, with token and ca.crt as symlinks through ..data.
+func (h *host) rotateToken(tb testing.TB, token string) {
+	tb.Helper()
+	dir := filepath.Dir(h.cfg.SAToken)
+	stamp := "..tmp-" + token
+	writeTree(tb, dir, map[string]string{stamp + "/token": token, stamp + "/ca.crt": "CA of " + dir})
+	if err := os.Symlink(stamp, filepath.Join(dir, "..data_tmp")); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range []string{"token", "ca.crt"} {
+		if !exists(filepath.Join(dir, f)) {
+			if err := os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f)); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+}
+
+// replaceWith writes a file the way a CNI installer does: a temporary file
+// (with the mode of the file it replaces), then a rename.
+func replaceWith(tb testing.TB, path, content string) {
+	tb.Helper()
+	mode := os.FileMode(0o644)
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+	}
+	tmp := filepath.Join(filepath.Dir(path), "cni-writing.tmp")
+	if err := os.WriteFile(tmp, []byte(content), mode); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// run is an installer running in the background.
+type run struct {
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs the installer with deps (a fake engine unless set) and stops
+// it at the test's end.
+func (h *host) start(tb testing.TB, d Deps) *run {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d.Listener = ln
+	if d.Engine == nil {
+		d.Engine = newFakeEngine(tb)
+	}
+	if d.Log == nil {
+		d.Log = testLog(tb)
+	}
+	if d.PluginVersions == nil {
+		d.PluginVersions = func(string) ([]string, error) { return nil, nil }
+	}
+	if d.Debounce == 0 {
+		d.Debounce = 10 * time.Millisecond
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &run{url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- Run(ctx, h.cfg, d) }()
+	tb.Cleanup(func() { _ = r.stop(tb) })
+	return r
+}
+
+// stop cancels the installer (its SIGTERM) and returns Run's error.
+func (r *run) stop(tb testing.TB) error {
+	tb.Helper()
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			close(r.done)
+		}
+		return err
+	case <-time.After(time.Minute):
+		tb.Fatal("installer did not stop")
+		return nil
+	}
+}
+
+// get returns the status and body of a GET of path.
+func (r *run) get(tb testing.TB, path string) (int, string) {
+	tb.Helper()
+	resp, err := http.Get(r.url + path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (r *run) waitReady(tb testing.TB) {
+	tb.Helper()
+	waitFor(tb, "/readyz 200", func() bool { c, _ := r.get(tb, PathReady); return c == http.StatusOK })
+}
+
+// fakeEngine is an in-memory engine.
+type fakeEngine struct {
+	kernelErr, openErr error
+	node               *fakeNode
+}
+
+func newFakeEngine(tb testing.TB) *fakeEngine {
+	dir := filepath.Join(tb.TempDir(), "bpf", "v1")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	return &fakeEngine{node: &fakeNode{dir: dir, pods: map[string]bpf.PodConfig{}, counters: bpf.Counters{}}}
+}
+
+func (e *fakeEngine) CheckKernel() error { return e.kernelErr }
+
+func (e *fakeEngine) StateExists(bpf.Options) bool { return exists(e.node.dir) }
+
+func (e *fakeEngine) OpenNode(bpf.Options) (Node, error) {
+	if e.openErr != nil {
+		return nil, e.openErr
+	}
+	e.node.mu.Lock()
+	defer e.node.mu.Unlock()
+	e.node.opens++
+	return e.node, nil
+}
+
+// fakeNode is node state in memory; Dir is a real folder, as readiness
+// checks it.
+type fakeNode struct {
+	mu                     sync.Mutex
+	dir                    string
+	pods                   map[string]bpf.PodConfig
+	counters               bpf.Counters
+	opens, closes, removes int
+	updates                []string
+}
+
+func (n *fakeNode) Dir() string { return n.dir }
+
+func (n *fakeNode) Pods() ([]bpf.PodInfo, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []bpf.PodInfo
+	for id, cfg := range n.pods {
+		out = append(out, bpf.PodInfo{ID: id, Config: cfg})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (n *fakeNode) UpdatePod(id string, cfg bpf.PodConfig) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.pods[id]; !ok {
+		return bpf.ErrPodNotAttached
+	}
+	n.pods[id] = cfg
+	n.updates = append(n.updates, id)
+	return nil
+}
+
+func (n *fakeNode) Counters() (bpf.Counters, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := bpf.Counters{}
+	for k, v := range n.counters {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (n *fakeNode) Remove() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.removes++
+	return os.RemoveAll(n.dir)
+}
+
+func (n *fakeNode) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closes++
+	return nil
+}
+
+func (n *fakeNode) pod(id string) bpf.PodConfig {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pods[id]
+}
+
+func (n *fakeNode) setPod(id string, cfg bpf.PodConfig) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pods[id] = cfg
+}
+
+func (n *fakeNode) stats() (opens, closes, removes int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.opens, n.closes, n.removes
+}
+
+func mustRules(tb testing.TB, text string) *rules.Set {
+	tb.Helper()
+	s, err := rules.ParseString("test", text)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// errorsAs is errors.As for a target type, for table-driven checks.
+func errorsAs[T error](err error) bool {
+	var t T
+	return errors.As(err, &t)
+}

@@ -1,0 +1,140 @@
+package installer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// reconcileConflist puts the entry into the primary config when it is
+// missing; a primary config that is missing or invalid is reported (once
+// per distinct reason) and waited for.
+func (in *installer) reconcileConflist() {
+	wrote, err := in.conf.ensure()
+	if err != nil {
+		var inv *InvalidError
+		if errors.Is(err, ErrNoPrimary) || errors.As(err, &inv) {
+			in.report("conflist", "waiting for the primary CNI config", err)
+		} else {
+			in.report("conflist", "cannot install the conflist entry", err)
+		}
+		return
+	}
+	in.resolved("conflist", "primary CNI config usable again")
+	if in.conf.delegatesHoldEntry() {
+		in.report("multus", "the primary config's delegates run mesh-accel too (Multus copied a config we had edited); "+
+			"restart Multus to regenerate them; the installer never edits delegates", nil)
+	}
+	switch {
+	case wrote && in.installed:
+		in.m.repairs.Inc()
+		in.log.Warn("primary CNI config was rewritten without the entry: entry put back", "path", in.conf.b.Path)
+	case wrote:
+		in.log.Info("entry added to the primary CNI config", "path", in.conf.b.Path, "from", in.conf.b.Original)
+	case !in.installed:
+		in.log.Info("entry already in the primary CNI config", "path", in.conf.b.Path)
+	}
+	in.installed = true
+}
+
+// syncKubeconfig rewrites the plugin's kubeconfig when the token rotated.
+func (in *installer) syncKubeconfig() {
+	wrote, err := in.kube.sync()
+	if err != nil {
+		in.report("kubeconfig", "plugin kubeconfig not written: the plugin cannot read pods from the API server "+
+			"when the runtime passes no annotations", err)
+		return
+	}
+	in.resolved("kubeconfig", "plugin kubeconfig written")
+	if wrote {
+		in.log.Info("plugin kubeconfig written", "path", in.cfg.KubeconfigPath)
+	}
+}
+
+// reloadRules applies the mounted rules when they changed; a bad file is
+// counted and reported, and the rules in force stay.
+func (in *installer) reloadRules() {
+	res, err := in.rules.reload(in.node)
+	if err != nil {
+		in.m.reloadErrors.Inc()
+		in.log.Error("rules not reloaded", "err", err)
+		if kerr := in.rules.keep(); kerr != nil {
+			in.log.Error("rules copy for the plugin", "err", kerr)
+		}
+		return
+	}
+	if res.changed {
+		in.log.Info("node rules reloaded", "rules", len(in.rules.applied.Rules), "podsUpdated", res.updated,
+			"podsWithOwnRules", res.owned)
+		if res.owned > 0 {
+			in.log.Info("pods with rules of their own keep them until they are re-created", "pods", res.owned)
+		}
+	}
+}
+
+// report logs a problem once per distinct message.
+func (in *installer) report(area, msg string, err error) {
+	text := msg
+	if err != nil {
+		text += ": " + err.Error()
+	}
+	if in.problems[area] == text {
+		return
+	}
+	in.problems[area] = text
+	in.log.Warn(msg, "err", err)
+}
+
+// resolved logs the end of a reported problem.
+func (in *installer) resolved(area, msg string) {
+	if _, ok := in.problems[area]; ok {
+		delete(in.problems, area)
+		in.log.Info(msg)
+	}
+}
+
+// teardown uninstalls: the entry first (the runtime stops calling the
+// plugin), then the files the plugin needed, then the node state when
+// asked. It goes on past errors and returns them all.
+func (in *installer) teardown() error {
+	in.ready.set(func(r *readiness) { r.blocked = errors.New("uninstalling") })
+	var errs []error
+	errs = append(errs, in.conf.uninstall())
+	errs = append(errs, removeFile(in.cfg.KubeconfigPath), removeFile(in.cfg.RulesCopyPath))
+	errs = append(errs, in.removeBinary())
+	if in.node != nil {
+		in.m.engine.setNode(nil)
+		if in.cfg.RemoveBPFOnExit {
+			in.log.Info("removing the node state", "dir", in.node.Dir())
+			errs = append(errs, in.node.Remove(), os.RemoveAll(in.cfg.installerDir()))
+		} else {
+			in.log.Info("node state kept for the next installer", "dir", in.node.Dir())
+			errs = append(errs, in.node.Close())
+		}
+		in.node = nil
+	}
+	return errors.Join(errs...)
+}
+
+// removeBinary removes the plugin binary unless a CNI config still names
+// the plugin (the entry could not be removed) or pods attached by the
+// plugin remain: their DEL may still come through a cached config that
+// names it. A config naming a missing plugin fails every pod's ADD and DEL
+// ("failed to find plugin").
+func (in *installer) removeBinary() error {
+	path := filepath.Join(in.cfg.HostCNIBinDir, PluginType)
+	if refs := in.conf.referenced(); len(refs) > 0 {
+		in.log.Warn("plugin binary kept: CNI configs still name the plugin", "path", path, "configs", refs)
+		return nil
+	}
+	pods, err := pluginRecords(in.cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("keep plugin binary %s: %w", path, err)
+	}
+	if len(pods) > 0 {
+		in.log.Info("plugin binary kept: attached pods may still get a DEL through a cached config", "path", path, "pods", len(pods))
+		return nil
+	}
+	return removeFile(path)
+}

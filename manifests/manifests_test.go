@@ -1,0 +1,200 @@
+package manifests_test
+
+import (
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/manifests"
+	"github.com/mesh-accel/mesh-accel/rules"
+)
+
+// kustomization is the part of kustomize's Kustomization the manifests use;
+// decoding it strictly rejects any other field.
+type kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+	Images     []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
+}
+
+// objects are the decoded manifests.
+type objects struct {
+	kust    kustomization
+	ns      *corev1.Namespace
+	sa      *corev1.ServiceAccount
+	role    *rbacv1.ClusterRole
+	binding *rbacv1.ClusterRoleBinding
+	rules   *corev1.ConfigMap
+	ds      *appsv1.DaemonSet
+}
+
+// load decodes every file the kustomization lists, strictly (an unknown or
+// misspelt field fails), into its k8s.io/api type, and checks that every
+// YAML file is listed.
+func load(t *testing.T) *objects {
+	t.Helper()
+	o := &objects{}
+	strict(t, "kustomization.yaml", &o.kust)
+	if o.kust.APIVersion != "kustomize.config.k8s.io/v1beta1" || o.kust.Kind != "Kustomization" {
+		t.Fatalf("kustomization: %s %s", o.kust.APIVersion, o.kust.Kind)
+	}
+	files, _ := fs.Glob(manifests.Files, "*.yaml")
+	listed := append([]string{"kustomization.yaml"}, o.kust.Resources...)
+	sort.Strings(listed)
+	if strings.Join(files, " ") != strings.Join(listed, " ") {
+		t.Errorf("YAML files %v, listed %v", files, listed)
+	}
+	for _, f := range o.kust.Resources {
+		var tm metav1.TypeMeta
+		strictPart(t, f, &tm)
+		want, obj := o.slot(tm.Kind)
+		if obj == nil {
+			t.Fatalf("%s: unexpected kind %q", f, tm.Kind)
+		}
+		if tm.APIVersion != want {
+			t.Errorf("%s: apiVersion %q, want %q", f, tm.APIVersion, want)
+		}
+		strict(t, f, obj)
+	}
+	if o.ns == nil || o.sa == nil || o.role == nil || o.binding == nil || o.rules == nil || o.ds == nil {
+		t.Fatalf("missing objects: %+v", o)
+	}
+	return o
+}
+
+// slot returns the apiVersion of kind and where to decode it.
+func (o *objects) slot(kind string) (string, any) {
+	switch kind {
+	case "Namespace":
+		o.ns = &corev1.Namespace{}
+		return "v1", o.ns
+	case "ServiceAccount":
+		o.sa = &corev1.ServiceAccount{}
+		return "v1", o.sa
+	case "ConfigMap":
+		o.rules = &corev1.ConfigMap{}
+		return "v1", o.rules
+	case "ClusterRole":
+		o.role = &rbacv1.ClusterRole{}
+		return "rbac.authorization.k8s.io/v1", o.role
+	case "ClusterRoleBinding":
+		o.binding = &rbacv1.ClusterRoleBinding{}
+		return "rbac.authorization.k8s.io/v1", o.binding
+	case "DaemonSet":
+		o.ds = &appsv1.DaemonSet{}
+		return "apps/v1", o.ds
+	}
+	return "", nil
+}
+
+func read(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := manifests.Files.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// strict decodes a whole file, rejecting unknown fields.
+func strict(t *testing.T, name string, into any) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict(read(t, name), into); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+// strictPart decodes the fields of into, ignoring the others.
+func strictPart(t *testing.T, name string, into any) {
+	t.Helper()
+	if err := yaml.Unmarshal(read(t, name), into); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+// The objects hang together: one namespace, the binding grants the role to
+// the DaemonSet's account, the role is the least the plugin needs (get
+// pods), and the ConfigMap holds the default rules.
+func TestObjects(t *testing.T) {
+	o := load(t)
+	ns := o.ns.Name
+	for what, got := range map[string]string{"ServiceAccount": o.sa.Namespace, "ConfigMap": o.rules.Namespace, "DaemonSet": o.ds.Namespace} {
+		if got != ns {
+			t.Errorf("%s in namespace %q, want %q", what, got, ns)
+		}
+	}
+	if o.ns.Labels["pod-security.kubernetes.io/enforce"] != "privileged" {
+		t.Error("namespace does not admit the privileged init container")
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}
+	if len(o.role.Rules) != 1 || !slices.Equal(o.role.Rules[0].APIGroups, want[0].APIGroups) ||
+		!slices.Equal(o.role.Rules[0].Resources, want[0].Resources) || !slices.Equal(o.role.Rules[0].Verbs, want[0].Verbs) ||
+		o.role.Rules[0].ResourceNames != nil || o.role.Rules[0].NonResourceURLs != nil {
+		t.Errorf("ClusterRole rules %+v, want only %+v", o.role.Rules, want)
+	}
+	b := o.binding
+	if b.RoleRef != (rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: o.role.Name}) ||
+		len(b.Subjects) != 1 || b.Subjects[0] != (rbacv1.Subject{Kind: "ServiceAccount", Name: o.sa.Name, Namespace: ns}) {
+		t.Errorf("binding %+v", b)
+	}
+	if o.ds.Spec.Template.Spec.ServiceAccountName != o.sa.Name {
+		t.Errorf("DaemonSet runs as %q", o.ds.Spec.Template.Spec.ServiceAccountName)
+	}
+	text, ok := o.rules.Data[path.Base(installer.DefaultRulesFile)]
+	if !ok || len(o.rules.Data) != 1 {
+		t.Fatalf("ConfigMap data %v: want the key %q only", o.rules.Data, path.Base(installer.DefaultRulesFile))
+	}
+	s, err := rules.ParseString("configmap.yaml", text)
+	if err != nil || !s.Equal(rules.Default()) {
+		t.Errorf("ConfigMap rules %v, %v: want the defaults", s, err)
+	}
+	for _, img := range o.kust.Images {
+		for _, c := range allContainers(o.ds) {
+			if c.Image != img.Name {
+				t.Errorf("container %s image %q is not the kustomization's %q", c.Name, c.Image, img.Name)
+			}
+		}
+	}
+}
+
+func allContainers(ds *appsv1.DaemonSet) []corev1.Container {
+	return append(append([]corev1.Container(nil), ds.Spec.Template.Spec.InitContainers...), ds.Spec.Template.Spec.Containers...)
+}
+
+// installerConfig builds the installer's configuration from a container's
+// command, args and env, as the binary would.
+func installerConfig(t *testing.T, c corev1.Container) *installer.Config {
+	t.Helper()
+	argv := append(append([]string(nil), c.Command...), c.Args...)
+	if len(argv) == 0 || argv[0] != "/mesh-accel-installer" {
+		t.Fatalf("container %s runs %q", c.Name, argv)
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil {
+			t.Fatalf("container %s: env %s from elsewhere", c.Name, e.Name)
+		}
+		env[e.Name] = e.Value
+	}
+	cfg, err := installer.NewConfig(argv[1:], func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatalf("container %s: %v", c.Name, err)
+	}
+	return cfg
+}
