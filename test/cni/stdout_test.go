@@ -60,7 +60,7 @@ func oneJSON(t *testing.T, what string, b []byte) map[string]any {
 func TestPluginStdout(t *testing.T) {
 	c := newChain(t, "", false)
 	a := c.mustAddPod(podSpec{name: "a", ann: accelerated, noApp: true})
-	for _, v := range []string{"0.4.0", "1.0.0", "1.1.0"} {
+	for _, v := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		res, err := a.Result.GetAsVersion(v)
 		if err != nil {
 			t.Fatal(err)
@@ -86,7 +86,7 @@ func TestPluginStdout(t *testing.T) {
 		}
 	}
 	out, _, err := c.execPlugin("VERSION", nil, []byte(`{"cniVersion":"1.1.0"}`))
-	if v := oneJSON(t, "VERSION", out); err != nil || fmt.Sprint(v["supportedVersions"]) != "[0.4.0 1.0.0 1.1.0]" {
+	if v := oneJSON(t, "VERSION", out); err != nil || fmt.Sprint(v["supportedVersions"]) != "[0.3.0 0.3.1 0.4.0 1.0.0 1.1.0]" {
 		t.Errorf("VERSION: %v, %v", v, err)
 	}
 	for _, cmd := range []string{"STATUS", "GC"} {
