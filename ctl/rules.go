@@ -154,20 +154,9 @@ func (a *app) applyRules(file, podRef string) (*applyResult, error) {
 	if len(set.Rules) > rules.MaxRules {
 		return nil, fmt.Errorf("%s: %d rules, at most %d fit a pod: nothing was applied", file, len(set.Rules), rules.MaxRules)
 	}
-	eng, err := a.engine()
+	eng, pods, err := a.selectPods(podRef)
 	if err != nil {
 		return nil, err
-	}
-	pods, err := eng.Pods()
-	if err != nil {
-		return nil, err
-	}
-	if podRef != "" {
-		p, err := a.attachedPod(pods, podRef)
-		if err != nil {
-			return nil, err
-		}
-		pods = []bpf.PodInfo{p}
 	}
 	res := &applyResult{File: file, Rules: ruleStrings(set), Pods: []string{}, Warnings: nonNil(set.Warnings())}
 	for _, p := range pods {
@@ -216,24 +205,34 @@ with the pod's switch and trust settings. Pods without rules accelerate every co
 }
 
 func (a *app) showRules(podRef string) ([]podReport, error) {
-	eng, err := a.engine()
+	_, pods, err := a.selectPods(podRef)
 	if err != nil {
 		return nil, err
-	}
-	pods, err := eng.Pods()
-	if err != nil {
-		return nil, err
-	}
-	if podRef != "" {
-		p, err := a.attachedPod(pods, podRef)
-		if err != nil {
-			return nil, err
-		}
-		pods = []bpf.PodInfo{p}
 	}
 	out := []podReport{}
 	for _, p := range pods {
 		out = append(out, a.podReport(p))
 	}
 	return out, nil
+}
+
+// selectPods opens the engine and returns the attached pods, or only the
+// one podRef names when it is set.
+func (a *app) selectPods(podRef string) (Engine, []bpf.PodInfo, error) {
+	eng, err := a.engine()
+	if err != nil {
+		return nil, nil, err
+	}
+	pods, err := eng.Pods()
+	if err != nil {
+		return nil, nil, err
+	}
+	if podRef != "" {
+		p, err := a.attachedPod(pods, podRef)
+		if err != nil {
+			return nil, nil, err
+		}
+		pods = []bpf.PodInfo{p}
+	}
+	return eng, pods, nil
 }

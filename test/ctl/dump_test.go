@@ -18,6 +18,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/ctl"
 	"github.com/mesh-accel/mesh-accel/ctl/pcaptest"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
@@ -26,10 +27,10 @@ import (
 func (e *env) startDump(args ...string) (stop func() result) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &syncBuffer{}
+	stderr := &testenv.SyncBuffer{}
 	done := make(chan result, 1)
 	go func() { done <- e.ctlContext(ctx, stderr, append([]string{"dump"}, args...)...) }()
-	stderr.waitFor(e.t, "capturing redirected messages")
+	stderr.WaitFor(e.t, "capturing redirected messages")
 	return func() result {
 		cancel()
 		return <-done

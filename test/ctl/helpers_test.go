@@ -12,13 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
 	"github.com/mesh-accel/mesh-accel/ctl"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
@@ -91,10 +91,10 @@ func (e *env) ctl(args ...string) result {
 
 // ctlContext runs mesh-accelctl until ctx is done; stderr, when not nil,
 // also receives what it prints there.
-func (e *env) ctlContext(ctx context.Context, stderr *syncBuffer, args ...string) result {
+func (e *env) ctlContext(ctx context.Context, stderr *testenv.SyncBuffer, args ...string) result {
 	var out bytes.Buffer
 	if stderr == nil {
-		stderr = &syncBuffer{}
+		stderr = &testenv.SyncBuffer{}
 	}
 	code := ctl.Main(ctx, append(append([]string{}, e.global...), args...), ctl.Deps{
 		Stdout: &out, Stderr: stderr, Getenv: func(string) string { return "" }})
@@ -154,33 +154,4 @@ func (e *env) background(p *sim.Pod, spec sim.ClientSpec) (wait func() *sim.Clie
 		}
 		return o.res
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor waits until the buffer holds text.
-func (s *syncBuffer) waitFor(tb testing.TB, text string) {
-	tb.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if strings.Contains(s.String(), text) {
-			return
-		}
-	}
-	tb.Fatalf("no %q in %q", text, s.String())
 }

@@ -1,7 +1,6 @@
 package install
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/test/cnichain"
 )
 
@@ -109,27 +109,9 @@ func freeAddr(tb testing.TB) string {
 // proc is a running mesh-accel-installer.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.SyncBuffer
 	url  string
 	done chan error
-}
-
-// syncBuffer collects the installer's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startInstaller runs the installer binary with flags; it is killed at the
@@ -141,7 +123,7 @@ func startInstaller(tb testing.TB, bin string, flags map[string]string) *proc {
 	for k, v := range flags {
 		args = append(args, "--"+k+"="+v)
 	}
-	p := &proc{cmd: exec.Command(filepath.Join(bin, "mesh-accel-installer"), args...), out: &syncBuffer{},
+	p := &proc{cmd: exec.Command(filepath.Join(bin, "mesh-accel-installer"), args...), out: &testenv.SyncBuffer{},
 		url: "http://" + addr, done: make(chan error, 1)}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
