@@ -18,6 +18,7 @@ var counterDefs = [...]struct{ name, help string }{
 	meshCounterC_REJECT_RULES:         {"rejected_rules", "not paired: the rules said RETURN or had no ACCEPT"},
 	meshCounterC_REJECT_AMBIGUOUS:     {"rejected_ambiguous", "not paired: connecting endpoint shared by two sockets"},
 	meshCounterC_REJECT_UNTRUSTED:     {"rejected_untrusted_readers", "not paired: neither reader trusted to use recvmsg"},
+	meshCounterC_REJECT_SEQ_MISMATCH:  {"rejected_seq_mismatch", "not paired: the connecting endpoint found is another connection (NAT remapped a port)"},
 	meshCounterC_DIR_REDIRECT:         {"directions_redirected", "pair directions set up for redirection"},
 	meshCounterC_DIR_UNTRUSTED:        {"directions_untrusted_reader", "pair directions left on the stack: the reader may splice"},
 	meshCounterC_MSG_REDIRECTED:       {"messages_redirected", "messages redirected"},
@@ -28,6 +29,7 @@ var counterDefs = [...]struct{ name, help string }{
 	meshCounterC_MSG_UNPAIRED:         {"messages_unpaired", "messages of sockets with no local peer (stack)"},
 	meshCounterC_CLOSED:               {"accelerated_pairs_closed", "accelerated pairs closed"},
 	meshCounterC_RELEASED_REMOTE:      {"released_remote_peer", "connecting sockets released from the socket map: peer on another node"},
+	meshCounterC_HALF_CLOSED:          {"stack_after_half_close", "directions moved to the stack because their reader sent its FIN"},
 	meshCounterC_CAPTURE_EVENTS:       {"capture_events", "messages captured (mesh-accelctl dump)"},
 	meshCounterC_CAPTURE_DROPPED:      {"capture_dropped", "captured messages lost: the capture ring buffer was full"},
 }

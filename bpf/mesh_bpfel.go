@@ -48,19 +48,21 @@ const (
 	meshCounterC_REJECT_RULES         meshCounter = 7
 	meshCounterC_REJECT_AMBIGUOUS     meshCounter = 8
 	meshCounterC_REJECT_UNTRUSTED     meshCounter = 9
-	meshCounterC_DIR_REDIRECT         meshCounter = 10
-	meshCounterC_DIR_UNTRUSTED        meshCounter = 11
-	meshCounterC_MSG_REDIRECTED       meshCounter = 12
-	meshCounterC_BYTES_REDIRECTED     meshCounter = 13
-	meshCounterC_FALLBACK_MAP_FULL    meshCounter = 14
-	meshCounterC_FALLBACK_STACK_FIRST meshCounter = 15
-	meshCounterC_FALLBACK_PEER_GONE   meshCounter = 16
-	meshCounterC_MSG_UNPAIRED         meshCounter = 17
-	meshCounterC_CLOSED               meshCounter = 18
-	meshCounterC_RELEASED_REMOTE      meshCounter = 19
-	meshCounterC_CAPTURE_EVENTS       meshCounter = 20
-	meshCounterC_CAPTURE_DROPPED      meshCounter = 21
-	meshCounterC_MAX                  meshCounter = 22
+	meshCounterC_REJECT_SEQ_MISMATCH  meshCounter = 10
+	meshCounterC_DIR_REDIRECT         meshCounter = 11
+	meshCounterC_DIR_UNTRUSTED        meshCounter = 12
+	meshCounterC_MSG_REDIRECTED       meshCounter = 13
+	meshCounterC_BYTES_REDIRECTED     meshCounter = 14
+	meshCounterC_FALLBACK_MAP_FULL    meshCounter = 15
+	meshCounterC_FALLBACK_STACK_FIRST meshCounter = 16
+	meshCounterC_FALLBACK_PEER_GONE   meshCounter = 17
+	meshCounterC_MSG_UNPAIRED         meshCounter = 18
+	meshCounterC_CLOSED               meshCounter = 19
+	meshCounterC_RELEASED_REMOTE      meshCounter = 20
+	meshCounterC_HALF_CLOSED          meshCounter = 21
+	meshCounterC_CAPTURE_EVENTS       meshCounter = 22
+	meshCounterC_CAPTURE_DROPPED      meshCounter = 23
+	meshCounterC_MAX                  meshCounter = 24
 )
 
 type meshEndpointKey struct {
@@ -85,6 +87,8 @@ type meshHelperVal struct {
 	Gid      uint32
 	StartSeq uint32
 	Flags    uint32
+	RcvNxt   uint32
+	Pad      uint32
 }
 
 type meshPodConfig struct {

@@ -36,19 +36,21 @@ const (
 	meshnocapCounterC_REJECT_RULES         meshnocapCounter = 7
 	meshnocapCounterC_REJECT_AMBIGUOUS     meshnocapCounter = 8
 	meshnocapCounterC_REJECT_UNTRUSTED     meshnocapCounter = 9
-	meshnocapCounterC_DIR_REDIRECT         meshnocapCounter = 10
-	meshnocapCounterC_DIR_UNTRUSTED        meshnocapCounter = 11
-	meshnocapCounterC_MSG_REDIRECTED       meshnocapCounter = 12
-	meshnocapCounterC_BYTES_REDIRECTED     meshnocapCounter = 13
-	meshnocapCounterC_FALLBACK_MAP_FULL    meshnocapCounter = 14
-	meshnocapCounterC_FALLBACK_STACK_FIRST meshnocapCounter = 15
-	meshnocapCounterC_FALLBACK_PEER_GONE   meshnocapCounter = 16
-	meshnocapCounterC_MSG_UNPAIRED         meshnocapCounter = 17
-	meshnocapCounterC_CLOSED               meshnocapCounter = 18
-	meshnocapCounterC_RELEASED_REMOTE      meshnocapCounter = 19
-	meshnocapCounterC_CAPTURE_EVENTS       meshnocapCounter = 20
-	meshnocapCounterC_CAPTURE_DROPPED      meshnocapCounter = 21
-	meshnocapCounterC_MAX                  meshnocapCounter = 22
+	meshnocapCounterC_REJECT_SEQ_MISMATCH  meshnocapCounter = 10
+	meshnocapCounterC_DIR_REDIRECT         meshnocapCounter = 11
+	meshnocapCounterC_DIR_UNTRUSTED        meshnocapCounter = 12
+	meshnocapCounterC_MSG_REDIRECTED       meshnocapCounter = 13
+	meshnocapCounterC_BYTES_REDIRECTED     meshnocapCounter = 14
+	meshnocapCounterC_FALLBACK_MAP_FULL    meshnocapCounter = 15
+	meshnocapCounterC_FALLBACK_STACK_FIRST meshnocapCounter = 16
+	meshnocapCounterC_FALLBACK_PEER_GONE   meshnocapCounter = 17
+	meshnocapCounterC_MSG_UNPAIRED         meshnocapCounter = 18
+	meshnocapCounterC_CLOSED               meshnocapCounter = 19
+	meshnocapCounterC_RELEASED_REMOTE      meshnocapCounter = 20
+	meshnocapCounterC_HALF_CLOSED          meshnocapCounter = 21
+	meshnocapCounterC_CAPTURE_EVENTS       meshnocapCounter = 22
+	meshnocapCounterC_CAPTURE_DROPPED      meshnocapCounter = 23
+	meshnocapCounterC_MAX                  meshnocapCounter = 24
 )
 
 type meshnocapEndpointKey struct {
@@ -73,6 +75,8 @@ type meshnocapHelperVal struct {
 	Gid      uint32
 	StartSeq uint32
 	Flags    uint32
+	RcvNxt   uint32
+	Pad      uint32
 }
 
 type meshnocapPodConfig struct {

@@ -293,6 +293,7 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	h.uid = o->uid;
 	h.gid = o->gid;
 	h.start_seq = ops->snd_nxt;
+	h.rcv_nxt = ops->rcv_nxt;
 
 	long err = bpf_map_update_elem(&sock_helper_map, &e, &h, BPF_NOEXIST);
 	if (err == -EEXIST) {
@@ -457,6 +458,15 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 		return;
 	}
 	struct helper_val hv = *h;
+	/* The registration must be this very connection: both initial
+	 * sequence numbers agree. conntrack may remap a source port (a clash
+	 * with a lingering entry), and then the endpoint we looked up belongs
+	 * to another connection, which must not be touched. */
+	if (hv.rcv_nxt != ops->snd_nxt ||
+	    hv.start_seq + (__u32)ops->bytes_received != ops->rcv_nxt) {
+		count(C_REJECT_SEQ_MISMATCH);
+		return;
+	}
 	int reason = judge(ops, &pk, &hv);
 	if (hv.flags & HELPER_AMBIGUOUS) {
 		count(reason);
@@ -471,6 +481,28 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 	}
 	enable_state_cb(ops);
 	count(C_CONN_ACCEPTED);
+}
+
+/* A socket sent its FIN (shutdown or close): from now on data towards it
+ * takes the stack. A socket that closed first goes through TIME_WAIT when
+ * its peer's FIN arrives, and entering TIME_WAIT removes it from the socket
+ * map, which drops whatever redirected data its reader has not read yet.
+ * A response written after the shutdown thus reaches it on the stack
+ * (switching from redirect to the stack keeps the order). */
+static __always_inline void on_shutdown(struct bpf_sock_ops *ops)
+{
+	struct sock_key k;
+
+	sock_key_ops(ops, &k);
+	struct proxy_val *v = bpf_map_lookup_elem(&sock_proxy_map, &k);
+	if (!v)
+		return;
+	struct sock_key peer = v->peer;
+	struct proxy_val *pv = bpf_map_lookup_elem(&sock_proxy_map, &peer);
+	if (pv && key_equal(&pv->peer, &k) && (pv->flags & PROXY_REDIRECT)) {
+		pv->flags &= ~PROXY_REDIRECT;
+		count(C_HALF_CLOSED);
+	}
 }
 
 /* A socket reached TCP_CLOSE: it can neither send nor receive any more.
@@ -516,6 +548,8 @@ int mesh_sockops(struct bpf_sock_ops *ops)
 	case BPF_SOCK_OPS_STATE_CB:
 		if (ops->args[1] == BPF_TCP_CLOSE)
 			on_close(ops);
+		else if (ops->args[1] == BPF_TCP_FIN_WAIT1)
+			on_shutdown(ops);
 		break;
 	}
 	return 1;

@@ -51,8 +51,10 @@ struct helper_val {
 	__u64 pod;
 	__u32 uid;
 	__u32 gid;
-	__u32 start_seq; /* write_seq when established */
+	__u32 start_seq; /* write_seq when established: own ISN + 1 */
 	__u32 flags;
+	__u32 rcv_nxt;   /* rcv_nxt when established: the peer's ISN + 1 */
+	__u32 pad;
 };
 
 #define PROXY_REDIRECT 1 /* this direction may be redirected */
@@ -143,6 +145,7 @@ enum counter {
 	C_REJECT_RULES,       /* the rules said RETURN or no ACCEPT */
 	C_REJECT_AMBIGUOUS,   /* connecting endpoint shared by two sockets */
 	C_REJECT_UNTRUSTED,   /* neither reader trusted to use recvmsg */
+	C_REJECT_SEQ_MISMATCH, /* the registered endpoint is another connection (NAT remapped a port) */
 	C_DIR_REDIRECT,       /* directions set up for redirection */
 	C_DIR_UNTRUSTED,      /* directions left on the stack: reader may splice */
 	C_MSG_REDIRECTED,
@@ -153,6 +156,7 @@ enum counter {
 	C_MSG_UNPAIRED,       /* messages of sockets with no local peer */
 	C_CLOSED,             /* accelerated pairs closed */
 	C_RELEASED_REMOTE,    /* connecting sockets released: peer on another node */
+	C_HALF_CLOSED,        /* directions moved to the stack: their reader sent its FIN */
 	C_CAPTURE_EVENTS,     /* messages captured */
 	C_CAPTURE_DROPPED,    /* captures lost: ring buffer full */
 	C_MAX,

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mesh-accel/mesh-accel/plugin"
 	"github.com/mesh-accel/mesh-accel/test/sim"
@@ -112,7 +113,9 @@ func TestChainAPIFallback(t *testing.T) {
 	if err != nil || f[plugin.ReasonAPI].Count != 1 || !strings.Contains(f[plugin.ReasonAPI].LastError, "get pod default/a") {
 		t.Errorf("failures %+v, %v: want pod a's lookup counted", f, err)
 	}
-	_, got := c.run(a, bulkTo(b))
+	// Request/response: b's app answers into its sidecar (redirected; the
+	// direction into the app is not, the app is not declared trusted).
+	_, got := c.run(a, sim.ClientSpec{Mode: sim.ModeRR, Target: b.AppTarget(false), Duration: 300 * time.Millisecond})
 	if got["connections_accepted"] != 1 || got["bytes_redirected"] == 0 {
 		t.Errorf("b (annotated in the API server) not accelerated: %v", got)
 	}

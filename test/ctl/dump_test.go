@@ -76,9 +76,11 @@ func TestDumpPcap(t *testing.T) {
 			len(up.data), up.missing, len(want), bytes.HasPrefix(want, up.data[:min(len(up.data), len(want))]))
 	}
 	// Back to the app: the echo, in messages of the sidecar's read sizes,
-	// of which the first 1024 bytes each are captured.
-	if want := stream(seed, size); len(down.data) != size || !down.matches(want) {
-		t.Errorf("sidecar -> app: %d bytes, want %d matching the stream", len(down.data), size)
+	// of which the first 1024 bytes each are captured, up to the client's
+	// half-close (after it the echo takes the stack: the data path stops
+	// redirecting into a socket that sent its FIN).
+	if want := stream(seed, size); len(down.data) > size || !down.matches(want) {
+		t.Errorf("sidecar -> app: %d bytes, want at most %d matching the stream", len(down.data), size)
 	}
 
 	out := pcaptest.Tcpdump(t, "-nn", "-S", "-r", file)

@@ -16,6 +16,10 @@ func TestMain(m *testing.M) {
 		deferServer(addr)
 		return
 	}
+	if addr := os.Getenv(envLateReader); addr != "" {
+		lateReader(addr)
+		return
+	}
 	os.Exit(m.Run())
 }
 

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -68,7 +70,8 @@ func serveSink(c net.Conn) {
 
 // Streams that write before their pair is recorded keep that direction on
 // the stack for good (it carried stack bytes) and every byte arrives in
-// order; the other direction is redirected.
+// order; the other direction is paired for redirection until the client's
+// half-close moves it to the stack too.
 func TestWriteBeforePairRecorded(t *testing.T) {
 	e := newEnv(t, optsDefault)
 	a := e.pod("a", false, &trustedAll)
@@ -91,8 +94,65 @@ func TestWriteBeforePairRecorded(t *testing.T) {
 	if c["fallback_stack_first"] < streams {
 		t.Errorf("fallback_stack_first = %d, want >= %d (every client direction)", c["fallback_stack_first"], streams)
 	}
-	// The replies (server -> client) were redirected.
-	if c["bytes_redirected"] != streams*sim.SinkReplyLen {
-		t.Errorf("bytes_redirected = %d, want the %d reply bytes", c["bytes_redirected"], streams*sim.SinkReplyLen)
+	// The replies (server -> client) were set up for redirection, then took
+	// the stack: each client had shut its write side before the reply.
+	want(t, c, map[string]uint64{"stack_after_half_close": streams, "bytes_redirected": 0})
+}
+
+// envLateReader makes the test binary a client that half-closes and reads
+// the reply only after its socket has reached TIME_WAIT.
+const envLateReader = "MESH_ACCEL_TEST_LATE_READER"
+
+// lateReader sends an OpSink request, shuts its write side, waits until the
+// server's reply and FIN have arrived (the socket then enters TIME_WAIT,
+// which takes it out of the socket map), then reads and prints the reply's
+// length.
+func lateReader(addr string) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		fmt.Println("error:", err)
+		return
 	}
+	defer c.Close()
+	req := make([]byte, 1001)
+	req[0] = sim.OpSink
+	if _, err := c.Write(req); err != nil {
+		fmt.Println("error:", err)
+		return
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	time.Sleep(500 * time.Millisecond)
+	reply, err := io.ReadAll(c)
+	fmt.Printf("got %d %v\n", len(reply), err)
+}
+
+// A reader that shut its write side and reads late gets its reply: data
+// towards a socket that sent its FIN takes the stack, because entering
+// TIME_WAIT would drop redirected data it has not read yet.
+func TestReplyAfterHalfClose(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", false, &trustedAll)
+	b := e.pod("b", false, &trustedAll)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.counters()
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		p, err := a.Start(ctx, sim.ProcSpec{Argv: []string{exe},
+			Env: []string{envLateReader + "=" + b.AppTarget(false)}})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		err = p.Wait()
+		cancel()
+		if want := fmt.Sprintf("got %d <nil>", sim.SinkReplyLen); err != nil || strings.TrimSpace(p.Stdout()) != want {
+			t.Fatalf("late reader: %q (%v), want %q", p.Stdout(), err, want)
+		}
+	}
+	e.waitNoConns()
+	c := e.counters().Sub(before)
+	want(t, c, map[string]uint64{"connections_accepted": 5, "stack_after_half_close": 5})
 }
