@@ -11,6 +11,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -312,30 +313,11 @@ func TestPrintPrevResult(t *testing.T) {
 			e := newEnv(t)
 			e.conf["cniVersion"], e.conf["prevResult"] = v, json.RawMessage(in)
 			e.mustAdd(enabledPod("web"), map[string]any{"excludeNamespaces": []string{"default"}})
-			golden(t, filepath.Join("testdata", "result-"+v+".json"), e.stdout.Bytes())
+			testenv.Golden(t, filepath.Join("testdata", "result-"+v+".json"), e.stdout.Bytes())
 			var a, b any
 			if err := errors.Join(json.Unmarshal(in, &a), json.Unmarshal(e.stdout.Bytes(), &b)); err != nil || !reflect.DeepEqual(a, b) {
 				t.Errorf("the result is not the previous result (%v):\n%s", err, e.stdout.String())
 			}
 		})
-	}
-}
-
-// golden compares got with the file at path, or rewrites the file when
-// UPDATE_GOLDEN is set.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if os.Getenv("UPDATE_GOLDEN") != "" {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (UPDATE_GOLDEN=1 creates it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("output differs from %s (UPDATE_GOLDEN=1 rewrites it):\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }

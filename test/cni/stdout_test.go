@@ -14,6 +14,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
@@ -124,24 +125,7 @@ func TestConflistGolden(t *testing.T) {
 		BPFRoot: "/sys/fs/bpf/mesh-accel-test-0123", StateDir: "/tmp/t/state", LogFile: "/tmp/t/log/cni.log",
 		LogLevel: "debug", APITimeout: "3s",
 	}
-	golden(t, "testdata/conflist-capabilities.json", conflist(p))
+	testenv.Golden(t, "testdata/conflist-capabilities.json", conflist(p))
 	p.Kubeconfig, p.FailOnError = "/tmp/t/kubeconfig", true
-	golden(t, "testdata/conflist-api.json", conflist(p))
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if os.Getenv("UPDATE_GOLDEN") != "" {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (UPDATE_GOLDEN=1 creates it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (UPDATE_GOLDEN=1 rewrites it):\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
+	testenv.Golden(t, "testdata/conflist-api.json", conflist(p))
 }
