@@ -42,10 +42,7 @@ var PluginPackages = []string{
 // BuildPlugins builds PluginPackages (static, stripped, as the Makefile
 // builds them) into dir.
 func BuildPlugins(dir string) error {
-	gotool := "go"
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		gotool = p
-	}
+	gotool := GoTool()
 	args := append([]string{"build", "-trimpath", "-ldflags", "-s -w", "-o", dir + "/"}, PluginPackages...)
 	cmd := exec.Command(gotool, args...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -53,6 +50,14 @@ func BuildPlugins(dir string) error {
 		return fmt.Errorf("build the CNI plugins: %w\n%s", err, out)
 	}
 	return nil
+}
+
+// GoTool is the go command that built this program, else the one in PATH.
+func GoTool() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		return p
+	}
+	return "go"
 }
 
 func fileExists(p string) bool {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +50,7 @@ func binaries(tb testing.TB) string {
 			return
 		}
 		ldflags := "-s -w -X github.com/mesh-accel/mesh-accel/installer.version=" + testVersion
-		cmd := exec.Command(goTool(), append([]string{"build", "-trimpath", "-ldflags", ldflags, "-o", build.dir + "/"}, ourPackages...)...)
+		cmd := exec.Command(cnichain.GoTool(), append([]string{"build", "-trimpath", "-ldflags", ldflags, "-o", build.dir + "/"}, ourPackages...)...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			build.err = fmt.Errorf("build the installer and the CLI: %w\n%s", err, out)
@@ -61,14 +60,6 @@ func binaries(tb testing.TB) string {
 		tb.Fatal(build.err)
 	}
 	return build.dir
-}
-
-// goTool is the go command that built this test, else the one in PATH.
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); exists(p) {
-		return p
-	}
-	return "go"
 }
 
 func exists(p string) bool {
