@@ -24,7 +24,7 @@ import (
 // Config tunes the demo.
 type Config struct {
 	Duration  time.Duration // of each request/response measurement
-	BulkBytes int64         // of each bulk transfer (default 512 MiB)
+	BulkBytes int64         // of each bulk transfer (default 256 MiB)
 	Out       io.Writer
 }
 
