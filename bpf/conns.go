@@ -57,8 +57,10 @@ const (
 
 // Usage counts the entries of the connection maps.
 type Usage struct {
-	Sockets, Directions, Pending, Pods int
-	Capacity                           uint32
+	// Sockets are in sock_ops_map (their writes run sk_msg), Targets in
+	// sock_rx_map (they receive redirected data); a socket can be in both.
+	Sockets, Targets, Directions, Pending, Pods int
+	Capacity                                    uint32
 }
 
 // Usage counts the entries of the connection maps (a full scan).
@@ -66,6 +68,9 @@ func (n *Node) Usage() (Usage, error) {
 	var u Usage
 	var err error
 	if u.Sockets, err = countKeys(n.maps.SockOpsMap, new(meshSockKey)); err != nil {
+		return u, err
+	}
+	if u.Targets, err = countKeys(n.maps.SockRxMap, new(meshSockKey)); err != nil {
 		return u, err
 	}
 	if u.Directions, err = countKeys(n.maps.SockProxyMap, new(meshSockKey)); err != nil {

@@ -153,6 +153,7 @@ const (
 	meshMapSockOwnerMap       = "sock_owner_map"
 	meshMapSockParamMap       = "sock_param_map"
 	meshMapSockProxyMap       = "sock_proxy_map"
+	meshMapSockRxMap          = "sock_rx_map"
 	meshProgMeshSkMsg         = "mesh_sk_msg"
 	meshProgMeshSockCreate    = "mesh_sock_create"
 	meshProgMeshSockops       = "mesh_sockops"
@@ -219,6 +220,7 @@ type meshMapSpecs struct {
 	SockOwnerMap   *ebpf.MapSpec `ebpf:"sock_owner_map"`
 	SockParamMap   *ebpf.MapSpec `ebpf:"sock_param_map"`
 	SockProxyMap   *ebpf.MapSpec `ebpf:"sock_proxy_map"`
+	SockRxMap      *ebpf.MapSpec `ebpf:"sock_rx_map"`
 }
 
 // meshVariableSpecs contains global variables before they are loaded into the kernel.
@@ -257,6 +259,7 @@ type meshMaps struct {
 	SockOwnerMap   *ebpf.Map `ebpf:"sock_owner_map"`
 	SockParamMap   *ebpf.Map `ebpf:"sock_param_map"`
 	SockProxyMap   *ebpf.Map `ebpf:"sock_proxy_map"`
+	SockRxMap      *ebpf.Map `ebpf:"sock_rx_map"`
 }
 
 func (m *meshMaps) Close() error {
@@ -270,6 +273,7 @@ func (m *meshMaps) Close() error {
 		m.SockOwnerMap,
 		m.SockParamMap,
 		m.SockProxyMap,
+		m.SockRxMap,
 	)
 }
 

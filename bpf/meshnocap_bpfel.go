@@ -139,6 +139,7 @@ const (
 	meshnocapMapSockOwnerMap    = "sock_owner_map"
 	meshnocapMapSockParamMap    = "sock_param_map"
 	meshnocapMapSockProxyMap    = "sock_proxy_map"
+	meshnocapMapSockRxMap       = "sock_rx_map"
 	meshnocapProgMeshSkMsg      = "mesh_sk_msg"
 	meshnocapProgMeshSockCreate = "mesh_sock_create"
 	meshnocapProgMeshSockops    = "mesh_sockops"
@@ -204,6 +205,7 @@ type meshnocapMapSpecs struct {
 	SockOwnerMap   *ebpf.MapSpec `ebpf:"sock_owner_map"`
 	SockParamMap   *ebpf.MapSpec `ebpf:"sock_param_map"`
 	SockProxyMap   *ebpf.MapSpec `ebpf:"sock_proxy_map"`
+	SockRxMap      *ebpf.MapSpec `ebpf:"sock_rx_map"`
 }
 
 // meshnocapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -241,6 +243,7 @@ type meshnocapMaps struct {
 	SockOwnerMap   *ebpf.Map `ebpf:"sock_owner_map"`
 	SockParamMap   *ebpf.Map `ebpf:"sock_param_map"`
 	SockProxyMap   *ebpf.Map `ebpf:"sock_proxy_map"`
+	SockRxMap      *ebpf.Map `ebpf:"sock_rx_map"`
 }
 
 func (m *meshnocapMaps) Close() error {
@@ -254,6 +257,7 @@ func (m *meshnocapMaps) Close() error {
 		m.SockOwnerMap,
 		m.SockParamMap,
 		m.SockProxyMap,
+		m.SockRxMap,
 	)
 }
 

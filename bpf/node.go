@@ -141,7 +141,7 @@ func OpenNode(o Options) (*Node, error) {
 	if size == 0 {
 		size = DefaultMapSize
 	}
-	for _, name := range []string{"sock_ops_map", "sock_proxy_map", "sock_helper_map"} {
+	for _, name := range []string{"sock_ops_map", "sock_rx_map", "sock_proxy_map", "sock_helper_map"} {
 		spec.Maps[name].MaxEntries = pinnedSize(filepath.Join(n.mapsDir(), name), size)
 	}
 	if err := spec.LoadAndAssign(&n.maps, &ebpf.CollectionOptions{

@@ -61,7 +61,7 @@ func WaitConnsGone(tb testing.TB, n *bpf.Node) {
 		if u, err = n.Usage(); err != nil {
 			tb.Fatal(err)
 		}
-		if u.Sockets == 0 && u.Directions == 0 && u.Pending == 0 {
+		if u.Sockets == 0 && u.Targets == 0 && u.Directions == 0 && u.Pending == 0 {
 			return
 		}
 	}

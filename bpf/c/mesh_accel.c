@@ -48,6 +48,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_ops_map SEC(".maps");
 
+/* The redirect targets: sockets that receive redirected data. No program
+ * is attached to it, so a socket that only receives here sends through the
+ * plain TCP code; only sockets whose own direction may be redirected are in
+ * sock_ops_map, whose sk_msg program runs for every write. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sock_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sock_rx_map SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -309,7 +321,16 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 		count(C_FALLBACK_MAP_FULL);
 		return;
 	}
+	/* Whether this socket's direction will be redirected, or whether it
+	 * will receive redirected data, is known only when its peer pairs it,
+	 * and the peer cannot add it to a map: it joins both now. */
 	if (bpf_sock_hash_update(ops, &sock_ops_map, &h.key, BPF_ANY)) {
+		bpf_map_delete_elem(&sock_helper_map, &e);
+		count(C_FALLBACK_MAP_FULL);
+		return;
+	}
+	if (bpf_sock_hash_update(ops, &sock_rx_map, &h.key, BPF_ANY)) {
+		bpf_map_delete_elem(&sock_ops_map, &h.key);
 		bpf_map_delete_elem(&sock_helper_map, &e);
 		count(C_FALLBACK_MAP_FULL);
 		return;
@@ -346,6 +367,7 @@ static __always_inline void on_first_rtt(struct bpf_sock_ops *ops)
 		return;
 	bpf_map_delete_elem(&sock_helper_map, &e);
 	bpf_map_delete_elem(&sock_ops_map, &k);
+	bpf_map_delete_elem(&sock_rx_map, &k);
 	count(C_RELEASED_REMOTE);
 }
 
@@ -387,15 +409,16 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	pv.uid = o->uid;
 	pv.peer_uid = h->uid;
 
-	if (bpf_sock_hash_update(ops, &sock_ops_map, (void *)pk, BPF_ANY))
-		return C_FALLBACK_MAP_FULL;
-	if (bpf_map_update_elem(&sock_proxy_map, pk, &pv, BPF_ANY)) {
-		bpf_map_delete_elem(&sock_ops_map, pk);
-		return C_FALLBACK_MAP_FULL;
-	}
-	if (bpf_map_update_elem(&sock_proxy_map, &h->key, &av, BPF_ANY)) {
+	/* The accepted socket runs sk_msg only when its own direction may be
+	 * redirected, and is a target only when its peer's may. */
+	if ((p2a && bpf_sock_hash_update(ops, &sock_ops_map, (void *)pk, BPF_ANY)) ||
+	    (a2p && bpf_sock_hash_update(ops, &sock_rx_map, (void *)pk, BPF_ANY)) ||
+	    bpf_map_update_elem(&sock_proxy_map, pk, &pv, BPF_ANY) ||
+	    bpf_map_update_elem(&sock_proxy_map, &h->key, &av, BPF_ANY)) {
+		/* Nothing was redirected yet: leaving the maps loses nothing. */
 		bpf_map_delete_elem(&sock_proxy_map, pk);
 		bpf_map_delete_elem(&sock_ops_map, pk);
+		bpf_map_delete_elem(&sock_rx_map, pk);
 		return C_FALLBACK_MAP_FULL;
 	}
 	return 0;
@@ -476,6 +499,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 	if (reason) {
 		/* The connecting socket gains nothing from the sockhash now. */
 		bpf_map_delete_elem(&sock_ops_map, &hv.key);
+		bpf_map_delete_elem(&sock_rx_map, &hv.key);
 		count(reason);
 		return;
 	}
@@ -508,7 +532,7 @@ static __always_inline void on_shutdown(struct bpf_sock_ops *ops)
 /* A socket reached TCP_CLOSE: it can neither send nor receive any more.
  * Drop its direction, its peer's direction into it (so that a new socket
  * reusing the tuple never receives the old peer's data) and its pending
- * registration. The kernel unlinks it from sock_ops_map itself. */
+ * registration. The kernel unlinks it from the socket maps itself. */
 static __always_inline void on_close(struct bpf_sock_ops *ops)
 {
 	struct sock_key k;
@@ -642,7 +666,7 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 		return SK_PASS;
 	}
 	__u32 size = msg->size;
-	if (bpf_msg_redirect_hash(msg, &sock_ops_map, &v->peer, BPF_F_INGRESS) !=
+	if (bpf_msg_redirect_hash(msg, &sock_rx_map, &v->peer, BPF_F_INGRESS) !=
 	    SK_PASS) {
 		count(C_FALLBACK_PEER_GONE);
 		return SK_PASS;
