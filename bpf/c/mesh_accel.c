@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* mesh-accel data path: short-circuit local TCP hops (app <-> sidecar <->
- * sidecar <-> app) with a sockhash and an sk_msg program.
+ * sidecar <-> app) with two sockhashes (sock_ops_map runs sk_msg on the
+ * writes of its sockets, sock_rx_map holds the redirect targets) and an
+ * sk_msg program.
  *
  *   cgroup/sock_create  tags each new TCP socket of an attached pod with its
  *                       creator's uid/gid and pod (socket-local storage,
@@ -8,9 +10,11 @@
  *   sockops             registers connecting sockets by their local endpoint,
  *                       pairs each accepted socket with its local peer
  *                       (through iptables REDIRECT: the acceptor's remote is
- *                       the connector's local), judges the pair against both
- *                       pods' rules and records it in both directions;
- *                       removes every entry when a socket closes.
+ *                       the connector's local; both initial sequence numbers
+ *                       must agree), judges the pair against both pods'
+ *                       rules and records it in both directions; stops
+ *                       redirecting into a socket that sent its FIN; removes
+ *                       every entry when a socket closes.
  *   sk_msg              redirects a sendmsg into the peer's receive queue
  *                       (BPF_F_INGRESS) when the direction may be redirected.
  *

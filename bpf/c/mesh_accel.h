@@ -24,8 +24,8 @@ struct endpoint_key {
 	__u64 netns;
 };
 
-/* A socket's own connection tuple, the key of sock_ops_map (the sockets)
- * and sock_proxy_map (the pairs). netns as in endpoint_key, set when either
+/* A socket's own connection tuple, the key of sock_ops_map and sock_rx_map
+ * (the sockets) and sock_proxy_map (the pairs). netns as in endpoint_key, set when either
  * address is loopback. */
 struct sock_key {
 	__u32 local_ip[4];
