@@ -172,38 +172,34 @@ static __always_inline int is_loopback(const __u32 ip[4])
 	return ip[2] == 0 && ip[3] == bpf_htonl(1);
 }
 
+/* Fills a sock_key from a context with the socket fields of bpf_sock_ops
+ * and sk_msg_md (the same names in both). A macro, because context fields
+ * must be read with constant offsets of the context's own type. */
+#define SOCK_KEY_FROM_CTX(ctx, k)                                              \
+	do {                                                                   \
+		__u32 l6[4] = {(ctx)->local_ip6[0], (ctx)->local_ip6[1],       \
+			       (ctx)->local_ip6[2], (ctx)->local_ip6[3]};      \
+		__u32 r6[4] = {(ctx)->remote_ip6[0], (ctx)->remote_ip6[1],     \
+			       (ctx)->remote_ip6[2], (ctx)->remote_ip6[3]};    \
+		set_ip((k)->local_ip, (ctx)->family, (ctx)->local_ip4, l6);    \
+		set_ip((k)->remote_ip, (ctx)->family, (ctx)->remote_ip4, r6);  \
+		(k)->local_port = (ctx)->local_port;                           \
+		(k)->remote_port = bpf_ntohl((ctx)->remote_port);              \
+		(k)->netns = 0;                                                \
+		if (is_loopback((k)->local_ip) || is_loopback((k)->remote_ip)) \
+			(k)->netns = bpf_get_netns_cookie(ctx);                \
+	} while (0)
+
 static __always_inline void sock_key_ops(struct bpf_sock_ops *ops,
 					 struct sock_key *k)
 {
-	__u32 l6[4] = {ops->local_ip6[0], ops->local_ip6[1], ops->local_ip6[2],
-		       ops->local_ip6[3]};
-	__u32 r6[4] = {ops->remote_ip6[0], ops->remote_ip6[1],
-		       ops->remote_ip6[2], ops->remote_ip6[3]};
-
-	set_ip(k->local_ip, ops->family, ops->local_ip4, l6);
-	set_ip(k->remote_ip, ops->family, ops->remote_ip4, r6);
-	k->local_port = ops->local_port;
-	k->remote_port = bpf_ntohl(ops->remote_port);
-	k->netns = 0;
-	if (is_loopback(k->local_ip) || is_loopback(k->remote_ip))
-		k->netns = bpf_get_netns_cookie(ops);
+	SOCK_KEY_FROM_CTX(ops, k);
 }
 
 static __always_inline void sock_key_msg(struct sk_msg_md *msg,
 					 struct sock_key *k)
 {
-	__u32 l6[4] = {msg->local_ip6[0], msg->local_ip6[1], msg->local_ip6[2],
-		       msg->local_ip6[3]};
-	__u32 r6[4] = {msg->remote_ip6[0], msg->remote_ip6[1],
-		       msg->remote_ip6[2], msg->remote_ip6[3]};
-
-	set_ip(k->local_ip, msg->family, msg->local_ip4, l6);
-	set_ip(k->remote_ip, msg->family, msg->remote_ip4, r6);
-	k->local_port = msg->local_port;
-	k->remote_port = bpf_ntohl(msg->remote_port);
-	k->netns = 0;
-	if (is_loopback(k->local_ip) || is_loopback(k->remote_ip))
-		k->netns = bpf_get_netns_cookie(msg);
+	SOCK_KEY_FROM_CTX(msg, k);
 }
 
 static __always_inline int key_equal(const struct sock_key *a,
