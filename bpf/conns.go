@@ -11,12 +11,19 @@ import (
 // Direction is one direction of an accelerated pair: From sends, To
 // receives.
 type Direction struct {
-	From, To        netip.AddrPort
-	Netns           uint64 // network namespace cookie for loopback pairs
-	FromPod, ToPod  uint64 // pod cgroup ids
-	FromUID, ToUID  uint32
-	Connecting      bool // From is the connecting side
-	Redirect        bool // data is redirected (else it takes the stack)
+	From, To       netip.AddrPort
+	Netns          uint64 // network namespace cookie for loopback pairs
+	FromPod, ToPod uint64 // pod cgroup ids
+	FromUID, ToUID uint32
+	Connecting     bool // From is the connecting side
+	Redirect       bool // data may be redirected (else it takes the stack)
+	// Held is set while flow control keeps the direction on the stack
+	// because its reader fell behind; Holds counts such episodes.
+	Held  bool
+	Holds uint32
+	// Backlog is the reader's unread bytes seen at the direction's last
+	// message.
+	Backlog         uint32
 	Bytes, Messages uint64
 }
 
@@ -39,6 +46,9 @@ func (n *Node) Directions() ([]Direction, error) {
 			ToUID:      v.PeerUid,
 			Connecting: v.Flags&proxyActive != 0,
 			Redirect:   v.Flags&proxyRedirect != 0,
+			Held:       v.Flags&proxyHeld != 0,
+			Holds:      v.Holds,
+			Backlog:    v.Backlog,
 			Bytes:      v.Bytes,
 			Messages:   v.Msgs,
 		})
@@ -53,6 +63,7 @@ func (n *Node) Directions() ([]Direction, error) {
 const (
 	proxyRedirect = 1
 	proxyActive   = 2
+	proxyHeld     = 4
 )
 
 // Usage counts the entries of the connection maps.

@@ -24,7 +24,7 @@ var counterDefs = [...]struct{ name, help string }{
 	meshCounterC_MSG_REDIRECTED:       {"messages_redirected", "messages redirected"},
 	meshCounterC_BYTES_REDIRECTED:     {"bytes_redirected", "bytes redirected"},
 	meshCounterC_FALLBACK_MAP_FULL:    {"fallback_map_full", "a map update failed (map full): the stack was used"},
-	meshCounterC_FALLBACK_STACK_FIRST: {"fallback_stack_first", "messages kept on the stack: bytes of the direction went there first"},
+	meshCounterC_FALLBACK_STACK_FIRST: {"fallback_stack_first", "messages kept on the stack: bytes of the direction went there before the pair was recorded and are not read yet"},
 	meshCounterC_FALLBACK_PEER_GONE:   {"fallback_peer_gone", "messages whose peer socket had left the socket map"},
 	meshCounterC_MSG_UNPAIRED:         {"messages_unpaired", "messages of sockets with no local peer (stack)"},
 	meshCounterC_CLOSED:               {"accelerated_pairs_closed", "accelerated pairs closed"},
@@ -32,6 +32,9 @@ var counterDefs = [...]struct{ name, help string }{
 	meshCounterC_HALF_CLOSED:          {"stack_after_half_close", "directions moved to the stack because their reader sent its FIN"},
 	meshCounterC_CAPTURE_EVENTS:       {"capture_events", "messages captured (mesh-accelctl dump)"},
 	meshCounterC_CAPTURE_DROPPED:      {"capture_dropped", "captured messages lost: the capture ring buffer was full"},
+	meshCounterC_FC_HELD:              {"flow_control_held", "flow control: directions moved to the stack because their reader held the backlog limit of unread bytes"},
+	meshCounterC_FC_RESUMED:           {"flow_control_resumed", "flow control: held directions redirected again once their reader had read every stack byte"},
+	meshCounterC_FC_MSG_STACK:         {"flow_control_stack_messages", "flow control: messages sent on the stack while their direction was held"},
 }
 
 // Counters are the data path's counters summed over CPUs, by name.

@@ -62,7 +62,10 @@ const (
 	meshCounterC_HALF_CLOSED          meshCounter = 21
 	meshCounterC_CAPTURE_EVENTS       meshCounter = 22
 	meshCounterC_CAPTURE_DROPPED      meshCounter = 23
-	meshCounterC_MAX                  meshCounter = 24
+	meshCounterC_FC_HELD              meshCounter = 24
+	meshCounterC_FC_RESUMED           meshCounter = 25
+	meshCounterC_FC_MSG_STACK         meshCounter = 26
+	meshCounterC_MAX                  meshCounter = 27
 )
 
 type meshEndpointKey struct {
@@ -74,9 +77,9 @@ type meshEndpointKey struct {
 }
 
 type meshGlobalConfig struct {
-	_        structs.HostLayout
-	Disabled uint32
-	Pad      uint32
+	_            structs.HostLayout
+	Disabled     uint32
+	BacklogLimit uint32
 }
 
 type meshHelperVal struct {
@@ -89,6 +92,7 @@ type meshHelperVal struct {
 	Flags    uint32
 	RcvNxt   uint32
 	Pad      uint32
+	Sk       uint64
 }
 
 type meshPodConfig struct {
@@ -111,6 +115,9 @@ type meshProxyVal struct {
 	PeerUid  uint32
 	Bytes    uint64
 	Msgs     uint64
+	PeerSk   uint64
+	Backlog  uint32
+	Holds    uint32
 }
 
 type meshRule struct {

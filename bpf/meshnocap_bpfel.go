@@ -50,7 +50,10 @@ const (
 	meshnocapCounterC_HALF_CLOSED          meshnocapCounter = 21
 	meshnocapCounterC_CAPTURE_EVENTS       meshnocapCounter = 22
 	meshnocapCounterC_CAPTURE_DROPPED      meshnocapCounter = 23
-	meshnocapCounterC_MAX                  meshnocapCounter = 24
+	meshnocapCounterC_FC_HELD              meshnocapCounter = 24
+	meshnocapCounterC_FC_RESUMED           meshnocapCounter = 25
+	meshnocapCounterC_FC_MSG_STACK         meshnocapCounter = 26
+	meshnocapCounterC_MAX                  meshnocapCounter = 27
 )
 
 type meshnocapEndpointKey struct {
@@ -62,9 +65,9 @@ type meshnocapEndpointKey struct {
 }
 
 type meshnocapGlobalConfig struct {
-	_        structs.HostLayout
-	Disabled uint32
-	Pad      uint32
+	_            structs.HostLayout
+	Disabled     uint32
+	BacklogLimit uint32
 }
 
 type meshnocapHelperVal struct {
@@ -77,6 +80,7 @@ type meshnocapHelperVal struct {
 	Flags    uint32
 	RcvNxt   uint32
 	Pad      uint32
+	Sk       uint64
 }
 
 type meshnocapPodConfig struct {
@@ -108,6 +112,9 @@ type meshnocapProxyVal struct {
 	PeerUid  uint32
 	Bytes    uint64
 	Msgs     uint64
+	PeerSk   uint64
+	Backlog  uint32
+	Holds    uint32
 }
 
 type meshnocapSockKey struct {

@@ -24,7 +24,7 @@ import (
 // LayoutVersion names the layout of the pinned maps and programs. It changes
 // whenever a map's key or value changes, so that an upgrade can create the
 // new state beside the old one.
-const LayoutVersion = "v1"
+const LayoutVersion = "v2"
 
 // DefaultBPFFS is where bpffs is mounted on a node.
 const DefaultBPFFS = "/sys/fs/bpf"
@@ -34,6 +34,11 @@ const DefaultRoot = "mesh-accel"
 
 // DefaultMapSize is the number of entries of the connection maps.
 const DefaultMapSize = 65536
+
+// DefaultBacklogLimit is the flow-control bound: the most unread redirected
+// bytes one receiving socket may hold before its direction takes the stack
+// (DEFAULT_BACKLOG_LIMIT in c/mesh_accel.h).
+const DefaultBacklogLimit = 4 << 20
 
 // Program pin names under progs/. The sk_msg program is pinned last and so
 // marks complete node state.
@@ -54,6 +59,10 @@ type Options struct {
 	// MapSize is the capacity of the socket, pair and pending-connection
 	// maps, DefaultMapSize when zero. It applies when the state is created.
 	MapSize uint32
+	// BacklogLimit is the flow-control bound in bytes, DefaultBacklogLimit
+	// when zero. It applies when the state is created; SetBacklogLimit
+	// changes it on live state.
+	BacklogLimit uint32
 	// NoCapture loads the data path built without the capture code. It
 	// exists for the benchmark, to measure what an idle capture costs.
 	NoCapture bool
@@ -157,7 +166,7 @@ func OpenNode(o Options) (*Node, error) {
 		}
 		return n, nil
 	}
-	if err := n.create(spec); err != nil {
+	if err := n.create(spec, o.BacklogLimit); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -204,7 +213,7 @@ func (n *Node) loadPinnedProgs() error {
 
 // create loads the programs, attaches sk_msg to the socket map and pins the
 // programs, sk_msg last. It runs under the node lock.
-func (n *Node) create(spec *ebpf.CollectionSpec) error {
+func (n *Node) create(spec *ebpf.CollectionSpec, limit uint32) error {
 	var progs meshPrograms
 	if err := spec.LoadAndAssign(&progs, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: n.mapsDir()},
@@ -214,9 +223,8 @@ func (n *Node) create(spec *ebpf.CollectionSpec) error {
 	defer progs.MeshSkMsg.Close()
 	n.sockops, n.sockCreate = progs.MeshSockops, progs.MeshSockCreate
 
-	one := uint32(0)
-	if err := n.maps.MeshConfig.Update(one, meshGlobalConfig{}, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("initialise global switch: %w", err)
+	if err := n.maps.MeshConfig.Update(uint32(0), meshGlobalConfig{BacklogLimit: limit}, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("initialise global configuration: %w", err)
 	}
 	if err := link.RawAttachProgram(link.RawAttachProgramOptions{
 		Target:  n.maps.SockOpsMap.FD(),
@@ -293,23 +301,56 @@ func (n *Node) Remove() error {
 // SetEnabled sets the global switch. Off, no new connection is paired;
 // pairs already recorded stay accelerated until they close.
 func (n *Node) SetEnabled(on bool) error {
-	c := meshGlobalConfig{}
-	if !on {
-		c.Disabled = 1
-	}
-	if err := n.maps.MeshConfig.Update(uint32(0), c, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("set global switch: %w", err)
-	}
-	return nil
+	return n.updateGlobal(func(c *meshGlobalConfig) {
+		c.Disabled = 0
+		if !on {
+			c.Disabled = 1
+		}
+	})
 }
 
 // Enabled reads the global switch.
 func (n *Node) Enabled() (bool, error) {
+	c, err := n.global()
+	return c.Disabled == 0, err
+}
+
+// SetBacklogLimit sets the flow-control bound (bytes; 0 restores
+// DefaultBacklogLimit). It applies to the next message of every direction.
+func (n *Node) SetBacklogLimit(limit uint32) error {
+	return n.updateGlobal(func(c *meshGlobalConfig) { c.BacklogLimit = limit })
+}
+
+// BacklogLimit reads the flow-control bound in bytes.
+func (n *Node) BacklogLimit() (uint32, error) {
+	c, err := n.global()
+	if c.BacklogLimit == 0 {
+		c.BacklogLimit = DefaultBacklogLimit
+	}
+	return c.BacklogLimit, err
+}
+
+func (n *Node) global() (meshGlobalConfig, error) {
 	var c meshGlobalConfig
 	if err := n.maps.MeshConfig.Lookup(uint32(0), &c); err != nil {
-		return false, fmt.Errorf("read global switch: %w", err)
+		return c, fmt.Errorf("read global configuration: %w", err)
 	}
-	return c.Disabled == 0, nil
+	return c, nil
+}
+
+// updateGlobal changes the global configuration. Each field is one aligned
+// word that the data path reads on its own, so a concurrent reader sees the
+// old or the new value of every field.
+func (n *Node) updateGlobal(change func(*meshGlobalConfig)) error {
+	c, err := n.global()
+	if err != nil {
+		return err
+	}
+	change(&c)
+	if err := n.maps.MeshConfig.Update(uint32(0), c, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write global configuration: %w", err)
+	}
+	return nil
 }
 
 // ensureBPFFS mounts bpffs at path unless it is mounted there already.

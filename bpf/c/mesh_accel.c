@@ -27,6 +27,7 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #include "mesh_accel.h"
 #include "rules.h"
@@ -37,8 +38,23 @@
 #define IPPROTO_TCP 6
 #define EEXIST 17
 
-/* CO-RE view of the kernel's tcp_sock: only the field we read. */
+/* CO-RE views of the kernel's socket structs: only the fields we read.
+ * The program reads its own socket through bpf_skc_to_tcp_sock, and the
+ * socket it redirects into through that socket's address (see
+ * flow control below). */
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct sock {
+	struct {
+		atomic_t rmem_alloc;
+	} sk_backlog;
+	int sk_rcvlowat;
+} __attribute__((preserve_access_index));
+
 struct tcp_sock {
+	__u32 copied_seq;
 	__u32 write_seq;
 } __attribute__((preserve_access_index));
 
@@ -278,6 +294,16 @@ static __always_inline struct sock_owner *owner_of(struct bpf_sock_ops *ops)
 	return bpf_sk_storage_get(&sock_owner_map, sk, 0, 0);
 }
 
+/* The kernel address of the socket of ops. Stored as a number, it lets the
+ * sender's sk_msg read the receiver's queue state (flow control). The
+ * verifier allows it to a loader with CAP_BPF and CAP_PERFMON. */
+static __always_inline __u64 sock_addr(struct bpf_sock_ops *ops)
+{
+	struct bpf_sock *sk = ops->sk;
+
+	return sk ? (__u64)(long)sk : 0;
+}
+
 static __always_inline void enable_state_cb(struct bpf_sock_ops *ops)
 {
 	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
@@ -306,6 +332,7 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	h.gid = o->gid;
 	h.start_seq = ops->snd_nxt;
 	h.rcv_nxt = ops->rcv_nxt;
+	h.sk = sock_addr(ops);
 
 	long err = bpf_map_update_elem(&sock_helper_map, &e, &h, BPF_NOEXIST);
 	if (err == -EEXIST) {
@@ -384,44 +411,52 @@ static __always_inline void end_of(struct end *d, const __u32 ip[4],
 	d->pad = 0;
 }
 
-/* Records both directions of a judged pair. Returns 0 or a counter index. */
+/* Records both directions of a judged pair. Returns 0 or a counter index.
+ * One value on the stack, filled for each direction in turn: the sockops
+ * program's stack is small. */
 static __always_inline int record_pair(struct bpf_sock_ops *ops,
 				       const struct sock_key *pk,
 				       const struct helper_val *h,
 				       const struct sock_owner *o,
 				       __u32 a2p, __u32 p2a)
 {
-	struct proxy_val av = {}, pv = {};
-
-	av.peer = *pk;
-	av.pod = h->pod;
-	av.peer_pod = o->pod;
-	av.start_seq = h->start_seq;
-	av.flags = PROXY_ACTIVE | (a2p ? PROXY_REDIRECT : 0);
-	av.uid = h->uid;
-	av.peer_uid = o->uid;
-
-	pv.peer = h->key;
-	pv.pod = o->pod;
-	pv.peer_pod = h->pod;
-	pv.start_seq = ops->snd_nxt;
-	pv.flags = p2a ? PROXY_REDIRECT : 0;
-	pv.uid = o->uid;
-	pv.peer_uid = h->uid;
+	struct proxy_val v = {};
 
 	/* The accepted socket runs sk_msg only when its own direction may be
 	 * redirected, and is a target only when its peer's may. */
-	if ((p2a && bpf_sock_hash_update(ops, &sock_ops_map, (void *)pk, BPF_ANY)) ||
-	    (a2p && bpf_sock_hash_update(ops, &sock_rx_map, (void *)pk, BPF_ANY)) ||
-	    bpf_map_update_elem(&sock_proxy_map, pk, &pv, BPF_ANY) ||
-	    bpf_map_update_elem(&sock_proxy_map, &h->key, &av, BPF_ANY)) {
-		/* Nothing was redirected yet: leaving the maps loses nothing. */
-		bpf_map_delete_elem(&sock_proxy_map, pk);
-		bpf_map_delete_elem(&sock_ops_map, pk);
-		bpf_map_delete_elem(&sock_rx_map, pk);
-		return C_FALLBACK_MAP_FULL;
-	}
+	if (p2a && bpf_sock_hash_update(ops, &sock_ops_map, (void *)pk, BPF_ANY))
+		goto full;
+	if (a2p && bpf_sock_hash_update(ops, &sock_rx_map, (void *)pk, BPF_ANY))
+		goto full;
+
+	v.peer = h->key;
+	v.pod = o->pod;
+	v.peer_pod = h->pod;
+	v.start_seq = ops->snd_nxt;
+	v.flags = p2a ? PROXY_REDIRECT : 0;
+	v.uid = o->uid;
+	v.peer_uid = h->uid;
+	v.peer_sk = h->sk;
+	if (bpf_map_update_elem(&sock_proxy_map, pk, &v, BPF_ANY))
+		goto full;
+
+	v.peer = *pk;
+	v.pod = h->pod;
+	v.peer_pod = o->pod;
+	v.start_seq = h->start_seq;
+	v.flags = PROXY_ACTIVE | (a2p ? PROXY_REDIRECT : 0);
+	v.uid = h->uid;
+	v.peer_uid = o->uid;
+	v.peer_sk = sock_addr(ops);
+	if (bpf_map_update_elem(&sock_proxy_map, &h->key, &v, BPF_ANY))
+		goto full;
 	return 0;
+full:
+	/* Nothing was redirected yet: leaving the maps loses nothing. */
+	bpf_map_delete_elem(&sock_proxy_map, pk);
+	bpf_map_delete_elem(&sock_ops_map, pk);
+	bpf_map_delete_elem(&sock_rx_map, pk);
+	return C_FALLBACK_MAP_FULL;
 }
 
 /* Judges an accepted connection whose peer is registered. Returns 0 when
@@ -642,6 +677,59 @@ static __always_inline void capture(struct sk_msg_md *msg,
 }
 #endif
 
+/* Flow control.
+ *
+ * A redirect with BPF_F_INGRESS queues the message on the receiver whatever
+ * the receiver holds: only the node's tcp_mem limit stops it, and then the
+ * writer's sendmsg fails with ENOMEM. So before each redirect the sender
+ * reads the receiver's unread bytes (sk_rmem_alloc: redirected bytes are
+ * charged there on every supported kernel) through the address recorded at
+ * pairing. Above the limit the direction is held on the stack, where TCP's
+ * own flow control makes the writer wait (blocking) or see EAGAIN
+ * (non-blocking). Redirect -> stack never reorders: the receiver reads its
+ * redirect queue before its receive queue.
+ *
+ * Stack -> redirect is safe only once the receiver has read every byte the
+ * stack carried: its copied_seq (advanced only by stack reads) equals the
+ * sender's write_seq (advanced only by stack writes). Then nothing of this
+ * direction is in flight or unread on the stack. The same rule lets a
+ * direction whose first bytes took the stack (sent before the pair was
+ * recorded) be redirected once those bytes were read. A receiver with
+ * SO_RCVLOWAT above 1 waits inside the stack's recvmsg for more stack bytes
+ * and would not see redirected ones: such a direction stays on the stack.
+ *
+ * The address is read with bpf_probe_read_kernel and can only be stale once
+ * the receiver left the socket map (the map holds a reference while it is
+ * in). Then the redirect below fails and the message takes the stack: a
+ * stale address can cost acceleration, never data. */
+static __always_inline __u32 backlog_limit(void)
+{
+	__u32 zero = 0;
+	struct global_config *c = bpf_map_lookup_elem(&mesh_config, &zero);
+	return c && c->backlog_limit ? c->backlog_limit : DEFAULT_BACKLOG_LIMIT;
+}
+
+/* The receiver's unread bytes (redirected and stack). */
+static __always_inline __u32 peer_backlog(__u64 addr)
+{
+	struct sock *sk = (struct sock *)(long)addr;
+
+	if (!sk)
+		return 0xffffffff;
+	return (__u32)BPF_CORE_READ(sk, sk_backlog.rmem_alloc.counter);
+}
+
+/* Whether the receiver has read every byte of this direction that took the
+ * stack, and reads with the default low-water mark. */
+static __always_inline int peer_caught_up(__u64 addr, __u32 write_seq)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)(long)addr;
+	struct sock *sk = (struct sock *)(long)addr;
+
+	return addr && BPF_CORE_READ(tp, copied_seq) == write_seq &&
+	       BPF_CORE_READ(sk, sk_rcvlowat) <= 1;
+}
+
 SEC("sk_msg")
 int mesh_sk_msg(struct sk_msg_md *msg)
 {
@@ -658,14 +746,35 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(msg->sk);
 	if (!tp)
 		return SK_PASS;
-	if (tp->write_seq != v->start_seq) {
-		/* Bytes of this direction went through the stack: stay there
-		 * for good, or the receiver would read out of order. */
-		v->flags &= ~PROXY_REDIRECT;
-		count(C_FALLBACK_STACK_FIRST);
+	__u32 size = msg->size;
+	__u32 limit = backlog_limit();
+	__u32 backlog = peer_backlog(v->peer_sk);
+	v->backlog = backlog;
+	__u32 write_seq = tp->write_seq;
+	if (write_seq != v->start_seq) {
+		/* Bytes of this direction took the stack (before the pair was
+		 * recorded, or held by flow control): redirect again only once
+		 * the reader read them all, with room to spare. */
+		if (!peer_caught_up(v->peer_sk, write_seq) ||
+		    backlog > limit / 2) {
+			count((v->flags & PROXY_HELD) ? C_FC_MSG_STACK
+						      : C_FALLBACK_STACK_FIRST);
+			return SK_PASS;
+		}
+		v->start_seq = write_seq;
+		if (v->flags & PROXY_HELD) {
+			v->flags &= ~PROXY_HELD;
+			count(C_FC_RESUMED);
+		}
+	}
+	if (backlog > limit || size > limit - backlog) {
+		/* Reader behind: TCP's flow control takes over. */
+		v->flags |= PROXY_HELD;
+		v->holds++;
+		count(C_FC_HELD);
+		count(C_FC_MSG_STACK);
 		return SK_PASS;
 	}
-	__u32 size = msg->size;
 	if (bpf_msg_redirect_hash(msg, &sock_rx_map, &v->peer, BPF_F_INGRESS) !=
 	    SK_PASS) {
 		count(C_FALLBACK_PEER_GONE);

@@ -55,10 +55,12 @@ struct helper_val {
 	__u32 flags;
 	__u32 rcv_nxt;   /* rcv_nxt when established: the peer's ISN + 1 */
 	__u32 pad;
+	__u64 sk;        /* kernel address of the socket (flow control) */
 };
 
 #define PROXY_REDIRECT 1 /* this direction may be redirected */
 #define PROXY_ACTIVE 2   /* the sender is the connecting side */
+#define PROXY_HELD 4     /* flow control: on the stack until the reader caught up */
 
 /* sock_proxy_map value: one direction of an accelerated pair. */
 struct proxy_val {
@@ -71,6 +73,9 @@ struct proxy_val {
 	__u32 peer_uid;  /* receiver's owner */
 	__u64 bytes;     /* redirected by this sender */
 	__u64 msgs;
+	__u64 peer_sk;   /* kernel address of the receiver (flow control) */
+	__u32 backlog;   /* receiver's unread bytes at the last message */
+	__u32 holds;     /* times flow control moved it to the stack */
 };
 
 #define RULE_IP 1
@@ -102,10 +107,14 @@ struct pod_config {
 	struct rule rules[MAX_RULES];
 };
 
+#define DEFAULT_BACKLOG_LIMIT (4 << 20) /* bpf.DefaultBacklogLimit */
+
 /* mesh_config value (one element). Zero means acceleration is on. */
 struct global_config {
 	__u32 disabled;
-	__u32 pad;
+	/* Flow control: the most unread redirected bytes a reader may hold
+	 * (DEFAULT_BACKLOG_LIMIT when 0). */
+	__u32 backlog_limit;
 };
 
 #define MAX_SNAPLEN 1024 /* bpf.MaxSnapLen */
@@ -159,6 +168,9 @@ enum counter {
 	C_HALF_CLOSED,        /* directions moved to the stack: their reader sent its FIN */
 	C_CAPTURE_EVENTS,     /* messages captured */
 	C_CAPTURE_DROPPED,    /* captures lost: ring buffer full */
+	C_FC_HELD,            /* flow control: directions moved to the stack, reader behind */
+	C_FC_RESUMED,         /* flow control: directions back to redirect, reader caught up */
+	C_FC_MSG_STACK,       /* messages sent on the stack while their direction waits for its reader */
 	C_MAX,
 };
 

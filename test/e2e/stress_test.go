@@ -69,7 +69,8 @@ func TestHalfCloseAndReset(t *testing.T) {
 
 // With the default configuration an app that reads with splice (io.Copy to a
 // file and to another socket) receives every byte, while the directions
-// towards the sidecars stay accelerated.
+// towards the sidecars stay accelerated (flow control may carry part of
+// them on the stack when a sidecar falls behind).
 func TestSpliceReadingApp(t *testing.T) {
 	e := newEnv(t, optsDefault)
 	a := e.pod("a", true, &defaultCfg)
@@ -78,8 +79,8 @@ func TestSpliceReadingApp(t *testing.T) {
 		_, c := e.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Op: op, Target: b.AppTarget(false), Streams: 4,
 			Bytes: 32 << 20, MinWrite: 1, MaxWrite: 1 << 20})
 		want(t, c, map[string]uint64{"connections_accepted": 8, "directions_redirected": 8, "directions_untrusted_reader": 8})
-		if c["bytes_redirected"] < 128<<20 {
-			t.Errorf("op %c: bytes_redirected = %d, want the 128 MiB sent towards the outbound sidecar", op, c["bytes_redirected"])
+		if c["bytes_redirected"] < 32<<20 {
+			t.Errorf("op %c: bytes_redirected = %d, want a good part of the 128 MiB sent towards the outbound sidecar", op, c["bytes_redirected"])
 		}
 	}
 }

@@ -28,7 +28,7 @@ const (
 type ClientSpec struct {
 	Mode     string
 	Target   string // host:port, "10.1.2.3:8080" or "[fd00::3]:8080"
-	Op       byte   // bulk: OpSink (default), OpSinkFile or OpSinkSplice
+	Op       byte   // bulk: OpSink (default), OpSinkFile, OpSinkSplice or OpSinkSlow
 	Streams  int    // parallel connections of bulk, generate, echo and rr (1)
 	Bytes    int64  // bytes per stream (1 MiB); reset: N
 	MinWrite int    // write sizes of bulk and echo, log-uniform in [MinWrite, MaxWrite] (1)
@@ -40,6 +40,12 @@ type ClientSpec struct {
 	Size        int           // rr: message size (64)
 	Duration    time.Duration // rr and connrate (1 s)
 	Source      string        // optional local address to bind, "ip" or "ip:port"
+	// ReadSleep, PauseAfter and Pause configure OpSinkSlow: the reader
+	// sleeps ReadSleep after each read, and stops for Pause once it has
+	// read PauseAfter bytes (no pause when zero).
+	ReadSleep  time.Duration
+	PauseAfter int64
+	Pause      time.Duration
 	// Timeout bounds every connection (its I/O deadline, counted after
 	// Duration for rr and connrate), so that a stall is reported as an error
 	// rather than a hang (30 s).
@@ -152,7 +158,7 @@ func runClient(spec ClientSpec, w io.Writer) error {
 	if !ok {
 		return fmt.Errorf("unknown client mode %q", spec.Mode)
 	}
-	if spec.Mode == ModeBulk && spec.Op != OpSink && spec.Op != OpSinkFile && spec.Op != OpSinkSplice {
+	if spec.Mode == ModeBulk && spec.Op != OpSink && spec.Op != OpSinkFile && spec.Op != OpSinkSplice && spec.Op != OpSinkSlow {
 		return fmt.Errorf("bulk needs a sink op, not %q", spec.Op)
 	}
 	col := &collector{res: ClientResult{Mode: spec.Mode}}

@@ -10,6 +10,9 @@ import (
 	"net"
 )
 
+// slowHeaderLen is the length of OpSinkSlow's header.
+const slowHeaderLen = 24
+
 // runBulk sends Streams seeded streams in parallel to the sink op.
 func runBulk(spec ClientSpec, col *collector) {
 	parallel(spec.Streams, func(i int) {
@@ -28,9 +31,15 @@ func bulkOne(spec ClientSpec, seed int64, col *collector) error {
 	}
 	defer c.Close()
 	st, z, h := NewStream(seed), newSizer(seed, spec.MinWrite, spec.MaxWrite), sha256.New()
-	buf := make([]byte, 1+spec.MaxWrite)
+	buf := make([]byte, 1+slowHeaderLen+spec.MaxWrite)
 	buf[0] = spec.Op
 	off, left := 1, spec.Bytes
+	if spec.Op == OpSinkSlow {
+		binary.BigEndian.PutUint64(buf[1:], uint64(spec.PauseAfter))
+		binary.BigEndian.PutUint64(buf[9:], uint64(spec.Pause.Milliseconds()))
+		binary.BigEndian.PutUint64(buf[17:], uint64(spec.ReadSleep.Microseconds()))
+		off += slowHeaderLen
+	}
 	for first := true; first || left > 0; first = false {
 		k := int(min(int64(z.next()), left))
 		chunk := buf[off : off+k]

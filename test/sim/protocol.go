@@ -36,7 +36,17 @@ const (
 	// OpPeer replies with one JSON line ([PeerInfo]): the app's pod name and
 	// the addresses the app server sees on the connection.
 	OpPeer byte = 'P'
+	// OpSinkSlow is OpSink read at a pace: a 24-byte header (big-endian:
+	// pause-after byte count, pause in milliseconds, sleep after each read
+	// in microseconds), then reads of [SlowReadSize] bytes, each followed
+	// by the sleep; once pause-after bytes were read it stops reading for
+	// the pause, once.
+	OpSinkSlow byte = 'L'
 )
+
+// SlowReadSize is the read size of OpSinkSlow; with a 1 ms sleep after
+// each read the reader takes about 60 MB/s.
+const SlowReadSize = 64 << 10
 
 // ResetSeed is the seed of the stream OpReset sends.
 const ResetSeed = 1

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -102,6 +103,8 @@ func (s *app) serve(c *net.TCPConn) {
 		err = sendThenReset(c)
 	case OpPeer:
 		err = s.peer(c)
+	case OpSinkSlow:
+		err = sinkSlow(c)
 	default:
 		err = fmt.Errorf("unknown op %q", op[0])
 	}
@@ -155,6 +158,40 @@ func (s *app) sinkPlain(c *net.TCPConn) error {
 		return err
 	}
 	_, err = c.Write(sinkReply(n, sum))
+	return err
+}
+
+// sinkSlow is the slow reader of OpSinkSlow.
+func sinkSlow(c *net.TCPConn) error {
+	var hdr [slowHeaderLen]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return err
+	}
+	pauseAfter := int64(binary.BigEndian.Uint64(hdr[:8]))
+	pause := time.Duration(binary.BigEndian.Uint64(hdr[8:])) * time.Millisecond
+	sleep := time.Duration(binary.BigEndian.Uint64(hdr[16:])) * time.Microsecond
+	h := sha256.New()
+	buf := make([]byte, SlowReadSize)
+	var total int64
+	for {
+		n, err := c.Read(buf)
+		h.Write(buf[:n])
+		total += int64(n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if pause > 0 && total >= pauseAfter {
+			time.Sleep(pause)
+			pause = 0
+		}
+		if sleep > 0 {
+			time.Sleep(sleep)
+		}
+	}
+	_, err := c.Write(sinkReply(total, h.Sum(nil)))
 	return err
 }
 
