@@ -20,6 +20,10 @@ func TestMain(m *testing.M) {
 		lateReader(addr)
 		return
 	}
+	if spec := os.Getenv(envRawWriter); spec != "" {
+		rawWriter(spec)
+		return
+	}
 	os.Exit(m.Run())
 }
 

@@ -368,6 +368,10 @@ func (p *Pod) RedirectCounts() (RedirectCounts, error) {
 	return redirectCounts(p.node.nsenter, p.Netns)
 }
 
+// Exe is the node's copy of the running executable, which any uid may run
+// (for [Pod.Start] of the program's own roles as a non-root user).
+func (p *Pod) Exe() string { return p.node.exe }
+
 // AppTarget is the address of the pod's app server as a client Target:
 // "10.x.y.n:port", or "[fd..::n]:port" if v6.
 func (p *Pod) AppTarget(v6 bool) string {
