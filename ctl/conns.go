@@ -52,6 +52,12 @@ type dirReport struct {
 	Redirect bool   `json:"redirect"` // else the data takes the normal stack
 	Bytes    uint64 `json:"bytes"`    // redirected so far
 	Messages uint64 `json:"messages"`
+	// Backlog is the reader's unread bytes at the direction's last
+	// message; Held is set while flow control keeps the direction on the
+	// stack, and Holds counts such episodes.
+	Backlog uint32 `json:"backlog"`
+	Held    bool   `json:"held"`
+	Holds   uint32 `json:"holds"`
 }
 
 func (a *app) connsCmd() *cobra.Command {
@@ -166,7 +172,8 @@ func pairDirections(ds []bpf.Direction, names podNames) []connRow {
 			byKey[k] = r
 			keys = append(keys, k)
 		}
-		dir := &dirReport{Redirect: d.Redirect, Bytes: d.Bytes, Messages: d.Messages}
+		dir := &dirReport{Redirect: d.Redirect, Bytes: d.Bytes, Messages: d.Messages,
+			Backlog: d.Backlog, Held: d.Held, Holds: d.Holds}
 		from := endReport{Addr: d.From, Pod: names.of(d.FromPod), PodCgroup: d.FromPod, UID: d.FromUID}
 		to := endReport{Addr: d.To, Pod: names.of(d.ToPod), PodCgroup: d.ToPod, UID: d.ToUID}
 		if d.Connecting {
@@ -207,5 +214,12 @@ func dirCell(d *dirReport) string {
 	case !d.Redirect:
 		return "stack"
 	}
-	return fmt.Sprintf("%s in %d msgs", humanBytes(d.Bytes), d.Messages)
+	cell := fmt.Sprintf("%s in %d msgs, backlog %s", humanBytes(d.Bytes), d.Messages, humanBytes(uint64(d.Backlog)))
+	switch {
+	case d.Held:
+		cell += fmt.Sprintf(", held (%dx)", d.Holds)
+	case d.Holds > 0:
+		cell += fmt.Sprintf(", was held %dx", d.Holds)
+	}
+	return cell
 }

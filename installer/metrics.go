@@ -15,6 +15,8 @@ const (
 	MetricMessagesRedirected  = "mesh_accel_messages_redirected_total"
 	MetricFallbacks           = "mesh_accel_fallbacks_total"
 	MetricRejected            = "mesh_accel_rejected_total"
+	MetricFlowControl         = "mesh_accel_flow_control_events_total"
+	MetricFlowControlMessages = "mesh_accel_flow_control_stack_messages_total"
 	MetricRuleReloadErrors    = "mesh_accel_rule_reload_errors_total"
 	MetricConflistRepairs     = "mesh_accel_conflist_repairs_total"
 )
@@ -27,6 +29,9 @@ const (
 	counterMessages = "messages_redirected"
 	prefixFallback  = "fallback_"
 	prefixRejected  = "rejected_"
+	counterHeld     = "flow_control_held"
+	counterResumed  = "flow_control_resumed"
+	counterFCStack  = "flow_control_stack_messages"
 )
 
 // metrics is the installer's registry: the engine's counters, read at
@@ -55,6 +60,12 @@ func newMetrics() *metrics {
 				"Messages or directions that took the normal stack, by reason (map_full, stack_first, peer_gone).",
 				[]string{"reason"}, nil),
 			rejected: prometheus.NewDesc(MetricRejected, "Connections not accelerated, by reason.", []string{"reason"}, nil),
+			flowControl: prometheus.NewDesc(MetricFlowControl,
+				"Flow control: directions held on the stack because their reader reached the backlog limit "+
+					"(event=held), and directions redirected again once it caught up (event=resumed).",
+				[]string{"event"}, nil),
+			flowControlMsgs: prometheus.NewDesc(MetricFlowControlMessages,
+				"Messages sent on the stack while flow control held their direction.", nil, nil),
 		},
 	}
 	m.reg.MustRegister(m.reloadErrors, m.repairs, m.engine)
@@ -67,6 +78,7 @@ type engineCollector struct {
 	node                            Node // nil until the node state is open
 	pods, accepted, bytes, messages *prometheus.Desc
 	fallbacks, rejected             *prometheus.Desc
+	flowControl, flowControlMsgs    *prometheus.Desc
 }
 
 func (c *engineCollector) setNode(n Node) {
@@ -77,7 +89,8 @@ func (c *engineCollector) setNode(n Node) {
 
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.pods, c.accepted, c.bytes, c.messages, c.fallbacks, c.rejected} {
+	for _, d := range []*prometheus.Desc{c.pods, c.accepted, c.bytes, c.messages, c.fallbacks, c.rejected,
+		c.flowControl, c.flowControlMsgs} {
 		ch <- d
 	}
 }
@@ -101,8 +114,12 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.accepted, err)
 		return
 	}
-	for desc, name := range map[*prometheus.Desc]string{c.accepted: counterAccepted, c.bytes: counterBytes, c.messages: counterMessages} {
+	for desc, name := range map[*prometheus.Desc]string{c.accepted: counterAccepted, c.bytes: counterBytes,
+		c.messages: counterMessages, c.flowControlMsgs: counterFCStack} {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(counters[name]))
+	}
+	for event, name := range map[string]string{"held": counterHeld, "resumed": counterResumed} {
+		ch <- prometheus.MustNewConstMetric(c.flowControl, prometheus.CounterValue, float64(counters[name]), event)
 	}
 	for name, v := range counters {
 		if reason, ok := strings.CutPrefix(name, prefixFallback); ok {

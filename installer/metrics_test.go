@@ -35,7 +35,7 @@ func valueOf(f *dto.MetricFamily, reason string) float64 {
 	for _, m := range f.Metric {
 		label := ""
 		for _, l := range m.Label {
-			if l.GetName() == "reason" {
+			if l.GetName() == "reason" || l.GetName() == "event" {
 				label = l.GetValue()
 			}
 		}
@@ -67,6 +67,7 @@ func TestMetrics(t *testing.T) {
 		"connections_accepted": 7, "bytes_redirected": 1 << 20, "messages_redirected": 300,
 		"fallback_map_full": 1, "fallback_stack_first": 2, "fallback_peer_gone": 3,
 		"rejected_rules": 4, "rejected_no_owner": 5, "sockets_tagged": 99,
+		"flow_control_held": 6, "flow_control_resumed": 8, "flow_control_stack_messages": 9,
 	}
 	eng.node.mu.Unlock()
 	for _, tc := range []struct {
@@ -82,6 +83,9 @@ func TestMetrics(t *testing.T) {
 		{MetricFallbacks, "peer_gone", 3},
 		{MetricRejected, "rules", 4},
 		{MetricRejected, "no_owner", 5},
+		{MetricFlowControl, "held", 6},
+		{MetricFlowControl, "resumed", 8},
+		{MetricFlowControlMessages, "", 9},
 		{MetricRuleReloadErrors, "", 0},
 		{MetricConflistRepairs, "", 0},
 	} {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/ctl"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
@@ -63,7 +64,7 @@ func TestStatus(t *testing.T) {
 			t.Errorf("status objects lack %s: %v", want, names)
 		}
 	}
-	if !r.Kernel.Ready || !r.State.Present || r.State.Dir != e.node.Dir() || r.State.Layout != "v1" || !r.Enabled ||
+	if !r.Kernel.Ready || !r.State.Present || r.State.Dir != e.node.Dir() || r.State.Layout != bpf.LayoutVersion || !r.Enabled ||
 		len(r.Pods) != 2 || r.Pods[0].Name == r.Pods[0].ID || len(r.Warnings) == 0 {
 		t.Errorf("status JSON: %+v", r)
 	}
