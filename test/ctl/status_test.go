@@ -24,7 +24,7 @@ func TestStatus(t *testing.T) {
 	out := e.ok("status")
 	for _, want := range []string{
 		"ready (cgroup v2, sockops, sk_msg",
-		"Node state:    " + e.node.Dir() + " (layout v1)",
+		"Node state:    " + e.node.Dir() + " (layout " + bpf.LayoutVersion + ")",
 		"Acceleration:  enabled",
 		"program  sk_msg",
 		"map      sock_proxy_map",
