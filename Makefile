@@ -7,7 +7,7 @@ GOFLAGS  ?=
 LDFLAGS  ?= -s -w
 export CGO_ENABLED := 0
 
-.PHONY: all deps generate check-generate build test test-short bench demo image lint clean
+.PHONY: all deps generate check-generate check-tidy build test test-short bench demo image lint clean
 
 all: build
 
@@ -21,6 +21,11 @@ generate: deps
 # CI: the committed BPF objects must be what the sources compile to.
 check-generate: generate
 	@git diff --exit-code -- bpf/ || { echo "bpf/: generated files are stale, run 'make generate' and commit" >&2; exit 1; }
+
+# CI: go.mod and go.sum are what `go mod tidy` makes them (the CNI plugins the
+# e2e tests build are `tool` lines, so tidy keeps their dependencies).
+check-tidy:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum: run 'go mod tidy' and commit" >&2; exit 1; }
 
 build:
 	@mkdir -p $(BIN)
