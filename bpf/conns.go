@@ -11,8 +11,10 @@ import (
 // Direction is one direction of an accelerated pair: From sends, To
 // receives.
 type Direction struct {
-	From, To       netip.AddrPort
-	Netns          uint64 // network namespace cookie for loopback pairs
+	From, To netip.AddrPort
+	// Netns and ToNetns are the network namespace cookies of the sender's
+	// and the receiver's sockets.
+	Netns, ToNetns uint64
 	FromPod, ToPod uint64 // pod cgroup ids
 	FromUID, ToUID uint32
 	Connecting     bool // From is the connecting side
@@ -40,6 +42,7 @@ func (n *Node) Directions() ([]Direction, error) {
 			From:       netip.AddrPortFrom(keyAddr(k.LocalIp), uint16(k.LocalPort)),
 			To:         netip.AddrPortFrom(keyAddr(v.Peer.LocalIp), uint16(v.Peer.LocalPort)),
 			Netns:      k.Netns,
+			ToNetns:    v.Peer.Netns,
 			FromPod:    v.Pod,
 			ToPod:      v.PeerPod,
 			FromUID:    v.Uid,

@@ -65,7 +65,8 @@ const (
 	meshCounterC_FC_HELD              meshCounter = 24
 	meshCounterC_FC_RESUMED           meshCounter = 25
 	meshCounterC_FC_MSG_STACK         meshCounter = 26
-	meshCounterC_MAX                  meshCounter = 27
+	meshCounterC_REJECT_TUPLE_IN_USE  meshCounter = 27
+	meshCounterC_MAX                  meshCounter = 28
 )
 
 type meshEndpointKey struct {

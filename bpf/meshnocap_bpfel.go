@@ -53,7 +53,8 @@ const (
 	meshnocapCounterC_FC_HELD              meshnocapCounter = 24
 	meshnocapCounterC_FC_RESUMED           meshnocapCounter = 25
 	meshnocapCounterC_FC_MSG_STACK         meshnocapCounter = 26
-	meshnocapCounterC_MAX                  meshnocapCounter = 27
+	meshnocapCounterC_REJECT_TUPLE_IN_USE  meshnocapCounter = 27
+	meshnocapCounterC_MAX                  meshnocapCounter = 28
 )
 
 type meshnocapEndpointKey struct {

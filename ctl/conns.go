@@ -139,22 +139,18 @@ func (a *app) conns(pod, addr string, port uint16) ([]connRow, error) {
 	return rows, nil
 }
 
-// connKey identifies a connection by its two ends, in either order. Pairs
-// whose ends are both loopback addresses repeat across pods: the network
-// namespace tells them apart.
+// connKey identifies a connection by its two ends, each an address in a
+// network namespace, in either order: pods can hold the same addresses
+// (loopback always, others on secondary networks).
 type connKey struct {
-	a, b  netip.AddrPort
-	netns uint64
+	a, b   netip.AddrPort
+	na, nb uint64
 }
 
 func keyOf(d bpf.Direction) connKey {
-	a, b := d.From, d.To
-	if a.Compare(b) > 0 {
-		a, b = b, a
-	}
-	k := connKey{a: a, b: b}
-	if a.Addr().IsLoopback() && b.Addr().IsLoopback() {
-		k.netns = d.Netns
+	k := connKey{a: d.From, na: d.Netns, b: d.To, nb: d.ToNetns}
+	if c := k.a.Compare(k.b); c > 0 || (c == 0 && k.na > k.nb) {
+		k.a, k.b, k.na, k.nb = k.b, k.a, k.nb, k.na
 	}
 	return k
 }

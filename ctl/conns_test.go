@@ -18,10 +18,10 @@ func TestPairDirections(t *testing.T) {
 		{From: sideA, To: addrA, FromPod: 100, ToPod: 100}, // down first
 		{From: addrA, To: sideA, FromPod: 100, ToPod: 100, Connecting: true, Redirect: true, Bytes: 2048, Messages: 2},
 		// the same loopback pair in two pods (network namespaces 1 and 2)
-		{From: lo1, To: lo2, Netns: 1, FromPod: 100, ToPod: 100, Connecting: true, Redirect: true},
-		{From: lo1, To: lo2, Netns: 2, FromPod: 200, ToPod: 200, Connecting: true, Redirect: true},
-		{From: lo2, To: lo1, Netns: 2, FromPod: 200, ToPod: 200, Redirect: true},
-		{From: lo2, To: lo1, Netns: 1, FromPod: 100, ToPod: 100, Redirect: true},
+		{From: lo1, To: lo2, Netns: 1, ToNetns: 1, FromPod: 100, ToPod: 100, Connecting: true, Redirect: true},
+		{From: lo1, To: lo2, Netns: 2, ToNetns: 2, FromPod: 200, ToPod: 200, Connecting: true, Redirect: true},
+		{From: lo2, To: lo1, Netns: 2, ToNetns: 2, FromPod: 200, ToPod: 200, Redirect: true},
+		{From: lo2, To: lo1, Netns: 1, ToNetns: 1, FromPod: 100, ToPod: 100, Redirect: true},
 		// only one direction left (closing)
 		{From: appB, To: inbound, FromPod: 200, ToPod: 100, Redirect: true},
 	}

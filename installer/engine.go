@@ -28,6 +28,8 @@ type Node interface {
 	Pods() ([]bpf.PodInfo, error)
 	UpdatePod(id string, cfg bpf.PodConfig) error
 	Counters() (bpf.Counters, error)
+	// Sweep removes map entries of sockets that closed unseen.
+	Sweep() (bpf.Swept, error)
 	Remove() error
 	Close() error
 }

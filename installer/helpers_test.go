@@ -314,6 +314,15 @@ type fakeNode struct {
 	counters               bpf.Counters
 	opens, closes, removes int
 	updates                []string
+	sweeps                 int
+}
+
+// Sweep implements Node: each sweep removes one entry.
+func (n *fakeNode) Sweep() (bpf.Swept, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sweeps++
+	return bpf.Swept{Directions: 1}, nil
 }
 
 func (n *fakeNode) Dir() string { return n.dir }

@@ -19,6 +19,7 @@ const (
 	MetricFlowControlMessages = "mesh_accel_flow_control_stack_messages_total"
 	MetricRuleReloadErrors    = "mesh_accel_rule_reload_errors_total"
 	MetricConflistRepairs     = "mesh_accel_conflist_repairs_total"
+	MetricSweptEntries        = "mesh_accel_swept_entries_total"
 )
 
 // Engine counter names (package bpf) behind the metrics; fallback_* and
@@ -40,6 +41,7 @@ type metrics struct {
 	reg          *prometheus.Registry
 	reloadErrors prometheus.Counter
 	repairs      prometheus.Counter
+	swept        prometheus.Counter
 	engine       *engineCollector
 }
 
@@ -50,6 +52,8 @@ func newMetrics() *metrics {
 			Help: "Rule files that failed to load; the rules in force stayed."}),
 		repairs: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricConflistRepairs,
 			Help: "Times the entry was put back after the primary CNI rewrote its config."}),
+		swept: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricSweptEntries,
+			Help: "Map entries removed by the sweep: sockets that closed while their pod was detached."}),
 		engine: &engineCollector{
 			pods: prometheus.NewDesc(MetricPodsAttached, "Pods attached on this node.", nil, nil),
 			accepted: prometheus.NewDesc(MetricConnectionsAccepted,
@@ -68,7 +72,7 @@ func newMetrics() *metrics {
 				"Messages sent on the stack while flow control held their direction.", nil, nil),
 		},
 	}
-	m.reg.MustRegister(m.reloadErrors, m.repairs, m.engine)
+	m.reg.MustRegister(m.reloadErrors, m.repairs, m.swept, m.engine)
 	return m
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -91,6 +92,21 @@ func TestMetrics(t *testing.T) {
 	} {
 		if got := metricValue(t, r, tc.name, tc.reason); got != tc.want {
 			t.Errorf("%s{reason=%q} = %v, want %v", tc.name, tc.reason, got, tc.want)
+		}
+	}
+}
+
+// The installer sweeps the node state periodically and counts what the
+// sweeps removed.
+func TestSweepMetric(t *testing.T) {
+	h := newHost(t)
+	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
+	eng := newFakeEngine(t)
+	r := h.start(t, Deps{Engine: eng, Sweep: 20 * time.Millisecond})
+	r.waitReady(t)
+	for deadline := time.Now().Add(5 * time.Second); metricValue(t, r, MetricSweptEntries, "") < 3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after 5 s, want >= 3 (one entry per sweep)", MetricSweptEntries, metricValue(t, r, MetricSweptEntries, ""))
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
 )
 
 // Defaults of [Deps].
@@ -36,6 +38,9 @@ type Deps struct {
 	// Debounce gathers a burst of file events into one re-check
 	// (DefaultDebounce).
 	Debounce time.Duration
+	// Sweep is the period of the node state's sweep of entries that
+	// closed sockets left behind (bpf.DefaultSweepInterval).
+	Sweep time.Duration
 }
 
 func (d *Deps) defaults() {
@@ -53,6 +58,9 @@ func (d *Deps) defaults() {
 	}
 	if d.Debounce <= 0 {
 		d.Debounce = DefaultDebounce
+	}
+	if d.Sweep <= 0 {
+		d.Sweep = bpf.DefaultSweepInterval
 	}
 }
 
@@ -218,6 +226,8 @@ func (in *installer) loop(ctx context.Context) {
 	in.handle(changeAll) // what changed before the watches were in place
 	tick := time.NewTicker(in.d.Resync)
 	defer tick.Stop()
+	sweep := time.NewTicker(in.d.Sweep)
+	defer sweep.Stop()
 	gather := time.NewTimer(time.Hour)
 	gather.Stop()
 	var pending change
@@ -246,7 +256,24 @@ func (in *installer) loop(ctx context.Context) {
 		case <-tick.C:
 			w.retry()
 			in.handle(changeAll)
+		case <-sweep.C:
+			in.sweep()
 		}
+	}
+}
+
+// sweep removes the map entries of sockets that closed while their pod was
+// detached (no close callback ran), so that the maps never fill over days.
+func (in *installer) sweep() {
+	s, err := in.node.Sweep()
+	if err != nil {
+		in.report("sweep", "sweep of closed sockets' map entries failed", err)
+		return
+	}
+	in.resolved("sweep", "sweep of closed sockets' map entries works again")
+	in.m.swept.Add(float64(s.Directions + s.Pending))
+	if s.Directions+s.Pending > 0 {
+		in.log.Debug("swept entries of closed sockets", "directions", s.Directions, "pending", s.Pending)
 	}
 }
 

@@ -80,9 +80,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_rx_map SEC(".maps");
 
+/* The pairs and the pending registrations are not preallocated: an
+ * element deleted (its socket or its peer closed, Drain) is freed only
+ * after every program that holds a pointer to it has finished, so an
+ * sk_msg program still writing its direction's counters and flow-control
+ * state can never write into a reused element of another pair. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sock_key);
 	__type(value, struct proxy_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -91,6 +97,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct endpoint_key);
 	__type(value, struct helper_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -178,32 +185,39 @@ static __always_inline void set_ip(__u32 dst[4], __u32 family, __u32 ip4,
 	}
 }
 
-/* 127.0.0.0/8 (also IPv4-mapped) or ::1. */
+/* An address every pod may hold on its own loopback: 127.0.0.0/8 (also
+ * IPv4-mapped), ::1, and ::6, Istio's IPv6 inbound source (the IPv6 twin
+ * of 127.0.0.6). */
 static __always_inline int is_loopback(const __u32 ip[4])
 {
 	if (ip[0] || ip[1])
 		return 0;
 	if (ip[2] == bpf_htonl(0x0000ffff))
 		return (bpf_ntohl(ip[3]) >> 24) == 127;
-	return ip[2] == 0 && ip[3] == bpf_htonl(1);
+	return ip[2] == 0 && (ip[3] == bpf_htonl(1) || ip[3] == bpf_htonl(6));
 }
 
 /* Fills a sock_key from a context with the socket fields of bpf_sock_ops
  * and sk_msg_md (the same names in both). A macro, because context fields
  * must be read with constant offsets of the context's own type. */
+#define CTX_U32(field) (*(volatile __u32 *)&(field))
 #define SOCK_KEY_FROM_CTX(ctx, k)                                              \
 	do {                                                                   \
-		__u32 l6[4] = {(ctx)->local_ip6[0], (ctx)->local_ip6[1],       \
-			       (ctx)->local_ip6[2], (ctx)->local_ip6[3]};      \
-		__u32 r6[4] = {(ctx)->remote_ip6[0], (ctx)->remote_ip6[1],     \
-			       (ctx)->remote_ip6[2], (ctx)->remote_ip6[3]};    \
+		/* volatile: the verifier wants each field read whole, and    \
+		 * the compiler would merge neighbours into 8-byte loads. */   \
+		__u32 l6[4] = {CTX_U32((ctx)->local_ip6[0]),                   \
+			       CTX_U32((ctx)->local_ip6[1]),                   \
+			       CTX_U32((ctx)->local_ip6[2]),                   \
+			       CTX_U32((ctx)->local_ip6[3])};                  \
+		__u32 r6[4] = {CTX_U32((ctx)->remote_ip6[0]),                  \
+			       CTX_U32((ctx)->remote_ip6[1]),                  \
+			       CTX_U32((ctx)->remote_ip6[2]),                  \
+			       CTX_U32((ctx)->remote_ip6[3])};                 \
 		set_ip((k)->local_ip, (ctx)->family, (ctx)->local_ip4, l6);    \
 		set_ip((k)->remote_ip, (ctx)->family, (ctx)->remote_ip4, r6);  \
 		(k)->local_port = (ctx)->local_port;                           \
 		(k)->remote_port = bpf_ntohl((ctx)->remote_port);              \
-		(k)->netns = 0;                                                \
-		if (is_loopback((k)->local_ip) || is_loopback((k)->remote_ip)) \
-			(k)->netns = bpf_get_netns_cookie(ctx);                \
+		(k)->netns = bpf_get_netns_cookie(ctx);                        \
 	} while (0)
 
 static __always_inline void sock_key_ops(struct bpf_sock_ops *ops,
@@ -245,17 +259,20 @@ static __always_inline void endpoint_of(const struct sock_key *k, int local,
 }
 
 /* The pod of the current task: its nearest ancestor cgroup that has a
- * filter in sock_param_map. Containers live in child cgroups of the pod. */
+ * filter in sock_param_map (the deepest match). Containers live in child
+ * cgroups of the pod. */
 static __always_inline __u64 current_pod(void)
 {
+	__u64 pod = 0;
+
 	for (int level = 1; level <= MAX_CGROUP_DEPTH; level++) {
 		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
 		if (!id)
-			return 0;
+			break;
 		if (bpf_map_lookup_elem(&sock_param_map, &id))
-			return id;
+			pod = id;
 	}
-	return 0;
+	return pod;
 }
 
 SEC("cgroup/sock_create")
@@ -350,16 +367,21 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	}
 	/* Whether this socket's direction will be redirected, or whether it
 	 * will receive redirected data, is known only when its peer pairs it,
-	 * and the peer cannot add it to a map: it joins both now. */
-	if (bpf_sock_hash_update(ops, &sock_ops_map, &h.key, BPF_ANY)) {
+	 * and the peer cannot add it to a map: it joins both now. Never in
+	 * place of another socket (BPF_NOEXIST): an earlier socket with the
+	 * same tuple in this namespace (reset, not yet closed by its process)
+	 * keeps its entry and its unread data. */
+	err = bpf_sock_hash_update(ops, &sock_ops_map, &h.key, BPF_NOEXIST);
+	if (err) {
 		bpf_map_delete_elem(&sock_helper_map, &e);
-		count(C_FALLBACK_MAP_FULL);
+		count(err == -EEXIST ? C_REJECT_TUPLE_IN_USE : C_FALLBACK_MAP_FULL);
 		return;
 	}
-	if (bpf_sock_hash_update(ops, &sock_rx_map, &h.key, BPF_ANY)) {
+	err = bpf_sock_hash_update(ops, &sock_rx_map, &h.key, BPF_NOEXIST);
+	if (err) {
 		bpf_map_delete_elem(&sock_ops_map, &h.key);
 		bpf_map_delete_elem(&sock_helper_map, &e);
-		count(C_FALLBACK_MAP_FULL);
+		count(err == -EEXIST ? C_REJECT_TUPLE_IN_USE : C_FALLBACK_MAP_FULL);
 		return;
 	}
 	/* The RTT callback of the first acknowledged data tells a socket
@@ -421,13 +443,24 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 				       __u32 a2p, __u32 p2a)
 {
 	struct proxy_val v = {};
+	int in_ops = 0, in_rx = 0;
+	long err = 0;
 
 	/* The accepted socket runs sk_msg only when its own direction may be
-	 * redirected, and is a target only when its peer's may. */
-	if (p2a && bpf_sock_hash_update(ops, &sock_ops_map, (void *)pk, BPF_ANY))
-		goto full;
-	if (a2p && bpf_sock_hash_update(ops, &sock_rx_map, (void *)pk, BPF_ANY))
-		goto full;
+	 * redirected, and is a target only when its peer's may. Never in
+	 * place of another socket with the same tuple (see on_active). */
+	if (p2a) {
+		err = bpf_sock_hash_update(ops, &sock_ops_map, (void *)pk, BPF_NOEXIST);
+		if (err)
+			goto fail;
+		in_ops = 1;
+	}
+	if (a2p) {
+		err = bpf_sock_hash_update(ops, &sock_rx_map, (void *)pk, BPF_NOEXIST);
+		if (err)
+			goto fail;
+		in_rx = 1;
+	}
 
 	v.peer = h->key;
 	v.pod = o->pod;
@@ -437,8 +470,9 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.uid = o->uid;
 	v.peer_uid = h->uid;
 	v.peer_sk = h->sk;
-	if (bpf_map_update_elem(&sock_proxy_map, pk, &v, BPF_ANY))
-		goto full;
+	err = bpf_map_update_elem(&sock_proxy_map, pk, &v, BPF_ANY);
+	if (err)
+		goto fail;
 
 	v.peer = *pk;
 	v.pod = h->pod;
@@ -448,15 +482,20 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.uid = h->uid;
 	v.peer_uid = o->uid;
 	v.peer_sk = sock_addr(ops);
-	if (bpf_map_update_elem(&sock_proxy_map, &h->key, &v, BPF_ANY))
-		goto full;
+	err = bpf_map_update_elem(&sock_proxy_map, &h->key, &v, BPF_ANY);
+	if (err) {
+		bpf_map_delete_elem(&sock_proxy_map, pk);
+		goto fail;
+	}
 	return 0;
-full:
-	/* Nothing was redirected yet: leaving the maps loses nothing. */
-	bpf_map_delete_elem(&sock_proxy_map, pk);
-	bpf_map_delete_elem(&sock_ops_map, pk);
-	bpf_map_delete_elem(&sock_rx_map, pk);
-	return C_FALLBACK_MAP_FULL;
+fail:
+	/* Nothing was redirected yet: leaving the maps loses nothing. Only
+	 * what this call added is removed. */
+	if (in_ops)
+		bpf_map_delete_elem(&sock_ops_map, pk);
+	if (in_rx)
+		bpf_map_delete_elem(&sock_rx_map, pk);
+	return err == -EEXIST ? C_REJECT_TUPLE_IN_USE : C_FALLBACK_MAP_FULL;
 }
 
 /* Judges an accepted connection whose peer is registered. Returns 0 when

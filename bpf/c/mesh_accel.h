@@ -25,8 +25,10 @@ struct endpoint_key {
 };
 
 /* A socket's own connection tuple, the key of sock_ops_map and sock_rx_map
- * (the sockets) and sock_proxy_map (the pairs). netns as in endpoint_key, set when either
- * address is loopback. */
+ * (the sockets) and sock_proxy_map (the pairs). netns is the socket's
+ * network namespace cookie, always: pods can hold the same addresses
+ * (Multus, NET_ADMIN, overlapping tenant ranges), and one pod's socket
+ * must never take another's key. */
 struct sock_key {
 	__u32 local_ip[4];
 	__u32 remote_ip[4];
@@ -171,6 +173,7 @@ enum counter {
 	C_FC_HELD,            /* flow control: directions moved to the stack, reader behind */
 	C_FC_RESUMED,         /* flow control: directions back to redirect, reader caught up */
 	C_FC_MSG_STACK,       /* messages sent on the stack while their direction waits for its reader */
+	C_REJECT_TUPLE_IN_USE, /* another socket of the namespace still holds the tuple */
 	C_MAX,
 };
 

@@ -20,6 +20,10 @@ func TestMain(m *testing.M) {
 		lateReader(addr)
 		return
 	}
+	if spec := os.Getenv(envIso); spec != "" {
+		isoRole(spec)
+		return
+	}
 	if spec := os.Getenv(envRawWriter); spec != "" {
 		rawWriter(spec)
 		return

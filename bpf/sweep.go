@@ -1,0 +1,129 @@
+package bpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// DefaultSweepInterval is how often [Node.SweepEvery] runs in the
+// installer.
+const DefaultSweepInterval = 10 * time.Second
+
+// Swept counts the entries one [Node.Sweep] removed.
+type Swept struct {
+	// Directions are pair entries whose socket had left both socket maps
+	// (closed) without the close callback removing them; Pending are
+	// registrations of such sockets.
+	Directions, Pending int
+}
+
+// Sweep removes map entries left by sockets that closed unseen. The close
+// callback (sockops) removes a socket's entries, but it runs only while
+// the socket's pod is attached, and sockets outlive their pod's DEL (keep-
+// alive pools, FIN_WAIT and TIME_WAIT after the process ended). A closed
+// socket has left the socket maps (the kernel unlinks it at close), so a
+// pair entry whose socket is in neither socket map, and a registration
+// whose socket is not in sock_ops_map, belong to no live socket.
+//
+// Racing the data path is harmless: a socket joins its socket maps before
+// its entries are written, and an entry removed by mistake costs that
+// connection its acceleration (its messages take the stack), never data.
+func (n *Node) Sweep() (Swept, error) {
+	var s Swept
+	var (
+		k     meshSockKey
+		v     meshProxyVal
+		stale []meshSockKey
+	)
+	it := n.maps.SockProxyMap.Iterate()
+	for it.Next(&k, &v) {
+		if !n.inSocketMap(n.maps.SockOpsMap, &k) && !n.inSocketMap(n.maps.SockRxMap, &k) {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return s, fmt.Errorf("scan sock_proxy_map: %w", err)
+	}
+	for _, key := range stale {
+		// A new socket may have taken the tuple meanwhile.
+		if n.inSocketMap(n.maps.SockOpsMap, &key) || n.inSocketMap(n.maps.SockRxMap, &key) {
+			continue
+		}
+		if deleted, err := deleteIfPresent(n.maps.SockProxyMap, key); err != nil {
+			return s, err
+		} else if deleted {
+			s.Directions++
+		}
+	}
+
+	var (
+		e       meshEndpointKey
+		h       meshHelperVal
+		pending []meshEndpointKey
+	)
+	hit := n.maps.SockHelperMap.Iterate()
+	for hit.Next(&e, &h) {
+		if !n.inSocketMap(n.maps.SockOpsMap, &h.Key) {
+			pending = append(pending, e)
+		}
+	}
+	if err := hit.Err(); err != nil {
+		return s, fmt.Errorf("scan sock_helper_map: %w", err)
+	}
+	for _, key := range pending {
+		// Delete only if the entry is still the stale socket's: a new
+		// socket may have registered the endpoint meanwhile.
+		var cur meshHelperVal
+		if err := n.maps.SockHelperMap.Lookup(key, &cur); err != nil || n.inSocketMap(n.maps.SockOpsMap, &cur.Key) {
+			continue
+		}
+		if deleted, err := deleteIfPresent(n.maps.SockHelperMap, key); err != nil {
+			return s, err
+		} else if deleted {
+			s.Pending++
+		}
+	}
+	return s, nil
+}
+
+// inSocketMap reports whether a socket is in the socket map under k. A
+// lookup error other than "not found" counts as present: the sweep then
+// leaves the entry alone.
+func (n *Node) inSocketMap(m *ebpf.Map, k *meshSockKey) bool {
+	var cookie uint64
+	err := m.Lookup(k, &cookie)
+	return err == nil || !errors.Is(err, ebpf.ErrKeyNotExist)
+}
+
+func deleteIfPresent(m *ebpf.Map, key any) (bool, error) {
+	err := m.Delete(key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ebpf.ErrKeyNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("delete from %v: %w", m, err)
+}
+
+// SweepEvery runs [Node.Sweep] every interval until ctx is done, and
+// reports each result (or error) to report, which may be nil.
+func (n *Node) SweepEvery(ctx context.Context, interval time.Duration, report func(Swept, error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s, err := n.Sweep()
+			if report != nil {
+				report(s, err)
+			}
+		}
+	}
+}

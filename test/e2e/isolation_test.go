@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/test/sim"
+)
+
+// sharedAddr is the address both pods of the isolation tests hold, as pods
+// on overlapping secondary networks can.
+const sharedAddr = "10.200.0.1"
+
+// envIso makes the test binary one of the isolation roles ([isoSpec] as
+// JSON).
+const envIso = "MESH_ACCEL_TEST_ISO"
+
+type isoSpec struct {
+	Role     string // "server", "victim", "listener", "intruder", "reuse", "keeper" or "holder"
+	Addr     string // listen or connect address
+	Source   string // client: local address to bind
+	Defer    bool   // listener: TCP_DEFER_ACCEPT
+	Duration time.Duration
+}
+
+// isoResult is what a role prints.
+type isoResult struct {
+	Sent, Received int64
+	InOrder        bool
+	Reset          bool // the reuse role saw ECONNRESET after the data
+	Error          string
+}
+
+func isoRole(js string) {
+	var spec isoSpec
+	res := isoResult{}
+	err := json.Unmarshal([]byte(js), &spec)
+	if err == nil {
+		err = spec.run(&res)
+	}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	out, _ := json.Marshal(res)
+	fmt.Println(string(out))
+}
+
+// reuseControl sets SO_REUSEADDR, so that a client can bind an address
+// and port that an earlier socket holds.
+func reuseControl(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+func (s isoSpec) dial() (*net.TCPConn, error) {
+	src, err := net.ResolveTCPAddr("tcp4", s.Source)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{LocalAddr: src, Control: reuseControl}
+	d.SetMultipathTCP(false)
+	c, err := d.Dial("tcp4", s.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+func (s isoSpec) run(res *isoResult) error {
+	switch s.Role {
+	case "server", "listener":
+		// server: streams 4 KiB every 2 ms for Duration to each client;
+		// listener: reads and discards.
+		lc := net.ListenConfig{Control: func(n, a string, rc syscall.RawConn) error {
+			if !s.Defer {
+				return nil
+			}
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 30)
+			})
+			return errors.Join(err, serr)
+		}}
+		lc.SetMultipathTCP(false)
+		ln, err := lc.Listen(context.Background(), "tcp4", s.Addr)
+		if err != nil {
+			return err
+		}
+		fmt.Println("ready")
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		if s.Role == "listener" {
+			n, _ := io.Copy(io.Discard, c)
+			res.Received = n
+			return nil
+		}
+		st, buf := sim.NewStream(5), make([]byte, 4096)
+		for end := time.Now().Add(s.Duration); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+			st.Read(buf)
+			n, err := c.Write(buf)
+			res.Sent += int64(n)
+			if err != nil {
+				return err
+			}
+		}
+		return c.(*net.TCPConn).CloseWrite()
+	case "victim":
+		c, err := s.dial()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		res.Received, res.InOrder, err = readStream(c, 5)
+		return err
+	case "intruder":
+		// Connects from the same address and port, sends nothing, and
+		// reports whatever arrives.
+		c, err := s.dial()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(s.Duration))
+		n, _ := io.Copy(io.Discard, c)
+		res.Received = n
+		return nil
+	case "reuse":
+		return s.reuse(res)
+	case "keeper":
+		return s.keep()
+	case "holder":
+		return s.hold()
+	}
+	return fmt.Errorf("unknown role %q", s.Role)
+}
+
+// readStream reads c to EOF and checks it is the stream of seed.
+func readStream(c io.Reader, seed int64) (int64, bool, error) {
+	want, buf, exp := sim.NewStream(seed), make([]byte, 64<<10), make([]byte, 64<<10)
+	var n int64
+	ok := true
+	for {
+		k, err := c.Read(buf)
+		want.Read(exp[:k])
+		ok = ok && string(buf[:k]) == string(exp[:k])
+		n += int64(k)
+		if errors.Is(err, io.EOF) {
+			return n, ok, nil
+		}
+		if err != nil {
+			return n, ok, err
+		}
+	}
+}
+
+// reuse: a client asks the app for a stream followed by a reset (OpReset)
+// and does not read; once the reset has arrived, a second client binds the
+// same address and port and connects to the same server (the same tuple,
+// in the same namespace). Then the first reads: it must get every byte of
+// the stream, then the reset.
+func (s isoSpec) reuse(res *isoResult) error {
+	const n = 1 << 20
+	c1, err := s.dial()
+	if err != nil {
+		return err
+	}
+	defer c1.Close()
+	req := binary.BigEndian.AppendUint64([]byte{sim.OpReset}, n)
+	if _, err := c1.Write(req); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond) // the stream and the reset arrive
+	c2, err := s.dial()
+	if err != nil {
+		return fmt.Errorf("second client on the same tuple: %w", err)
+	}
+	if _, err := c2.Write([]byte{sim.OpEcho, 'x'}); err != nil {
+		return err
+	}
+	_ = c2.CloseWrite()
+	echo, _ := io.ReadAll(c2)
+	c2.Close()
+	if string(echo) != "x" {
+		return fmt.Errorf("second client got echo %q", echo)
+	}
+	res.Received, res.InOrder, err = readStream(c1, sim.ResetSeed)
+	res.Reset = errors.Is(err, unix.ECONNRESET)
+	if err != nil && !res.Reset {
+		return err
+	}
+	return nil
+}
+
+// runIso runs a role in pod p and returns it (ready when it listens).
+func runIso(t *testing.T, ctx context.Context, p *sim.Pod, spec isoSpec) *sim.Proc {
+	t.Helper()
+	js, _ := json.Marshal(spec)
+	ps := sim.ProcSpec{Argv: []string{p.Exe()}, UID: 1000, GID: 1000, Env: []string{envIso + "=" + string(js)}}
+	if spec.Role == "server" || spec.Role == "listener" || spec.Role == "keeper" || spec.Role == "holder" {
+		ps.Ready = "ready"
+	}
+	proc, err := p.Start(ctx, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proc
+}
+
+func isoWait(t *testing.T, p *sim.Proc) isoResult {
+	t.Helper()
+	_ = p.Wait()
+	var res isoResult
+	out := strings.TrimSpace(p.Stdout())
+	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
+		out = out[i+1:]
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("role output %q (%s): %v", p.Stdout(), p.Stderr(), err)
+	}
+	return res
+}
+
+// addSharedAddr gives the pods' loopback the shared address.
+func addSharedAddr(t *testing.T, pods ...*sim.Pod) {
+	t.Helper()
+	for _, p := range pods {
+		if out, err := runCmd("nsenter", "--net="+p.Netns, "ip", "addr", "add", sharedAddr+"/32", "dev", "lo"); err != nil {
+			t.Fatalf("add %s in pod %s: %v: %s", sharedAddr, p.Name, err, out)
+		}
+	}
+}
+
+// Two accelerated pods hold the same address. In pod A a server streams to
+// its client (10.200.0.1:40000 -> 10.200.0.1:9080). Pod B binds a client to
+// 10.200.0.1:40000 and connects to its own listener on 9080 (with
+// TCP_DEFER_ACCEPT, and plain). The victim gets every byte, in order; the
+// intruder gets none.
+func TestSameAddressOtherPod(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	for _, deferAccept := range []bool{true, false} {
+		t.Run(fmt.Sprintf("defer=%v", deferAccept), func(t *testing.T) {
+			e.t = t
+			a := e.pod(fmt.Sprintf("a%v", deferAccept), false, &trustedAll)
+			b := e.pod(fmt.Sprintf("b%v", deferAccept), false, &trustedAll)
+			addSharedAddr(t, a, b)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			before := e.counters()
+			dst, src := sharedAddr+":9080", sharedAddr+":40000"
+			srv := runIso(t, ctx, a, isoSpec{Role: "server", Addr: dst, Duration: 2 * time.Second})
+			victim := runIso(t, ctx, a, isoSpec{Role: "victim", Addr: dst, Source: src})
+			time.Sleep(300 * time.Millisecond)
+			ln := runIso(t, ctx, b, isoSpec{Role: "listener", Addr: dst, Defer: deferAccept})
+			intruder := runIso(t, ctx, b, isoSpec{Role: "intruder", Addr: dst, Source: src, Duration: 2 * time.Second})
+			sent, got, stolen := isoWait(t, srv), isoWait(t, victim), isoWait(t, intruder)
+			_ = ln.Kill()
+			t.Logf("server sent %d, victim received %d (in order %v), intruder received %d", sent.Sent, got.Received,
+				got.InOrder, stolen.Received)
+			if sent.Error != "" || got.Error != "" || stolen.Error != "" {
+				t.Fatalf("errors: server %q, victim %q, intruder %q", sent.Error, got.Error, stolen.Error)
+			}
+			if got.Received != sent.Sent || !got.InOrder || sent.Sent == 0 {
+				t.Errorf("victim received %d bytes (in order %v) of %d", got.Received, got.InOrder, sent.Sent)
+			}
+			if stolen.Received != 0 {
+				t.Errorf("intruder received %d bytes", stolen.Received)
+			}
+			e.waitNoConns()
+			wantPositive(t, e.counters().Sub(before), "bytes_redirected")
+		})
+	}
+}
+
+// A connection reset while its reader has not read its redirected data,
+// then a new connection on the same tuple in the same pod: the first
+// reader still gets every byte, then the reset; the new connection is not
+// accelerated (rejected_tuple_in_use).
+func TestTupleReuseAfterReset(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", false, &trustedAll)
+	addSharedAddr(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := e.counters()
+	res := isoWait(t, runIso(t, ctx, a, isoSpec{Role: "reuse", Addr: sharedAddr + ":8080", Source: sharedAddr + ":40000"}))
+	if res.Error != "" || res.Received != 1<<20 || !res.InOrder || !res.Reset {
+		t.Fatalf("first client: %+v, want 1 MiB in order, then a reset", res)
+	}
+	e.waitNoConns()
+	c := e.counters().Sub(before)
+	wantPositive(t, c, "bytes_redirected", "rejected_tuple_in_use")
+}
+
+func runCmd(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
