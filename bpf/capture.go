@@ -15,7 +15,7 @@ import (
 )
 
 // MaxSnapLen is the most payload bytes kept per captured message.
-const MaxSnapLen = 1024
+const MaxSnapLen = uint32(meshLimitMAX_SNAPLEN)
 
 // DefaultSnapLen is the payload bytes kept when CaptureFilter.SnapLen is 0.
 const DefaultSnapLen = 256
@@ -77,11 +77,7 @@ func (n *Node) StartCapture(f CaptureFilter) (*Capture, error) {
 	c := &Capture{n: n, rd: rd, unlock: unlock, boot: bootTime()}
 	cfg := meshCaptureConfig{On: 1, Snaplen: f.SnapLen, Pod: f.Pod, Port: uint32(f.Port)}
 	if f.Addr.IsValid() {
-		b := f.Addr.Unmap().As16() // IPv4 as ::ffff:a.b.c.d, as in the keys
-		for i := range cfg.Ip {
-			cfg.Ip[i] = binary.NativeEndian.Uint32(b[i*4:])
-		}
-		cfg.HasIp = 1
+		cfg.Ip, cfg.HasIp = addrWords(f.Addr.Unmap()), 1
 	}
 	if err := n.maps.MeshCaptureCfg.Update(uint32(0), cfg, 0); err != nil {
 		c.Close()
@@ -147,7 +143,7 @@ func decodeCaptureEvent(b []byte, boot time.Time) (CaptureEvent, error) {
 		return CaptureEvent{}, fmt.Errorf("capture record of %d bytes, want at least %d", len(b), evData)
 	}
 	ne := binary.NativeEndian
-	caplen := min(int(ne.Uint32(b[evCaplen:])), len(b)-evData, MaxSnapLen)
+	caplen := min(int(ne.Uint32(b[evCaplen:])), len(b)-evData, int(MaxSnapLen))
 	return CaptureEvent{
 		Time:    boot.Add(time.Duration(ne.Uint64(b))),
 		From:    keyLocal(b[evFrom:]),

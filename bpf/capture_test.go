@@ -3,6 +3,8 @@ package bpf
 import (
 	"testing"
 	"unsafe"
+
+	"github.com/mesh-accel/mesh-accel/rules"
 )
 
 // The hand decoder's offsets are those of the generated struct.
@@ -36,5 +38,16 @@ func TestCounterDefsComplete(t *testing.T) {
 		if d.name == "" || d.help == "" {
 			t.Errorf("counter %d: name %q, help %q", i, d.name, d.help)
 		}
+	}
+}
+
+// The Go-side limits are the C ones.
+func TestLimitsMatchC(t *testing.T) {
+	var pc meshPodConfig
+	if rules.MaxRules != int(meshLimitMAX_RULES) || len(pc.Rules) != rules.MaxRules {
+		t.Errorf("rules.MaxRules = %d, MAX_RULES = %d, pod_config holds %d", rules.MaxRules, meshLimitMAX_RULES, len(pc.Rules))
+	}
+	if DefaultPodQuota > DefaultMapSize {
+		t.Errorf("DefaultPodQuota %d exceeds the map size %d", DefaultPodQuota, DefaultMapSize)
 	}
 }

@@ -62,11 +62,11 @@ func (n *Node) Directions() ([]Direction, error) {
 	return out, nil
 }
 
-// Flags of struct proxy_val.
+// Flags of struct proxy_val, generated from c/mesh_accel.h's enum.
 const (
-	proxyRedirect = 1
-	proxyActive   = 2
-	proxyHeld     = 4
+	proxyRedirect = uint32(meshProxyFlagPROXY_REDIRECT)
+	proxyActive   = uint32(meshProxyFlagPROXY_ACTIVE)
+	proxyHeld     = uint32(meshProxyFlagPROXY_HELD)
 )
 
 // Usage counts the entries of the connection maps.

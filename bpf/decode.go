@@ -14,6 +14,7 @@ func decodePodConfig(pc *meshPodConfig) PodConfig {
 		TrustApp:   pc.Flags&podTrustApp != 0,
 		Disabled:   pc.Flags&podDisabled != 0,
 		SidecarUID: pc.TrustedUid,
+		Quota:      pc.Quota,
 		Rules:      &rules.Set{},
 	}
 	for i := uint32(0); i < pc.Nrules && int(i) < len(pc.Rules); i++ {
@@ -25,11 +26,7 @@ func decodePodConfig(pc *meshPodConfig) PodConfig {
 func decodeRule(m *meshRule) rules.Rule {
 	r := rules.Rule{Target: rules.Accept}
 	if m.Flags&ruleIP != 0 {
-		var ip, mask [16]byte
-		for i := 0; i < 4; i++ {
-			binary.NativeEndian.PutUint32(ip[i*4:], m.Ip[i])
-			binary.NativeEndian.PutUint32(mask[i*4:], m.Mask[i])
-		}
+		ip, mask := wordBytes(m.Ip), wordBytes(m.Mask)
 		bits := 0
 		for _, b := range mask {
 			for ; b != 0; b <<= 1 {
@@ -60,9 +57,27 @@ func decodeRule(m *meshRule) rules.Rule {
 // keyAddr decodes an address of a BPF key (IPv6 or IPv4-mapped, network
 // order words) into its plain form.
 func keyAddr(w [4]uint32) netip.Addr {
+	return netip.AddrFrom16(wordBytes(w)).Unmap()
+}
+
+// addrWords is an address as the BPF keys, rules and filters hold it:
+// IPv6, IPv4 as ::ffff:a.b.c.d, in four words of network-order bytes.
+func addrWords(a netip.Addr) [4]uint32 { return byteWords(a.As16()) }
+
+// byteWords and wordBytes convert between 16 bytes and the four words of
+// the C structs' __u32 ip[4] (and mask[4]), byte for byte.
+func byteWords(b [16]byte) [4]uint32 {
+	var w [4]uint32
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[i*4:])
+	}
+	return w
+}
+
+func wordBytes(w [4]uint32) [16]byte {
 	var b [16]byte
-	for i := 0; i < 4; i++ {
+	for i := range w {
 		binary.NativeEndian.PutUint32(b[i*4:], w[i])
 	}
-	return netip.AddrFrom16(b).Unmap()
+	return b
 }

@@ -66,7 +66,8 @@ const (
 	meshCounterC_FC_RESUMED           meshCounter = 25
 	meshCounterC_FC_MSG_STACK         meshCounter = 26
 	meshCounterC_REJECT_TUPLE_IN_USE  meshCounter = 27
-	meshCounterC_MAX                  meshCounter = 28
+	meshCounterC_REJECT_QUOTA         meshCounter = 28
+	meshCounterC_MAX                  meshCounter = 29
 )
 
 type meshEndpointKey struct {
@@ -83,6 +84,12 @@ type meshGlobalConfig struct {
 	BacklogLimit uint32
 }
 
+type meshHelperFlag uint32
+
+const (
+	meshHelperFlagHELPER_AMBIGUOUS meshHelperFlag = 1
+)
+
 type meshHelperVal struct {
 	_        structs.HostLayout
 	Key      meshSockKey
@@ -96,14 +103,38 @@ type meshHelperVal struct {
 	Sk       uint64
 }
 
+type meshLimit uint32
+
+const (
+	meshLimitMAX_RULES             meshLimit = 64
+	meshLimitMAX_CGROUP_DEPTH      meshLimit = 16
+	meshLimitMAX_SNAPLEN           meshLimit = 1024
+	meshLimitDEFAULT_BACKLOG_LIMIT meshLimit = 4194304
+)
+
 type meshPodConfig struct {
 	_          structs.HostLayout
 	Nrules     uint32
 	Flags      uint32
 	TrustedUid uint32
-	Pad        uint32
+	Quota      uint32
 	Rules      [64]meshRule
 }
+
+type meshPodFlag uint32
+
+const (
+	meshPodFlagPOD_DISABLED  meshPodFlag = 1
+	meshPodFlagPOD_TRUST_APP meshPodFlag = 2
+)
+
+type meshProxyFlag uint32
+
+const (
+	meshProxyFlagPROXY_REDIRECT meshProxyFlag = 1
+	meshProxyFlagPROXY_ACTIVE   meshProxyFlag = 2
+	meshProxyFlagPROXY_HELD     meshProxyFlag = 4
+)
 
 type meshProxyVal struct {
 	_        structs.HostLayout
@@ -132,6 +163,17 @@ type meshRule struct {
 	Flags  uint32
 }
 
+type meshRuleFlag uint32
+
+const (
+	meshRuleFlagRULE_IP     meshRuleFlag = 1
+	meshRuleFlagRULE_PORT   meshRuleFlag = 2
+	meshRuleFlagRULE_UID    meshRuleFlag = 4
+	meshRuleFlagRULE_GID    meshRuleFlag = 8
+	meshRuleFlagRULE_RETURN meshRuleFlag = 16
+	meshRuleFlagRULE_IP6    meshRuleFlag = 32
+)
+
 type meshSockKey struct {
 	_          structs.HostLayout
 	LocalIp    [4]uint32
@@ -156,6 +198,7 @@ const (
 	meshMapMeshCaptureCfg     = "mesh_capture_cfg"
 	meshMapMeshConfig         = "mesh_config"
 	meshMapMeshCounters       = "mesh_counters"
+	meshMapPodUsage           = "pod_usage"
 	meshMapSockHelperMap      = "sock_helper_map"
 	meshMapSockOpsMap         = "sock_ops_map"
 	meshMapSockOwnerMap       = "sock_owner_map"
@@ -166,6 +209,11 @@ const (
 	meshProgMeshSockCreate    = "mesh_sock_create"
 	meshProgMeshSockops       = "mesh_sockops"
 	meshVarUnusedCaptureEvent = "unused_capture_event"
+	meshVarUnusedHelperFlag   = "unused_helper_flag"
+	meshVarUnusedLimit        = "unused_limit"
+	meshVarUnusedPodFlag      = "unused_pod_flag"
+	meshVarUnusedProxyFlag    = "unused_proxy_flag"
+	meshVarUnusedRuleFlag     = "unused_rule_flag"
 )
 
 // loadMesh returns the embedded CollectionSpec for mesh.
@@ -223,6 +271,7 @@ type meshMapSpecs struct {
 	MeshCaptureCfg *ebpf.MapSpec `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.MapSpec `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.MapSpec `ebpf:"mesh_counters"`
+	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.MapSpec `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.MapSpec `ebpf:"sock_ops_map"`
 	SockOwnerMap   *ebpf.MapSpec `ebpf:"sock_owner_map"`
@@ -236,6 +285,11 @@ type meshMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type meshVariableSpecs struct {
 	UnusedCaptureEvent *ebpf.VariableSpec `ebpf:"unused_capture_event"`
+	UnusedHelperFlag   *ebpf.VariableSpec `ebpf:"unused_helper_flag"`
+	UnusedLimit        *ebpf.VariableSpec `ebpf:"unused_limit"`
+	UnusedPodFlag      *ebpf.VariableSpec `ebpf:"unused_pod_flag"`
+	UnusedProxyFlag    *ebpf.VariableSpec `ebpf:"unused_proxy_flag"`
+	UnusedRuleFlag     *ebpf.VariableSpec `ebpf:"unused_rule_flag"`
 }
 
 // meshObjects contains all objects after they have been loaded into the kernel.
@@ -262,6 +316,7 @@ type meshMaps struct {
 	MeshCaptureCfg *ebpf.Map `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.Map `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.Map `ebpf:"mesh_counters"`
+	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.Map `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.Map `ebpf:"sock_ops_map"`
 	SockOwnerMap   *ebpf.Map `ebpf:"sock_owner_map"`
@@ -276,6 +331,7 @@ func (m *meshMaps) Close() error {
 		m.MeshCaptureCfg,
 		m.MeshConfig,
 		m.MeshCounters,
+		m.PodUsage,
 		m.SockHelperMap,
 		m.SockOpsMap,
 		m.SockOwnerMap,
@@ -290,6 +346,11 @@ func (m *meshMaps) Close() error {
 // It can be passed to loadMeshObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meshVariables struct {
 	UnusedCaptureEvent *ebpf.Variable `ebpf:"unused_capture_event"`
+	UnusedHelperFlag   *ebpf.Variable `ebpf:"unused_helper_flag"`
+	UnusedLimit        *ebpf.Variable `ebpf:"unused_limit"`
+	UnusedPodFlag      *ebpf.Variable `ebpf:"unused_pod_flag"`
+	UnusedProxyFlag    *ebpf.Variable `ebpf:"unused_proxy_flag"`
+	UnusedRuleFlag     *ebpf.Variable `ebpf:"unused_rule_flag"`
 }
 
 // meshPrograms contains all programs after they have been loaded into the kernel.

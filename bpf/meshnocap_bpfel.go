@@ -54,7 +54,8 @@ const (
 	meshnocapCounterC_FC_RESUMED           meshnocapCounter = 25
 	meshnocapCounterC_FC_MSG_STACK         meshnocapCounter = 26
 	meshnocapCounterC_REJECT_TUPLE_IN_USE  meshnocapCounter = 27
-	meshnocapCounterC_MAX                  meshnocapCounter = 28
+	meshnocapCounterC_REJECT_QUOTA         meshnocapCounter = 28
+	meshnocapCounterC_MAX                  meshnocapCounter = 29
 )
 
 type meshnocapEndpointKey struct {
@@ -89,7 +90,7 @@ type meshnocapPodConfig struct {
 	Nrules     uint32
 	Flags      uint32
 	TrustedUid uint32
-	Pad        uint32
+	Quota      uint32
 	Rules      [64]struct {
 		_      structs.HostLayout
 		Ip     [4]uint32
@@ -138,19 +139,25 @@ type meshnocapSockOwner struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	meshnocapMapMeshCapture     = "mesh_capture"
-	meshnocapMapMeshCaptureCfg  = "mesh_capture_cfg"
-	meshnocapMapMeshConfig      = "mesh_config"
-	meshnocapMapMeshCounters    = "mesh_counters"
-	meshnocapMapSockHelperMap   = "sock_helper_map"
-	meshnocapMapSockOpsMap      = "sock_ops_map"
-	meshnocapMapSockOwnerMap    = "sock_owner_map"
-	meshnocapMapSockParamMap    = "sock_param_map"
-	meshnocapMapSockProxyMap    = "sock_proxy_map"
-	meshnocapMapSockRxMap       = "sock_rx_map"
-	meshnocapProgMeshSkMsg      = "mesh_sk_msg"
-	meshnocapProgMeshSockCreate = "mesh_sock_create"
-	meshnocapProgMeshSockops    = "mesh_sockops"
+	meshnocapMapMeshCapture      = "mesh_capture"
+	meshnocapMapMeshCaptureCfg   = "mesh_capture_cfg"
+	meshnocapMapMeshConfig       = "mesh_config"
+	meshnocapMapMeshCounters     = "mesh_counters"
+	meshnocapMapPodUsage         = "pod_usage"
+	meshnocapMapSockHelperMap    = "sock_helper_map"
+	meshnocapMapSockOpsMap       = "sock_ops_map"
+	meshnocapMapSockOwnerMap     = "sock_owner_map"
+	meshnocapMapSockParamMap     = "sock_param_map"
+	meshnocapMapSockProxyMap     = "sock_proxy_map"
+	meshnocapMapSockRxMap        = "sock_rx_map"
+	meshnocapProgMeshSkMsg       = "mesh_sk_msg"
+	meshnocapProgMeshSockCreate  = "mesh_sock_create"
+	meshnocapProgMeshSockops     = "mesh_sockops"
+	meshnocapVarUnusedHelperFlag = "unused_helper_flag"
+	meshnocapVarUnusedLimit      = "unused_limit"
+	meshnocapVarUnusedPodFlag    = "unused_pod_flag"
+	meshnocapVarUnusedProxyFlag  = "unused_proxy_flag"
+	meshnocapVarUnusedRuleFlag   = "unused_rule_flag"
 )
 
 // loadMeshnocap returns the embedded CollectionSpec for meshnocap.
@@ -208,6 +215,7 @@ type meshnocapMapSpecs struct {
 	MeshCaptureCfg *ebpf.MapSpec `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.MapSpec `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.MapSpec `ebpf:"mesh_counters"`
+	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.MapSpec `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.MapSpec `ebpf:"sock_ops_map"`
 	SockOwnerMap   *ebpf.MapSpec `ebpf:"sock_owner_map"`
@@ -220,6 +228,11 @@ type meshnocapMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type meshnocapVariableSpecs struct {
+	UnusedHelperFlag *ebpf.VariableSpec `ebpf:"unused_helper_flag"`
+	UnusedLimit      *ebpf.VariableSpec `ebpf:"unused_limit"`
+	UnusedPodFlag    *ebpf.VariableSpec `ebpf:"unused_pod_flag"`
+	UnusedProxyFlag  *ebpf.VariableSpec `ebpf:"unused_proxy_flag"`
+	UnusedRuleFlag   *ebpf.VariableSpec `ebpf:"unused_rule_flag"`
 }
 
 // meshnocapObjects contains all objects after they have been loaded into the kernel.
@@ -246,6 +259,7 @@ type meshnocapMaps struct {
 	MeshCaptureCfg *ebpf.Map `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.Map `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.Map `ebpf:"mesh_counters"`
+	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.Map `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.Map `ebpf:"sock_ops_map"`
 	SockOwnerMap   *ebpf.Map `ebpf:"sock_owner_map"`
@@ -260,6 +274,7 @@ func (m *meshnocapMaps) Close() error {
 		m.MeshCaptureCfg,
 		m.MeshConfig,
 		m.MeshCounters,
+		m.PodUsage,
 		m.SockHelperMap,
 		m.SockOpsMap,
 		m.SockOwnerMap,
@@ -273,6 +288,11 @@ func (m *meshnocapMaps) Close() error {
 //
 // It can be passed to loadMeshnocapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meshnocapVariables struct {
+	UnusedHelperFlag *ebpf.Variable `ebpf:"unused_helper_flag"`
+	UnusedLimit      *ebpf.Variable `ebpf:"unused_limit"`
+	UnusedPodFlag    *ebpf.Variable `ebpf:"unused_pod_flag"`
+	UnusedProxyFlag  *ebpf.Variable `ebpf:"unused_proxy_flag"`
+	UnusedRuleFlag   *ebpf.Variable `ebpf:"unused_rule_flag"`
 }
 
 // meshnocapPrograms contains all programs after they have been loaded into the kernel.

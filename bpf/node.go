@@ -38,7 +38,7 @@ const DefaultMapSize = 65536
 // DefaultBacklogLimit is the flow-control bound: the most unread redirected
 // bytes one receiving socket may hold before its direction takes the stack
 // (DEFAULT_BACKLOG_LIMIT in c/mesh_accel.h).
-const DefaultBacklogLimit = 4 << 20
+const DefaultBacklogLimit = uint32(meshLimitDEFAULT_BACKLOG_LIMIT)
 
 // Program pin names under progs/. The sk_msg program is pinned last and so
 // marks complete node state.
@@ -150,8 +150,12 @@ func OpenNode(o Options) (*Node, error) {
 	if size == 0 {
 		size = DefaultMapSize
 	}
-	for _, name := range []string{"sock_ops_map", "sock_rx_map", "sock_proxy_map", "sock_helper_map"} {
-		spec.Maps[name].MaxEntries = pinnedSize(filepath.Join(n.mapsDir(), name), size)
+	var maps meshMapSpecs
+	if err := spec.Assign(&maps); err != nil {
+		return nil, fmt.Errorf("BPF map specs: %w", err)
+	}
+	for _, m := range []*ebpf.MapSpec{maps.SockOpsMap, maps.SockRxMap, maps.SockProxyMap, maps.SockHelperMap} {
+		m.MaxEntries = pinnedSize(filepath.Join(n.mapsDir(), m.Name), size)
 	}
 	if err := spec.LoadAndAssign(&n.maps, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: n.mapsDir()},

@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -35,7 +34,17 @@ type PodConfig struct {
 	SidecarUID uint32
 	// Disabled stops acceleration of the pod's new connections.
 	Disabled bool
+	// Quota is the most entries of the node-wide connection maps the
+	// pod's outgoing connections may hold (a pending registration, then
+	// two pair directions each; the connecting side pays),
+	// DefaultPodQuota when zero. Past it the pod's new connections take
+	// the stack (rejected_pod_quota), and the other pods keep theirs.
+	Quota uint32
 }
+
+// DefaultPodQuota is a pod's share of the connection maps: an eighth of
+// their default size.
+const DefaultPodQuota = DefaultMapSize / 8
 
 // Pin links of a pod under pods/<id>/.
 const (
@@ -93,7 +102,7 @@ func (n *Node) AttachPod(id, cgroupDir string, cfg PodConfig) error {
 	}
 	if err := n.attachLinks(id, cgroupDir); err != nil {
 		_ = os.RemoveAll(n.podDir(id))
-		_ = n.maps.SockParamMap.Delete(cgID)
+		_ = n.deletePodConfig(cgID)
 		return err
 	}
 	return nil
@@ -151,10 +160,26 @@ func (n *Node) UpdatePod(id string, cfg PodConfig) error {
 }
 
 func (n *Node) putPodConfig(cgID uint64, pc *meshPodConfig) error {
+	// The usage count first, kept when the pod is configured again.
+	err := n.maps.PodUsage.Update(cgID, int64(0), ebpf.UpdateNoExist)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("create usage count of pod (cgroup %d): %w", cgID, err)
+	}
 	if err := n.maps.SockParamMap.Update(cgID, pc, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write pod rules (cgroup %d): %w", cgID, err)
 	}
 	return nil
+}
+
+// deletePodConfig removes the pod's filter and usage count.
+func (n *Node) deletePodConfig(cgID uint64) error {
+	var errs []error
+	for _, m := range []*ebpf.Map{n.maps.SockParamMap, n.maps.PodUsage} {
+		if err := m.Delete(cgID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("delete pod (cgroup %d) from %v: %w", cgID, m, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // podCgroupID reads the cgroup id of an attached pod from its pinned link.
@@ -209,8 +234,8 @@ func (n *Node) DetachPod(id string) error {
 		}
 		l.Close()
 	}
-	if err := n.maps.SockParamMap.Delete(cgID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		errs = append(errs, fmt.Errorf("delete pod rules: %w", err))
+	if err := n.deletePodConfig(cgID); err != nil {
+		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(n.podDir(id)); err != nil {
 		errs = append(errs, fmt.Errorf("remove pod state: %w", err))
@@ -263,9 +288,12 @@ func (n *Node) podIDs() ([]string, error) {
 
 // encodePodConfig turns cfg into the BPF map value.
 func encodePodConfig(cfg PodConfig) (*meshPodConfig, error) {
-	pc := &meshPodConfig{TrustedUid: cfg.SidecarUID}
+	pc := &meshPodConfig{TrustedUid: cfg.SidecarUID, Quota: cfg.Quota}
 	if pc.TrustedUid == 0 {
 		pc.TrustedUid = DefaultSidecarUID
+	}
+	if pc.Quota == 0 {
+		pc.Quota = DefaultPodQuota
 	}
 	if cfg.TrustApp {
 		pc.Flags |= podTrustApp
@@ -286,17 +314,18 @@ func encodePodConfig(cfg PodConfig) (*meshPodConfig, error) {
 	return pc, nil
 }
 
-// Flags of struct pod_config and struct rule (c/mesh_accel.h).
+// Flags of struct pod_config and struct rule, generated from
+// c/mesh_accel.h's enums.
 const (
-	podDisabled = 1
-	podTrustApp = 2
+	podDisabled = uint32(meshPodFlagPOD_DISABLED)
+	podTrustApp = uint32(meshPodFlagPOD_TRUST_APP)
 
-	ruleIP     = 1
-	rulePort   = 2
-	ruleUID    = 4
-	ruleGID    = 8
-	ruleReturn = 16
-	ruleIP6    = 32
+	ruleIP     = uint32(meshRuleFlagRULE_IP)
+	rulePort   = uint32(meshRuleFlagRULE_PORT)
+	ruleUID    = uint32(meshRuleFlagRULE_UID)
+	ruleGID    = uint32(meshRuleFlagRULE_GID)
+	ruleReturn = uint32(meshRuleFlagRULE_RETURN)
+	ruleIP6    = uint32(meshRuleFlagRULE_IP6)
 )
 
 func encodeRule(r rules.Rule) meshRule {
@@ -309,15 +338,11 @@ func encodeRule(r rules.Rule) meshRule {
 		} else {
 			m.Flags |= ruleIP6
 		}
-		ip := p.Addr().As16() // IPv4 becomes ::ffff:a.b.c.d, as in the keys
 		var mask [16]byte
 		for i := 0; i < bits; i++ {
 			mask[i/8] |= 0x80 >> (i % 8)
 		}
-		for i := 0; i < 4; i++ {
-			m.Ip[i] = binary.NativeEndian.Uint32(ip[i*4:])
-			m.Mask[i] = binary.NativeEndian.Uint32(mask[i*4:])
-		}
+		m.Ip, m.Mask = addrWords(p.Addr()), byteWords(mask)
 		m.Flags |= ruleIP
 	}
 	if r.HasPort {

@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"encoding/binary"
 	"math/rand"
 	"net/netip"
 	"testing"
@@ -27,11 +26,7 @@ type ruleEnd struct {
 }
 
 func toEnd(e rules.Endpoint) ruleEnd {
-	b := e.Addr.As16() // IPv4 as ::ffff:a.b.c.d, as in the keys
-	var out ruleEnd
-	for i := range out.IP {
-		out.IP[i] = binary.NativeEndian.Uint32(b[i*4:])
-	}
+	out := ruleEnd{IP: addrWords(e.Addr)}
 	out.Port, out.UID, out.GID = uint32(e.Port), e.UID, e.GID
 	return out
 }

@@ -39,10 +39,13 @@ func (n *Node) Sweep() (Swept, error) {
 		v     meshProxyVal
 		stale []meshSockKey
 	)
+	usage := map[uint64]int64{}
 	it := n.maps.SockProxyMap.Iterate()
 	for it.Next(&k, &v) {
 		if !n.inSocketMap(n.maps.SockOpsMap, &k) && !n.inSocketMap(n.maps.SockRxMap, &k) {
 			stale = append(stale, k)
+		} else {
+			usage[payer(&v)]++
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -69,6 +72,8 @@ func (n *Node) Sweep() (Swept, error) {
 	for hit.Next(&e, &h) {
 		if !n.inSocketMap(n.maps.SockOpsMap, &h.Key) {
 			pending = append(pending, e)
+		} else {
+			usage[h.Pod]++
 		}
 	}
 	if err := hit.Err(); err != nil {
@@ -87,7 +92,43 @@ func (n *Node) Sweep() (Swept, error) {
 			s.Pending++
 		}
 	}
-	return s, nil
+	return s, n.recount(usage)
+}
+
+// payer is the pod charged for a pair direction: the connecting side's
+// (payer_of in c/mesh_accel.c).
+func payer(v *meshProxyVal) uint64 {
+	if v.Flags&proxyActive != 0 {
+		return v.Pod
+	}
+	return v.PeerPod
+}
+
+// recount sets each attached pod's usage count to what the scan found. It
+// races with the data path's own increments, so a count may be off by the
+// connections made during the scan, until the next sweep.
+func (n *Node) recount(usage map[uint64]int64) error {
+	var (
+		pod  uint64
+		cur  int64
+		pods []uint64
+	)
+	it := n.maps.PodUsage.Iterate()
+	for it.Next(&pod, &cur) {
+		if cur != usage[pod] {
+			pods = append(pods, pod)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("scan pod_usage: %w", err)
+	}
+	for _, p := range pods {
+		err := n.maps.PodUsage.Update(p, usage[p], ebpf.UpdateExist)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("recount pod_usage: %w", err)
+		}
+	}
+	return nil
 }
 
 // inSocketMap reports whether a socket is in the socket map under k. A

@@ -74,6 +74,10 @@ type Config struct {
 	// SidecarUID is the sidecar's uid: trusted to read with recvmsg and
 	// accelerated by the default rules; bpf.DefaultSidecarUID when 0.
 	SidecarUID uint32 `json:"sidecarUID,omitempty"`
+	// PodQuota is the most connection-map entries each pod's outgoing
+	// connections may hold (bpf.PodConfig.Quota); bpf.DefaultPodQuota
+	// when 0.
+	PodQuota uint32 `json:"podQuota,omitempty"`
 	// APITimeout bounds the whole API server lookup, retries included: a
 	// Go duration, "5s" by default.
 	APITimeout string `json:"apiTimeout,omitempty"`

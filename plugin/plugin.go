@@ -164,6 +164,7 @@ func (d *deps) wanted(conf *Config, pa podArgs) (*podSpec, error) {
 		return nil, err
 	}
 	cfg, err := podConfig(node, ann, conf.SidecarUID)
+	cfg.Quota = conf.PodQuota
 	if err != nil {
 		return nil, err
 	}

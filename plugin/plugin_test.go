@@ -78,9 +78,10 @@ func TestAddAccelerates(t *testing.T) {
 
 	// A repeated ADD updates the configuration.
 	p.ann[AnnotationTrustApp] = "true"
-	e.mustAdd(p, map[string]any{"sidecarUID": 2000})
+	e.mustAdd(p, map[string]any{"sidecarUID": 2000, "podQuota": 500})
 	got, _ = e.eng.pod(p.uid)
-	if len(e.eng.pods) != 1 || !got.cfg.TrustApp || got.cfg.SidecarUID != 2000 || got.cfg.Rules.Rules[0].UID != 2000 {
+	if len(e.eng.pods) != 1 || !got.cfg.TrustApp || got.cfg.SidecarUID != 2000 || got.cfg.Rules.Rules[0].UID != 2000 ||
+		got.cfg.Quota != 500 {
 		t.Fatalf("after a second ADD: %d pods, %+v", len(e.eng.pods), got)
 	}
 }

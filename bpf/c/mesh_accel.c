@@ -114,6 +114,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_param_map SEC(".maps");
 
+/* Map entries held per pod, against pod_config.quota: the connecting
+ * side pays, for its pending registration and for both directions of its
+ * pairs, so that a pod that opens many connections cannot fill the
+ * node-wide maps, and a server is not charged for its clients. Created
+ * with the pod's filter, removed when it is detached; the sweep recounts
+ * it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __s64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pod_usage SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
@@ -160,6 +175,26 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 }
 
 #define count(idx) count_n(idx, 1)
+
+static __always_inline void charge(__u64 pod, __s64 n)
+{
+	__s64 *u = bpf_map_lookup_elem(&pod_usage, &pod);
+	if (u)
+		__sync_fetch_and_add(u, n);
+}
+
+/* The pod charged for a pair direction: the connecting side's. */
+static __always_inline __u64 payer_of(const struct proxy_val *v)
+{
+	return (v->flags & PROXY_ACTIVE) ? v->pod : v->peer_pod;
+}
+
+/* Whether the pod holds its quota of map entries. */
+static __always_inline int over_quota(__u64 pod, const struct pod_config *cfg)
+{
+	__s64 *u = bpf_map_lookup_elem(&pod_usage, &pod);
+	return u && cfg->quota && *u >= (__s64)cfg->quota;
+}
 
 static __always_inline int accel_disabled(void)
 {
@@ -339,6 +374,10 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	struct pod_config *cfg = bpf_map_lookup_elem(&sock_param_map, &o->pod);
 	if (!cfg || (cfg->flags & POD_DISABLED))
 		return;
+	if (over_quota(o->pod, cfg)) {
+		count(C_REJECT_QUOTA);
+		return;
+	}
 
 	struct helper_val h = {};
 	struct endpoint_key e;
@@ -389,6 +428,7 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
 					       BPF_SOCK_OPS_STATE_CB_FLAG |
 					       BPF_SOCK_OPS_RTT_CB_FLAG);
+	charge(h.pod, 1);
 	count(C_ACTIVE);
 }
 
@@ -414,7 +454,9 @@ static __always_inline void on_first_rtt(struct bpf_sock_ops *ops)
 	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
 	if (!h || !key_equal(&h->key, &k))
 		return;
-	bpf_map_delete_elem(&sock_helper_map, &e);
+	__u64 pod = h->pod;
+	if (!bpf_map_delete_elem(&sock_helper_map, &e))
+		charge(pod, -1);
 	bpf_map_delete_elem(&sock_ops_map, &k);
 	bpf_map_delete_elem(&sock_rx_map, &k);
 	count(C_RELEASED_REMOTE);
@@ -487,6 +529,7 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 		bpf_map_delete_elem(&sock_proxy_map, pk);
 		goto fail;
 	}
+	charge(h->pod, 2);
 	return 0;
 fail:
 	/* Nothing was redirected yet: leaving the maps loses nothing. Only
@@ -569,7 +612,8 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 		count(reason);
 		return; /* the entry stays marked until its socket closes */
 	}
-	bpf_map_delete_elem(&sock_helper_map, &e);
+	if (!bpf_map_delete_elem(&sock_helper_map, &e))
+		charge(hv.pod, -1);
 	if (reason) {
 		/* The connecting socket gains nothing from the sockhash now. */
 		bpf_map_delete_elem(&sock_ops_map, &hv.key);
@@ -616,16 +660,24 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 	struct proxy_val *v = bpf_map_lookup_elem(&sock_proxy_map, &k);
 	if (v) {
 		struct sock_key peer = v->peer;
-		bpf_map_delete_elem(&sock_proxy_map, &k);
+		__u64 payer = payer_of(v);
+		if (!bpf_map_delete_elem(&sock_proxy_map, &k))
+			charge(payer, -1);
 		struct proxy_val *pv = bpf_map_lookup_elem(&sock_proxy_map, &peer);
-		if (pv && key_equal(&pv->peer, &k))
-			bpf_map_delete_elem(&sock_proxy_map, &peer);
+		if (pv && key_equal(&pv->peer, &k)) {
+			payer = payer_of(pv);
+			if (!bpf_map_delete_elem(&sock_proxy_map, &peer))
+				charge(payer, -1);
+		}
 		count(C_CLOSED);
 	}
 	endpoint_of(&k, 1, &e);
 	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
-	if (h && key_equal(&h->key, &k))
-		bpf_map_delete_elem(&sock_helper_map, &e);
+	if (h && key_equal(&h->key, &k)) {
+		__u64 pod = h->pod;
+		if (!bpf_map_delete_elem(&sock_helper_map, &e))
+			charge(pod, -1);
+	}
 }
 
 SEC("sockops")
@@ -656,6 +708,16 @@ int mesh_sockops(struct bpf_sock_ops *ops)
 #ifndef MESH_NO_CAPTURE
 /* Puts struct capture_event into BTF, so that bpf2go emits it for Go. */
 const struct capture_event *unused_capture_event __attribute__((unused));
+#endif
+
+/* Puts the shared constants into BTF, so that bpf2go emits them for Go. */
+const enum limit *unused_limit __attribute__((unused));
+const enum helper_flag *unused_helper_flag __attribute__((unused));
+const enum proxy_flag *unused_proxy_flag __attribute__((unused));
+const enum rule_flag *unused_rule_flag __attribute__((unused));
+const enum pod_flag *unused_pod_flag __attribute__((unused));
+
+#ifndef MESH_NO_CAPTURE
 
 static __always_inline int ip_equal(const __u32 a[4], const __u32 b[4])
 {

@@ -8,8 +8,14 @@
 
 #include <linux/types.h>
 
-#define MAX_RULES 64          /* rules per pod; rules.MaxRules */
-#define MAX_CGROUP_DEPTH 16   /* ancestors searched for a pod cgroup */
+/* Constants shared with Go: enums, so that bpf2go generates them
+ * (-type limit, -type proxy_flag, ...) and nothing is copied by hand. */
+enum limit {
+	MAX_RULES = 64,                   /* rules per pod; rules.MaxRules */
+	MAX_CGROUP_DEPTH = 16,            /* ancestors searched for a pod cgroup */
+	MAX_SNAPLEN = 1024,               /* bpf.MaxSnapLen */
+	DEFAULT_BACKLOG_LIMIT = 4 << 20,  /* bpf.DefaultBacklogLimit */
+};
 
 /* One end of a connection as the connecting side knows itself: the key of
  * sock_helper_map. The accepting side sees this as its remote address, also
@@ -45,7 +51,9 @@ struct sock_owner {
 	__u64 pod; /* pod cgroup id, the key of sock_param_map */
 };
 
-#define HELPER_AMBIGUOUS 1 /* two connecting sockets share this endpoint */
+enum helper_flag {
+	HELPER_AMBIGUOUS = 1, /* two connecting sockets share this endpoint */
+};
 
 /* sock_helper_map value: a connecting socket waiting for its local peer. */
 struct helper_val {
@@ -60,9 +68,11 @@ struct helper_val {
 	__u64 sk;        /* kernel address of the socket (flow control) */
 };
 
-#define PROXY_REDIRECT 1 /* this direction may be redirected */
-#define PROXY_ACTIVE 2   /* the sender is the connecting side */
-#define PROXY_HELD 4     /* flow control: on the stack until the reader caught up */
+enum proxy_flag {
+	PROXY_REDIRECT = 1, /* this direction may be redirected */
+	PROXY_ACTIVE = 2,   /* the sender is the connecting side */
+	PROXY_HELD = 4,     /* flow control: on the stack until the reader caught up */
+};
 
 /* sock_proxy_map value: one direction of an accelerated pair. */
 struct proxy_val {
@@ -80,12 +90,14 @@ struct proxy_val {
 	__u32 holds;     /* times flow control moved it to the stack */
 };
 
-#define RULE_IP 1
-#define RULE_PORT 2
-#define RULE_UID 4
-#define RULE_GID 8
-#define RULE_RETURN 16 /* else ACCEPT */
-#define RULE_IP6 32    /* an IPv6 prefix: never matches IPv4(-mapped) ends */
+enum rule_flag {
+	RULE_IP = 1,
+	RULE_PORT = 2,
+	RULE_UID = 4,
+	RULE_GID = 8,
+	RULE_RETURN = 16, /* else ACCEPT */
+	RULE_IP6 = 32,    /* an IPv6 prefix: never matches IPv4(-mapped) ends */
+};
 
 struct rule {
 	__u32 ip[4];   /* masked prefix, IPv4 as IPv4-mapped */
@@ -97,19 +109,23 @@ struct rule {
 	__u32 flags;
 };
 
-#define POD_DISABLED 1  /* no new connections of this pod are accelerated */
-#define POD_TRUST_APP 2 /* every reader in the pod reads with recvmsg */
+enum pod_flag {
+	POD_DISABLED = 1,  /* no new connections of this pod are accelerated */
+	POD_TRUST_APP = 2, /* every reader in the pod reads with recvmsg */
+};
 
 /* sock_param_map value: a pod's filter, swapped whole by one update. */
 struct pod_config {
 	__u32 nrules;
 	__u32 flags;
 	__u32 trusted_uid; /* the sidecar's uid, trusted to read with recvmsg */
-	__u32 pad;
+	/* Most map entries (pending registrations and pair directions) the
+	 * pod's outgoing connections may hold, so that one pod cannot fill
+	 * the node-wide maps (bpf.DefaultPodQuota). */
+	__u32 quota;
 	struct rule rules[MAX_RULES];
 };
 
-#define DEFAULT_BACKLOG_LIMIT (4 << 20) /* bpf.DefaultBacklogLimit */
 
 /* mesh_config value (one element). Zero means acceleration is on. */
 struct global_config {
@@ -119,7 +135,6 @@ struct global_config {
 	__u32 backlog_limit;
 };
 
-#define MAX_SNAPLEN 1024 /* bpf.MaxSnapLen */
 
 /* mesh_capture_cfg value (one element): what `mesh-accelctl dump` captures.
  * Zero fields match anything. */
@@ -174,6 +189,7 @@ enum counter {
 	C_FC_RESUMED,         /* flow control: directions back to redirect, reader caught up */
 	C_FC_MSG_STACK,       /* messages sent on the stack while their direction waits for its reader */
 	C_REJECT_TUPLE_IN_USE, /* another socket of the namespace still holds the tuple */
+	C_REJECT_QUOTA,       /* the pod holds its quota of map entries */
 	C_MAX,
 };
 

@@ -26,7 +26,7 @@ func TestCaptureRedirectedBytes(t *testing.T) {
 	}
 	const size, seed = 64 << 10, 42
 	e.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: size, Seed: seed,
-		MinWrite: 1, MaxWrite: bpf.MaxSnapLen - 1})
+		MinWrite: 1, MaxWrite: int(bpf.MaxSnapLen) - 1})
 
 	var got bytes.Buffer
 	c.SetDeadline(time.Now().Add(2 * time.Second))

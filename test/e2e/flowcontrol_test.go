@@ -61,7 +61,7 @@ func (e *env) slowStream(a, b *sim.Pod, streams int, mib int64, fast bool, pause
 // exercised flow control).
 func checkBounded(t *testing.T, name string, peak memPeak, c bpf.Counters) {
 	t.Helper()
-	const limit = bpf.DefaultBacklogLimit
+	const limit = int64(bpf.DefaultBacklogLimit)
 	if peak.Samples == 0 {
 		t.Errorf("%s: no socket sample with an empty stack queue", name)
 	}

@@ -33,6 +33,7 @@ type isoSpec struct {
 	Source   string // client: local address to bind
 	Defer    bool   // listener: TCP_DEFER_ACCEPT
 	Duration time.Duration
+	Count    int // holder: connections (holderConns when zero)
 }
 
 // isoResult is what a role prints.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
 // holderConns is the number of connections the holder role keeps open.
@@ -38,11 +39,14 @@ func (s isoSpec) keep() error {
 	}
 }
 
-// hold opens holderConns connections to Addr, sends a byte on each, then
-// waits to be killed.
+// hold opens Count (holderConns) connections to Addr, sends a byte on
+// each, then waits to be killed.
 func (s isoSpec) hold() error {
+	if s.Count == 0 {
+		s.Count = holderConns
+	}
 	var conns []net.Conn
-	for i := 0; i < holderConns; i++ {
+	for i := 0; i < s.Count; i++ {
 		c, err := net.Dial("tcp4", s.Addr)
 		if err != nil {
 			return err
@@ -112,4 +116,44 @@ func waitUsage(t *testing.T, n *bpf.Node, ok func(bpf.Usage) bool) {
 		}
 	}
 	t.Fatalf("map usage %+v (%v) after 60 s", u, err)
+}
+
+// A pod that opens more idle connections than its quota of map entries
+// gets the rest on the stack (rejected_pod_quota), and another pod is
+// still accelerated although the maps are small enough that the first pod
+// alone would fill them.
+func TestPodQuota(t *testing.T) {
+	const quota, conns = 16, 100
+	e := newEnv(t, bpf.Options{MapSize: 128})
+	limited := trustedAll
+	limited.Quota = quota
+	a := e.pod("a", false, &limited)
+	c := e.pod("c", false, &trustedAll)
+	b := e.pod("b", false, &trustedAll)
+	d := e.pod("d", false, &trustedAll)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	before := e.counters()
+	addr := net.JoinHostPort(c.IPv4.String(), "9090")
+	runIso(t, ctx, c, isoSpec{Role: "keeper", Addr: addr, Duration: time.Second})
+	holder := runIso(t, ctx, a, isoSpec{Role: "holder", Addr: addr, Count: conns})
+	defer holder.Kill()
+	u, err := e.node.Usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Directions > quota {
+		t.Errorf("pod a holds %d pair directions, quota %d", u.Directions, quota)
+	}
+	mid := e.counters().Sub(before)
+	if got := mid["rejected_pod_quota"]; got < conns-quota {
+		t.Errorf("rejected_pod_quota = %d, want >= %d", got, conns-quota)
+	}
+	res := b.RunCheckedClient(t, sim.ClientSpec{Mode: sim.ModeBulk, Target: d.AppTarget(false), Streams: 4, Bytes: 1 << 20})
+	after := e.counters().Sub(before)
+	t.Logf("usage with pod a at its quota: %+v; b -> d verified %d bytes; counters %v", u, res.Bytes, after)
+	if got := after["connections_accepted"] - mid["connections_accepted"]; got != 4 {
+		t.Errorf("pod b's connections accepted: %d, want 4", got)
+	}
+	want(t, after, map[string]uint64{"fallback_map_full": 0})
 }

@@ -29,7 +29,7 @@ type ruletestRuletestCase struct {
 		Nrules     uint32
 		Flags      uint32
 		TrustedUid uint32
-		Pad        uint32
+		Quota      uint32
 		Rules      [64]struct {
 			_      structs.HostLayout
 			Ip     [4]uint32
