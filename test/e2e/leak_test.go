@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,4 +158,70 @@ func TestPodQuota(t *testing.T) {
 		t.Errorf("pod b's connections accepted: %d, want 4", got)
 	}
 	want(t, after, map[string]uint64{"fallback_map_full": 0})
+}
+
+// envChurnTotal sets the connection count of TestChurnAcrossPodLifecycles
+// (the long run: 1000000 over 50 pod lifecycles).
+const envChurnTotal = "MESH_ACCEL_CHURN_TOTAL"
+
+// Short-lived client pods, one after another, each open a keep-alive pool
+// to a long-lived server pod and churn through many short connections to
+// it; each is deleted (CNI DEL, then the sandbox) while its pool is open.
+// At the end, with the sweep the installer runs, every map is back to its
+// baseline. CI runs 100,000 connections over 5 lifecycles.
+func TestChurnAcrossPodLifecycles(t *testing.T) {
+	total, cycles := 100_000, 5
+	if testing.Short() {
+		total = 10_000
+	}
+	if v := os.Getenv(envChurnTotal); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("%s=%q: want a positive count", envChurnTotal, v)
+		}
+		total, cycles = n, max(5, n/20_000)
+	}
+	e := newEnv(t, optsDefault)
+	s := e.pod("s", false, &trustedAll)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
+	defer cancel()
+	go e.node.SweepEvery(ctx, time.Second, func(_ bpf.Swept, err error) {
+		if err != nil {
+			t.Errorf("sweep: %v", err)
+		}
+	})
+	pool := net.JoinHostPort(s.IPv4.String(), "9090")
+	runIso(t, ctx, s, isoSpec{Role: "keeper", Addr: pool, Duration: time.Second})
+	before := e.counters()
+	start := time.Now()
+	done := 0
+	for i := 0; i < cycles; i++ {
+		a := e.pod(fmt.Sprintf("c%d", i), false, &trustedAll)
+		runIso(t, ctx, a, isoSpec{Role: "holder", Addr: pool, Count: 8})
+		n := total / cycles
+		if i == cycles-1 {
+			n = total - done
+		}
+		res, err := a.RunClient(ctx, sim.ClientSpec{Mode: sim.ModeChurn, Target: s.AppTarget(false), Count: n,
+			Concurrency: 8})
+		if err != nil || !res.OK || res.Conns != n {
+			t.Fatalf("cycle %d: %d of %d connections, %v %v", i, res.Conns, n, err, res.Errors)
+		}
+		done += n
+		if err := e.node.DetachPod(a.Name); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.sim.RemovePod(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUsage(t, e.node, func(u bpf.Usage) bool {
+		return u.Sockets == 0 && u.Targets == 0 && u.Directions == 0 && u.Pending == 0 && u.Pods == 1
+	})
+	c := e.counters().Sub(before)
+	t.Logf("%d connections over %d pod lifecycles in %v; maps at baseline; accepted %d, closed %d",
+		done, cycles, time.Since(start).Round(time.Second), c["connections_accepted"], c["accelerated_pairs_closed"])
+	if c["connections_accepted"] < uint64(done) {
+		t.Errorf("connections_accepted = %d, want >= %d", c["connections_accepted"], done)
+	}
 }

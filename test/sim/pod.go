@@ -145,6 +145,15 @@ func (n *Node) reservePod(opts PodOptions) (*Pod, *Pod, error) {
 	return p, peer, nil
 }
 
+// RemovePod deletes a pod as a runtime deletes a sandbox: its processes
+// are killed first (their sockets close and send their FINs), then its
+// network namespace, veth and cgroup are removed.
+func (n *Node) RemovePod(p *Pod) error {
+	err := errors.Join(killCgroup(p.CgroupDir, 5*time.Second), p.destroy())
+	n.dropPod(p)
+	return err
+}
+
 func (n *Node) dropPod(p *Pod) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
