@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -29,6 +30,9 @@ type fakeEngine struct {
 	kernelErr error
 	attachErr error
 	opens     int
+	// delay makes attach and detach take time (outside the lock), as the
+	// real ones do, so that races between commands show.
+	delay time.Duration
 }
 
 type fakePod struct {
@@ -75,6 +79,7 @@ func (e *fakeEngine) pod(id string) (fakePod, bool) {
 type fakeNode struct{ e *fakeEngine }
 
 func (n fakeNode) AttachPod(id, dir string, cfg bpf.PodConfig) error {
+	time.Sleep(n.e.delay)
 	n.e.mu.Lock()
 	defer n.e.mu.Unlock()
 	if n.e.attachErr != nil {
@@ -88,6 +93,7 @@ func (n fakeNode) AttachPod(id, dir string, cfg bpf.PodConfig) error {
 }
 
 func (n fakeNode) DetachPod(id string) error {
+	time.Sleep(n.e.delay)
 	n.e.mu.Lock()
 	defer n.e.mu.Unlock()
 	delete(n.e.pods, id)

@@ -33,12 +33,12 @@ func (d *deps) openNode() (node, error) {
 // attach fails.
 func (d *deps) attach(args *skel.CmdArgs, conf *Config, spec *podSpec, dir string) error {
 	st := store{conf.StateDir}
-	unlock, err := st.lock(false)
+	uid := spec.pod.UID
+	unlock, err := st.lockPod(uid)
 	if err != nil {
 		return fail(ReasonState, err)
 	}
 	defer unlock()
-	uid := spec.pod.UID
 	old, err := st.get(uid)
 	if err != nil {
 		d.log.Warn("replacing a corrupt record", "err", err)
@@ -100,7 +100,7 @@ func (d *deps) del(args *skel.CmdArgs, conf *Config, uid string) error {
 		return nil
 	}
 	st := store{conf.StateDir}
-	unlock, err := st.lock(false)
+	unlock, err := st.lockPod(uid)
 	if err != nil {
 		return fail(ReasonState, err)
 	}

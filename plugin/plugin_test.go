@@ -3,11 +3,17 @@ package plugin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"github.com/containernetworking/cni/pkg/skel"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -320,5 +326,45 @@ func TestPrintPrevResult(t *testing.T) {
 				t.Errorf("the result is not the previous result (%v):\n%s", err, e.stdout.String())
 			}
 		})
+	}
+}
+
+// The ADD of a new sandbox and the DEL of the pod's old one, run at once
+// (as a runtime may when it recreates a sandbox), never leave the pod
+// detached: they are serialised per pod uid.
+func TestAddAndOldDelConcurrent(t *testing.T) {
+	e := newEnv(t)
+	e.eng.delay = 2 * time.Millisecond
+	p := enabledPod("a")
+	e.mkCgroup(p)
+	quiet := func(cmd string, do func(*skel.CmdArgs, *Config, *deps) error, args *skel.CmdArgs) error {
+		conf, err := parseConfig(args.StdinData)
+		if err != nil {
+			return err
+		}
+		return do(args, conf, &deps{engine: e.engine, cgroups: func() (cgroupResolver, error) { return e.cgroups, nil },
+			pods: e.api, stdout: io.Discard, log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}
+	for i := range 50 {
+		old, cur := p, p
+		old.container, cur.container = fmt.Sprintf("c%d", i), fmt.Sprintf("c%d", i+1)
+		if i == 0 {
+			e.mustAdd(old, nil)
+		}
+		delArgs, addArgs := e.args(old, nil), e.args(cur, nil)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		wg.Add(2)
+		go func() { defer wg.Done(); errs[0] = quiet("DEL", doDel, delArgs) }()
+		go func() { defer wg.Done(); errs[1] = quiet("ADD", doAdd, addArgs) }()
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := store{e.stateDir}.get(p.uid)
+		if _, ok := e.eng.pod(p.uid); !ok || err != nil || rec == nil || rec.ContainerID != cur.container {
+			t.Fatalf("round %d: after DEL of %s and ADD of %s: attached %v, record %+v (%v)", i, old.container,
+				cur.container, ok, rec, err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 // store is the plugin's state folder (Config.StateDir):
 //
 //	lock             flock: shared by ADD and DEL, exclusive for GC
+//	locks/<nn>       flock, exclusive: ADD and DEL of one pod uid (64
+//	                 stripes by a hash of the uid, so no file is left per pod)
 //	pods/<uid>.json  one record per attached pod: which network, container
 //	                 and interface attached it (GC and DEL need it), and
 //	                 its namespace and name (mesh-accelctl shows them)
@@ -50,6 +53,34 @@ func (s store) lock(exclusive bool) (func(), error) {
 		return nil, fmt.Errorf("create state folder: %w", err)
 	}
 	return flock(filepath.Join(s.dir, "lock"), exclusive)
+}
+
+// podLockStripes is the number of pod lock files.
+const podLockStripes = 64
+
+// lockPod takes the state folder's lock (shared) and the pod's own lock
+// (exclusive) until the returned function is called: the ADD of a new
+// sandbox and the DEL of an old one never interleave (the DEL would read
+// the old record, then detach the new sandbox), while different pods
+// proceed in parallel.
+func (s store) lockPod(uid string) (func(), error) {
+	unlock, err := s.lock(false)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(s.dir, "locks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		unlock()
+		return nil, fmt.Errorf("create lock folder: %w", err)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(uid))
+	unlockPod, err := flock(filepath.Join(dir, fmt.Sprintf("%02d", h.Sum32()%podLockStripes)), true)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return func() { unlockPod(); unlock() }, nil
 }
 
 // flock locks the file at path (created if needed).
