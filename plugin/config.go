@@ -88,8 +88,9 @@ type Config struct {
 
 // RuntimeConfig is what the runtime passes for the declared capabilities.
 type RuntimeConfig struct {
-	// PodAnnotations is nil when the runtime passed none (capability not
-	// declared): the annotations then come from the API server.
+	// PodAnnotations is nil when the runtime passed none: with the
+	// capability declared the pod has none, else they come from the API
+	// server.
 	PodAnnotations map[string]string `json:"io.kubernetes.cri.pod-annotations,omitempty"`
 	CgroupPath     string            `json:"cgroupPath,omitempty"`
 }

@@ -142,7 +142,10 @@ func (d *deps) wanted(conf *Config, pa podArgs) (*podSpec, error) {
 		return nil, nil
 	}
 	ann := conf.RuntimeConfig.PodAnnotations
-	if ann == nil {
+	// With the capability declared the runtime passes the annotations;
+	// none (containerd passes null) means the pod has none: the API server
+	// is asked only when the capability is not declared.
+	if ann == nil && !conf.Capabilities[CapPodAnnotations] {
 		m, err := d.pods.pod(context.Background(), pa.Namespace, pa.Name)
 		if err != nil {
 			return nil, err

@@ -105,6 +105,27 @@ func TestAddAnnotationsFromAPI(t *testing.T) {
 	}
 }
 
+// With the annotations capability declared, an ADD whose runtime passes
+// null annotations (containerd, for a pod without any) makes no API call:
+// the pod has no annotations, so it is not accelerated.
+func TestAddNullAnnotationsNoAPICall(t *testing.T) {
+	e := newEnv(t)
+	e.api.err = errors.New("the API server must not be asked")
+	p := pod{ns: "prod", name: "web", uid: "uid-1", container: "c1"}
+	e.mkCgroup(p)
+	e.mustAdd(p, map[string]any{"capabilities": map[string]bool{CapPodAnnotations: true}})
+	if e.api.calls != 0 || len(e.eng.pods) != 0 {
+		t.Fatalf("%d API calls, %d pods attached; want none", e.api.calls, len(e.eng.pods))
+	}
+	// Without the capability the API server is the source.
+	e.api.err = nil
+	e.api.pods["prod/web"] = &podMeta{UID: "uid-1"}
+	e.mustAdd(p, nil)
+	if e.api.calls != 1 {
+		t.Fatalf("%d API calls without the capability, want 1", e.api.calls)
+	}
+}
+
 // Setup failures: fail-open by default (logged, counted, the pod starts),
 // CNI errors with failOnError. Nothing is left behind either way.
 func TestAddFailures(t *testing.T) {

@@ -10,23 +10,22 @@ import (
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
+// roles are the programs the test binary becomes in a pod, by the
+// environment variable that names them and carries their argument.
+var roles = map[string]func(string){
+	envDeferServer: deferServer,
+	envLateReader:  lateReader,
+	envIso:         isoRole,
+	envRawWriter:   rawWriter,
+}
+
 func TestMain(m *testing.M) {
 	sim.RoleMain()
-	if addr := os.Getenv(envDeferServer); addr != "" {
-		deferServer(addr)
-		return
-	}
-	if addr := os.Getenv(envLateReader); addr != "" {
-		lateReader(addr)
-		return
-	}
-	if spec := os.Getenv(envIso); spec != "" {
-		isoRole(spec)
-		return
-	}
-	if spec := os.Getenv(envRawWriter); spec != "" {
-		rawWriter(spec)
-		return
+	for env, role := range roles {
+		if arg := os.Getenv(env); arg != "" {
+			role(arg)
+			return
+		}
 	}
 	os.Exit(m.Run())
 }

@@ -89,18 +89,11 @@ func (s isoSpec) run(res *isoResult) error {
 	case "server", "listener":
 		// server: streams 4 KiB every 2 ms for Duration to each client;
 		// listener: reads and discards.
-		lc := net.ListenConfig{Control: func(n, a string, rc syscall.RawConn) error {
-			if !s.Defer {
-				return nil
-			}
-			var serr error
-			err := rc.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 30)
-			})
-			return errors.Join(err, serr)
-		}}
-		lc.SetMultipathTCP(false)
-		ln, err := lc.Listen(context.Background(), "tcp4", s.Addr)
+		deferSec := 0
+		if s.Defer {
+			deferSec = 30
+		}
+		ln, err := listenTCP("tcp4", s.Addr, deferSec)
 		if err != nil {
 			return err
 		}

@@ -21,9 +21,7 @@ const holderConns = 4
 // keep accepts connections, reads until the client's EOF, then keeps its
 // side open for Duration before closing (the peer that keeps them open).
 func (s isoSpec) keep() error {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false) // Go listens with MPTCP by default
-	ln, err := lc.Listen(context.Background(), "tcp4", s.Addr)
+	ln, err := listenTCP("tcp4", s.Addr, 0)
 	if err != nil {
 		return err
 	}

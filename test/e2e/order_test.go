@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,21 +23,29 @@ import (
 // OpSink protocol) listening with TCP_DEFER_ACCEPT on the address it holds.
 const envDeferServer = "MESH_ACCEL_TEST_DEFER_SERVER"
 
+// listenTCP listens with plain TCP (Go listens with MPTCP by default, whose
+// accepted sockets are never paired) and, when deferSec > 0,
+// TCP_DEFER_ACCEPT.
+func listenTCP(network, addr string, deferSec int) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		if deferSec <= 0 {
+			return nil
+		}
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferSec)
+		})
+		return errors.Join(err, serr)
+	}}
+	lc.SetMultipathTCP(false)
+	return lc.Listen(context.Background(), network, addr)
+}
+
 // deferServer serves OpSink with TCP_DEFER_ACCEPT: the kernel creates the
 // accepted socket, and so runs PASSIVE_ESTABLISHED, only when the client's
 // first data arrives. Every client has written before its pair is recorded.
 func deferServer(addr string) {
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 5)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	ln, err := listenTCP("tcp", addr, 5)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
