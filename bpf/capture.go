@@ -45,12 +45,23 @@ type CaptureEvent struct {
 	Data           []byte // its first min(Len, SnapLen) bytes
 }
 
+// CaptureLease is how long a capture stays on without its reader renewing
+// it: a reader killed without Close (SIGKILL) leaves capture off after at
+// most this long. A live Capture renews it every CaptureLease/4.
+const CaptureLease = 4 * time.Second
+
 // Capture reads captured messages from the node's ring buffer.
 type Capture struct {
 	n      *Node
 	rd     *ringbuf.Reader
 	unlock func()
 	boot   time.Time // wall time of ktime 0
+	filter CaptureFilter
+	start  time.Time // events from before are an earlier capture's
+
+	mu   sync.Mutex
+	cfg  meshCaptureConfig // what is in force; On 0 once stopped
+	stop chan struct{}     // ends the lease renewal
 
 	closeOnce sync.Once
 	closeErr  error
@@ -74,16 +85,84 @@ func (n *Node) StartCapture(f CaptureFilter) (*Capture, error) {
 		unlock()
 		return nil, fmt.Errorf("open capture ring: %w", err)
 	}
-	c := &Capture{n: n, rd: rd, unlock: unlock, boot: bootTime()}
-	cfg := meshCaptureConfig{On: 1, Snaplen: f.SnapLen, Pod: f.Pod, Port: uint32(f.Port)}
-	if f.Addr.IsValid() {
-		cfg.Ip, cfg.HasIp = addrWords(f.Addr.Unmap()), 1
+	c := &Capture{n: n, rd: rd, unlock: unlock, boot: bootTime(), filter: f, start: time.Now(),
+		stop: make(chan struct{})}
+	// What an earlier capture left in the ring (a reader that stopped
+	// early, or was killed) is not this capture's.
+	if err := c.drain(); err != nil {
+		c.Close()
+		return nil, err
 	}
-	if err := n.maps.MeshCaptureCfg.Update(uint32(0), cfg, 0); err != nil {
+	c.cfg = meshCaptureConfig{On: 1, Snaplen: f.SnapLen, Pod: f.Pod, Port: uint32(f.Port)}
+	if f.Addr.IsValid() {
+		c.cfg.Ip, c.cfg.HasIp = addrWords(f.Addr.Unmap()), 1
+	}
+	if err := c.renew(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("turn capture on: %w", err)
 	}
+	go c.keepLease()
 	return c, nil
+}
+
+// drain discards the records in the ring.
+func (c *Capture) drain() error {
+	c.rd.SetDeadline(time.Now())
+	defer c.rd.SetDeadline(time.Time{})
+	for {
+		_, err := c.rd.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("drain capture ring: %w", err)
+		}
+	}
+}
+
+// renew writes the configuration with a fresh lease.
+func (c *Capture) renew() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg.On == 0 {
+		return nil
+	}
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return err
+	}
+	c.cfg.Expires = uint64(ts.Nano()) + uint64(CaptureLease)
+	return c.n.maps.MeshCaptureCfg.Update(uint32(0), c.cfg, 0)
+}
+
+func (c *Capture) keepLease() {
+	t := time.NewTicker(CaptureLease / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			_ = c.renew() // a failed renewal lets the lease run out: capture off
+		}
+	}
+}
+
+// wants re-checks an event against the filter: the ring may hold events of
+// another capture that raced this one's start.
+func (c *Capture) wants(ev CaptureEvent) bool {
+	f := c.filter
+	switch {
+	case ev.Time.Before(c.start):
+		return false
+	case f.Pod != 0 && ev.FromPod != f.Pod && ev.ToPod != f.Pod:
+		return false
+	case f.Port != 0 && ev.From.Port() != f.Port && ev.To.Port() != f.Port:
+		return false
+	case f.Addr.IsValid() && ev.From.Addr() != f.Addr.Unmap() && ev.To.Addr() != f.Addr.Unmap():
+		return false
+	}
+	return true
 }
 
 // lockCapture takes the node's capture lock, a directory of its own so that
@@ -111,16 +190,25 @@ func (n *Node) lockCapture() (func(), error) {
 // once t has passed.
 func (c *Capture) SetDeadline(t time.Time) { c.rd.SetDeadline(t) }
 
-// Read blocks until the next captured message.
+// Read blocks until the next captured message that matches the filter.
 func (c *Capture) Read() (CaptureEvent, error) {
-	rec, err := c.rd.Read()
-	if errors.Is(err, ringbuf.ErrClosed) {
-		return CaptureEvent{}, ErrCaptureClosed
+	for {
+		rec, err := c.rd.Read()
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return CaptureEvent{}, ErrCaptureClosed
+		}
+		if err != nil {
+			return CaptureEvent{}, err
+		}
+		ev, err := decodeCaptureEvent(rec.RawSample, c.boot)
+		if err != nil {
+			return ev, err
+		}
+		if c.wants(ev) {
+			ev.Data = ev.Data[:min(len(ev.Data), int(c.filter.SnapLen))]
+			return ev, nil
+		}
 	}
-	if err != nil {
-		return CaptureEvent{}, err
-	}
-	return decodeCaptureEvent(rec.RawSample, c.boot)
 }
 
 // Offsets in struct capture_event (c/mesh_accel.h).
@@ -166,7 +254,14 @@ func keyLocal(b []byte) netip.AddrPort {
 // Stop turns capturing off and keeps the ring open, so that Read can still
 // return what was captured until then (read with a deadline to drain it).
 func (c *Capture) Stop() error {
-	if err := c.n.maps.MeshCaptureCfg.Update(uint32(0), meshCaptureConfig{}, 0); err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg.On == 0 {
+		return nil
+	}
+	c.cfg = meshCaptureConfig{}
+	close(c.stop)
+	if err := c.n.maps.MeshCaptureCfg.Update(uint32(0), c.cfg, 0); err != nil {
 		return fmt.Errorf("stop capture: %w", err)
 	}
 	return nil

@@ -21,6 +21,7 @@ type meshCaptureConfig struct {
 	Ip      [4]uint32
 	HasIp   uint32
 	Port    uint32
+	Expires uint64
 }
 
 type meshCaptureEvent struct {

@@ -21,6 +21,7 @@ type meshnocapCaptureConfig struct {
 	Ip      [4]uint32
 	HasIp   uint32
 	Port    uint32
+	Expires uint64
 }
 
 type meshnocapCounter uint32

@@ -1,12 +1,16 @@
 package plugin
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // logMaxBytes is the size at which the log file is rotated.
@@ -46,11 +50,36 @@ func openRotating(path string, max int64) (*rotatingFile, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openLog(path)
+	if err != nil {
+		return nil, err
+	}
+	return &rotatingFile{path: path, max: max, f: f}, nil
+}
+
+// openLog opens the log file for appending as root does safely in a
+// hostPath folder others may write: never through a symlink (O_NOFOLLOW),
+// only a regular file, and only one owned by this process's user.
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o640)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("log file %s is a symbolic link: refused", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open log file: %w", err)
 	}
-	return &rotatingFile{path: path, max: max, f: f}, nil
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("not a regular file (%s)", st.Mode().Type())
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); err == nil && ok && int(sys.Uid) != os.Geteuid() {
+		err = fmt.Errorf("owned by uid %d, not %d", sys.Uid, os.Geteuid())
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open log file %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // Write appends b, rotating first when the file is full. A failed rotation
@@ -78,7 +107,7 @@ func (r *rotatingFile) rotateIfFull() error {
 			return fmt.Errorf("rotate log: %w", err)
 		}
 	}
-	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openLog(r.path)
 	if err != nil {
 		return fmt.Errorf("reopen log: %w", err)
 	}

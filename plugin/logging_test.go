@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
+	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
 // The log is size-capped: one old file is kept, lines are never split.
@@ -79,5 +82,45 @@ func TestLoggerLabels(t *testing.T) {
 	closeLog()
 	if !strings.Contains(stderr.String(), "logging to stderr only") || !strings.Contains(stderr.String(), "still here") {
 		t.Errorf("stderr %q", stderr.String())
+	}
+}
+
+// The log file is never opened through a symlink, nor when it is not a
+// regular file owned by the plugin's user: the log folder is a hostPath.
+func TestLogFileRefusesLinksAndStrangers(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.log")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openRotating(link, 1<<20); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("log file through a symlink: %v", err)
+	}
+	fifo := filepath.Join(dir, "fifo.log")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openRotating(fifo, 1<<20); err == nil {
+		t.Error("opened a FIFO as log file")
+	}
+	if _, err := openRotating(os.DevNull, 1<<20); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("device as log file: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "root privileges (to give a file to another uid)")
+	}
+	foreign := filepath.Join(dir, "foreign.log")
+	if err := os.WriteFile(foreign, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(foreign, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openRotating(foreign, 1<<20); err == nil || !strings.Contains(err.Error(), "owned by uid 4242") {
+		t.Errorf("log file of another uid: %v", err)
 	}
 }

@@ -891,7 +891,7 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 #ifndef MESH_NO_CAPTURE
 	__u32 zero = 0;
 	struct capture_config *c = bpf_map_lookup_elem(&mesh_capture_cfg, &zero);
-	if (c && c->on)
+	if (c && c->on && bpf_ktime_get_ns() < c->expires)
 		capture(msg, c, &k, v, size);
 #endif
 	return SK_PASS;

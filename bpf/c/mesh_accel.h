@@ -145,6 +145,9 @@ struct capture_config {
 	__u32 ip[4];   /* sender's or receiver's address (IPv4-mapped for IPv4) */
 	__u32 has_ip;
 	__u32 port;    /* sender's or receiver's port */
+	/* The capture's lease (bpf_ktime_get_ns): past it capture is off, so
+	 * a dump killed without turning it off stops costing within seconds. */
+	__u64 expires;
 };
 
 /* Ring buffer record of one redirected message. */

@@ -3,11 +3,15 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
@@ -86,5 +90,108 @@ func TestDrainLiveTraffic(t *testing.T) {
 			}
 			drained += n
 		}
+	}
+}
+
+// envCaptureRole makes the test binary a capture that never ends (its
+// argument is the node state's root under bpffs), to be killed.
+const envCaptureRole = "MESH_ACCEL_TEST_CAPTURE"
+
+func captureRole(root string) {
+	n, err := bpf.OpenNode(bpf.Options{Root: root})
+	if err == nil {
+		_, err = n.StartCapture(bpf.CaptureFilter{})
+	}
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("capturing")
+	select {}
+}
+
+// A capture whose reader is killed (SIGKILL: no Close) stops within its
+// lease: the data path stops capturing, and a new capture can start.
+func TestCaptureKilledReaderStops(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", true, &trustedAll)
+	b := e.pod("b", true, &trustedAll)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), envCaptureRole+"="+filepath.Base(filepath.Dir(e.node.Dir())))
+	out := &testenv.SyncBuffer{}
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	out.WaitFor(t, "capturing")
+	spec := sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: 1 << 20}
+	_, c := e.run(a, spec)
+	wantPositive(t, c, "capture_events")
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	time.Sleep(bpf.CaptureLease + time.Second)
+	_, c = e.run(a, spec)
+	wantPositive(t, c, "bytes_redirected")
+	want(t, c, map[string]uint64{"capture_events": 0})
+	cp, err := e.node.StartCapture(bpf.CaptureFilter{})
+	if err != nil {
+		t.Fatalf("capture after the killed one: %v", err)
+	}
+	cp.Close()
+}
+
+// A capture of pod B after an earlier capture of pod A that stopped after
+// one message (dump -c 1, leaving A's messages in the ring) shows only B's
+// messages.
+func TestCaptureOnlyItsPod(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", true, &trustedAll)
+	b := e.pod("b", true, &trustedAll)
+	bulk := func(from, to *sim.Pod) {
+		e.run(from, sim.ClientSpec{Mode: sim.ModeBulk, Target: to.AppTarget(false), Bytes: 256 << 10, MaxWrite: 4 << 10})
+	}
+	first, err := e.node.StartCapture(bpf.CaptureFilter{Pod: a.CgroupID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bulk(a, b) // a's messages; b's too: a talks to b
+	if _, err := first.Read(); err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // one read, the rest left in the ring
+
+	c := e.pod("c", true, &trustedAll)
+	second, err := e.node.StartCapture(bpf.CaptureFilter{Pod: c.CgroupID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	bulk(a, b)
+	bulk(c, b)
+	second.SetDeadline(time.Now().Add(2 * time.Second))
+	n := 0
+	for {
+		ev, err := second.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.FromPod != c.CgroupID && ev.ToPod != c.CgroupID {
+			t.Fatalf("capture of pod c returned a message from pod %d to pod %d", ev.FromPod, ev.ToPod)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("capture of pod c returned nothing")
 	}
 }

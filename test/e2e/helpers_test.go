@@ -17,6 +17,7 @@ var roles = map[string]func(string){
 	envLateReader:  lateReader,
 	envIso:         isoRole,
 	envRawWriter:   rawWriter,
+	envCaptureRole: captureRole,
 }
 
 func TestMain(m *testing.M) {
