@@ -2,7 +2,11 @@ package bpf_test
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
@@ -46,4 +50,41 @@ func rootOf(t *testing.T, n *bpf.Node) string {
 		}
 	}
 	return ""
+}
+
+// The maps whose elements sk_msg writes through a pointer while a close or
+// Drain may delete them are not preallocated: a deleted element is freed
+// only after the programs holding it finish, never reused under them.
+func TestPairMapsNotPreallocated(t *testing.T) {
+	n := bpftest.NewNode(t, bpf.Options{MapSize: 1024})
+	for _, name := range []string{"sock_proxy_map", "sock_helper_map", "pod_usage", "sock_param_map"} {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(n.Dir(), "maps", name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Flags()&unix.BPF_F_NO_PREALLOC == 0 {
+			t.Errorf("%s: flags %#x, want BPF_F_NO_PREALLOC", name, m.Flags())
+		}
+		m.Close()
+	}
+}
+
+// The flow-control bound is read and set on live state, and the switch
+// keeps it.
+func TestBacklogLimit(t *testing.T) {
+	n := bpftest.NewNode(t, bpf.Options{BacklogLimit: 1 << 20})
+	if got, err := n.BacklogLimit(); err != nil || got != 1<<20 {
+		t.Fatalf("BacklogLimit = %d, %v; want the 1 MiB it was created with", got, err)
+	}
+	if err := n.SetEnabled(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetBacklogLimit(0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.BacklogLimit()
+	on, _ := n.Enabled()
+	if err != nil || got != bpf.DefaultBacklogLimit || on {
+		t.Fatalf("after SetBacklogLimit(0) with the switch off: limit %d (%v), enabled %v", got, err, on)
+	}
 }

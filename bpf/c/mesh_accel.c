@@ -58,6 +58,33 @@ struct tcp_sock {
 	__u32 write_seq;
 } __attribute__((preserve_access_index));
 
+/* User namespaces (pods with hostUsers: false): enough to translate the
+ * creator's uid and gid into the ones its pod sees. */
+struct uid_gid_extent {
+	__u32 first;
+	__u32 lower_first;
+	__u32 count;
+} __attribute__((preserve_access_index));
+
+struct uid_gid_map {
+	__u32 nr_extents;
+	struct uid_gid_extent extent[5]; /* UID_GID_MAP_MAX_BASE_EXTENTS */
+} __attribute__((preserve_access_index));
+
+struct user_namespace {
+	struct uid_gid_map uid_map;
+	struct uid_gid_map gid_map;
+	int level;
+} __attribute__((preserve_access_index));
+
+struct cred {
+	struct user_namespace *user_ns;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	const struct cred *cred;
+} __attribute__((preserve_access_index));
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct {
@@ -310,6 +337,40 @@ static __always_inline __u64 current_pod(void)
 	return pod;
 }
 
+/* id as the user namespace ns sees it, when ns is a child of the initial
+ * namespace with at most five extents (Kubernetes gives a pod one):
+ * kernel id lower_first + k is first + k. Unmapped ids stay as they are. */
+static __always_inline __u32 id_in_ns(const struct uid_gid_map *m, __u32 id)
+{
+	__u32 n = BPF_CORE_READ(m, nr_extents);
+
+	for (int i = 0; i < 5; i++) {
+		if (i >= n)
+			break;
+		__u32 lower = BPF_CORE_READ(m, extent[i].lower_first);
+		if (id - lower < BPF_CORE_READ(m, extent[i].count))
+			return BPF_CORE_READ(m, extent[i].first) + (id - lower);
+	}
+	return id;
+}
+
+/* The uid and gid of the current task, as its pod sees them: the rules and
+ * the sidecar's uid are written as the pod sees them (1337 in a user-
+ * namespaced pod is a high uid on the host). */
+static __always_inline void current_ids(__u32 *uid, __u32 *gid)
+{
+	__u64 ug = bpf_get_current_uid_gid();
+	*uid = (__u32)ug;
+	*gid = ug >> 32;
+
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct user_namespace *ns = BPF_CORE_READ(task, cred, user_ns);
+	if (!ns || BPF_CORE_READ(ns, level) != 1)
+		return;
+	*uid = id_in_ns(&ns->uid_map, *uid);
+	*gid = id_in_ns(&ns->gid_map, *gid);
+}
+
 SEC("cgroup/sock_create")
 int mesh_sock_create(struct bpf_sock *sk)
 {
@@ -324,9 +385,7 @@ int mesh_sock_create(struct bpf_sock *sk)
 		count(C_FALLBACK_MAP_FULL);
 		return 1;
 	}
-	__u64 ug = bpf_get_current_uid_gid();
-	o->uid = (__u32)ug;
-	o->gid = ug >> 32;
+	current_ids(&o->uid, &o->gid);
 	o->pod = pod;
 	count(C_SOCK_CREATED);
 	return 1;

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -33,7 +34,8 @@ type isoSpec struct {
 	Source   string // client: local address to bind
 	Defer    bool   // listener: TCP_DEFER_ACCEPT
 	Duration time.Duration
-	Count    int // holder: connections (holderConns when zero)
+	Count    int  // holder: connections (holderConns when zero)
+	Userns   bool // run the role in a user namespace (inUserns)
 }
 
 // isoResult is what a role prints.
@@ -48,6 +50,13 @@ func isoRole(js string) {
 	var spec isoSpec
 	res := isoResult{}
 	err := json.Unmarshal([]byte(js), &spec)
+	if err == nil && spec.Userns {
+		if err := runInUserns(spec); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err == nil {
 		err = spec.run(&res)
 	}
@@ -307,4 +316,52 @@ func TestTupleReuseAfterReset(t *testing.T) {
 func runCmd(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
+}
+
+// inUserns runs spec's role in pod p inside a new user namespace that maps
+// the pod's ids 0..65535 to the host's 100000..165535, as uid and gid 1337
+// (host 101337): a pod with hostUsers: false.
+func inUserns(t *testing.T, ctx context.Context, p *sim.Pod, spec isoSpec) *sim.Proc {
+	t.Helper()
+	spec.Userns = true
+	js, _ := json.Marshal(spec)
+	proc, err := p.Start(ctx, sim.ProcSpec{Argv: []string{p.Exe()}, Env: []string{envIso + "=" + string(js)}, Ready: "ready"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proc
+}
+
+// runInUserns re-runs the role in a new user namespace (see inUserns); the
+// parent, root in the pod, writes the id maps.
+func runInUserns(spec isoSpec) error {
+	spec.Userns = false
+	js, _ := json.Marshal(spec)
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), envIso+"="+string(js))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: ids, GidMappings: ids,
+		Credential: &syscall.Credential{Uid: 1337, Gid: 1337, NoSetGroups: true}, Pdeathsig: syscall.SIGKILL}
+	return cmd.Run()
+}
+
+// In user-namespaced pods the ids the rules and the sidecar's trust name
+// are those the pod sees: uid 1337 inside (101337 on the host) matches the
+// default rules' --uid-owner 1337 and is the trusted sidecar uid.
+func TestUserNamespacedPods(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", false, &defaultCfg)
+	b := e.pod("b", false, &defaultCfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := e.counters()
+	addr := net.JoinHostPort(b.IPv4.String(), "9090")
+	ln := inUserns(t, ctx, b, isoSpec{Role: "listener", Addr: addr})
+	holder := inUserns(t, ctx, a, isoSpec{Role: "holder", Addr: addr, Count: 1})
+	_ = holder.Kill()
+	_ = ln.Wait()
+	e.waitNoConns()
+	c := e.counters().Sub(before)
+	want(t, c, map[string]uint64{"connections_accepted": 1, "directions_redirected": 2, "rejected_rules": 0})
 }
