@@ -185,10 +185,12 @@ type meshSockKey struct {
 }
 
 type meshSockOwner struct {
-	_   structs.HostLayout
-	Uid uint32
-	Gid uint32
-	Pod uint64
+	_    structs.HostLayout
+	Uid  uint32
+	Gid  uint32
+	Pod  uint64
+	Seen uint32
+	Pad  uint32
 }
 
 // Names of all BPF objects in the ELF.

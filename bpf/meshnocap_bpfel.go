@@ -130,10 +130,12 @@ type meshnocapSockKey struct {
 }
 
 type meshnocapSockOwner struct {
-	_   structs.HostLayout
-	Uid uint32
-	Gid uint32
-	Pod uint64
+	_    structs.HostLayout
+	Uid  uint32
+	Gid  uint32
+	Pod  uint64
+	Seen uint32
+	Pad  uint32
 }
 
 // Names of all BPF objects in the ELF.

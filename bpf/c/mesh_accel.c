@@ -739,10 +739,27 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 	}
 }
 
+/* Whether this callback was handled for the socket already (by the
+ * program of another attached cgroup the socket is nested in); marks it. */
+static __always_inline int seen_before(struct bpf_sock_ops *ops, __u32 what)
+{
+	struct sock_owner *o = owner_of(ops);
+
+	if (!o)
+		return 0;
+	if (o->seen & what)
+		return 1;
+	o->seen |= what;
+	return 0;
+}
+
 SEC("sockops")
 int mesh_sockops(struct bpf_sock_ops *ops)
 {
 	if (ops->family != AF_INET && ops->family != AF_INET6)
+		return 1;
+	if ((ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && seen_before(ops, SEEN_ACTIVE)) ||
+	    (ops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && seen_before(ops, SEEN_PASSIVE)))
 		return 1;
 	switch (ops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:

@@ -48,7 +48,16 @@ struct sock_key {
 struct sock_owner {
 	__u32 uid;
 	__u32 gid;
-	__u64 pod; /* pod cgroup id, the key of sock_param_map */
+	__u64 pod;  /* pod cgroup id, the key of sock_param_map */
+	__u32 seen; /* enum owner_seen: callbacks already handled */
+	__u32 pad;
+};
+
+/* A socket in nested attached cgroups runs the sockops program of each:
+ * the first run of a callback handles it, the others see it done. */
+enum owner_seen {
+	SEEN_ACTIVE = 1,
+	SEEN_PASSIVE = 2,
 };
 
 enum helper_flag {

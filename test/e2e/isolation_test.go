@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,8 +36,9 @@ type isoSpec struct {
 	Source   string // client: local address to bind
 	Defer    bool   // listener: TCP_DEFER_ACCEPT
 	Duration time.Duration
-	Count    int  // holder: connections (holderConns when zero)
-	Userns   bool // run the role in a user namespace (inUserns)
+	Count    int    // holder: connections (holderConns when zero)
+	Userns   bool   // run the role in a user namespace (inUserns)
+	Cgroup   string // move into this cgroup (directory) first
 }
 
 // isoResult is what a role prints.
@@ -56,6 +59,9 @@ func isoRole(js string) {
 			os.Exit(1)
 		}
 		return
+	}
+	if err == nil && spec.Cgroup != "" {
+		err = os.WriteFile(filepath.Join(spec.Cgroup, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
 	}
 	if err == nil {
 		err = spec.run(&res)
@@ -364,4 +370,38 @@ func TestUserNamespacedPods(t *testing.T) {
 	e.waitNoConns()
 	c := e.counters().Sub(before)
 	want(t, c, map[string]uint64{"connections_accepted": 1, "directions_redirected": 2, "rejected_rules": 0})
+}
+
+// A socket belongs to the nearest attached cgroup of its creator: a pod
+// attached inside another attached cgroup is judged by its own
+// configuration, not by the outer one's.
+func TestNearestPodCgroup(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	disabled := trustedAll
+	disabled.Disabled = true
+	outer := e.pod("outer", false, &disabled)
+	b := e.pod("b", false, &trustedAll)
+	inner := filepath.Join(outer.CgroupDir, "inner")
+	if err := os.Mkdir(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.node.AttachPod("inner", inner, trustedAll); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.node.DetachPod("inner") })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := e.counters()
+	addr := net.JoinHostPort(b.IPv4.String(), "9090")
+	ln := runIso(t, ctx, b, isoSpec{Role: "listener", Addr: addr})
+	js, _ := json.Marshal(isoSpec{Role: "holder", Addr: addr, Count: 1, Cgroup: inner})
+	holder, err := outer.Start(ctx, sim.ProcSpec{Argv: []string{outer.Exe()}, Env: []string{envIso + "=" + string(js)},
+		Ready: "ready"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = holder.Kill()
+	_ = ln.Wait()
+	e.waitNoConns()
+	want(t, e.counters().Sub(before), map[string]uint64{"connections_accepted": 1, "rejected_disabled": 0})
 }
