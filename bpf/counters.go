@@ -35,6 +35,8 @@ var counterDefs = [...]struct{ name, help string }{
 	meshCounterC_FC_HELD:              {"flow_control_held", "flow control: directions moved to the stack because their reader held the backlog limit of unread bytes"},
 	meshCounterC_FC_RESUMED:           {"flow_control_resumed", "flow control: held directions redirected again once their reader had read every stack byte"},
 	meshCounterC_FC_MSG_STACK:         {"flow_control_stack_messages", "flow control: messages sent on the stack while their direction was held"},
+	meshCounterC_STACK_ZEROCOPY:       {"stack_zerocopy_sender", "directions moved to the stack for good: the sender uses MSG_ZEROCOPY, whose completions only the stack reports"},
+	meshCounterC_STACK_RCVLOWAT:       {"stack_rcvlowat_reader", "messages sent on the stack: the reader has SO_RCVLOWAT above 1, which only the stack honours"},
 	meshCounterC_REJECT_QUOTA:         {"rejected_pod_quota", "not paired: the pod holds its quota of connection-map entries"},
 	meshCounterC_REJECT_TUPLE_IN_USE:  {"rejected_tuple_in_use", "not paired: another socket of the network namespace still holds the connection's tuple in a socket map"},
 }

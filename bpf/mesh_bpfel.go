@@ -68,7 +68,9 @@ const (
 	meshCounterC_FC_MSG_STACK         meshCounter = 26
 	meshCounterC_REJECT_TUPLE_IN_USE  meshCounter = 27
 	meshCounterC_REJECT_QUOTA         meshCounter = 28
-	meshCounterC_MAX                  meshCounter = 29
+	meshCounterC_STACK_ZEROCOPY       meshCounter = 29
+	meshCounterC_STACK_RCVLOWAT       meshCounter = 30
+	meshCounterC_MAX                  meshCounter = 31
 )
 
 type meshEndpointKey struct {

@@ -56,7 +56,9 @@ const (
 	meshnocapCounterC_FC_MSG_STACK         meshnocapCounter = 26
 	meshnocapCounterC_REJECT_TUPLE_IN_USE  meshnocapCounter = 27
 	meshnocapCounterC_REJECT_QUOTA         meshnocapCounter = 28
-	meshnocapCounterC_MAX                  meshnocapCounter = 29
+	meshnocapCounterC_STACK_ZEROCOPY       meshnocapCounter = 29
+	meshnocapCounterC_STACK_RCVLOWAT       meshnocapCounter = 30
+	meshnocapCounterC_MAX                  meshnocapCounter = 31
 )
 
 type meshnocapEndpointKey struct {

@@ -46,12 +46,22 @@ typedef struct {
 	int counter;
 } atomic_t;
 
+struct sock_common {
+	unsigned long skc_flags; /* sk_flags */
+} __attribute__((preserve_access_index));
+
 struct sock {
+	struct sock_common __sk_common;
 	struct {
 		atomic_t rmem_alloc;
 	} sk_backlog;
 	int sk_rcvlowat;
 } __attribute__((preserve_access_index));
+
+/* The bit of sk_flags set by SO_ZEROCOPY (relocated by CO-RE). */
+enum sock_flags {
+	SOCK_ZEROCOPY = 18,
+};
 
 struct tcp_sock {
 	__u32 copied_seq;
@@ -897,14 +907,34 @@ static __always_inline __u32 peer_backlog(__u64 addr)
 }
 
 /* Whether the receiver has read every byte of this direction that took the
- * stack, and reads with the default low-water mark. */
+ * stack. */
 static __always_inline int peer_caught_up(__u64 addr, __u32 write_seq)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)(long)addr;
+
+	return addr && BPF_CORE_READ(tp, copied_seq) == write_seq;
+}
+
+/* Whether the receiver reads with a low-water mark (SO_RCVLOWAT above 1).
+ * The redirect queue ignores it (a read returns what is there), and the
+ * stack's recvmsg waiting for more stack bytes would not see redirected
+ * ones: such a direction takes the stack, which honours the mark. */
+static __always_inline int peer_lowat(__u64 addr)
+{
 	struct sock *sk = (struct sock *)(long)addr;
 
-	return addr && BPF_CORE_READ(tp, copied_seq) == write_seq &&
-	       BPF_CORE_READ(sk, sk_rcvlowat) <= 1;
+	return !addr || BPF_CORE_READ(sk, sk_rcvlowat) > 1;
+}
+
+/* Whether the sender uses MSG_ZEROCOPY (SO_ZEROCOPY): a redirected message
+ * never completes on its error queue, so a sender waiting for completions
+ * to reuse its buffers would wait for good. The stack completes them. */
+static __always_inline int own_zerocopy(struct tcp_sock *tp)
+{
+	struct sock *sk = (struct sock *)tp;
+
+	return BPF_CORE_READ(sk, __sk_common.skc_flags) &
+	       (1UL << bpf_core_enum_value(enum sock_flags, SOCK_ZEROCOPY));
 }
 
 SEC("sk_msg")
@@ -923,10 +953,19 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(msg->sk);
 	if (!tp)
 		return SK_PASS;
+	if (own_zerocopy(tp)) {
+		v->flags &= ~PROXY_REDIRECT;
+		count(C_STACK_ZEROCOPY);
+		return SK_PASS;
+	}
 	__u32 size = msg->size;
 	__u32 limit = backlog_limit();
 	__u32 backlog = peer_backlog(v->peer_sk);
 	v->backlog = backlog;
+	if (peer_lowat(v->peer_sk)) {
+		count(C_STACK_RCVLOWAT);
+		return SK_PASS;
+	}
 	__u32 write_seq = tp->write_seq;
 	if (write_seq != v->start_seq) {
 		/* Bytes of this direction took the stack (before the pair was

@@ -202,6 +202,8 @@ enum counter {
 	C_FC_MSG_STACK,       /* messages sent on the stack while their direction waits for its reader */
 	C_REJECT_TUPLE_IN_USE, /* another socket of the namespace still holds the tuple */
 	C_REJECT_QUOTA,       /* the pod holds its quota of map entries */
+	C_STACK_ZEROCOPY,     /* directions moved to the stack: the sender uses MSG_ZEROCOPY */
+	C_STACK_RCVLOWAT,     /* messages sent on the stack: the reader has SO_RCVLOWAT above 1 */
 	C_MAX,
 };
 

@@ -18,6 +18,7 @@ var roles = map[string]func(string){
 	envIso:         isoRole,
 	envRawWriter:   rawWriter,
 	envCaptureRole: captureRole,
+	envSockopt:     sockoptRole,
 }
 
 func TestMain(m *testing.M) {

@@ -238,14 +238,19 @@ func isoWait(t *testing.T, p *sim.Proc) isoResult {
 	t.Helper()
 	_ = p.Wait()
 	var res isoResult
-	out := strings.TrimSpace(p.Stdout())
-	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
-		out = out[i+1:]
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
+	if err := json.Unmarshal([]byte(lastLine(p.Stdout())), &res); err != nil {
 		t.Fatalf("role output %q (%s): %v", p.Stdout(), p.Stderr(), err)
 	}
 	return res
+}
+
+// lastLine is the last line of a role's output (the result).
+func lastLine(out string) string {
+	out = strings.TrimSpace(out)
+	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
+		out = out[i+1:]
+	}
+	return out
 }
 
 // addSharedAddr gives the pods' loopback the shared address.
