@@ -86,13 +86,13 @@ func reuseControl(_, _ string, rc syscall.RawConn) error {
 }
 
 func (s isoSpec) dial() (*net.TCPConn, error) {
-	src, err := net.ResolveTCPAddr("tcp4", s.Source)
+	src, err := net.ResolveTCPAddr("tcp", s.Source)
 	if err != nil {
 		return nil, err
 	}
 	d := net.Dialer{LocalAddr: src, Control: reuseControl}
 	d.SetMultipathTCP(false)
-	c, err := d.Dial("tcp4", s.Addr)
+	c, err := d.Dial("tcp", s.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (s isoSpec) run(res *isoResult) error {
 		if s.Defer {
 			deferSec = 30
 		}
-		ln, err := listenTCP("tcp4", s.Addr, deferSec)
+		ln, err := listenTCP("tcp", s.Addr, deferSec)
 		if err != nil {
 			return err
 		}
@@ -409,4 +409,34 @@ func TestNearestPodCgroup(t *testing.T) {
 	_ = ln.Wait()
 	e.waitNoConns()
 	want(t, e.counters().Sub(before), map[string]uint64{"connections_accepted": 1, "rejected_disabled": 0})
+}
+
+// ::6, Istio's IPv6 inbound source, is on every pod's loopback like
+// 127.0.0.6: a connection from [::6]:40000 in one pod (its registration
+// pending: the listener defers the accept, the client sends nothing) does
+// not make the same endpoint ambiguous in another pod.
+func TestInboundSourceSixPerPod(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", false, &trustedAll)
+	b := e.pod("b", false, &trustedAll)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := e.counters()
+	var clients []*sim.Proc
+	for _, p := range []*sim.Pod{a, b} {
+		runIso(t, ctx, p, isoSpec{Role: "listener", Addr: "[::1]:9090", Defer: p == a})
+		clients = append(clients, runIso(t, ctx, p, isoSpec{Role: "intruder", Addr: "[::1]:9090", Source: "[::6]:40000",
+			Duration: time.Second}))
+	}
+	for _, c := range clients {
+		if res := isoWait(t, c); res.Error != "" {
+			t.Fatalf("client: %s", res.Error)
+		}
+	}
+	e.waitNoConns()
+	c := e.counters().Sub(before)
+	want(t, c, map[string]uint64{"rejected_ambiguous": 0})
+	if c["connections_accepted"] < 1 {
+		t.Errorf("pod b's connection not accelerated: %v", c)
+	}
 }
