@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
@@ -38,6 +40,7 @@ type sockoptResult struct {
 	ShortReads  int    // reads below the low-water mark, the last one before EOF excepted
 	Completions uint32 // zerocopy: sends reported complete on the error queue
 	Calls       uint32 // zerocopy: MSG_ZEROCOPY send calls
+	Data        string // collect: what was read
 	Error       string
 }
 
@@ -53,6 +56,10 @@ func sockoptRole(js string) {
 			err = spec.zerocopy(&res)
 		case "writer":
 			err = spec.write(&res)
+		case "oob":
+			err = spec.oob()
+		case "collect":
+			err = spec.collect(&res)
 		default:
 			err = fmt.Errorf("unknown role %q", spec.Role)
 		}
@@ -116,6 +123,50 @@ func (s sockoptSpec) lowat(res *sockoptResult) error {
 		res.HashOK = res.HashOK && string(exp[:n]) == string(buf[:n])
 		res.Bytes += int64(n)
 	}
+}
+
+// oob writes "ab", the urgent byte "c" (MSG_OOB), then "de", and closes.
+func (s sockoptSpec) oob() error {
+	c, err := net.Dial("tcp4", s.Addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	for _, part := range []struct {
+		b     string
+		flags int
+	}{{"ab", 0}, {"c", unix.MSG_OOB}, {"de", 0}} {
+		if err := rc.Write(func(fd uintptr) bool {
+			serr = unix.Sendto(int(fd), []byte(part.b), part.flags, nil)
+			return !errors.Is(serr, unix.EAGAIN)
+		}); err != nil || serr != nil {
+			return errors.Join(err, serr)
+		}
+		time.Sleep(50 * time.Millisecond) // separate segments, as an app would send them
+	}
+	return nil
+}
+
+// collect accepts one connection and reads it to EOF with plain reads.
+func (s sockoptSpec) collect(res *sockoptResult) error {
+	ln, err := listenTCP("tcp4", s.Addr, 0)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	c, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	b, err := io.ReadAll(c)
+	res.Data = string(b)
+	return err
 }
 
 // write sends Bytes of the stream of seed 3 in 4 KiB writes, then closes.
@@ -222,7 +273,7 @@ func runSockopt(t *testing.T, ctx context.Context, p *sim.Pod, spec sockoptSpec)
 	t.Helper()
 	js, _ := json.Marshal(spec)
 	ps := sim.ProcSpec{Argv: []string{p.Exe()}, UID: 1000, GID: 1000, Env: []string{envSockopt + "=" + string(js)}}
-	if spec.Role == "lowat" {
+	if spec.Role == "lowat" || spec.Role == "collect" {
 		ps.Ready = "ready"
 	}
 	proc, err := p.Start(ctx, ps)
@@ -292,4 +343,33 @@ func TestZerocopySender(t *testing.T) {
 		t.Errorf("%d of %d MSG_ZEROCOPY sends completed", res.Completions, res.Calls)
 	}
 	wantPositive(t, cs, "stack_zerocopy_sender", "connections_accepted")
+}
+
+// The documented decision on MSG_OOB: sk_msg cannot see it, so an urgent
+// byte sent on a redirected direction arrives inline, where the stack
+// would keep it out of the stream (no SO_OOBINLINE). Apps that use urgent
+// data must not be declared recvmsg readers; without acceleration their
+// sidecar would not relay it either.
+func TestUrgentDataInlineWhenRedirected(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	for _, tc := range []struct {
+		name string
+		cfg  *bpf.PodConfig
+		want string
+	}{{"plain", nil, "abde"}, {"redirected", &trustedAll, "abcde"}} {
+		a := e.pod("a-"+tc.name, false, tc.cfg)
+		b := e.pod("b-"+tc.name, false, tc.cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		addr := net.JoinHostPort(b.IPv4.String(), "9090")
+		srv := runSockopt(t, ctx, b, sockoptSpec{Role: "collect", Addr: addr})
+		if w := sockoptWait(t, runSockopt(t, ctx, a, sockoptSpec{Role: "oob", Addr: addr})); w.Error != "" {
+			t.Fatalf("%s: writer: %s", tc.name, w.Error)
+		}
+		got := sockoptWait(t, srv)
+		cancel()
+		if got.Error != "" || got.Data != tc.want {
+			t.Errorf("%s: the reader got %q (%s), want %q", tc.name, got.Data, got.Error, tc.want)
+		}
+	}
+	e.waitNoConns()
 }
