@@ -272,7 +272,10 @@ func (s sockoptSpec) zerocopy(res *sockoptResult) error {
 func runSockopt(t *testing.T, ctx context.Context, p *sim.Pod, spec sockoptSpec) *sim.Proc {
 	t.Helper()
 	js, _ := json.Marshal(spec)
-	ps := sim.ProcSpec{Argv: []string{p.Exe()}, UID: 1000, GID: 1000, Env: []string{envSockopt + "=" + string(js)}}
+	// No preemption signals: a signal ends a blocking read early, below
+	// the low-water mark, on any socket.
+	ps := sim.ProcSpec{Argv: []string{p.Exe()}, UID: 1000, GID: 1000,
+		Env: []string{envSockopt + "=" + string(js), "GODEBUG=asyncpreemptoff=1"}}
 	if spec.Role == "lowat" || spec.Role == "collect" {
 		ps.Ready = "ready"
 	}
@@ -339,7 +342,9 @@ func TestZerocopySender(t *testing.T) {
 	if res.Error != "" || !res.HashOK {
 		t.Fatalf("zerocopy sender: %+v", res)
 	}
-	if res.Calls < writes || res.Completions != res.Calls {
+	// The sockmap's stack path pushes a send in pieces, each with its own
+	// completion id: there may be more ids than sends, never fewer.
+	if res.Calls < writes || res.Completions < res.Calls {
 		t.Errorf("%d of %d MSG_ZEROCOPY sends completed", res.Completions, res.Calls)
 	}
 	wantPositive(t, cs, "stack_zerocopy_sender", "connections_accepted")
