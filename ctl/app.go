@@ -13,11 +13,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Deps is what mesh-accelctl takes from its surroundings. Zero fields get
 // the production values: os.Stdout, os.Stderr, os.Getenv, [OpenEngine],
-// a [FileDirectory] on --pod-dir and bpf.CheckKernel.
+// a [FileDirectory] on --state-dir and bpf.CheckKernel.
 type Deps struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
@@ -40,7 +41,7 @@ func (d Deps) withDefaults() Deps {
 		d.Open = OpenEngine
 	}
 	if d.Directory == nil {
-		d.Directory = func(c Config) PodDirectory { return NewFileDirectory(c.PodDir) }
+		d.Directory = func(c Config) PodDirectory { return NewFileDirectory(c.StateDir) }
 	}
 	if d.CheckKernel == nil {
 		d.CheckKernel = bpf.CheckKernel
@@ -86,6 +87,7 @@ type app struct {
 }
 
 func (a *app) rootCmd() *cobra.Command {
+	var binder *nodestate.Binder
 	root := &cobra.Command{
 		Use:   "mesh-accelctl",
 		Short: "Inspect and control mesh-accel (sockmap acceleration of sidecar traffic) on this node",
@@ -93,16 +95,21 @@ func (a *app) rootCmd() *cobra.Command {
 state under bpffs, the global and per-pod switches, the rules in force, the accelerated
 connections, the counters, and a capture of the bytes that are redirected.
 
-Pods are named by namespace/name (from the records of the CNI plugin in --pod-dir) or by pod UID.
+Pods are named by namespace/name (from the records of the CNI plugin in --state-dir) or by pod UID.
 Every command prints a table by default and JSON with -o json. Exit status: 0 on success, 1 when
 the command failed, 2 when the command line is wrong. Most commands need root.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		Args:              cobra.ArbitraryArgs,
 		RunE:              groupRun,
-		PersistentPreRunE: func(*cobra.Command, []string) error { return a.cfg.validate() },
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if err := errors.Join(binder.Errs...); err != nil {
+				return usageErrorf("%v", err)
+			}
+			return a.cfg.validate()
+		},
 	}
-	a.cfg = bindConfig(root.PersistentFlags(), a.deps.Getenv)
+	a.cfg, binder = bindConfig(root.PersistentFlags(), a.deps.Getenv)
 	root.SetOut(a.deps.Stdout)
 	root.SetErr(a.deps.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
@@ -197,7 +204,7 @@ func (a *app) attachedPod(pods []bpf.PodInfo, ref string) (bpf.PodInfo, error) {
 			ref, strings.Join(names, ", "))
 	case len(ids) == 0:
 		return bpf.PodInfo{}, fmt.Errorf("pod %s: no record of it in %s (--%s): give the pod UID instead",
-			ref, a.cfg.PodDir, FlagPodDir)
+			ref, nodestate.PodsDir(a.cfg.StateDir), FlagStateDir)
 	}
 	return bpf.PodInfo{}, fmt.Errorf("pod %s: %w on this node", ref, bpf.ErrPodNotAttached)
 }

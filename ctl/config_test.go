@@ -5,6 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Each global flag is bound to one variable: flag beats variable beats
@@ -16,12 +18,14 @@ func TestConfigFlagsAndEnvironment(t *testing.T) {
 		args []string
 		want Config
 	}{
-		{"defaults", nil, nil, Config{"/sys/fs/bpf", "mesh-accel", DefaultPodDir, OutputTable}},
-		{"environment", map[string]string{EnvBPFFS: "/b", EnvRoot: "r", EnvPodDir: "/p", EnvOutput: "json"}, nil,
-			Config{"/b", "r", "/p", OutputJSON}},
-		{"flags win", map[string]string{EnvBPFFS: "/b", EnvOutput: "json"},
-			[]string{"--bpffs", "/f", "--root", "x", "--pod-dir", "/q", "-o", "table"},
-			Config{"/f", "x", "/q", OutputTable}},
+		{"defaults", nil, nil, Config{nodestate.Location{BPFFS: "/sys/fs/bpf", BPFRoot: "mesh-accel",
+			StateDir: "/var/lib/mesh-accel"}, OutputTable}},
+		{"environment", map[string]string{"MESH_ACCEL_BPFFS": "/b", "MESH_ACCEL_BPF_ROOT": "r",
+			"MESH_ACCEL_STATE_DIR": "/p", "MESH_ACCEL_OUTPUT": "json"}, nil,
+			Config{nodestate.Location{BPFFS: "/b", BPFRoot: "r", StateDir: "/p"}, OutputJSON}},
+		{"flags win", map[string]string{"MESH_ACCEL_BPFFS": "/b", "MESH_ACCEL_OUTPUT": "json"},
+			[]string{"--bpffs", "/f", "--bpf-root", "x", "--state-dir", "/q", "-o", "table"},
+			Config{nodestate.Location{BPFFS: "/f", BPFRoot: "x", StateDir: "/q"}, OutputTable}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got Config

@@ -56,20 +56,20 @@ var ErrNoState = errors.New("no mesh-accel state on this node")
 
 // StateDir is where the node state of cfg lives.
 func StateDir(cfg Config) string {
-	return bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.Root}.Dir()
+	return bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.BPFRoot}.Dir()
 }
 
 // OpenEngine opens the node state that the CNI plugin or installer created.
 // Unlike bpf.OpenNode it never creates state: a node without any is
 // reported as ErrNoState.
 func OpenEngine(cfg Config) (Engine, error) {
-	opts := bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.Root}
+	opts := bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.BPFRoot}
 	if !bpf.StateExists(opts) {
 		if _, err := os.Stat(opts.Dir()); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("open node state: %w%s", err, rootHint(err))
 		}
 		return nil, fmt.Errorf("%w at %s: mesh-accel has not set this node up, or --%s/--%s point elsewhere",
-			ErrNoState, opts.Dir(), FlagBPFFS, FlagRoot)
+			ErrNoState, opts.Dir(), FlagBPFFS, FlagBPFRoot)
 	}
 	n, err := bpf.OpenNode(opts)
 	if err != nil {

@@ -3,16 +3,17 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -223,18 +224,18 @@ type result struct {
 	code           int
 }
 
-// runCtl runs mesh-accelctl on eng with pod records podDir (may be "") and
-// an empty environment.
-func runCtl(tb testing.TB, eng Engine, podDir string, args ...string) result {
+// runCtl runs mesh-accelctl on eng with the plugin's state folder
+// stateDir (may be "") and an empty environment.
+func runCtl(tb testing.TB, eng Engine, stateDir string, args ...string) result {
 	tb.Helper()
-	return runCtlContext(context.Background(), tb, eng, podDir, args...)
+	return runCtlContext(context.Background(), tb, eng, stateDir, args...)
 }
 
-func runCtlContext(ctx context.Context, tb testing.TB, eng Engine, podDir string, args ...string) result {
+func runCtlContext(ctx context.Context, tb testing.TB, eng Engine, stateDir string, args ...string) result {
 	tb.Helper()
 	var out, errb bytes.Buffer
-	if podDir != "" {
-		args = append([]string{"--" + FlagPodDir, podDir}, args...)
+	if stateDir != "" {
+		args = append([]string{"--" + FlagStateDir, stateDir}, args...)
 	}
 	code := Main(ctx, args, Deps{
 		Stdout: &out, Stderr: &errb,
@@ -246,26 +247,39 @@ func runCtlContext(ctx context.Context, tb testing.TB, eng Engine, podDir string
 }
 
 // mustRun fails the test unless the run succeeds, and returns stdout.
-func mustRun(tb testing.TB, eng Engine, podDir string, args ...string) string {
+func mustRun(tb testing.TB, eng Engine, stateDir string, args ...string) string {
 	tb.Helper()
-	r := runCtl(tb, eng, podDir, args...)
+	r := runCtl(tb, eng, stateDir, args...)
 	if r.code != ExitOK {
 		tb.Fatalf("mesh-accelctl %v: exit %d: %s", args, r.code, r.stderr)
 	}
 	return r.stdout
 }
 
-// podRecords writes pod records into a temporary directory and returns it.
+// podRecords writes pod records into a temporary state folder, as the
+// plugin does, and returns the folder.
 func podRecords(tb testing.TB, recs ...PodRecord) string {
 	tb.Helper()
 	dir := tb.TempDir()
 	for _, r := range recs {
-		b := fmt.Sprintf(`{"namespace":%q,"name":%q,"uid":%q}`, r.Namespace, r.Name, r.UID)
-		if err := os.WriteFile(filepath.Join(dir, r.UID+".json"), []byte(b), 0o644); err != nil {
-			tb.Fatal(err)
-		}
+		writeRecord(tb, dir, nodestate.Record{Namespace: r.Namespace, Name: r.Name, PodUID: r.UID})
 	}
 	return dir
+}
+
+// writeRecord writes a pod record where the plugin keeps it.
+func writeRecord(tb testing.TB, stateDir string, r nodestate.Record) {
+	tb.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.MkdirAll(nodestate.PodsDir(stateDir), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(nodestate.RecordPath(stateDir, r.PodUID), b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // defaultRecords name the fake engine's pods.

@@ -1,12 +1,11 @@
 package ctl
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // PodDirectory names pods. The engine knows a pod by its id (the Kubernetes
@@ -21,46 +20,34 @@ type PodDirectory interface {
 	Name(id string) string
 }
 
-// PodRecord is the metadata the CNI plugin records per pod, as the file
-// <pod dir>/<uid>.json.
+// PodRecord is what mesh-accelctl shows of a pod: its name and UID.
 type PodRecord struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	UID       string `json:"uid"`
 }
 
-// FileDirectory is a PodDirectory reading the records in a directory. It
-// reads them once, at first use. A missing directory, or a missing or
-// unreadable record, leaves those pods known by their UID only.
+// FileDirectory is a PodDirectory reading the CNI plugin's records in its
+// state folder (package nodestate owns their format). It reads them once,
+// at first use. A missing folder, or a missing or unreadable record, leaves
+// those pods known by their UID only.
 type FileDirectory struct {
-	dir  string
-	once sync.Once
-	byID map[string]PodRecord
+	stateDir string
+	once     sync.Once
+	byID     map[string]PodRecord
 }
 
-// NewFileDirectory returns the directory of the records in dir.
-func NewFileDirectory(dir string) *FileDirectory { return &FileDirectory{dir: dir} }
+// NewFileDirectory returns the directory of the records in the plugin's
+// state folder stateDir.
+func NewFileDirectory(stateDir string) *FileDirectory { return &FileDirectory{stateDir: stateDir} }
 
 func (d *FileDirectory) load() {
 	d.byID = map[string]PodRecord{}
-	ents, err := os.ReadDir(d.dir)
-	if err != nil {
-		return
-	}
-	for _, ent := range ents {
-		id, ok := strings.CutSuffix(ent.Name(), ".json")
-		if !ok || ent.IsDir() {
-			continue
+	recs, _ := nodestate.ListRecords(d.stateDir) // unreadable records: known by UID only
+	for _, r := range recs {
+		if r.Namespace != "" && r.Name != "" {
+			d.byID[r.PodUID] = PodRecord{Namespace: r.Namespace, Name: r.Name, UID: r.PodUID}
 		}
-		b, err := os.ReadFile(filepath.Join(d.dir, ent.Name()))
-		if err != nil {
-			continue
-		}
-		var r PodRecord
-		if json.Unmarshal(b, &r) != nil || r.Namespace == "" || r.Name == "" {
-			continue
-		}
-		d.byID[id] = r
 	}
 }
 

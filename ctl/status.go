@@ -95,7 +95,7 @@ func (a *app) status() (*statusReport, error) {
 		r.Kernel.Ready, r.Kernel.Missing = false, err.Error()
 	}
 	r.State = stateReport{Dir: StateDir(*a.cfg), Layout: bpf.LayoutVersion,
-		OtherLayouts: otherLayouts(filepath.Join(a.cfg.BPFFS, a.cfg.Root))}
+		OtherLayouts: otherLayouts(filepath.Join(a.cfg.BPFFS, a.cfg.BPFRoot))}
 	eng, err := a.engine()
 	if err != nil {
 		return r, err

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -54,7 +55,7 @@ func TestStatus(t *testing.T) {
 	out := mustRun(t, eng, defaultRecords(t), "status")
 	for _, want := range []string{
 		"Kernel:", "ready (cgroup v2",
-		"Node state:    " + StateDir(Config{BPFFS: "/sys/fs/bpf", Root: "mesh-accel"}) + " (layout " + bpf.LayoutVersion + ")",
+		"Node state:    " + StateDir(Config{Location: nodestate.Location{BPFFS: "/sys/fs/bpf", BPFRoot: "mesh-accel"}}) + " (layout " + bpf.LayoutVersion + ")",
 		"Acceleration:  enabled",
 		"4 sockets, 4 pair directions, 0 pending, of 65536 entries per map",
 		"program  sk_msg  7   SkMsg",

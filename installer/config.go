@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
@@ -30,9 +30,10 @@ const (
 	FlagRulesFile          = "rules-file"
 	FlagRulesCopyPath      = "rules-copy-path"
 	FlagHostRulesFile      = "host-rules-file"
-	FlagBPFFS              = "bpffs"
-	FlagBPFRoot            = "bpf-root"
-	FlagStateDir           = "state-dir"
+	FlagBPFFS              = nodestate.FlagBPFFS
+	FlagBPFRoot            = nodestate.FlagBPFRoot
+	FlagStateDir           = nodestate.FlagStateDir
+	FlagSidecarUID         = nodestate.FlagSidecarUID
 	FlagPluginLogFile      = "plugin-log-file"
 	FlagCgroupRoot         = "cgroup-root"
 	FlagListen             = "listen"
@@ -45,13 +46,9 @@ const (
 	FlagVersion            = "version"
 )
 
-// EnvPrefix starts the name of every flag's environment variable.
-const EnvPrefix = "MESH_ACCEL_"
-
-// EnvName returns the environment variable bound to the flag.
-func EnvName(flag string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
+// EnvName returns the environment variable bound to the flag (the rule of
+// package nodestate, shared with mesh-accelctl).
+func EnvName(flag string) string { return nodestate.EnvName(flag) }
 
 // Defaults: the paths of the DaemonSet in manifests/, where the host's
 // directories are mounted under /host and the image holds the plugin.
@@ -64,7 +61,7 @@ const (
 	DefaultRulesFile          = "/etc/mesh-accel/rules/rules"
 	DefaultRulesCopyPath      = "/host/etc/mesh-accel/rules"
 	DefaultHostRulesFile      = "/etc/mesh-accel/rules"
-	DefaultStateDir           = plugin.DefaultStateDir
+	DefaultStateDir           = nodestate.DefaultStateDir
 	DefaultPluginLogFile      = plugin.DefaultLogFile
 	DefaultCgroupRoot         = "/host/sys/fs/cgroup"
 	DefaultListen             = ":9753"
@@ -92,6 +89,9 @@ type Config struct {
 	HostRulesFile      string // the same copy as the plugin sees it
 	BPFFS              string // bpffs mount point
 	BPFRoot            string // mesh-accel's folder under BPFFS
+	// SidecarUID is the sidecar's uid: it reaches the plugin's entry and
+	// the built-in default rules.
+	SidecarUID uint32
 	// StateDir is shared with the plugin (its pod records are in pods/);
 	// the installer keeps its own files in StateDir/installer.
 	StateDir        string
@@ -118,33 +118,35 @@ func NewConfig(args []string, getenv func(string) string, out io.Writer) (*Confi
 	fs := pflag.NewFlagSet("mesh-accel-installer", pflag.ContinueOnError)
 	fs.SetOutput(out)
 	c := &Config{}
-	b := binder{fs: fs, getenv: getenv}
-	b.str(&c.HostCNIBinDir, FlagHostCNIBinDir, DefaultHostCNIBinDir, "host's CNI bin directory, where the plugin binary goes")
-	b.str(&c.HostCNIConfDir, FlagHostCNIConfDir, DefaultHostCNIConfDir, "host's CNI config directory")
-	b.str(&c.CNIConfName, FlagCNIConfName, "", "primary CNI config file name (empty: the first .conf/.conflist/.json by name, as the runtime chooses)")
-	b.str(&c.PluginBinary, FlagPluginBinary, DefaultPluginBinary, "the plugin binary to install")
-	b.str(&c.KubeconfigPath, FlagKubeconfigPath, DefaultKubeconfigPath, "where to write the plugin's kubeconfig")
-	b.str(&c.HostKubeconfigPath, FlagHostKubeconfigPath, DefaultHostKubeconfigPath, "the kubeconfig's path on the host, as the plugin sees it")
-	b.str(&c.RulesFile, FlagRulesFile, DefaultRulesFile, "the node's default rules (mounted ConfigMap)")
-	b.str(&c.RulesCopyPath, FlagRulesCopyPath, DefaultRulesCopyPath, "where to copy the valid rules for the plugin")
-	b.str(&c.HostRulesFile, FlagHostRulesFile, DefaultHostRulesFile, "the rules copy's path on the host, as the plugin sees it")
-	b.str(&c.BPFFS, FlagBPFFS, bpf.DefaultBPFFS, "bpffs mount point (the same path on the host)")
-	b.str(&c.BPFRoot, FlagBPFRoot, bpf.DefaultRoot, "mesh-accel's folder under --"+FlagBPFFS)
-	b.str(&c.StateDir, FlagStateDir, DefaultStateDir, "state directory shared with the plugin (the same path on the host)")
-	b.str(&c.PluginLogFile, FlagPluginLogFile, DefaultPluginLogFile, "the plugin's log file on the host")
-	b.str(&c.CgroupRoot, FlagCgroupRoot, DefaultCgroupRoot, "the host's cgroup root, for the kernel check")
-	b.str(&c.Listen, FlagListen, DefaultListen, "address serving /readyz and /metrics")
-	b.boolean(&c.RemoveBPFOnExit, FlagRemoveBPFOnExit, "remove the node's BPF state on SIGTERM (uninstall); keep it for upgrades when false")
-	b.str(&c.SAToken, FlagSAToken, DefaultSAToken, "service account token for the plugin's kubeconfig")
-	b.str(&c.SACA, FlagSACA, DefaultSACA, "service account CA bundle for the plugin's kubeconfig")
-	b.str(&c.APIHost, FlagAPIHost, defaultAPIHost(getenv), "API server URL for the plugin's kubeconfig (default from KUBERNETES_SERVICE_HOST/PORT)")
-	level := b.strValue(FlagLogLevel, "info", "log level: debug, info, warn or error")
-	b.boolean(&c.MountBPFFS, FlagMountBPFFS, "only mount bpffs at --"+FlagBPFFS+" if nothing is mounted there, then exit (init container)")
-	b.boolean(&c.ShowVersion, FlagVersion, "print the version and exit")
+	b := &nodestate.Binder{FS: fs, Getenv: getenv}
+	b.String(&c.HostCNIBinDir, FlagHostCNIBinDir, DefaultHostCNIBinDir, "host's CNI bin directory, where the plugin binary goes")
+	b.String(&c.HostCNIConfDir, FlagHostCNIConfDir, DefaultHostCNIConfDir, "host's CNI config directory")
+	b.String(&c.CNIConfName, FlagCNIConfName, "", "primary CNI config file name (empty: the first .conf/.conflist/.json by name, as the runtime chooses)")
+	b.String(&c.PluginBinary, FlagPluginBinary, DefaultPluginBinary, "the plugin binary to install")
+	b.String(&c.KubeconfigPath, FlagKubeconfigPath, DefaultKubeconfigPath, "where to write the plugin's kubeconfig")
+	b.String(&c.HostKubeconfigPath, FlagHostKubeconfigPath, DefaultHostKubeconfigPath, "the kubeconfig's path on the host, as the plugin sees it")
+	b.String(&c.RulesFile, FlagRulesFile, DefaultRulesFile, "the node's default rules (mounted ConfigMap)")
+	b.String(&c.RulesCopyPath, FlagRulesCopyPath, DefaultRulesCopyPath, "where to copy the valid rules for the plugin")
+	b.String(&c.HostRulesFile, FlagHostRulesFile, DefaultHostRulesFile, "the rules copy's path on the host, as the plugin sees it")
+	b.String(&c.BPFFS, FlagBPFFS, nodestate.DefaultBPFFS, "bpffs mount point (the same path on the host)")
+	b.String(&c.BPFRoot, FlagBPFRoot, nodestate.DefaultBPFRoot, "mesh-accel's folder under --"+FlagBPFFS)
+	b.String(&c.StateDir, FlagStateDir, DefaultStateDir, "state directory shared with the plugin (the same path on the host)")
+	b.Uint32(&c.SidecarUID, FlagSidecarUID, nodestate.DefaultSidecarUID, "the sidecar's uid: trusted to read with recvmsg, accelerated by the built-in rules")
+	b.String(&c.PluginLogFile, FlagPluginLogFile, DefaultPluginLogFile, "the plugin's log file on the host")
+	b.String(&c.CgroupRoot, FlagCgroupRoot, DefaultCgroupRoot, "the host's cgroup root, for the kernel check")
+	b.String(&c.Listen, FlagListen, DefaultListen, "address serving /readyz and /metrics")
+	b.Bool(&c.RemoveBPFOnExit, FlagRemoveBPFOnExit, "remove the node's BPF state on SIGTERM (uninstall); keep it for upgrades when false")
+	b.String(&c.SAToken, FlagSAToken, DefaultSAToken, "service account token for the plugin's kubeconfig")
+	b.String(&c.SACA, FlagSACA, DefaultSACA, "service account CA bundle for the plugin's kubeconfig")
+	b.String(&c.APIHost, FlagAPIHost, defaultAPIHost(getenv), "API server URL for the plugin's kubeconfig (default from KUBERNETES_SERVICE_HOST/PORT)")
+	level := new(string)
+	b.String(level, FlagLogLevel, "info", "log level: debug, info, warn or error")
+	b.Bool(&c.MountBPFFS, FlagMountBPFFS, "only mount bpffs at --"+FlagBPFFS+" if nothing is mounted there, then exit (init container)")
+	b.Bool(&c.ShowVersion, FlagVersion, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if err := errors.Join(b.errs...); err != nil {
+	if err := errors.Join(b.Errs...); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -157,37 +159,6 @@ func NewConfig(args []string, getenv func(string) string, out io.Writer) (*Confi
 		return nil, err
 	}
 	return c, nil
-}
-
-// binder defines flags whose defaults come from their environment variable.
-type binder struct {
-	fs     *pflag.FlagSet
-	getenv func(string) string
-	errs   []error
-}
-
-func (b *binder) str(p *string, name, def, usage string) {
-	if v := b.getenv(EnvName(name)); v != "" {
-		def = v
-	}
-	b.fs.StringVar(p, name, def, usage+" (env "+EnvName(name)+")")
-}
-
-func (b *binder) strValue(name, def, usage string) *string {
-	p := new(string)
-	b.str(p, name, def, usage)
-	return p
-}
-
-func (b *binder) boolean(p *bool, name, usage string) {
-	def := false
-	if v := b.getenv(EnvName(name)); v != "" {
-		var err error
-		if def, err = strconv.ParseBool(v); err != nil {
-			b.errs = append(b.errs, fmt.Errorf("%s=%q: want true or false", EnvName(name), v))
-		}
-	}
-	b.fs.BoolVar(p, name, def, usage+" (env "+EnvName(name)+")")
 }
 
 // defaultAPIHost is the in-cluster API server URL, empty outside a cluster.

@@ -44,6 +44,16 @@ func TestNewConfig(t *testing.T) {
 		{name: "api host given", args: []string{"--api-host", "https://api:6443"}, env: map[string]string{"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"},
 			check: func(c *Config) bool { return c.APIHost == "https://api:6443" }},
 		{name: "version skips the checks", args: []string{"--version", "--bpffs=relative"}, check: func(c *Config) bool { return c.ShowVersion }},
+		{name: "sidecar uid", env: map[string]string{"MESH_ACCEL_SIDECAR_UID": "1000690000"},
+			check: func(c *Config) bool {
+				e := NewEntry(c)
+				return c.SidecarUID == 1000690000 && e.SidecarUID == 1000690000 &&
+					strings.Contains(DefaultRulesText(c.SidecarUID), "--uid-owner 1000690000 -j ACCEPT")
+			}},
+		{name: "sidecar uid default stays out of the entry", check: func(c *Config) bool {
+			return c.SidecarUID == 1337 && NewEntry(c).SidecarUID == 0
+		}},
+		{name: "bad uint env", env: map[string]string{"MESH_ACCEL_SIDECAR_UID": "envoy"}, err: "MESH_ACCEL_SIDECAR_UID"},
 		{name: "bad bool env", env: map[string]string{"MESH_ACCEL_REMOVE_BPF_ON_EXIT": "yes please"}, err: "MESH_ACCEL_REMOVE_BPF_ON_EXIT"},
 		{name: "relative path", args: []string{"--state-dir=var/lib"}, err: "--state-dir \"var/lib\" is not an absolute path"},
 		{name: "bpf root with a slash", args: []string{"--bpf-root=a/b"}, err: "--bpf-root"},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
@@ -29,6 +30,8 @@ type Entry struct {
 	// plugin's defaults.
 	BPFRoot  string `json:"bpfRoot,omitempty"`
 	StateDir string `json:"stateDir,omitempty"`
+	// SidecarUID is written only when it is not Istio's 1337.
+	SidecarUID uint32 `json:"sidecarUID,omitempty"`
 }
 
 // NewEntry returns the entry the configuration asks for.
@@ -45,6 +48,9 @@ func NewEntry(c *Config) Entry {
 	}
 	if filepath.Clean(c.StateDir) != plugin.DefaultStateDir {
 		e.StateDir = c.StateDir
+	}
+	if c.SidecarUID != nodestate.DefaultSidecarUID {
+		e.SidecarUID = c.SidecarUID
 	}
 	return e
 }

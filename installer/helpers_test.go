@@ -157,7 +157,7 @@ func newHost(tb testing.TB) *host {
 	}
 	writeTree(tb, root, map[string]string{
 		"image/mesh-accel": "#!/bin/false plugin v1\n",
-		"rules/rules":      DefaultRulesText(),
+		"rules/rules":      DefaultRulesText(rules.DefaultSidecarUID),
 	})
 	if err := os.MkdirAll(h.cfg.HostCNIConfDir, 0o755); err != nil {
 		tb.Fatal(err)

@@ -18,11 +18,12 @@ import (
 const rulesMode = 0o644
 
 // DefaultRulesText is the rules file used when none is mounted: the rules of
-// rules.Default() (accelerate the sidecar's uid 1337, never port 15006).
-func DefaultRulesText() string {
+// rules.DefaultFor(sidecarUID) (accelerate the sidecar's traffic, never
+// port 15006).
+func DefaultRulesText(sidecarUID uint32) string {
 	var b strings.Builder
-	b.WriteString("# mesh-accel node defaults: accelerate the Envoy sidecar's traffic (uid 1337), never its inbound port 15006\n")
-	for _, r := range rules.Default().Rules {
+	fmt.Fprintf(&b, "# mesh-accel node defaults: accelerate the Envoy sidecar's traffic (uid %d), never its inbound port 15006\n", sidecarUID)
+	for _, r := range rules.DefaultFor(sidecarUID).Rules {
 		b.WriteString(r.String() + "\n")
 	}
 	return b.String()
@@ -39,6 +40,8 @@ type ruleSet struct {
 	applied  *rules.Set
 	text     []byte // applied's text
 	log      *slog.Logger
+	// sidecarUID is the uid of the built-in defaults.
+	sidecarUID uint32
 }
 
 // reloadResult says what a reload did.
@@ -71,7 +74,7 @@ func (r *ruleSet) read() ([]byte, error) {
 			return r.text, nil // a ConfigMap being swapped; nothing to change
 		}
 		r.log.Warn("no rules file mounted: using the built-in defaults", "path", r.src)
-		return []byte(DefaultRulesText()), nil
+		return []byte(DefaultRulesText(r.sidecarUID)), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read rules: %w", err)
@@ -116,11 +119,11 @@ func (r *ruleSet) reload(n Node) (reloadResult, error) {
 // in place. When none were ever applied, the built-in defaults are.
 func (r *ruleSet) keep() error {
 	if r.applied == nil {
-		text := []byte(DefaultRulesText())
+		text := []byte(DefaultRulesText(r.sidecarUID))
 		if err := writeFileAtomic(r.record, text, rulesMode); err != nil {
 			return fmt.Errorf("record applied rules: %w", err)
 		}
-		r.applied, r.text = rules.Default(), text
+		r.applied, r.text = rules.DefaultFor(r.sidecarUID), text
 	}
 	if sameContent(r.copyPath, r.text) {
 		return nil

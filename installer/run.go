@@ -147,7 +147,7 @@ func newInstaller(cfg *Config, d Deps, m *metrics, ready *readiness) *installer 
 		conf: &conflists{dir: cfg.HostCNIConfDir, name: cfg.CNIConfName, entry: NewEntry(cfg),
 			backupPath: filepath.Join(cfg.installerDir(), "conflist-backup.json"), log: d.Log},
 		kube: &kubeconfigs{path: cfg.KubeconfigPath, server: cfg.APIHost, tokenPath: cfg.SAToken, caPath: cfg.SACA},
-		rules: &ruleSet{src: cfg.RulesFile, copyPath: cfg.RulesCopyPath,
+		rules: &ruleSet{src: cfg.RulesFile, copyPath: cfg.RulesCopyPath, sidecarUID: cfg.SidecarUID,
 			record: filepath.Join(cfg.installerDir(), "rules-applied"), log: d.Log},
 	}
 }

@@ -45,13 +45,7 @@ func nodeRules(conf *Config) (*rules.Set, error) {
 		}
 		return s, nil
 	}
-	s := rules.Default()
-	for i := range s.Rules {
-		if s.Rules[i].HasUID && s.Rules[i].UID == bpf.DefaultSidecarUID {
-			s.Rules[i].UID = conf.SidecarUID
-		}
-	}
-	return s, nil
+	return rules.DefaultFor(conf.SidecarUID), nil
 }
 
 // podConfig derives a pod's configuration: the node's rules, then the pod's

@@ -14,12 +14,13 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Defaults of the plugin configuration.
 const (
 	DefaultBPFRoot    = bpf.DefaultBPFFS + "/" + bpf.DefaultRoot
-	DefaultStateDir   = "/var/lib/mesh-accel"
+	DefaultStateDir   = nodestate.DefaultStateDir
 	DefaultLogFile    = "/var/log/mesh-accel/cni.log"
 	DefaultAPITimeout = 5 * time.Second
 )

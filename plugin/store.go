@@ -8,11 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // store is the plugin's state folder (Config.StateDir):
@@ -31,20 +31,12 @@ import (
 // they describe lives in bpffs, which does not survive a reboot either.
 type store struct{ dir string }
 
-// record says who attached a pod.
-type record struct {
-	Network     string    `json:"network"`
-	ContainerID string    `json:"containerID"`
-	IfName      string    `json:"ifname"`
-	PodUID      string    `json:"uid"`
-	Namespace   string    `json:"namespace"`
-	Name        string    `json:"name"`
-	CgroupDir   string    `json:"cgroupDir"`
-	Added       time.Time `json:"added"`
-}
+// record says who attached a pod; package nodestate owns the format, which
+// mesh-accelctl reads too.
+type record = nodestate.Record
 
-func (s store) podsDir() string              { return filepath.Join(s.dir, "pods") }
-func (s store) recordPath(uid string) string { return filepath.Join(s.podsDir(), uid+".json") }
+func (s store) podsDir() string              { return nodestate.PodsDir(s.dir) }
+func (s store) recordPath(uid string) string { return nodestate.RecordPath(s.dir, uid) }
 
 // lock takes the state folder's lock, shared or exclusive, until the
 // returned function is called.
@@ -116,20 +108,7 @@ func (s store) put(r record) error {
 }
 
 // get reads the pod's record; nil when there is none.
-func (s store) get(uid string) (*record, error) {
-	b, err := os.ReadFile(s.recordPath(uid))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read record of pod %s: %w", uid, err)
-	}
-	var r record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("record %s is corrupt: %w", s.recordPath(uid), err)
-	}
-	return &r, nil
-}
+func (s store) get(uid string) (*record, error) { return nodestate.ReadRecord(s.dir, uid) }
 
 // remove deletes the pod's record; it succeeds when there is none.
 func (s store) remove(uid string) error {
@@ -142,28 +121,11 @@ func (s store) remove(uid string) error {
 // list returns every record, by pod uid. A corrupt record is returned
 // with only its PodUID set, so that GC removes it.
 func (s store) list() ([]record, error) {
-	ents, err := os.ReadDir(s.podsDir())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	recs, err := nodestate.ListRecords(s.dir)
+	if recs == nil && err != nil {
+		return nil, err // the folder itself could not be read
 	}
-	if err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
-	}
-	var out []record
-	for _, e := range ents {
-		uid, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		r, err := s.get(uid)
-		if err != nil || r == nil {
-			out = append(out, record{PodUID: uid})
-			continue
-		}
-		out = append(out, *r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].PodUID < out[j].PodUID })
-	return out, nil
+	return recs, nil
 }
 
 // writeAtomic replaces the file at path with b (mode 0600).

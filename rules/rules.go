@@ -187,9 +187,16 @@ type Set struct {
 // Default returns the rules used when no rule file is given: accelerate the
 // traffic of the Envoy sidecar (uid 1337), never port 15006 (its inbound
 // listener). Each call returns a new Set.
-func Default() *Set {
+func Default() *Set { return DefaultFor(DefaultSidecarUID) }
+
+// DefaultSidecarUID is Envoy's uid in Istio, the one Default accelerates.
+const DefaultSidecarUID = 1337
+
+// DefaultFor is Default for a sidecar that runs as uid (OpenShift gives
+// Envoy another uid than 1337).
+func DefaultFor(uid uint32) *Set {
 	return &Set{Rules: []Rule{
-		{File: DefaultFile, Line: 1, UID: 1337, HasUID: true, Target: Accept},
+		{File: DefaultFile, Line: 1, UID: uid, HasUID: true, Target: Accept},
 		{File: DefaultFile, Line: 2, PortLo: 15006, PortHi: 15006, HasPort: true, Target: Return},
 	}}
 }

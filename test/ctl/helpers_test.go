@@ -18,6 +18,7 @@ import (
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
 	"github.com/mesh-accel/mesh-accel/ctl"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/sim"
@@ -42,19 +43,19 @@ type env struct {
 	t      *testing.T
 	node   *bpf.Node
 	sim    *sim.Node
-	podDir string
-	global []string // the global flags that point mesh-accelctl at this state
+	stateDir string   // the plugin's state folder, with the pod records
+	global   []string // the global flags that point mesh-accelctl at this state
 	uids   map[string]string
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, sim: sim.NewTestNode(t, sim.NodeOptions{}), podDir: t.TempDir(), uids: map[string]string{}}
+	e := &env{t: t, sim: sim.NewTestNode(t, sim.NodeOptions{}), stateDir: t.TempDir(), uids: map[string]string{}}
 	e.node = bpftest.NewNode(t, bpf.Options{})
 	dir := e.node.Dir() // <bpffs>/<root>/<layout>
 	root := filepath.Dir(dir)
-	e.global = []string{"--" + ctl.FlagBPFFS, filepath.Dir(root), "--" + ctl.FlagRoot, filepath.Base(root),
-		"--" + ctl.FlagPodDir, e.podDir}
+	e.global = []string{"--" + ctl.FlagBPFFS, filepath.Dir(root), "--" + ctl.FlagBPFRoot, filepath.Base(root),
+		"--" + ctl.FlagStateDir, e.stateDir}
 	return e
 }
 
@@ -63,8 +64,11 @@ func newEnv(t *testing.T) *env {
 func (e *env) pod(name string, cfg bpf.PodConfig) *sim.Pod {
 	e.t.Helper()
 	uid := newUID()
-	rec, _ := json.Marshal(ctl.PodRecord{Namespace: ns, Name: name, UID: uid})
-	if err := os.WriteFile(filepath.Join(e.podDir, uid+".json"), rec, 0o644); err != nil {
+	rec, _ := json.Marshal(nodestate.Record{Namespace: ns, Name: name, PodUID: uid})
+	if err := os.MkdirAll(nodestate.PodsDir(e.stateDir), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(nodestate.RecordPath(e.stateDir, uid), rec, 0o644); err != nil {
 		e.t.Fatal(err)
 	}
 	e.uids[name] = uid

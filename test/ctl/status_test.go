@@ -1,7 +1,10 @@
 package ctltest
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +12,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/ctl"
+	"github.com/mesh-accel/mesh-accel/installer"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
@@ -74,13 +78,13 @@ func TestStatus(t *testing.T) {
 // nothing.
 func TestStatusNoState(t *testing.T) {
 	e := newEnv(t)
-	r := e.ctl("status", "--root", "mesh-accel-nosuch")
+	r := e.ctl("status", "--bpf-root", "mesh-accel-nosuch")
 	if r.code != ctl.ExitError || !strings.Contains(r.stdout, "Node state:  none at") ||
 		!strings.Contains(r.stderr, "no mesh-accel state on this node") {
 		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	var rep struct{ State struct{ Present bool } }
-	r = e.ctl("status", "--root", "mesh-accel-nosuch", "-o", "json")
+	r = e.ctl("status", "--bpf-root", "mesh-accel-nosuch", "-o", "json")
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.State.Present || r.code != ctl.ExitError {
 		t.Errorf("JSON status without state: exit %d, %v: %s", r.code, err, r.stdout)
 	}
@@ -124,5 +128,27 @@ func TestStats(t *testing.T) {
 	}
 	if out := e.ok("stats"); !strings.Contains(out, "bytes_redirected") {
 		t.Errorf("stats table: %s", out)
+	}
+}
+
+// mesh-accelctl run with the installer's environment (as in the
+// installer's container, whose variables the DaemonSet sets) finds the
+// state the installer made, in a non-default location: the two programs
+// name the settings alike.
+func TestInstallerEnvironment(t *testing.T) {
+	e := newEnv(t)
+	e.pod("a", defaultCfg)
+	root := filepath.Dir(e.node.Dir())
+	env := map[string]string{
+		installer.EnvName(installer.FlagBPFFS):    filepath.Dir(root),
+		installer.EnvName(installer.FlagBPFRoot):  filepath.Base(root),
+		installer.EnvName(installer.FlagStateDir): e.stateDir,
+	}
+	var out, errb bytes.Buffer
+	code := ctl.Main(context.Background(), []string{"status"}, ctl.Deps{Stdout: &out, Stderr: &errb,
+		Getenv: func(k string) string { return env[k] }})
+	if code != ctl.ExitOK || !strings.Contains(out.String(), "Node state:    "+e.node.Dir()) ||
+		!strings.Contains(out.String(), "shop/a (uid "+e.uids["a"]) {
+		t.Fatalf("mesh-accelctl with the installer's environment %v: exit %d\n%s%s", env, code, out.String(), errb.String())
 	}
 }
