@@ -98,10 +98,10 @@ connections, the counters, and a capture of the bytes that are redirected.
 Pods are named by namespace/name (from the records of the CNI plugin in --state-dir) or by pod UID.
 Every command prints a table by default and JSON with -o json. Exit status: 0 on success, 1 when
 the command failed, 2 when the command line is wrong. Most commands need root.`,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		Args:              cobra.ArbitraryArgs,
-		RunE:              groupRun,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          groupRun,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			if err := errors.Join(binder.Errs...); err != nil {
 				return usageErrorf("%v", err)

@@ -40,12 +40,12 @@ var (
 
 // env is a simulated node with its own mesh-accel state and pod records.
 type env struct {
-	t      *testing.T
-	node   *bpf.Node
-	sim    *sim.Node
+	t        *testing.T
+	node     *bpf.Node
+	sim      *sim.Node
 	stateDir string   // the plugin's state folder, with the pod records
 	global   []string // the global flags that point mesh-accelctl at this state
-	uids   map[string]string
+	uids     map[string]string
 }
 
 func newEnv(t *testing.T) *env {
