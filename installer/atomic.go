@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -30,14 +31,47 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	})
 }
 
-// writeFileLike replaces path with data, with the mode of old (the file
-// being replaced), and its owner when the process may set it.
-func writeFileLike(path string, data []byte, old fs.FileInfo) error {
+// errConfigChanged reports that a CNI config changed between the read
+// its new text was made from and the rename that would replace it: the
+// primary CNI wrote it meanwhile, and that write must not be lost.
+var errConfigChanged = errors.New("changed by someone else while being rewritten")
+
+// beforeConfigRename, when set (tests), runs right before a config's
+// content is checked against what it was read as.
+var beforeConfigRename func(path string)
+
+// writeConfig replaces the CNI config at path with data, with the mode of
+// old (the file being replaced) and its owner when the process may set it.
+// A symlink stays a symlink: its target is rewritten. With expect given,
+// the file must still hold expect right before the rename, else nothing is
+// written and the error wraps errConfigChanged: the caller reads it again.
+// (No file system offers compare-and-swap; the check narrows the window to
+// the rename itself.)
+func writeConfig(path string, data, expect []byte, old fs.FileInfo) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err != nil {
+		real = path // a new file
+	}
 	var owner *syscall.Stat_t
 	if st, ok := old.Sys().(*syscall.Stat_t); ok {
 		owner = st
 	}
-	return replaceFile(path, old.Mode().Perm(), owner, func(w io.Writer) error {
+	check := func() error {
+		if expect == nil {
+			return nil
+		}
+		if beforeConfigRename != nil {
+			beforeConfigRename(path)
+		}
+		if cur, err := os.ReadFile(real); err != nil || !bytes.Equal(cur, expect) {
+			return errConfigChanged
+		}
+		return nil
+	}
+	return replaceFileChecked(real, old.Mode().Perm(), owner, check, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})
@@ -46,6 +80,12 @@ func writeFileLike(path string, data []byte, old fs.FileInfo) error {
 // replaceFile atomically replaces path with what fill writes, with mode and,
 // when owner is given and differs from the process's, owner's uid and gid.
 func replaceFile(path string, mode fs.FileMode, owner *syscall.Stat_t, fill func(io.Writer) error) error {
+	return replaceFileChecked(path, mode, owner, nil, fill)
+}
+
+// replaceFileChecked is replaceFile with check, when not nil, run right
+// before the rename: its error leaves path as it was.
+func replaceFileChecked(path string, mode fs.FileMode, owner *syscall.Stat_t, check func() error, fill func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, tempPrefix+filepath.Base(path)+"-*"+tempSuffix)
 	if err != nil {
@@ -65,6 +105,9 @@ func replaceFile(path string, mode fs.FileMode, owner *syscall.Stat_t, fill func
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && check != nil {
+		err = check()
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)

@@ -110,8 +110,19 @@ func (m *conflists) saveBackup(b *backup) error {
 
 // ensure puts the entry into the primary config, unless it is there
 // already, and reports whether it wrote. Errors wrapping [ErrNoPrimary] or
-// an [*InvalidError] mean: wait, nothing was written.
+// an [*InvalidError] mean: wait, nothing was written. A config the primary
+// CNI rewrites while the entry goes in is read again.
 func (m *conflists) ensure() (bool, error) {
+	for attempt := 1; ; attempt++ {
+		wrote, err := m.ensureOnce()
+		if !errors.Is(err, errConfigChanged) || attempt == 5 {
+			return wrote, err
+		}
+		m.log.Info("primary CNI config changed while the entry went in: reading it again", "err", err)
+	}
+}
+
+func (m *conflists) ensureOnce() (bool, error) {
 	p, err := findPrimary(m.dir, m.name)
 	if err != nil {
 		return false, err
@@ -141,7 +152,11 @@ func (m *conflists) ensure() (bool, error) {
 	if err := m.saveBackup(b); err != nil {
 		return false, err
 	}
-	if err := writeFileLike(target, want, p.info); err != nil {
+	expect := p.data // the write must replace what the text was made from
+	if target != p.path {
+		expect = nil // a new .conflist beside the .conf
+	}
+	if err := writeConfig(target, want, expect, p.info); err != nil {
 		return false, err
 	}
 	if target != p.path {
@@ -224,7 +239,14 @@ func (m *conflists) restore() error {
 	case err != nil:
 		return fmt.Errorf("restore %s: %w", b.Path, err)
 	default:
-		if err := m.restoreFile(b, info); err != nil {
+		err := m.restoreFile(b, info)
+		for attempt := 1; errors.Is(err, errConfigChanged) && attempt < 5; attempt++ {
+			m.log.Info("primary CNI config changed while the entry came out: reading it again", "err", err)
+			if info, err = os.Stat(b.Path); err == nil {
+				err = m.restoreFile(b, info)
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -248,11 +270,11 @@ func (m *conflists) restoreFile(b *backup, info fs.FileInfo) error {
 			return nil
 		}
 		m.log.Info("removing our entry from a conflist the primary CNI rewrote", "path", b.Path)
-		return writeFileLike(b.Path, clean, info)
+		return writeConfig(b.Path, clean, cur, info)
 	}
 	if !b.converted() {
 		m.log.Info("restoring the original conflist", "path", b.Path)
-		return writeFileLike(b.Path, b.OrigData, info)
+		return writeConfig(b.Path, b.OrigData, cur, info)
 	}
 	if _, err := os.Lstat(b.Original); err == nil {
 		m.log.Info("the primary CNI wrote its config again: removing our conversion", "path", b.Path, "config", b.Original)
@@ -287,7 +309,7 @@ func (m *conflists) uninstall() error {
 		return nil
 	}
 	m.log.Warn("removing an entry of ours that no backup describes", "path", p.path, "entries", n)
-	return writeFileLike(p.path, clean, p.info)
+	return writeConfig(p.path, clean, p.data, p.info)
 }
 
 // referenced names the CNI config files of the directory that still run

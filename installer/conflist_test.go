@@ -346,3 +346,81 @@ func TestConflistUninstall(t *testing.T) {
 		})
 	}
 }
+
+// The primary CNI rewrites its config between the installer's read and its
+// rename (install, and uninstall): both edits survive, the uninstall gives
+// back the primary's edited bytes.
+func TestConflistRaceWithPrimary(t *testing.T) {
+	const primary = "10-calico.conflist"
+	dir, in := confDir(t, "calico")
+	path := filepath.Join(dir, primary)
+	edited := strings.Replace(in[primary], `"mtu": 0`, `"mtu": 1440`, 1)
+	m := newConflists(t, dir, t.TempDir())
+	raced := 0
+	beforeConfigRename = func(p string) {
+		if raced == 0 && p == path {
+			raced++
+			replaceWith(t, path, edited) // the primary CNI's write
+		}
+	}
+	t.Cleanup(func() { beforeConfigRename = nil })
+	if _, err := m.ensure(); err != nil {
+		t.Fatal(err)
+	}
+	l := runtimeList(t, dir)
+	got := readTree(t, dir)[primary]
+	if raced != 1 || !strings.Contains(got, `"mtu": 1440`) || l.Plugins[len(l.Plugins)-1].Network.Type != PluginType {
+		t.Fatalf("after a write raced the install (%d): %s", raced, got)
+	}
+	// And while the entry comes out: the primary edits the file again.
+	again := strings.Replace(got, `"mtu": 1440`, `"mtu": 9000`, 1)
+	raced = 0
+	beforeConfigRename = func(p string) {
+		if raced == 0 && p == path {
+			raced++
+			replaceWith(t, path, again)
+		}
+	}
+	if err := m.restore(); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(edited, `"mtu": 1440`, `"mtu": 9000`, 1)
+	sameTree(t, "after uninstall", dir, map[string]string{primary: want, "calico-kubeconfig": in["calico-kubeconfig"]})
+}
+
+// A primary config that is a symlink (to a file the primary CNI manages
+// elsewhere) stays a symlink: the entry goes into its target, and the
+// uninstall gives the target back its bytes.
+func TestConflistSymlink(t *testing.T) {
+	const primary = "10-calico.conflist"
+	_, in := confDir(t, "calico")
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	target := filepath.Join(elsewhere, "calico.conflist")
+	writeTree(t, elsewhere, map[string]string{"calico.conflist": in[primary]})
+	link := filepath.Join(dir, primary)
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	m := newConflists(t, dir, t.TempDir())
+	if _, err := m.ensure(); err != nil {
+		t.Fatal(err)
+	}
+	isLink := func(when string) {
+		t.Helper()
+		if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Fatalf("%s: %s is no longer a symlink (%v)", when, link, err)
+		}
+	}
+	isLink("after install")
+	l := runtimeList(t, dir)
+	if l.Plugins[len(l.Plugins)-1].Network.Type != PluginType {
+		t.Fatalf("entry not in the symlink's target")
+	}
+	if err := m.restore(); err != nil {
+		t.Fatal(err)
+	}
+	isLink("after uninstall")
+	if b, err := os.ReadFile(target); err != nil || string(b) != in[primary] {
+		t.Fatalf("target after uninstall: %v\n%s", err, b)
+	}
+}
