@@ -85,6 +85,7 @@ type meshGlobalConfig struct {
 	_            structs.HostLayout
 	Disabled     uint32
 	BacklogLimit uint32
+	Build        uint64
 }
 
 type meshHelperFlag uint32

@@ -73,6 +73,7 @@ type meshnocapGlobalConfig struct {
 	_            structs.HostLayout
 	Disabled     uint32
 	BacklogLimit uint32
+	Build        uint64
 }
 
 type meshnocapHelperVal struct {

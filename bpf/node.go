@@ -103,6 +103,7 @@ func (o Options) dir() string {
 // the pinned state stays until Remove.
 type Node struct {
 	dir        string
+	noCapture  bool // opened with Options.NoCapture
 	maps       meshMaps
 	sockops    *ebpf.Program
 	sockCreate *ebpf.Program
@@ -119,7 +120,7 @@ func OpenNode(o Options) (*Node, error) {
 		return nil, err
 	}
 	dir := o.dir()
-	n := &Node{dir: dir}
+	n := &Node{dir: dir, noCapture: o.NoCapture}
 	// Complete state (the sk_msg pin is made last) opens without the lock
 	// and without parsing the BPF objects: the path of every CNI ADD.
 	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil && !o.NoCapture {
@@ -227,7 +228,8 @@ func (n *Node) create(spec *ebpf.CollectionSpec, limit uint32) error {
 	defer progs.MeshSkMsg.Close()
 	n.sockops, n.sockCreate = progs.MeshSockops, progs.MeshSockCreate
 
-	if err := n.maps.MeshConfig.Update(uint32(0), meshGlobalConfig{BacklogLimit: limit}, ebpf.UpdateAny); err != nil {
+	cfg := meshGlobalConfig{BacklogLimit: limit, Build: dataPathID(n.noCapture)}
+	if err := n.maps.MeshConfig.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("initialise global configuration: %w", err)
 	}
 	if err := link.RawAttachProgram(link.RawAttachProgramOptions{

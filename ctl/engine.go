@@ -26,6 +26,9 @@ type Engine interface {
 	Counters() (bpf.Counters, error)
 	Directions() ([]bpf.Direction, error)
 	Usage() (bpf.Usage, error)
+	// DataPaths says which data path the pinned programs are, and which
+	// this binary carries.
+	DataPaths() (bpf.DataPaths, error)
 	// Objects lists the pinned programs and maps of the node state.
 	Objects() ([]Object, error)
 	StartCapture(f bpf.CaptureFilter) (Capture, error)

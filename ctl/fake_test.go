@@ -29,6 +29,8 @@ type fakeEngine struct {
 	capture  *fakeCapture
 	calls    []string
 	closed   bool
+	// dataPaths is what DataPaths reports (both "00000000000000aa" when zero).
+	dataPaths bpf.DataPaths
 }
 
 // newFakeEngine has two pods: "uid-a" (cgroup 100) and "uid-b" (cgroup 200).
@@ -135,7 +137,14 @@ func (f *fakeEngine) Directions() ([]bpf.Direction, error) {
 	return append([]bpf.Direction(nil), f.dirs...), nil
 }
 
-func (f *fakeEngine) Usage() (bpf.Usage, error)  { return f.usage, nil }
+func (f *fakeEngine) Usage() (bpf.Usage, error) { return f.usage, nil }
+
+func (f *fakeEngine) DataPaths() (bpf.DataPaths, error) {
+	if f.dataPaths == (bpf.DataPaths{}) {
+		return bpf.DataPaths{Pinned: "00000000000000aa", Binary: "00000000000000aa"}, nil
+	}
+	return f.dataPaths, nil
+}
 func (f *fakeEngine) Objects() ([]Object, error) { return f.objects, nil }
 
 func (f *fakeEngine) StartCapture(flt bpf.CaptureFilter) (Capture, error) {

@@ -32,8 +32,12 @@ type stateReport struct {
 	Present      bool     `json:"present"`
 	Dir          string   `json:"dir"`
 	Layout       string   `json:"layout_version"`
-	OtherLayouts []string `json:"other_layouts,omitempty"` // beside ours, under --root
-	Objects      []Object `json:"objects,omitempty"`
+	OtherLayouts []string `json:"other_layouts,omitempty"` // beside ours, under --bpf-root
+	// DataPath is the pinned programs' build, BinaryDataPath this
+	// binary's; they differ after an upgrade that kept the node state.
+	DataPath       string   `json:"data_path,omitempty"`
+	BinaryDataPath string   `json:"binary_data_path,omitempty"`
+	Objects        []Object `json:"objects,omitempty"`
 }
 
 type usageReport struct {
@@ -104,6 +108,11 @@ func (a *app) status() (*statusReport, error) {
 	if r.State.Objects, err = eng.Objects(); err != nil {
 		return r, err
 	}
+	dp, err := eng.DataPaths()
+	if err != nil {
+		return r, err
+	}
+	r.State.DataPath, r.State.BinaryDataPath = dp.Pinned, dp.Binary
 	if r.Enabled, err = eng.Enabled(); err != nil {
 		return r, err
 	}
@@ -124,6 +133,10 @@ func (a *app) status() (*statusReport, error) {
 		return r, err
 	}
 	r.Warnings = statusWarnings(r.Enabled, pods, u, c, a.directory())
+	if dp.Skewed() {
+		r.Warnings = append([]string{fmt.Sprintf("the pinned data path %s is not this binary's %s: the node runs "+
+			"programs of another mesh-accel build (an upgrade kept the node state)", dp.Pinned, dp.Binary)}, r.Warnings...)
+	}
 	return r, nil
 }
 
@@ -166,6 +179,11 @@ func renderStatus(w io.Writer, r *statusReport) error {
 	for _, l := range r.State.OtherLayouts {
 		t.row("", "also present: layout "+l+" (another mesh-accel version)")
 	}
+	dp := "data path " + r.State.DataPath
+	if r.State.DataPath != r.State.BinaryDataPath {
+		dp += ", NOT this binary's " + r.State.BinaryDataPath
+	}
+	t.row("", dp)
 	t.row("Acceleration:", map[bool]string{true: "enabled", false: "DISABLED (global switch off)"}[r.Enabled])
 	u := r.Usage
 	t.row("Connections:", fmt.Sprintf("%d sockets, %d pair directions, %d pending, of %d entries per map",

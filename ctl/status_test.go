@@ -95,3 +95,21 @@ func TestStatusNoState(t *testing.T) {
 		}
 	}
 }
+
+// Status says which data path is pinned and warns when it is not this
+// binary's (an upgrade that kept the node state).
+func TestStatusDataPathSkew(t *testing.T) {
+	eng := newFakeEngine()
+	out := mustRun(t, eng, "", "status")
+	if !strings.Contains(out, "data path 00000000000000aa\n") || strings.Contains(out, "NOT this binary") {
+		t.Errorf("status without skew:\n%s", out)
+	}
+	eng.dataPaths = bpf.DataPaths{Pinned: "1111111111111111", Binary: "2222222222222222"}
+	out = mustRun(t, eng, "", "status")
+	for _, want := range []string{"data path 1111111111111111, NOT this binary's 2222222222222222",
+		"the pinned data path 1111111111111111 is not this binary's 2222222222222222"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -30,6 +30,9 @@ type Node interface {
 	Counters() (bpf.Counters, error)
 	// Sweep removes map entries of sockets that closed unseen.
 	Sweep() (bpf.Swept, error)
+	// DataPaths says which data path is pinned and which the installer
+	// carries.
+	DataPaths() (bpf.DataPaths, error)
 	Remove() error
 	Close() error
 }

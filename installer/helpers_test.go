@@ -315,6 +315,19 @@ type fakeNode struct {
 	opens, closes, removes int
 	updates                []string
 	sweeps                 int
+	skew                   string // DataPaths' pinned data path, when not the binary's
+}
+
+// DataPaths implements Node: the pinned data path is this installer's
+// unless skew names another.
+func (n *fakeNode) DataPaths() (bpf.DataPaths, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	pinned := bpf.DataPath()
+	if n.skew != "" {
+		pinned = n.skew
+	}
+	return bpf.DataPaths{Pinned: pinned, Binary: bpf.DataPath()}, nil
 }
 
 // Sweep implements Node: each sweep removes one entry.

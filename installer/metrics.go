@@ -20,6 +20,8 @@ const (
 	MetricRuleReloadErrors    = "mesh_accel_rule_reload_errors_total"
 	MetricConflistRepairs     = "mesh_accel_conflist_repairs_total"
 	MetricSweptEntries        = "mesh_accel_swept_entries_total"
+	MetricDataPath            = "mesh_accel_data_path_info"
+	MetricDataPathSkewed      = "mesh_accel_data_path_skewed"
 )
 
 // Engine counter names (package bpf) behind the metrics; fallback_* and
@@ -68,6 +70,11 @@ func newMetrics() *metrics {
 				"Flow control: directions held on the stack because their reader reached the backlog limit "+
 					"(event=held), and directions redirected again once it caught up (event=resumed).",
 				[]string{"event"}, nil),
+			dataPath: prometheus.NewDesc(MetricDataPath,
+				"The data path (BPF object build) of the pinned programs and of this installer.",
+				[]string{"pinned", "installer"}, nil),
+			dataPathSkewed: prometheus.NewDesc(MetricDataPathSkewed,
+				"1 when the pinned programs are not this installer's: an upgrade kept the node state.", nil, nil),
 			flowControlMsgs: prometheus.NewDesc(MetricFlowControlMessages,
 				"Messages sent on the stack while flow control held their direction.", nil, nil),
 		},
@@ -83,6 +90,7 @@ type engineCollector struct {
 	pods, accepted, bytes, messages *prometheus.Desc
 	fallbacks, rejected             *prometheus.Desc
 	flowControl, flowControlMsgs    *prometheus.Desc
+	dataPath, dataPathSkewed        *prometheus.Desc
 }
 
 func (c *engineCollector) setNode(n Node) {
@@ -94,7 +102,7 @@ func (c *engineCollector) setNode(n Node) {
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.pods, c.accepted, c.bytes, c.messages, c.fallbacks, c.rejected,
-		c.flowControl, c.flowControlMsgs} {
+		c.flowControl, c.flowControlMsgs, c.dataPath, c.dataPathSkewed} {
 		ch <- d
 	}
 }
@@ -112,6 +120,16 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.pods, err)
 	} else {
 		ch <- prometheus.MustNewConstMetric(c.pods, prometheus.GaugeValue, float64(len(pods)))
+	}
+	if dp, err := c.node.DataPaths(); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.dataPath, err)
+	} else {
+		ch <- prometheus.MustNewConstMetric(c.dataPath, prometheus.GaugeValue, 1, dp.Pinned, dp.Binary)
+		skewed := 0.0
+		if dp.Skewed() {
+			skewed = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.dataPathSkewed, prometheus.GaugeValue, skewed)
 	}
 	counters, err := c.node.Counters()
 	if err != nil {

@@ -87,6 +87,7 @@ func TestMetrics(t *testing.T) {
 		{MetricFlowControl, "held", 6},
 		{MetricFlowControl, "resumed", 8},
 		{MetricFlowControlMessages, "", 9},
+		{MetricDataPathSkewed, "", 0},
 		{MetricRuleReloadErrors, "", 0},
 		{MetricConflistRepairs, "", 0},
 	} {
@@ -108,5 +109,23 @@ func TestSweepMetric(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s = %v after 5 s, want >= 3 (one entry per sweep)", MetricSweptEntries, metricValue(t, r, MetricSweptEntries, ""))
 		}
+	}
+}
+
+// The data path of the pinned programs is exported with the installer's,
+// and a skew (an upgrade that kept the node state) is a metric of its own.
+func TestDataPathMetric(t *testing.T) {
+	h := newHost(t)
+	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
+	eng := newFakeEngine(t)
+	eng.node.skew = "00000000000000ff"
+	r := h.start(t, Deps{Engine: eng})
+	r.waitReady(t)
+	if got := metricValue(t, r, MetricDataPathSkewed, ""); got != 1 {
+		t.Errorf("%s = %v, want 1", MetricDataPathSkewed, got)
+	}
+	_, body := r.get(t, PathMetrics)
+	if want := MetricDataPath + `{installer="` + bpf.DataPath() + `",pinned="00000000000000ff"} 1`; !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }

@@ -142,6 +142,9 @@ struct global_config {
 	/* Flow control: the most unread redirected bytes a reader may hold
 	 * (DEFAULT_BACKLOG_LIMIT when 0). */
 	__u32 backlog_limit;
+	/* The data path the pinned programs were built from (bpf.DataPath of
+	 * the binary that created the state); programs never read it. */
+	__u64 build;
 };
 
 

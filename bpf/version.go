@@ -1,0 +1,42 @@
+package bpf
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+)
+
+// A data path is identified by its BPF object: the first 8 bytes of the
+// SHA-256 of the object this binary embeds. Node state records the data
+// path that created it, so that a binary opening state made by another
+// build can tell: its programs are not the ones pinned there.
+func dataPathID(noCapture bool) uint64 {
+	obj := _MeshBytes
+	if noCapture {
+		obj = _MeshnocapBytes
+	}
+	sum := sha256.Sum256(obj)
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// DataPath names this binary's data path (the capture build; the
+// benchmark's build without capture has its own).
+func DataPath() string { return formatDataPath(dataPathID(false)) }
+
+func formatDataPath(id uint64) string { return fmt.Sprintf("%016x", id) }
+
+// DataPaths says which data path runs on the node and which this binary
+// carries; they differ when the node state was created by another build
+// (an upgrade that kept the pinned state).
+type DataPaths struct {
+	Pinned, Binary string
+}
+
+// Skewed reports whether the pinned programs are not this binary's.
+func (d DataPaths) Skewed() bool { return d.Pinned != d.Binary }
+
+// DataPaths reads the data path recorded in the node state.
+func (n *Node) DataPaths() (DataPaths, error) {
+	c, err := n.global()
+	return DataPaths{Pinned: formatDataPath(c.Build), Binary: formatDataPath(dataPathID(n.noCapture))}, err
+}
