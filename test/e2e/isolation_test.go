@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -46,31 +45,26 @@ type isoResult struct {
 	Sent, Received int64
 	InOrder        bool
 	Reset          bool // the reuse role saw ECONNRESET after the data
-	Error          string
+	roleError
 }
 
 func isoRole(js string) {
 	var spec isoSpec
-	res := isoResult{}
-	err := json.Unmarshal([]byte(js), &spec)
-	if err == nil && spec.Userns {
+	if err := json.Unmarshal([]byte(js), &spec); err == nil && spec.Userns {
 		if err := runInUserns(spec); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		return
 	}
-	if err == nil && spec.Cgroup != "" {
-		err = os.WriteFile(filepath.Join(spec.Cgroup, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
-	}
-	if err == nil {
-		err = spec.run(&res)
-	}
-	if err != nil {
-		res.Error = err.Error()
-	}
-	out, _ := json.Marshal(res)
-	fmt.Println(string(out))
+	roleMain(js, func(spec isoSpec, res *isoResult) error {
+		if spec.Cgroup != "" {
+			if err := os.WriteFile(filepath.Join(spec.Cgroup, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+				return err
+			}
+		}
+		return spec.run(res)
+	})
 }
 
 // reuseControl sets SO_REUSEADDR, so that a client can bind an address
@@ -222,36 +216,11 @@ func (s isoSpec) reuse(res *isoResult) error {
 // runIso runs a role in pod p and returns it (ready when it listens).
 func runIso(t *testing.T, ctx context.Context, p *sim.Pod, spec isoSpec) *sim.Proc {
 	t.Helper()
-	js, _ := json.Marshal(spec)
-	ps := sim.ProcSpec{Argv: []string{p.Exe()}, UID: 1000, GID: 1000, Env: []string{envIso + "=" + string(js)}}
-	if spec.Role == "server" || spec.Role == "listener" || spec.Role == "keeper" || spec.Role == "holder" {
-		ps.Ready = "ready"
-	}
-	proc, err := p.Start(ctx, ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return proc
+	ready := spec.Role == "server" || spec.Role == "listener" || spec.Role == "keeper" || spec.Role == "holder"
+	return startRole(t, ctx, p, envIso, spec, ready)
 }
 
-func isoWait(t *testing.T, p *sim.Proc) isoResult {
-	t.Helper()
-	_ = p.Wait()
-	var res isoResult
-	if err := json.Unmarshal([]byte(lastLine(p.Stdout())), &res); err != nil {
-		t.Fatalf("role output %q (%s): %v", p.Stdout(), p.Stderr(), err)
-	}
-	return res
-}
-
-// lastLine is the last line of a role's output (the result).
-func lastLine(out string) string {
-	out = strings.TrimSpace(out)
-	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
-		out = out[i+1:]
-	}
-	return out
-}
+func isoWait(t *testing.T, p *sim.Proc) isoResult { return waitRole[isoResult](t, p) }
 
 // addSharedAddr gives the pods' loopback the shared address.
 func addSharedAddr(t *testing.T, pods ...*sim.Pod) {

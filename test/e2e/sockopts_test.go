@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,34 +40,25 @@ type sockoptResult struct {
 	Completions uint32 // zerocopy: sends reported complete on the error queue
 	Calls       uint32 // zerocopy: MSG_ZEROCOPY send calls
 	Data        string // collect: what was read
-	Error       string
+	roleError
 }
 
 func sockoptRole(js string) {
-	var spec sockoptSpec
-	var res sockoptResult
-	err := json.Unmarshal([]byte(js), &spec)
-	if err == nil {
+	roleMain(js, func(spec sockoptSpec, res *sockoptResult) error {
 		switch spec.Role {
 		case "lowat":
-			err = spec.lowat(&res)
+			return spec.lowat(res)
 		case "zerocopy":
-			err = spec.zerocopy(&res)
+			return spec.zerocopy(res)
 		case "writer":
-			err = spec.write(&res)
+			return spec.write(res)
 		case "oob":
-			err = spec.oob()
+			return spec.oob()
 		case "collect":
-			err = spec.collect(&res)
-		default:
-			err = fmt.Errorf("unknown role %q", spec.Role)
+			return spec.collect(res)
 		}
-	}
-	if err != nil {
-		res.Error = err.Error()
-	}
-	out, _ := json.Marshal(res)
-	fmt.Println(string(out))
+		return fmt.Errorf("unknown role %q", spec.Role)
+	})
 }
 
 // lowat accepts one connection on a listener with SO_RCVLOWAT (inherited
@@ -192,20 +182,13 @@ func (s sockoptSpec) write(res *sockoptResult) error {
 // zerocopy sends Writes messages with MSG_ZEROCOPY to an app's sink and
 // waits up to 5 s for their completions on the error queue.
 func (s sockoptSpec) zerocopy(res *sockoptResult) error {
-	ap, err := netip.ParseAddrPort(s.Addr)
-	if err != nil {
-		return err
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := dialRaw(s.Addr)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1); err != nil {
 		return fmt.Errorf("SO_ZEROCOPY: %w", err)
-	}
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
-		return err
 	}
 	if _, err := unix.Write(fd, []byte{sim.OpSink}); err != nil {
 		return err
@@ -271,30 +254,12 @@ func (s sockoptSpec) zerocopy(res *sockoptResult) error {
 
 func runSockopt(t *testing.T, ctx context.Context, p *sim.Pod, spec sockoptSpec) *sim.Proc {
 	t.Helper()
-	js, _ := json.Marshal(spec)
 	// No preemption signals: a signal ends a blocking read early, below
 	// the low-water mark, on any socket.
-	ps := sim.ProcSpec{Argv: []string{p.Exe()}, UID: 1000, GID: 1000,
-		Env: []string{envSockopt + "=" + string(js), "GODEBUG=asyncpreemptoff=1"}}
-	if spec.Role == "lowat" || spec.Role == "collect" {
-		ps.Ready = "ready"
-	}
-	proc, err := p.Start(ctx, ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return proc
+	return startRole(t, ctx, p, envSockopt, spec, spec.Role == "lowat" || spec.Role == "collect", "GODEBUG=asyncpreemptoff=1")
 }
 
-func sockoptWait(t *testing.T, p *sim.Proc) sockoptResult {
-	t.Helper()
-	_ = p.Wait()
-	var res sockoptResult
-	if err := json.Unmarshal([]byte(lastLine(p.Stdout())), &res); err != nil {
-		t.Fatalf("role output %q (%s): %v", p.Stdout(), p.Stderr(), err)
-	}
-	return res
-}
+func sockoptWait(t *testing.T, p *sim.Proc) sockoptResult { return waitRole[sockoptResult](t, p) }
 
 // A reader with SO_RCVLOWAT gets no read below its mark (but the last):
 // data towards it takes the stack, which honours the mark; the redirect

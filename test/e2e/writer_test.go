@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -39,38 +37,21 @@ type rawWriterResult struct {
 	MaxWaitMs int64 // longest single write (blocking) or epoll wait
 	// ReadEAGAIN counts EAGAIN from blocking reads of the reply.
 	ReadEAGAIN int
-	Error      string
-	Reply      int64 // bytes the server counted
-	HashOK     bool
+	roleError
+	Reply  int64 // bytes the server counted
+	HashOK bool
 }
 
 // rawWriter sends an OpSinkSlow request and the stream for seed 1 in
 // 128 KiB writes, then half-closes and checks the sink's reply.
-func rawWriter(js string) {
-	var spec rawWriterSpec
-	res := rawWriterResult{}
-	if err := json.Unmarshal([]byte(js), &spec); err != nil {
-		res.Error = err.Error()
-	} else if err := spec.run(&res); err != nil {
-		res.Error = err.Error()
-	}
-	out, _ := json.Marshal(res)
-	fmt.Println(string(out))
-}
+func rawWriter(js string) { roleMain(js, rawWriterSpec.run) }
 
 func (spec rawWriterSpec) run(res *rawWriterResult) error {
-	ap, err := netip.ParseAddrPort(spec.Target)
-	if err != nil {
-		return err
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := dialRaw(spec.Target)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
 	ep := -1
 	if spec.NonBlocking {
 		if err := unix.SetNonblock(fd, true); err != nil {
@@ -179,22 +160,9 @@ func waitOut(ep int, res *rawWriterResult) error {
 func runRawWriter(t *testing.T, a, b *sim.Pod, spec rawWriterSpec) rawWriterResult {
 	t.Helper()
 	spec.Target = b.AppTarget(false)
-	js, _ := json.Marshal(spec)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, err := a.Start(ctx, sim.ProcSpec{Argv: []string{a.Exe()}, UID: 1000, GID: 1000,
-		Env: []string{envRawWriter + "=" + string(js)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Wait(); err != nil {
-		t.Fatalf("raw writer: %v: %s %s", err, p.Stdout(), p.Stderr())
-	}
-	var res rawWriterResult
-	if err := json.Unmarshal([]byte(p.Stdout()), &res); err != nil {
-		t.Fatalf("raw writer output %q: %v", p.Stdout(), err)
-	}
-	return res
+	return waitRole[rawWriterResult](t, startRole(t, ctx, a, envRawWriter, spec, false))
 }
 
 // Writers that are not Go programs see what plain TCP gives them while
