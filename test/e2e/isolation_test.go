@@ -102,12 +102,7 @@ func (s isoSpec) run(res *isoResult) error {
 		if s.Defer {
 			deferSec = 30
 		}
-		ln, err := listenTCP("tcp", s.Addr, deferSec)
-		if err != nil {
-			return err
-		}
-		fmt.Println("ready")
-		c, err := ln.Accept()
+		c, err := acceptOne(s.Addr, deferSec)
 		if err != nil {
 			return err
 		}

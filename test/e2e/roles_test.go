@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -82,6 +83,18 @@ func lastLine(out string) string {
 		out = out[i+1:]
 	}
 	return out
+}
+
+// acceptOne listens on addr (plain TCP, TCP_DEFER_ACCEPT when deferSec >
+// 0), says "ready" and returns the first connection.
+func acceptOne(addr string, deferSec int) (net.Conn, error) {
+	ln, err := listenTCP("tcp", addr, deferSec)
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	fmt.Println("ready")
+	return ln.Accept()
 }
 
 // dialRaw connects a blocking IPv4 TCP socket to addr with system calls

@@ -144,12 +144,7 @@ func (s sockoptSpec) oob() error {
 
 // collect accepts one connection and reads it to EOF with plain reads.
 func (s sockoptSpec) collect(res *sockoptResult) error {
-	ln, err := listenTCP("tcp4", s.Addr, 0)
-	if err != nil {
-		return err
-	}
-	fmt.Println("ready")
-	c, err := ln.Accept()
+	c, err := acceptOne(s.Addr, 0)
 	if err != nil {
 		return err
 	}
