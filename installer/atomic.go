@@ -119,6 +119,27 @@ func replaceFileChecked(path string, mode fs.FileMode, owner *syscall.Stat_t, ch
 	return syncDir(dir)
 }
 
+// removeStaleTemps removes the temporary files an installer killed in the
+// middle of a write left in dirs (SIGKILL, OOM): the runtime ignores them,
+// but they would pile up. One installer runs per node, so a temporary file
+// found at start is nobody's.
+func removeStaleTemps(dirs ...string) error {
+	var errs []error
+	for _, dir := range dirs {
+		stale, err := filepath.Glob(filepath.Join(dir, tempPrefix+"*"+tempSuffix))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, f := range stale {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove stale %s: %w", f, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // syncDir makes a rename or removal in dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -168,6 +168,10 @@ func (in *installer) setup() error {
 			return fmt.Errorf("create %s: %w", dir.path, err)
 		}
 	}
+	if err := removeStaleTemps(in.cfg.installerDir(), in.cfg.HostCNIBinDir, in.cfg.HostCNIConfDir,
+		filepath.Dir(in.cfg.KubeconfigPath), filepath.Dir(in.cfg.RulesCopyPath)); err != nil {
+		in.log.Warn("temporary files of a killed installer left", "err", err)
+	}
 	if err := in.openNode(); err != nil {
 		return err
 	}
