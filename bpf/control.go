@@ -30,8 +30,8 @@ func (n *Node) SetPodEnabled(id string, on bool) error {
 // directions whose sender or receiver is in the pod with cgroup id
 // podCgroup (0: every pair) and returns how many it removed. It is safe on
 // live traffic: a message already redirected sits in the receiver's redirect
-// queue, which the receiver reads before the normal queue, and a direction
-// never returns to redirection.
+// queue, which the receiver reads before the normal queue, and a drained
+// direction (its entry gone) never returns to redirection.
 func (n *Node) Drain(podCgroup uint64) (int, error) {
 	var (
 		k    meshSockKey

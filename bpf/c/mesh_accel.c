@@ -5,8 +5,9 @@
  * sk_msg program.
  *
  *   cgroup/sock_create  tags each new TCP socket of an attached pod with its
- *                       creator's uid/gid and pod (socket-local storage,
- *                       cloned into accepted sockets).
+ *                       creator's uid/gid (as the pod's user namespace sees
+ *                       them) and pod (socket-local storage, cloned into
+ *                       accepted sockets).
  *   sockops             registers connecting sockets by their local endpoint,
  *                       pairs each accepted socket with its local peer
  *                       (through iptables REDIRECT: the acceptor's remote is
@@ -16,12 +17,17 @@
  *                       redirecting into a socket that sent its FIN; removes
  *                       every entry when a socket closes.
  *   sk_msg              redirects a sendmsg into the peer's receive queue
- *                       (BPF_F_INGRESS) when the direction may be redirected.
+ *                       (BPF_F_INGRESS) when the direction may be redirected
+ *                       and its reader's backlog is under the limit.
  *
  * Safety rules (see DESIGN.md): a direction is redirected only into a reader
- * trusted to use recvmsg (splice readers miss redirected data), and only
- * while it has never carried a byte through the stack (the receiver reads
- * the redirect queue first, so switching stack -> redirect would reorder).
+ * trusted to use recvmsg (splice readers miss redirected data); only once
+ * its reader has read every byte the direction sent through the stack (the
+ * receiver reads the redirect queue first, so redirecting before would
+ * reorder); and only while the reader holds less than the backlog limit
+ * (flow control: above it TCP's own flow control takes over). Socket keys
+ * carry the network namespace and a socket never replaces another in a
+ * socket map, so one pod can never reach another's sockets.
  */
 #include <linux/bpf.h>
 #include <linux/types.h>
