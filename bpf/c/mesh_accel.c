@@ -226,6 +226,14 @@ static __always_inline void charge(__u64 pod, __s64 n)
 		__sync_fetch_and_add(u, n);
 }
 
+/* Deletes an entry of sock_helper_map or sock_proxy_map and, when this
+ * call removed it (not a concurrent one), gives the pod its quota back. */
+static __always_inline void delete_charged(void *map, const void *key, __u64 pod)
+{
+	if (!bpf_map_delete_elem(map, key))
+		charge(pod, -1);
+}
+
 /* The pod charged for a pair direction: the connecting side's. */
 static __always_inline __u64 payer_of(const struct proxy_val *v)
 {
@@ -529,9 +537,7 @@ static __always_inline void on_first_rtt(struct bpf_sock_ops *ops)
 	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
 	if (!h || !key_equal(&h->key, &k))
 		return;
-	__u64 pod = h->pod;
-	if (!bpf_map_delete_elem(&sock_helper_map, &e))
-		charge(pod, -1);
+	delete_charged(&sock_helper_map, &e, h->pod);
 	bpf_map_delete_elem(&sock_ops_map, &k);
 	bpf_map_delete_elem(&sock_rx_map, &k);
 	count(C_RELEASED_REMOTE);
@@ -687,8 +693,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 		count(reason);
 		return; /* the entry stays marked until its socket closes */
 	}
-	if (!bpf_map_delete_elem(&sock_helper_map, &e))
-		charge(hv.pod, -1);
+	delete_charged(&sock_helper_map, &e, hv.pod);
 	if (reason) {
 		/* The connecting socket gains nothing from the sockhash now. */
 		bpf_map_delete_elem(&sock_ops_map, &hv.key);
@@ -735,24 +740,16 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 	struct proxy_val *v = bpf_map_lookup_elem(&sock_proxy_map, &k);
 	if (v) {
 		struct sock_key peer = v->peer;
-		__u64 payer = payer_of(v);
-		if (!bpf_map_delete_elem(&sock_proxy_map, &k))
-			charge(payer, -1);
+		delete_charged(&sock_proxy_map, &k, payer_of(v));
 		struct proxy_val *pv = bpf_map_lookup_elem(&sock_proxy_map, &peer);
-		if (pv && key_equal(&pv->peer, &k)) {
-			payer = payer_of(pv);
-			if (!bpf_map_delete_elem(&sock_proxy_map, &peer))
-				charge(payer, -1);
-		}
+		if (pv && key_equal(&pv->peer, &k))
+			delete_charged(&sock_proxy_map, &peer, payer_of(pv));
 		count(C_CLOSED);
 	}
 	endpoint_of(&k, 1, &e);
 	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
-	if (h && key_equal(&h->key, &k)) {
-		__u64 pod = h->pod;
-		if (!bpf_map_delete_elem(&sock_helper_map, &e))
-			charge(pod, -1);
-	}
+	if (h && key_equal(&h->key, &k))
+		delete_charged(&sock_helper_map, &e, h->pod);
 }
 
 /* Whether this callback was handled for the socket already (by the
