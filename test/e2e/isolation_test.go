@@ -276,8 +276,7 @@ func TestTupleReuseAfterReset(t *testing.T) {
 	e := newEnv(t, optsDefault)
 	a := e.pod("a", false, &trustedAll)
 	addSharedAddr(t, a)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := roleCtx(t)
 	before := e.counters()
 	res := isoWait(t, runIso(t, ctx, a, isoSpec{Role: "reuse", Addr: sharedAddr + ":8080", Source: sharedAddr + ":40000"}))
 	if res.Error != "" || res.Received != 1<<20 || !res.InOrder || !res.Reset {
@@ -328,8 +327,7 @@ func TestUserNamespacedPods(t *testing.T) {
 	e := newEnv(t, optsDefault)
 	a := e.pod("a", false, &defaultCfg)
 	b := e.pod("b", false, &defaultCfg)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := roleCtx(t)
 	before := e.counters()
 	addr := net.JoinHostPort(b.IPv4.String(), "9090")
 	ln := inUserns(t, ctx, b, isoSpec{Role: "listener", Addr: addr})
@@ -358,8 +356,7 @@ func TestNearestPodCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.node.DetachPod("inner") })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := roleCtx(t)
 	before := e.counters()
 	addr := net.JoinHostPort(b.IPv4.String(), "9090")
 	ln := runIso(t, ctx, b, isoSpec{Role: "listener", Addr: addr})
@@ -383,8 +380,7 @@ func TestInboundSourceSixPerPod(t *testing.T) {
 	e := newEnv(t, optsDefault)
 	a := e.pod("a", false, &trustedAll)
 	b := e.pod("b", false, &trustedAll)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := roleCtx(t)
 	before := e.counters()
 	var clients []*sim.Proc
 	for _, p := range []*sim.Pod{a, b} {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -43,6 +44,14 @@ func roleMain[S, R any, PR interface {
 	res.setErr(err)
 	out, _ := json.Marshal(res)
 	fmt.Println(string(out))
+}
+
+// roleCtx bounds the roles a test starts to a minute; they end with the
+// test at the latest.
+func roleCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // startRole starts the test binary in pod p as the role bound to env, with

@@ -263,8 +263,7 @@ func TestReaderWithRcvlowat(t *testing.T) {
 	e := newEnv(t, optsDefault)
 	a := e.pod("a", false, &trustedAll)
 	b := e.pod("b", false, &trustedAll)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := roleCtx(t)
 	const lowat, size = 64 << 10, 8 << 20
 	addr := net.JoinHostPort(b.IPv4.String(), "9090")
 	srv := runSockopt(t, ctx, b, sockoptSpec{Role: "lowat", Addr: addr, Lowat: lowat, Bytes: size})
@@ -291,8 +290,7 @@ func TestZerocopySender(t *testing.T) {
 	e := newEnv(t, optsDefault)
 	a := e.pod("a", false, &trustedAll)
 	b := e.pod("b", false, &trustedAll)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := roleCtx(t)
 	before := e.counters()
 	const writes = 64
 	res := sockoptWait(t, runSockopt(t, ctx, a, sockoptSpec{Role: "zerocopy", Addr: b.AppTarget(false), Writes: writes}))
