@@ -66,6 +66,10 @@ type Options struct {
 	// NoCapture loads the data path built without the capture code. It
 	// exists for the benchmark, to measure what an idle capture costs.
 	NoCapture bool
+
+	// layout replaces LayoutVersion in the state's path: tests make state
+	// of an "older layout" with it.
+	layout string
 }
 
 // Dir is the folder of the node state these options name:
@@ -79,13 +83,18 @@ func StateExists(o Options) bool {
 	return err == nil
 }
 
-// PodAttached reports whether the pod has state, without opening the node.
+// PodAttached reports whether the pod has state, in this layout's state or
+// another's, without opening the node.
 func PodAttached(o Options, id string) bool {
 	if !ValidPodID(id) {
 		return false
 	}
-	_, err := os.Stat(filepath.Join(o.dir(), "pods", id))
-	return err == nil
+	for _, dir := range stateDirs(filepath.Dir(o.dir()), "") {
+		if _, err := os.Stat(filepath.Join(dir, "pods", id)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (o Options) dir() string {
@@ -96,7 +105,11 @@ func (o Options) dir() string {
 	if root == "" {
 		root = DefaultRoot
 	}
-	return filepath.Join(fs, root, LayoutVersion)
+	layout := o.layout
+	if layout == "" {
+		layout = LayoutVersion
+	}
+	return filepath.Join(fs, root, layout)
 }
 
 // Node is an open handle on the node-wide state. Close releases the handle;
@@ -158,9 +171,12 @@ func OpenNode(o Options) (*Node, error) {
 	for _, m := range []*ebpf.MapSpec{maps.SockOpsMap, maps.SockRxMap, maps.SockProxyMap, maps.SockHelperMap} {
 		m.MaxEntries = pinnedSize(filepath.Join(n.mapsDir(), m.Name), size)
 	}
-	if err := spec.LoadAndAssign(&n.maps, &ebpf.CollectionOptions{
-		Maps: ebpf.MapOptions{PinPath: n.mapsDir()},
-	}); err != nil {
+	owner, err := n.openOwnerMap(maps.SockOwnerMap)
+	if err != nil {
+		return nil, err
+	}
+	defer owner.Close() // n.maps holds its own handle
+	if err := spec.LoadAndAssign(&n.maps, n.loadOptions(owner)); err != nil {
 		return nil, fmt.Errorf("load node maps (pinned at %s): %w", n.mapsDir(), err)
 	}
 	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil {
@@ -220,15 +236,19 @@ func (n *Node) loadPinnedProgs() error {
 // programs, sk_msg last. It runs under the node lock.
 func (n *Node) create(spec *ebpf.CollectionSpec, limit uint32) error {
 	var progs meshPrograms
-	if err := spec.LoadAndAssign(&progs, &ebpf.CollectionOptions{
-		Maps: ebpf.MapOptions{PinPath: n.mapsDir()},
-	}); err != nil {
+	if err := spec.LoadAndAssign(&progs, n.loadOptions(n.maps.SockOwnerMap)); err != nil {
 		return fmt.Errorf("load BPF programs: %w", verifierError(err))
 	}
 	defer progs.MeshSkMsg.Close()
 	n.sockops, n.sockCreate = progs.MeshSockops, progs.MeshSockCreate
 
-	cfg := meshGlobalConfig{BacklogLimit: limit, Build: dataPathID(n.noCapture)}
+	// The switch and the flow-control bound of the state this one
+	// replaces (an upgrade that changed the layout) carry over.
+	cfg := meshGlobalConfig{BacklogLimit: limit}
+	if err := n.inheritGlobal(spec, &cfg); err != nil {
+		return err
+	}
+	cfg.Build = dataPathID(n.noCapture)
 	if err := n.maps.MeshConfig.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("initialise global configuration: %w", err)
 	}
@@ -295,12 +315,20 @@ func (n *Node) Remove() error {
 	for _, id := range ids {
 		errs = append(errs, n.DetachPod(id))
 	}
+	for _, dir := range n.siblings() {
+		errs = append(errs, removeState(dir))
+	}
 	errs = append(errs, n.Close())
 	if err := os.RemoveAll(n.dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove node state: %w", err))
 	}
-	// The root and bpffs stay; drop the root when it is empty.
-	_ = os.Remove(filepath.Dir(n.dir))
+	// The socket owners go with the last state; the root and bpffs stay,
+	// and the root goes when it is empty.
+	root := filepath.Dir(n.dir)
+	if err := os.RemoveAll(filepath.Join(root, sharedDir)); err != nil {
+		errs = append(errs, fmt.Errorf("remove shared node state: %w", err))
+	}
+	_ = os.Remove(root)
 	return errors.Join(errs...)
 }
 

@@ -184,41 +184,32 @@ func (n *Node) deletePodConfig(cgID uint64) error {
 
 // podCgroupID reads the cgroup id of an attached pod from its pinned link.
 func (n *Node) podCgroupID(id string) (uint64, error) {
-	p := filepath.Join(n.podDir(id), linkSockops)
-	l, err := link.LoadPinnedLink(p, nil)
-	if errors.Is(err, os.ErrNotExist) {
+	cg, err := linkCgroupID(filepath.Join(n.podDir(id), linkSockops))
+	if errors.Is(err, ErrPodNotAttached) {
 		return 0, fmt.Errorf("pod %s: %w", id, ErrPodNotAttached)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("load pinned link %s: %w", p, err)
-	}
-	defer l.Close()
-	info, err := l.Info()
-	if err != nil {
-		return 0, fmt.Errorf("link info of %s: %w", p, err)
-	}
-	cg := info.Cgroup()
-	if cg == nil {
-		return 0, fmt.Errorf("%s is not a cgroup link", p)
-	}
-	return cg.CgroupId, nil
+	return cg, err
 }
 
 // DetachPod removes everything of the pod: its links (so its programs
-// leave the cgroup) and its rules. It succeeds when the pod is already gone.
-// Pairs already recorded stay accelerated until they close.
+// leave the cgroup) and its rules, here and in the state of any other
+// layout (an upgrade not finished yet). It succeeds when the pod is already
+// gone. Pairs already recorded stay accelerated until they close.
 func (n *Node) DetachPod(id string) error {
 	if !ValidPodID(id) {
 		return fmt.Errorf("invalid pod id %q", id)
 	}
+	var errs []error
+	for _, dir := range n.siblings() {
+		errs = append(errs, detachIn(dir, id))
+	}
 	cgID, err := n.podCgroupID(id)
 	if errors.Is(err, ErrPodNotAttached) {
-		return os.RemoveAll(n.podDir(id))
+		return errors.Join(append(errs, os.RemoveAll(n.podDir(id)))...)
 	}
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	for _, name := range []string{linkSockops, linkSockCreate} {
 		p := filepath.Join(n.podDir(id), name)
 		l, err := link.LoadPinnedLink(p, nil)

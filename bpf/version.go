@@ -3,7 +3,10 @@ package bpf
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 )
 
 // A data path is identified by its BPF object: the first 8 bytes of the
@@ -30,6 +33,10 @@ func formatDataPath(id uint64) string { return fmt.Sprintf("%016x", id) }
 // (an upgrade that kept the pinned state).
 type DataPaths struct {
 	Pinned, Binary string
+	// Older are states of other layouts still on the node: an upgrade
+	// that changed the layout keeps them while connections paired under
+	// them live.
+	Older []Retiring
 }
 
 // Skewed reports whether the pinned programs are not this binary's.
@@ -38,5 +45,12 @@ func (d DataPaths) Skewed() bool { return d.Pinned != d.Binary }
 // DataPaths reads the data path recorded in the node state.
 func (n *Node) DataPaths() (DataPaths, error) {
 	c, err := n.global()
-	return DataPaths{Pinned: formatDataPath(c.Build), Binary: formatDataPath(dataPathID(n.noCapture))}, err
+	dp := DataPaths{Pinned: formatDataPath(c.Build), Binary: formatDataPath(dataPathID(n.noCapture))}
+	for _, dir := range n.siblings() {
+		pods, _ := os.ReadDir(filepath.Join(dir, "pods"))
+		sockets, serr := countSockets(dir)
+		err = errors.Join(err, serr)
+		dp.Older = append(dp.Older, Retiring{Dir: dir, Pods: len(pods), Sockets: sockets})
+	}
+	return dp, err
 }

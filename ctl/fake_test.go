@@ -140,7 +140,7 @@ func (f *fakeEngine) Directions() ([]bpf.Direction, error) {
 func (f *fakeEngine) Usage() (bpf.Usage, error) { return f.usage, nil }
 
 func (f *fakeEngine) DataPaths() (bpf.DataPaths, error) {
-	if f.dataPaths == (bpf.DataPaths{}) {
+	if f.dataPaths.Pinned == "" {
 		return bpf.DataPaths{Pinned: "00000000000000aa", Binary: "00000000000000aa"}, nil
 	}
 	return f.dataPaths, nil

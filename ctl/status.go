@@ -32,12 +32,21 @@ type stateReport struct {
 	Present      bool     `json:"present"`
 	Dir          string   `json:"dir"`
 	Layout       string   `json:"layout_version"`
-	OtherLayouts []string `json:"other_layouts,omitempty"` // beside ours, under --bpf-root
+	// OtherLayouts are states of other layouts beside ours, under
+	// --bpf-root: an upgrade that changed the layout keeps the older one
+	// until the connections paired under it close.
+	OtherLayouts []olderState `json:"other_layouts,omitempty"`
 	// DataPath is the pinned programs' build, BinaryDataPath this
 	// binary's; they differ after an upgrade that kept the node state.
 	DataPath       string   `json:"data_path,omitempty"`
 	BinaryDataPath string   `json:"binary_data_path,omitempty"`
 	Objects        []Object `json:"objects,omitempty"`
+}
+
+type olderState struct {
+	Layout  string `json:"layout"`
+	Pods    int    `json:"pods"`    // not moved to ours yet
+	Sockets int    `json:"sockets"` // still in its socket maps
 }
 
 type usageReport struct {
@@ -113,6 +122,10 @@ func (a *app) status() (*statusReport, error) {
 		return r, err
 	}
 	r.State.DataPath, r.State.BinaryDataPath = dp.Pinned, dp.Binary
+	r.State.OtherLayouts = r.State.OtherLayouts[:0]
+	for _, o := range dp.Older {
+		r.State.OtherLayouts = append(r.State.OtherLayouts, olderState{filepath.Base(o.Dir), o.Pods, o.Sockets})
+	}
 	if r.Enabled, err = eng.Enabled(); err != nil {
 		return r, err
 	}
@@ -150,15 +163,15 @@ func kernelRelease() string {
 
 // otherLayouts lists the layout versions under root other than ours: state
 // an upgrade or a downgrade left beside the one this binary uses.
-func otherLayouts(root string) []string {
+func otherLayouts(root string) []olderState {
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return nil
 	}
-	var out []string
+	var out []olderState
 	for _, e := range ents {
-		if e.IsDir() && e.Name() != bpf.LayoutVersion {
-			out = append(out, e.Name())
+		if e.IsDir() && e.Name() != bpf.LayoutVersion && e.Name() != bpf.SharedDir {
+			out = append(out, olderState{Layout: e.Name()})
 		}
 	}
 	return out
@@ -177,7 +190,8 @@ func renderStatus(w io.Writer, r *statusReport) error {
 	}
 	t.row("Node state:", fmt.Sprintf("%s (layout %s)", r.State.Dir, r.State.Layout))
 	for _, l := range r.State.OtherLayouts {
-		t.row("", "also present: layout "+l+" (another mesh-accel version)")
+		t.row("", fmt.Sprintf("also present: layout %s of another mesh-accel version, %d pods, %d sockets "+
+			"(kept until the connections paired under it close)", l.Layout, l.Pods, l.Sockets))
 	}
 	dp := "data path " + r.State.DataPath
 	if r.State.DataPath != r.State.BinaryDataPath {

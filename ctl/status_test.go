@@ -104,10 +104,12 @@ func TestStatusDataPathSkew(t *testing.T) {
 	if !strings.Contains(out, "data path 00000000000000aa\n") || strings.Contains(out, "NOT this binary") {
 		t.Errorf("status without skew:\n%s", out)
 	}
-	eng.dataPaths = bpf.DataPaths{Pinned: "1111111111111111", Binary: "2222222222222222"}
+	eng.dataPaths = bpf.DataPaths{Pinned: "1111111111111111", Binary: "2222222222222222",
+		Older: []bpf.Retiring{{Dir: "/sys/fs/bpf/mesh-accel/v1", Pods: 1, Sockets: 4}}}
 	out = mustRun(t, eng, "", "status")
 	for _, want := range []string{"data path 1111111111111111, NOT this binary's 2222222222222222",
-		"the pinned data path 1111111111111111 is not this binary's 2222222222222222"} {
+		"the pinned data path 1111111111111111 is not this binary's 2222222222222222",
+		"also present: layout v1 of another mesh-accel version, 1 pods, 4 sockets"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -33,6 +33,10 @@ type Node interface {
 	// DataPaths says which data path is pinned and which the installer
 	// carries.
 	DataPaths() (bpf.DataPaths, error)
+	// Upgrade brings the node to the installer's data path: programs
+	// replaced in place, pods of an older layout moved, older states
+	// removed once no connection is left in them.
+	Upgrade() (bpf.UpgradeReport, error)
 	Remove() error
 	Close() error
 }

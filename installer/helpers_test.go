@@ -314,8 +314,17 @@ type fakeNode struct {
 	counters               bpf.Counters
 	opens, closes, removes int
 	updates                []string
-	sweeps                 int
+	sweeps, upgrades       int
 	skew                   string // DataPaths' pinned data path, when not the binary's
+	older                  []bpf.Retiring
+}
+
+// Upgrade implements Node: it counts the passes.
+func (n *fakeNode) Upgrade() (bpf.UpgradeReport, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.upgrades++
+	return bpf.UpgradeReport{}, nil
 }
 
 // DataPaths implements Node: the pinned data path is this installer's
@@ -327,7 +336,7 @@ func (n *fakeNode) DataPaths() (bpf.DataPaths, error) {
 	if n.skew != "" {
 		pinned = n.skew
 	}
-	return bpf.DataPaths{Pinned: pinned, Binary: bpf.DataPath()}, nil
+	return bpf.DataPaths{Pinned: pinned, Binary: bpf.DataPath(), Older: n.older}, nil
 }
 
 // Sweep implements Node: each sweep removes one entry.

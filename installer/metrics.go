@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -22,6 +23,7 @@ const (
 	MetricSweptEntries        = "mesh_accel_swept_entries_total"
 	MetricDataPath            = "mesh_accel_data_path_info"
 	MetricDataPathSkewed      = "mesh_accel_data_path_skewed"
+	MetricOlderStateSockets   = "mesh_accel_data_path_older_sockets"
 )
 
 // Engine counter names (package bpf) behind the metrics; fallback_* and
@@ -75,6 +77,9 @@ func newMetrics() *metrics {
 				[]string{"pinned", "installer"}, nil),
 			dataPathSkewed: prometheus.NewDesc(MetricDataPathSkewed,
 				"1 when the pinned programs are not this installer's: an upgrade kept the node state.", nil, nil),
+			olderSockets: prometheus.NewDesc(MetricOlderStateSockets,
+				"Sockets still paired under the state of an older layout, which an upgrade keeps until they close.",
+				[]string{"layout"}, nil),
 			flowControlMsgs: prometheus.NewDesc(MetricFlowControlMessages,
 				"Messages sent on the stack while flow control held their direction.", nil, nil),
 		},
@@ -91,6 +96,7 @@ type engineCollector struct {
 	fallbacks, rejected             *prometheus.Desc
 	flowControl, flowControlMsgs    *prometheus.Desc
 	dataPath, dataPathSkewed        *prometheus.Desc
+	olderSockets                    *prometheus.Desc
 }
 
 func (c *engineCollector) setNode(n Node) {
@@ -102,7 +108,7 @@ func (c *engineCollector) setNode(n Node) {
 // Describe implements prometheus.Collector.
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.pods, c.accepted, c.bytes, c.messages, c.fallbacks, c.rejected,
-		c.flowControl, c.flowControlMsgs, c.dataPath, c.dataPathSkewed} {
+		c.flowControl, c.flowControlMsgs, c.dataPath, c.dataPathSkewed, c.olderSockets} {
 		ch <- d
 	}
 }
@@ -130,6 +136,10 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 			skewed = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.dataPathSkewed, prometheus.GaugeValue, skewed)
+		for _, o := range dp.Older {
+			ch <- prometheus.MustNewConstMetric(c.olderSockets, prometheus.GaugeValue, float64(o.Sockets),
+				filepath.Base(o.Dir))
+		}
 	}
 	counters, err := c.node.Counters()
 	if err != nil {

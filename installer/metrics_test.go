@@ -110,6 +110,12 @@ func TestSweepMetric(t *testing.T) {
 			t.Fatalf("%s = %v after 5 s, want >= 3 (one entry per sweep)", MetricSweptEntries, metricValue(t, r, MetricSweptEntries, ""))
 		}
 	}
+	// Every sweep is also an upgrade pass, and so is the start.
+	eng.node.mu.Lock()
+	defer eng.node.mu.Unlock()
+	if eng.node.upgrades < eng.node.sweeps+1 {
+		t.Errorf("%d upgrade passes for %d sweeps, want one at start and one per sweep", eng.node.upgrades, eng.node.sweeps)
+	}
 }
 
 // The data path of the pinned programs is exported with the installer's,
@@ -119,13 +125,17 @@ func TestDataPathMetric(t *testing.T) {
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
 	eng := newFakeEngine(t)
 	eng.node.skew = "00000000000000ff"
+	eng.node.older = []bpf.Retiring{{Dir: "/sys/fs/bpf/mesh-accel/v1", Sockets: 3}}
 	r := h.start(t, Deps{Engine: eng})
 	r.waitReady(t)
 	if got := metricValue(t, r, MetricDataPathSkewed, ""); got != 1 {
 		t.Errorf("%s = %v, want 1", MetricDataPathSkewed, got)
 	}
 	_, body := r.get(t, PathMetrics)
-	if want := MetricDataPath + `{installer="` + bpf.DataPath() + `",pinned="00000000000000ff"} 1`; !strings.Contains(body, want) {
-		t.Errorf("/metrics lacks %s", want)
+	for _, want := range []string{MetricDataPath + `{installer="` + bpf.DataPath() + `",pinned="00000000000000ff"} 1`,
+		MetricOlderStateSockets + `{layout="v1"} 3`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

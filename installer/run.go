@@ -210,7 +210,28 @@ func (in *installer) openNode() error {
 	opts := in.cfg.bpfOptions()
 	in.ready.set(func(r *readiness) { r.state = func() bool { return in.d.Engine.StateExists(opts) } })
 	in.log.Info("node state open", "dir", n.Dir())
+	in.upgrade()
 	return nil
+}
+
+// upgrade brings the node to this installer's data path (bpf.Node.Upgrade).
+// It runs at start and at every sweep: a pod that a plugin of the previous
+// release attached meanwhile is moved then. A failure is reported, and the
+// pods keep the data path they run.
+func (in *installer) upgrade() {
+	r, err := in.node.Upgrade()
+	if err != nil {
+		in.report("upgrade", "moving the node to this release's data path failed", err)
+	} else {
+		in.resolved("upgrade", "moving the node to this release's data path works again")
+	}
+	if r.Replaced || r.Relinked > 0 || r.Moved > 0 || len(r.Removed) > 0 {
+		in.log.Info("data path upgraded", "programsReplaced", r.Replaced, "linksSwitched", r.Relinked,
+			"podsMoved", r.Moved, "olderStatesRemoved", r.Removed)
+	}
+	for _, o := range r.Retiring {
+		in.log.Debug("older state kept for its connections", "dir", o.Dir, "sockets", o.Sockets, "pods", o.Pods)
+	}
 }
 
 // loop handles file events and the periodic re-check until ctx is done.
@@ -269,6 +290,7 @@ func (in *installer) loop(ctx context.Context) {
 // sweep removes the map entries of sockets that closed while their pod was
 // detached (no close callback ran), so that the maps never fill over days.
 func (in *installer) sweep() {
+	in.upgrade()
 	s, err := in.node.Sweep()
 	if err != nil {
 		in.report("sweep", "sweep of closed sockets' map entries failed", err)

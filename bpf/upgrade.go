@@ -1,0 +1,706 @@
+package bpf
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Upgrades. A node keeps its state across installer restarts, so a new
+// release finds the state, programs and pod links of the one before, with
+// connections running through them. Node.Upgrade brings the node to this
+// binary's data path without touching a byte in flight:
+//
+//   - Same layout (LayoutVersion), other programs: this binary's programs are
+//     loaded against the pinned maps and replace the pinned ones. The sk_msg
+//     program attached to the socket map is replaced; a socket already in
+//     the map keeps the program it joined with (the kernel takes it at
+//     link time) until it closes, and new sockets get the new one. Every
+//     pod's cgroup links are switched to the new sockops and sock_create
+//     programs in place (BPF_LINK_UPDATE): no moment without a program,
+//     none with two.
+//   - Another layout: the state of the older layout stays beside the new
+//     one (a sibling folder under the root) for as long as a socket is in
+//     its socket maps: its programs and maps carry the connections paired
+//     under it to their end, since removing a socket from a socket map would
+//     drop the data redirected to it and not yet read. Each of its pods gets
+//     its configuration translated into the new layout (by the field names
+//     of the BTF both data paths carry) and its cgroup links switched to the
+//     new programs and moved under the new state. Once neither pods nor
+//     sockets are left, the older state is removed.
+//
+// The socket owners (cgroup/sock_create's socket storage) are shared by the
+// states of every layout whose struct sock_owner is the same, so that
+// sockets created before an upgrade (listening sockets above all) are known
+// to the new programs.
+//
+// Upgrade is idempotent: the installer runs it at start and at every sweep,
+// which also catches a pod that a plugin of the older release attached
+// while the upgrade ran.
+
+// SharedDir holds, under the root, what states of several layouts share:
+// <root>/shared/owner-<format>/sock_owner_map.
+const SharedDir = "shared"
+
+const sharedDir = SharedDir
+
+const (
+	ownerMapName  = "sock_owner_map"
+	paramMapName  = "sock_param_map"
+	usageMapName  = "pod_usage"
+	configMapName = "mesh_config"
+)
+
+// loadOptions load a collection against the state's pinned maps, with the
+// shared socket owner map.
+func (n *Node) loadOptions(owner *ebpf.Map) *ebpf.CollectionOptions {
+	return &ebpf.CollectionOptions{
+		Maps:            ebpf.MapOptions{PinPath: n.mapsDir()},
+		MapReplacements: map[string]*ebpf.Map{ownerMapName: owner},
+	}
+}
+
+// openOwnerMap opens, or creates, the socket owner map of spec's layout
+// shared under the root, and links it into the state's maps/ (a bpffs
+// symlink), where opening the state finds it.
+func (n *Node) openOwnerMap(spec *ebpf.MapSpec) (*ebpf.Map, error) {
+	sum := sha256.Sum256([]byte(mapLayout(spec)))
+	dir := filepath.Join(filepath.Dir(n.dir), sharedDir, "owner-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create shared state dir: %w", err)
+	}
+	var (
+		m   *ebpf.Map
+		err error
+	)
+	// Two states of different layouts may be created at once: the loser
+	// of the pin finds the winner's map.
+	for try := 0; try < 2; try++ {
+		m, err = ebpf.NewMapWithOptions(spec, ebpf.MapOptions{PinPath: dir})
+		if !errors.Is(err, os.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("socket owner map (pinned at %s): %w", dir, err)
+	}
+	pin := filepath.Join(n.mapsDir(), ownerMapName)
+	target, _ := filepath.Rel(n.mapsDir(), filepath.Join(dir, spec.Name))
+	if cur, err := os.Readlink(pin); err != nil || cur != target {
+		_ = os.Remove(pin)
+		if err := os.Symlink(target, pin); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("link the socket owner map into %s: %w", n.mapsDir(), err)
+		}
+	}
+	return m, nil
+}
+
+// mapLayout describes a map's format: type, flags, key and value types
+// (member names, offsets, sizes). Two maps of the same description hold
+// the same data in the same places.
+func mapLayout(m *ebpf.MapSpec) string {
+	return fmt.Sprintf("%v/%d/%d/%d/%s/%s", m.Type, m.Flags, m.KeySize, m.ValueSize,
+		typeLayout(m.Key), typeLayout(m.Value))
+}
+
+func typeLayout(t btf.Type) string {
+	switch t := btf.UnderlyingType(t).(type) {
+	case nil:
+		return "-"
+	case *btf.Int:
+		return fmt.Sprintf("i%d%v", t.Size, t.Encoding)
+	case *btf.Enum:
+		return fmt.Sprintf("e%d", t.Size)
+	case *btf.Pointer:
+		return "p"
+	case *btf.Array:
+		return fmt.Sprintf("[%d]%s", t.Nelems, typeLayout(t.Type))
+	case *btf.Struct:
+		return "struct " + t.Name + membersLayout(t.Members)
+	case *btf.Union:
+		return "union " + t.Name + membersLayout(t.Members)
+	default:
+		return fmt.Sprintf("%T", t)
+	}
+}
+
+func membersLayout(ms []btf.Member) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for _, m := range ms {
+		fmt.Fprintf(&b, "%s@%d:%d:%s;", m.Name, m.Offset, m.BitfieldSize, typeLayout(m.Type))
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// Layout describes the format of every map of this binary's data path,
+// for the test that makes a map change without a LayoutVersion change
+// fail.
+func Layout() (string, error) {
+	spec, err := loadMesh()
+	if err != nil {
+		return "", err
+	}
+	names := make([]string, 0, len(spec.Maps))
+	for name := range spec.Maps {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&b, "%s %s\n", name, mapLayout(spec.Maps[name]))
+	}
+	return b.String(), nil
+}
+
+// convertValue fills dst, a value of type dt, from src, a value of type
+// st, by member name: what both types have is copied (integers widened or
+// narrowed, arrays to the shorter length), what only dt has stays zero.
+func convertValue(dst []byte, dt btf.Type, src []byte, st btf.Type) error {
+	dt, st = btf.UnderlyingType(dt), btf.UnderlyingType(st)
+	switch d := dt.(type) {
+	case *btf.Struct:
+		s, ok := st.(*btf.Struct)
+		if !ok {
+			return fmt.Errorf("struct %s was %T", d.Name, st)
+		}
+		return convertMembers(dst, d.Members, src, s.Members)
+	case *btf.Union:
+		s, ok := st.(*btf.Union)
+		if !ok {
+			return fmt.Errorf("union %s was %T", d.Name, st)
+		}
+		return convertMembers(dst, d.Members, src, s.Members)
+	case *btf.Array:
+		s, ok := st.(*btf.Array)
+		if !ok {
+			return fmt.Errorf("array was %T", st)
+		}
+		dsz, err := btf.Sizeof(d.Type)
+		if err != nil {
+			return err
+		}
+		ssz, err := btf.Sizeof(s.Type)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < int(min(d.Nelems, s.Nelems)); i++ {
+			if (i+1)*dsz > len(dst) || (i+1)*ssz > len(src) {
+				return errors.New("array past its value")
+			}
+			if err := convertValue(dst[i*dsz:(i+1)*dsz], d.Type, src[i*ssz:(i+1)*ssz], s.Type); err != nil {
+				return err
+			}
+		}
+		return nil
+	case *btf.Int, *btf.Enum:
+		switch st.(type) {
+		case *btf.Int, *btf.Enum:
+		default:
+			return fmt.Errorf("integer was %T", st)
+		}
+		// Little endian: the low bytes first.
+		clear(dst)
+		copy(dst, src[:min(len(dst), len(src))])
+		return nil
+	default:
+		return fmt.Errorf("cannot convert %T", dt)
+	}
+}
+
+func convertMembers(dst []byte, dms []btf.Member, src []byte, sms []btf.Member) error {
+	for _, dm := range dms {
+		var sm *btf.Member
+		for i := range sms {
+			if sms[i].Name == dm.Name && dm.Name != "" {
+				sm = &sms[i]
+			}
+		}
+		if sm == nil {
+			continue
+		}
+		if dm.BitfieldSize != 0 || sm.BitfieldSize != 0 {
+			return fmt.Errorf("member %s: bit fields are not converted", dm.Name)
+		}
+		dsz, err := btf.Sizeof(dm.Type)
+		if err != nil {
+			return err
+		}
+		ssz, err := btf.Sizeof(sm.Type)
+		if err != nil {
+			return err
+		}
+		do, so := int(dm.Offset.Bytes()), int(sm.Offset.Bytes())
+		if do+dsz > len(dst) || so+ssz > len(src) {
+			return fmt.Errorf("member %s past its value", dm.Name)
+		}
+		if err := convertValue(dst[do:do+dsz], dm.Type, src[so:so+ssz], sm.Type); err != nil {
+			return fmt.Errorf("member %s: %w", dm.Name, err)
+		}
+	}
+	return nil
+}
+
+// mapValueType finds the type named name in the BTF the kernel holds for
+// m (the data path that created m carried it).
+func mapValueType(m *ebpf.Map, name string) (btf.Type, error) {
+	info, err := m.Info()
+	if err != nil {
+		return nil, err
+	}
+	id, ok := info.BTFID()
+	if !ok {
+		return nil, errors.New("map has no BTF")
+	}
+	h, err := btf.NewHandleFromID(id)
+	if err != nil {
+		return nil, fmt.Errorf("BTF of the map: %w", err)
+	}
+	defer h.Close()
+	spec, err := h.Spec(nil)
+	if err != nil {
+		return nil, fmt.Errorf("BTF of the map: %w", err)
+	}
+	var t btf.Type
+	types, err := spec.AnyTypesByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("type %s in the map's BTF: %w", name, err)
+	}
+	for _, c := range types {
+		if _, ok := c.(*btf.Struct); ok {
+			t = c
+		}
+	}
+	if t == nil {
+		return nil, fmt.Errorf("no struct %s in the map's BTF", name)
+	}
+	return t, nil
+}
+
+// readConverted reads key from old (whose values are struct name of
+// another data path) and converts the value into out, a value of type
+// name of this one.
+func readConverted(old *ebpf.Map, key any, name string, newType btf.Type, out []byte) error {
+	oldType, err := mapValueType(old, name)
+	if err != nil {
+		return err
+	}
+	raw := make([]byte, old.ValueSize())
+	if err := old.Lookup(key, raw); err != nil {
+		return err
+	}
+	return convertValue(out, newType, raw, oldType)
+}
+
+// siblings lists the states of other layouts under the root.
+func (n *Node) siblings() []string {
+	return stateDirs(filepath.Dir(n.dir), filepath.Base(n.dir))
+}
+
+// stateDirs lists the state folders under root (every folder with maps/),
+// but the one named except.
+func stateDirs(root, except string) []string {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == except || e.Name() == sharedDir {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		if _, err := os.Stat(filepath.Join(dir, "maps")); err == nil {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
+
+// removeState detaches the pods of the state in dir and removes it.
+func removeState(dir string) error {
+	ents, _ := os.ReadDir(filepath.Join(dir, "pods"))
+	var errs []error
+	for _, e := range ents {
+		errs = append(errs, detachIn(dir, e.Name()))
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove node state %s: %w", dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// detachIn detaches a pod from the state in dir, of any layout: it unpins
+// the pod's links (its programs leave the cgroup) and deletes its entries
+// from the per-pod maps when they are keyed by cgroup id.
+func detachIn(dir, id string) error {
+	podDir := filepath.Join(dir, "pods", id)
+	cgID, err := linkCgroupID(filepath.Join(podDir, linkSockops))
+	var errs []error
+	if err == nil {
+		for _, name := range []string{paramMapName, usageMapName} {
+			m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", name), nil)
+			if err != nil {
+				continue
+			}
+			if m.KeySize() == 8 {
+				if err := m.Delete(cgID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+					errs = append(errs, fmt.Errorf("delete pod %s from %s: %w", id, name, err))
+				}
+			}
+			m.Close()
+		}
+	}
+	if err := os.RemoveAll(podDir); err != nil {
+		errs = append(errs, fmt.Errorf("remove pod state %s: %w", podDir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// linkCgroupID reads the cgroup id of the pinned cgroup link at p.
+func linkCgroupID(p string) (uint64, error) {
+	l, err := link.LoadPinnedLink(p, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, ErrPodNotAttached
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load pinned link %s: %w", p, err)
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return 0, fmt.Errorf("link info of %s: %w", p, err)
+	}
+	cg := info.Cgroup()
+	if cg == nil {
+		return 0, fmt.Errorf("%s is not a cgroup link", p)
+	}
+	return cg.CgroupId, nil
+}
+
+// inheritGlobal sets cfg's switch and flow-control bound from the newest
+// state of another layout, when there is one.
+func (n *Node) inheritGlobal(spec *ebpf.CollectionSpec, cfg *meshGlobalConfig) error {
+	dirs := n.siblings()
+	sort.Slice(dirs, func(i, j int) bool { return modTime(dirs[i]) > modTime(dirs[j]) })
+	for _, dir := range dirs {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", configMapName), nil)
+		if err != nil {
+			continue
+		}
+		raw := make([]byte, spec.Maps[configMapName].ValueSize)
+		err = readConverted(m, uint32(0), "global_config", spec.Maps[configMapName].Value, raw)
+		m.Close()
+		if err != nil {
+			return fmt.Errorf("global configuration of the older state %s: %w", dir, err)
+		}
+		var old meshGlobalConfig
+		if err := decodeRaw(raw, &old); err != nil {
+			return err
+		}
+		cfg.Disabled = old.Disabled
+		if old.BacklogLimit != 0 {
+			cfg.BacklogLimit = old.BacklogLimit
+		}
+		return nil
+	}
+	return nil
+}
+
+// decodeRaw decodes a map value read as bytes into v, a generated struct.
+func decodeRaw(raw []byte, v any) error {
+	if binary.Size(v) != len(raw) {
+		return fmt.Errorf("%T is %d bytes, the value %d", v, binary.Size(v), len(raw))
+	}
+	return binary.Read(bytes.NewReader(raw), binary.LittleEndian, v)
+}
+
+func modTime(p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return st.ModTime().UnixNano()
+}
+
+// Retiring is the state of another layout that still carries connections
+// paired under it.
+type Retiring struct {
+	Dir     string
+	Pods    int // pods not moved yet (the next upgrade pass moves them)
+	Sockets int // sockets still in its socket maps
+}
+
+// UpgradeReport says what one Upgrade did.
+type UpgradeReport struct {
+	// Replaced is set when this binary's programs replaced the pinned
+	// ones of the same layout.
+	Replaced bool
+	// Relinked counts pod links switched to this binary's programs;
+	// Moved, pods moved from the state of another layout.
+	Relinked, Moved int
+	// Removed lists the states of other layouts removed: no pod and no
+	// socket was left in them.
+	Removed []string
+	// Retiring lists those that still carry connections.
+	Retiring []Retiring
+}
+
+// Upgrade brings the node to this binary's data path (see the comment at
+// the top of this file). It runs under the state's lock.
+func (n *Node) Upgrade() (UpgradeReport, error) {
+	var r UpgradeReport
+	if n.noCapture {
+		return r, errors.New("the benchmark's data path without capture is never installed by an upgrade")
+	}
+	unlock, err := lockDir(n.dir)
+	if err != nil {
+		return r, err
+	}
+	defer unlock()
+	spec, err := loadMesh()
+	if err != nil {
+		return r, fmt.Errorf("load BPF spec: %w", err)
+	}
+	c, err := n.global()
+	if err != nil {
+		return r, err
+	}
+	if c.Build != dataPathID(false) {
+		if err := n.replacePrograms(spec); err != nil {
+			return r, err
+		}
+		r.Replaced = true
+	}
+	var errs []error
+	ids, err := n.podIDs()
+	if err != nil {
+		return r, err
+	}
+	for _, id := range ids {
+		k, err := n.relink(n.podDir(id), n.podDir(id))
+		r.Relinked += k
+		errs = append(errs, err)
+	}
+	for _, dir := range n.siblings() {
+		moved, err := n.adoptPods(spec, dir)
+		r.Moved += moved
+		errs = append(errs, err)
+		pods, _ := os.ReadDir(filepath.Join(dir, "pods"))
+		sockets, err := countSockets(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(pods) == 0 && sockets == 0 {
+			if err := os.RemoveAll(dir); err != nil {
+				errs = append(errs, fmt.Errorf("remove the older state %s: %w", dir, err))
+				continue
+			}
+			r.Removed = append(r.Removed, dir)
+			continue
+		}
+		r.Retiring = append(r.Retiring, Retiring{Dir: dir, Pods: len(pods), Sockets: sockets})
+	}
+	return r, errors.Join(errs...)
+}
+
+// replacePrograms loads this binary's programs against the pinned maps and
+// puts them in place of the pinned ones: sk_msg on the socket map, then the
+// pins (each replaced by a rename), then the recorded build.
+func (n *Node) replacePrograms(spec *ebpf.CollectionSpec) error {
+	var progs meshPrograms
+	if err := spec.LoadAndAssign(&progs, n.loadOptions(n.maps.SockOwnerMap)); err != nil {
+		return fmt.Errorf("load BPF programs against the pinned maps: %w", verifierError(err))
+	}
+	defer progs.MeshSkMsg.Close()
+	if err := link.RawAttachProgram(link.RawAttachProgramOptions{
+		Target:  n.maps.SockOpsMap.FD(),
+		Program: progs.MeshSkMsg,
+		Attach:  ebpf.AttachSkMsgVerdict,
+	}); err != nil {
+		progs.Close()
+		return fmt.Errorf("attach sk_msg to sock_ops_map: %w", err)
+	}
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{pinSockops, progs.MeshSockops}, {pinSockCreate, progs.MeshSockCreate}, {pinSkMsg, progs.MeshSkMsg}} {
+		tmp := n.progPin(p.name) + "-new" // bpffs refuses dots in names
+		_ = os.Remove(tmp)
+		if err := p.prog.Pin(tmp); err != nil {
+			progs.Close()
+			return fmt.Errorf("pin %s program: %w", p.name, err)
+		}
+		if err := os.Rename(tmp, n.progPin(p.name)); err != nil {
+			progs.Close()
+			return fmt.Errorf("replace the pinned %s program: %w", p.name, err)
+		}
+	}
+	n.sockops.Close()
+	n.sockCreate.Close()
+	n.sockops, n.sockCreate = progs.MeshSockops, progs.MeshSockCreate
+	return n.updateGlobal(func(c *meshGlobalConfig) { c.Build = dataPathID(false) })
+}
+
+// relink switches the links pinned in from (a pod's folder) to this
+// state's programs and moves them to to (the pod's folder here). It
+// returns how many links it switched or moved.
+func (n *Node) relink(from, to string) (int, error) {
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		return 0, fmt.Errorf("create pod state dir: %w", err)
+	}
+	switched := 0
+	for _, a := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{linkSockCreate, n.sockCreate}, {linkSockops, n.sockops}} {
+		p := filepath.Join(from, a.name)
+		l, err := link.LoadPinnedLink(p, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return switched, fmt.Errorf("load pinned link %s: %w", p, err)
+		}
+		changed, err := switchLink(l, a.prog)
+		if err == nil && from != to {
+			changed, err = true, moveLink(l, p, filepath.Join(to, a.name))
+		}
+		l.Close()
+		if err != nil {
+			return switched, fmt.Errorf("link %s: %w", p, err)
+		}
+		if changed {
+			switched++
+		}
+	}
+	return switched, nil
+}
+
+// switchLink points l at prog unless it runs prog already, and says
+// whether it did.
+func switchLink(l link.Link, prog *ebpf.Program) (bool, error) {
+	li, err := l.Info()
+	if err != nil {
+		return false, err
+	}
+	pi, err := prog.Info()
+	if err != nil {
+		return false, err
+	}
+	if id, ok := pi.ID(); ok && id == li.Program {
+		return false, nil
+	}
+	return true, l.Update(prog)
+}
+
+// moveLink pins l at to and removes its pin at from.
+func moveLink(l link.Link, from, to string) error {
+	_ = os.Remove(to)
+	if err := l.Pin(to); err != nil {
+		return err
+	}
+	if err := os.Remove(from); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// adoptPods moves the pods of the state in dir (another layout) here: the
+// pod's configuration is translated into this layout, then its links are
+// switched to this state's programs and moved. A pod attached here as well
+// (its sandbox was added again) only leaves dir.
+func (n *Node) adoptPods(spec *ebpf.CollectionSpec, dir string) (int, error) {
+	ents, err := os.ReadDir(filepath.Join(dir, "pods"))
+	if err != nil || len(ents) == 0 {
+		return 0, nil
+	}
+	params, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", paramMapName), nil)
+	if err != nil {
+		return 0, fmt.Errorf("pod configuration of the older state %s: %w", dir, err)
+	}
+	defer params.Close()
+	moved := 0
+	var errs []error
+	for _, e := range ents {
+		id := e.Name()
+		from := filepath.Join(dir, "pods", id)
+		if _, err := os.Stat(n.podDir(id)); err == nil {
+			errs = append(errs, detachIn(dir, id))
+			continue
+		}
+		cgID, err := linkCgroupID(filepath.Join(from, linkSockops))
+		if err != nil {
+			// Half attached by an older plugin right now, or half
+			// detached: the next pass looks again.
+			continue
+		}
+		raw := make([]byte, spec.Maps[paramMapName].ValueSize)
+		if err := readConverted(params, cgID, "pod_config", spec.Maps[paramMapName].Value, raw); err != nil {
+			errs = append(errs, fmt.Errorf("configuration of pod %s in %s: %w", id, dir, err))
+			continue
+		}
+		var pc meshPodConfig
+		if err := decodeRaw(raw, &pc); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// Through PodConfig, so that fields the older layout lacked get
+		// their defaults.
+		enc, err := encodePodConfig(decodePodConfig(&pc))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("configuration of pod %s: %w", id, err))
+			continue
+		}
+		if err := n.putPodConfig(cgID, enc); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := n.relink(from, n.podDir(id)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, detachIn(dir, id))
+		moved++
+	}
+	return moved, errors.Join(errs...)
+}
+
+// countSockets counts the sockets in the socket maps of the state in dir.
+func countSockets(dir string) (int, error) {
+	ents, err := os.ReadDir(filepath.Join(dir, "maps"))
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, e := range ents {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", e.Name()), nil)
+		if err != nil {
+			continue
+		}
+		if t := m.Type(); t == ebpf.SockHash || t == ebpf.SockMap {
+			n, err := countKeys(m, make([]byte, m.KeySize()))
+			if err != nil {
+				m.Close()
+				return 0, fmt.Errorf("count sockets of %s: %w", e.Name(), err)
+			}
+			total += n
+		}
+		m.Close()
+	}
+	return total, nil
+}
