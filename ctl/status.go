@@ -29,9 +29,9 @@ type kernelReport struct {
 }
 
 type stateReport struct {
-	Present      bool     `json:"present"`
-	Dir          string   `json:"dir"`
-	Layout       string   `json:"layout_version"`
+	Present bool   `json:"present"`
+	Dir     string `json:"dir"`
+	Layout  string `json:"layout_version"`
 	// OtherLayouts are states of other layouts beside ours, under
 	// --bpf-root: an upgrade that changed the layout keeps the older one
 	// until the connections paired under it close.
