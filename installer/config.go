@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -44,6 +45,7 @@ const (
 	FlagLogLevel           = "log-level"
 	FlagMountBPFFS         = "mount-bpffs"
 	FlagVersion            = "version"
+	FlagSweepInterval      = "sweep-interval"
 )
 
 // EnvName returns the environment variable bound to the flag (the rule of
@@ -109,6 +111,9 @@ type Config struct {
 	// and exits: the job of the DaemonSet's privileged init container.
 	MountBPFFS  bool
 	ShowVersion bool // print the version and exit
+	// SweepInterval is the period of the node state's maintenance: the
+	// sweep of closed sockets' entries and the upgrade pass.
+	SweepInterval time.Duration
 }
 
 // NewConfig builds the configuration from the command line args (without
@@ -143,6 +148,8 @@ func NewConfig(args []string, getenv func(string) string, out io.Writer) (*Confi
 	b.String(level, FlagLogLevel, "info", "log level: debug, info, warn or error")
 	b.Bool(&c.MountBPFFS, FlagMountBPFFS, "only mount bpffs at --"+FlagBPFFS+" if nothing is mounted there, then exit (init container)")
 	b.Bool(&c.ShowVersion, FlagVersion, "print the version and exit")
+	b.Duration(&c.SweepInterval, FlagSweepInterval, bpf.DefaultSweepInterval, "period of the node state's maintenance: "+
+		"removing closed sockets' entries, moving pods to this release's data path, removing older state once its connections closed")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -104,6 +104,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 // /metrics meanwhile. A node whose kernel lacks what mesh-accel needs gets
 // nothing installed: Run reports why (log, /readyz) and waits for ctx.
 func Run(ctx context.Context, cfg *Config, d Deps) (err error) {
+	if d.Sweep <= 0 {
+		d.Sweep = cfg.SweepInterval
+	}
 	d.defaults()
 	m := newMetrics()
 	kerr := checkKernel(d.Engine, cfg.CgroupRoot)

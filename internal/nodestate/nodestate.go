@@ -103,6 +103,19 @@ func (b *Binder) Uint32(p *uint32, name string, def uint32, usage string) {
 	b.FS.Uint32Var(p, name, def, b.usage(name, usage))
 }
 
+// Duration binds a duration flag ("10s", "1m").
+func (b *Binder) Duration(p *time.Duration, name string, def time.Duration, usage string) {
+	if v := b.env(name); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Errs = append(b.Errs, fmt.Errorf("%s=%q: want a positive duration such as 10s", EnvName(name), v))
+		} else {
+			def = d
+		}
+	}
+	b.FS.DurationVar(p, name, def, b.usage(name, usage))
+}
+
 // Location is where a node's state lives.
 type Location struct {
 	BPFFS    string // bpffs mount point
