@@ -23,8 +23,9 @@ import (
 // member at the head of struct pod_config, so that every other member
 // moves, and a new LayoutVersion), regenerated with bpf2go and built like
 // the image's binaries. It returns the folder of its binaries and its
-// LayoutVersion.
-func nextRelease(t *testing.T) (dir, layout string) {
+// LayoutVersion. With sameLayout the maps stay as they are and only the
+// sk_msg program changes.
+func nextRelease(t *testing.T, sameLayout bool) (dir, layout string) {
 	t.Helper()
 	root, err := exec.Command(cnichain.GoTool(), "env", "GOMOD").Output()
 	if err != nil {
@@ -46,9 +47,12 @@ func nextRelease(t *testing.T) (dir, layout string) {
 		}
 		writeFile(t, p, string(out), 0o644)
 	}
-	layout = bpf.LayoutVersion + "next"
-	patch("bpf/node.go", `const LayoutVersion = "[^"]*"`, `const LayoutVersion = "`+layout+`"`)
-	patch("bpf/c/mesh_accel.h", `struct pod_config \{\n`, "struct pod_config {\n\t__u32 next_release;\n")
+	layout = bpf.LayoutVersion
+	if !sameLayout {
+		layout += "next"
+		patch("bpf/node.go", `const LayoutVersion = "[^"]*"`, `const LayoutVersion = "`+layout+`"`)
+		patch("bpf/c/mesh_accel.h", `struct pod_config \{\n`, "struct pod_config {\n\t__u32 next_release;\n")
+	}
 	patch("bpf/c/mesh_accel.c", `int mesh_sk_msg\(struct sk_msg_md \*msg\)\n\{\n`,
 		"int mesh_sk_msg(struct sk_msg_md *msg)\n{\n\tif (msg->size == 0)\n\t\treturn SK_PASS;\n")
 	run := func(dir string, args ...string) {
@@ -101,7 +105,7 @@ func copyTree(src, dst string) error {
 // node stands throughout.
 func TestUpgradeUnderTraffic(t *testing.T) {
 	h := newHostNode(t)
-	next, nextLayout := nextRelease(t)
+	next, nextLayout := nextRelease(t, false)
 	flags := h.flags(false)
 	flags[installer.FlagSweepInterval] = "500ms"
 	old := startInstaller(t, h.bin, flags)
@@ -110,34 +114,7 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 	oldDir := filepath.Join(bpf.DefaultBPFFS, h.bpfRoot, bpf.LayoutVersion)
 	newDir := filepath.Join(bpf.DefaultBPFFS, h.bpfRoot, nextLayout)
 
-	// Streams through both sidecars that outlive the upgrade: slow-read
-	// bulk streams (flow control at work too) and request/response.
-	type result struct {
-		name string
-		res  *sim.ClientResult
-		err  error
-	}
-	results := make(chan result, 2)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for _, spec := range []sim.ClientSpec{
-		{Mode: sim.ModeBulk, Op: sim.OpSinkSlow, ReadSleep: 2 * time.Millisecond, Target: b.AppTarget(false),
-			Streams: 3, Bytes: 320 << 20, MinWrite: 1, MaxWrite: 256 << 10, Seed: 7, Timeout: 2 * time.Minute},
-		{Mode: sim.ModeRR, Target: b.AppTarget(false), Streams: 2, Size: 4096, Duration: 12 * time.Second,
-			Timeout: time.Minute},
-	} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			res, err := a.RunClient(ctx, spec)
-			results <- result{spec.Mode, res, err}
-		}()
-	}
-	waitFor(t, "the streams paired under release N", func() bool {
-		return h.counters()["bytes_redirected"] > 64<<20
-	})
+	streams := startStreams(t, h, a, b)
 
 	// The rollout: N's installer stops (keeping the node state), N+1's
 	// starts with its own plugin binary.
@@ -147,7 +124,7 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 	nflags[installer.FlagPluginBinary] = filepath.Join(next, "mesh-accel")
 	inst := startInstaller(t, next, nflags)
 	inst.waitReady(t)
-	upgraded := time.Since(start)
+	upgraded := time.Now()
 
 	for _, p := range []*cnichain.Pod{a, b} {
 		if !exists(filepath.Join(newDir, "pods", p.UID)) || exists(filepath.Join(oldDir, "pods", p.UID)) {
@@ -183,21 +160,7 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 			accepted, inst.metric(t, installer.MetricConnectionsAccepted), redirected, inst.metric(t, installer.MetricBytesRedirected))
 	}
 
-	wg.Wait()
-	close(results)
-	for r := range results {
-		if r.err != nil {
-			t.Fatalf("%s: %v", r.name, r.err)
-		}
-		if !r.res.OK || r.res.ErrorCount != 0 || r.res.Mismatches != 0 {
-			t.Errorf("%s across the upgrade: %d errors, %d mismatches: %v", r.name, r.res.ErrorCount, r.res.Mismatches, r.res.Errors)
-		}
-		if elapsed := time.Duration(r.res.ElapsedSec * float64(time.Second)); elapsed < upgraded {
-			t.Errorf("%s ended %v after its start, before the upgrade was done (%v): it proves nothing", r.name, elapsed, upgraded)
-		}
-		t.Logf("%s: %d bytes verified over %d connections in %.1f s (upgrade done at %.1f s)", r.name, r.res.Bytes,
-			r.res.Conns, r.res.ElapsedSec, upgraded.Seconds())
-	}
+	streams.check(t, upgraded)
 
 	// The last old connection closed: N's state goes.
 	waitFor(t, "release N's state removed", func() bool { return !exists(oldDir) })
@@ -221,6 +184,115 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 		}
 	}
 	inst.terminate(t)
+}
+
+// An upgrade that keeps the map layout: release N+1's programs replace
+// N's in place while streams run. Sockets paired before keep N's sk_msg
+// (the kernel took it when they joined the map), new ones get N+1's, the
+// pods' links run N+1's sockops; nothing is lost and the node reports no
+// skew.
+func TestUpgradeSameLayoutUnderTraffic(t *testing.T) {
+	h := newHostNode(t)
+	next, layout := nextRelease(t, true)
+	old := startInstaller(t, h.bin, h.flags(false))
+	old.waitReady(t)
+	a, b := h.addPod("a", false), h.addPod("b", true)
+	streams := startStreams(t, h, a, b)
+	pinned := func() string {
+		return strings.TrimSpace(grepLines(ctl(t, next, h, "status"), "data path"))
+	}
+	before := pinned()
+
+	old.terminate(t)
+	nflags := h.flags(false)
+	nflags[installer.FlagPluginBinary] = filepath.Join(next, "mesh-accel")
+	inst := startInstaller(t, next, nflags)
+	inst.waitReady(t)
+	upgraded := time.Now()
+	after := pinned()
+	if after == before || strings.Contains(after, "NOT this binary") {
+		t.Errorf("data path not replaced in place: before %q, after %q", before, after)
+	}
+	if got := inst.metric(t, installer.MetricDataPathSkewed); got != 0 {
+		t.Errorf("%s = %v after the upgrade, want 0", installer.MetricDataPathSkewed, got)
+	}
+	for _, p := range []*cnichain.Pod{a, b} {
+		if !exists(filepath.Join(bpf.DefaultBPFFS, h.bpfRoot, layout, "pods", p.UID)) {
+			t.Errorf("pod %s lost its state", p.Name)
+		}
+	}
+	accepted := inst.metric(t, installer.MetricConnectionsAccepted)
+	if res := a.RunTestClient(t, sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: 4 << 20}); !res.OK {
+		t.Fatalf("new connection after the upgrade: %v", res.Errors)
+	}
+	if inst.metric(t, installer.MetricConnectionsAccepted) <= accepted {
+		t.Error("a new connection was not paired after the upgrade")
+	}
+	streams.check(t, upgraded)
+	inst.terminate(t)
+}
+
+// streams run through both sidecars from a to b's app while the upgrade
+// runs: slow-read bulk streams (flow control at work) and request/response
+// exchanges, every byte checked.
+type streams struct {
+	wg      sync.WaitGroup
+	results chan streamResult
+}
+
+type streamResult struct {
+	mode  string
+	res   *sim.ClientResult
+	err   error
+	ended time.Time
+}
+
+// startStreams starts them and waits until they run accelerated under the
+// installed release.
+func startStreams(t *testing.T, h *hostNode, a, b *cnichain.Pod) *streams {
+	t.Helper()
+	s := &streams{results: make(chan streamResult, 2)}
+	for _, spec := range []sim.ClientSpec{
+		{Mode: sim.ModeBulk, Op: sim.OpSinkSlow, ReadSleep: 2 * time.Millisecond, Target: b.AppTarget(false),
+			Streams: 2, Bytes: 320 << 20, MaxWrite: 256 << 10, Seed: 7, Timeout: 2 * time.Minute},
+		{Mode: sim.ModeRR, Target: b.AppTarget(false), Streams: 2, Size: 4096, Duration: 12 * time.Second,
+			Timeout: time.Minute},
+	} {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			res, err := a.RunClient(ctx, spec)
+			s.results <- streamResult{spec.Mode, res, err, time.Now()}
+		}()
+	}
+	waitFor(t, "the streams paired under the installed release", func() bool {
+		c := h.counters()
+		return c["connections_accepted"] >= 4 && c["bytes_redirected"] > 4<<20
+	})
+	return s
+}
+
+// check waits for the streams' end: every byte verified, no connection
+// error, and each ran past the moment the upgrade was done.
+func (s *streams) check(t *testing.T, upgraded time.Time) {
+	t.Helper()
+	s.wg.Wait()
+	close(s.results)
+	for r := range s.results {
+		if r.err != nil {
+			t.Fatalf("%s: %v", r.mode, r.err)
+		}
+		if !r.res.OK || r.res.ErrorCount != 0 || r.res.Mismatches != 0 {
+			t.Errorf("%s across the upgrade: %d errors, %d mismatches: %v", r.mode, r.res.ErrorCount, r.res.Mismatches, r.res.Errors)
+		}
+		if !r.ended.After(upgraded) {
+			t.Errorf("%s ended before the upgrade was done: it proves nothing", r.mode)
+		}
+		t.Logf("%s: %d bytes verified over %d connections in %.1f s, ending %.1f s after the upgrade", r.mode, r.res.Bytes,
+			r.res.Conns, r.res.ElapsedSec, r.ended.Sub(upgraded).Seconds())
+	}
 }
 
 // ctl runs the mesh-accelctl of the binaries in dir against the node.
