@@ -148,7 +148,7 @@ func (a *app) status() (*statusReport, error) {
 	r.Warnings = statusWarnings(r.Enabled, pods, u, c, a.directory())
 	if dp.Skewed() {
 		r.Warnings = append([]string{fmt.Sprintf("the pinned data path %s is not this binary's %s: the node runs "+
-			"programs of another mesh-accel build (an upgrade kept the node state)", dp.Pinned, dp.Binary)}, r.Warnings...)
+			"programs of another mesh-accel build; the installer of this build replaces them when it starts", dp.Pinned, dp.Binary)}, r.Warnings...)
 	}
 	return r, nil
 }

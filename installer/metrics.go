@@ -76,7 +76,7 @@ func newMetrics() *metrics {
 				"The data path (BPF object build) of the pinned programs and of this installer.",
 				[]string{"pinned", "installer"}, nil),
 			dataPathSkewed: prometheus.NewDesc(MetricDataPathSkewed,
-				"1 when the pinned programs are not this installer's: an upgrade kept the node state.", nil, nil),
+				"1 when the pinned programs are not this installer's (the upgrade pass failed, or has not run yet).", nil, nil),
 			olderSockets: prometheus.NewDesc(MetricOlderStateSockets,
 				"Sockets still paired under the state of an older layout, which an upgrade keeps until they close.",
 				[]string{"layout"}, nil),
