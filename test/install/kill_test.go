@@ -2,8 +2,11 @@ package install
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -89,4 +92,67 @@ func TestInstallerKilledAnywhere(t *testing.T) {
 	if _, err := os.Stat(h.conflist); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// SIGTERM at random moments of the installer's start, half the time on a
+// node where a predecessor was SIGKILLed with our entry in place: the
+// uninstall gives the original bytes back. The installer catches SIGTERM
+// from its package earlysignal's init on, about 2 ms after exec; a SIGTERM
+// before that kills it as it kills any program without a handler yet, and
+// then the config must still be valid and a successor must clean up. The
+// test fails when that happens later than 25 ms after the start (a busy
+// machine slows the exec down).
+func TestInstallerTerminatedAnywhere(t *testing.T) {
+	iterations := 30
+	if testing.Short() {
+		iterations = 10
+	}
+	h := newHostNode(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	early, latest := 0, time.Duration(0)
+	for i := 0; i < iterations; i++ {
+		if i%2 == 0 { // a predecessor killed while installed
+			pred := startInstaller(t, h.bin, h.flags(false))
+			pred.waitReady(t)
+			_ = pred.cmd.Process.Signal(syscall.SIGKILL)
+			<-pred.done
+		}
+		inst := startInstaller(t, h.bin, h.flags(false))
+		delay := time.Duration(rng.IntN(60_000)) * time.Microsecond
+		if i < 3 {
+			delay = 0 // as early as a signal can come
+		}
+		time.Sleep(delay)
+		if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		select {
+		case err = <-inst.done:
+		case <-time.After(time.Minute):
+			t.Fatalf("installer did not exit within a minute of SIGTERM (%v after start):\n%s", delay, inst.out.String())
+		}
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.Sys().(syscall.WaitStatus).Signaled() {
+			early, latest = early+1, max(latest, delay)
+			if delay > 25*time.Millisecond {
+				t.Errorf("SIGTERM %v after start killed the installer before its handler", delay)
+			}
+			h.wantOriginalOrEntry(fmt.Sprintf("SIGTERM %v after start, before the handler", delay))
+			successor := startInstaller(t, h.bin, h.flags(false))
+			successor.waitReady(t)
+			successor.terminate(t)
+			h.wantUninstalled()
+			continue
+		}
+		if err != nil {
+			t.Fatalf("installer exited with %v after SIGTERM %v after start:\n%s", err, delay, inst.out.String())
+		}
+		if got := readFile(t, h.conflist); got != h.original {
+			t.Fatalf("SIGTERM %v after start (predecessor killed: %v): the config is not the original:\n%s\ninstaller log:\n%s",
+				delay, i%2 == 0, got, inst.out.String())
+		}
+		h.wantUninstalled()
+	}
+	t.Logf("%d of %d SIGTERMs came before the handler, the latest %v after the start", early, iterations, latest)
 }

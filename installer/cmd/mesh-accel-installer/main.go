@@ -3,16 +3,17 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/internal/earlysignal"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGTERM is caught from the program's first milliseconds on
+	// (package earlysignal): the kubelet may stop the installer while it
+	// starts, and it must then still give the CNI config back.
+	ctx, stop := earlysignal.Context()
 	code := installer.Main(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
