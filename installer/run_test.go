@@ -58,6 +58,8 @@ func TestRunLifecycle(t *testing.T) {
 	replaceWith(t, conf, bridgeConflist) // the primary CNI writes its config again
 	waitFor(t, "the entry put back", func() bool { return sameContent(conf, installed) })
 	r.waitReady(t)
+	// The repair is counted right after its write: wait for it.
+	waitFor(t, "the repair counted", func() bool { return metricValue(t, r, MetricConflistRepairs, "") >= 1 })
 	if v := metricValue(t, r, MetricConflistRepairs, ""); v != 1 {
 		t.Errorf("%s = %v, want 1", MetricConflistRepairs, v)
 	}
