@@ -37,6 +37,7 @@ type CNIResult struct {
 	AddP50   float64 `json:"add_p50_ms"`
 	AddP99   float64 `json:"add_p99_ms"`
 	DelP50   float64 `json:"del_p50_ms"`
+	DelP99   float64 `json:"del_p99_ms"`
 	AddFirst float64 `json:"add_first_ms"`
 	AddLast  float64 `json:"add_last_ms"`
 }
@@ -46,7 +47,7 @@ const cniEdge = 5
 
 // CNI floors: what the plugin must stay under.
 const (
-	MaxAddP50ms   = 30  // ms
+	MaxAddP50ms   = 15  // ms
 	MaxAddGrowth  = 1.5 // AddLast / AddFirst
 	cniPrevResult = `{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/run/netns/none"}],` +
 		`"ips":[{"address":"10.99.0.2/24","gateway":"10.99.0.1","interface":0}]}`
@@ -160,6 +161,7 @@ func (r *cniRun) measure(ctx context.Context) (*CNIResult, error) {
 		AddP50:   percentile(add, 50),
 		AddP99:   percentile(add, 99),
 		DelP50:   percentile(del, 50),
+		DelP99:   percentile(del, 99),
 		AddFirst: percentile(add[:cniEdge], 50),
 		AddLast:  percentile(add[len(add)-cniEdge:], 50),
 	}, nil

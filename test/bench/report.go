@@ -44,8 +44,8 @@ func WriteTable(w io.Writer, r *Results) error {
 		if err := c.CheckFloors(); err != nil {
 			floors = "OVER THE FLOORS: " + err.Error()
 		}
-		_, err := fmt.Fprintf(w, "\nCNI plugin, %d pods: ADD p50 %.1f ms, p99 %.1f ms, first %.1f ms, last %.1f ms; DEL p50 %.1f ms (%s)\n",
-			c.Pods, c.AddP50, c.AddP99, c.AddFirst, c.AddLast, c.DelP50, floors)
+		_, err := fmt.Fprintf(w, "\nCNI plugin, %d pods: ADD p50 %.1f ms, p99 %.1f ms, first %.1f ms, last %.1f ms; DEL p50 %.1f ms, p99 %.1f ms (%s)\n",
+			c.Pods, c.AddP50, c.AddP99, c.AddFirst, c.AddLast, c.DelP50, c.DelP99, floors)
 		return err
 	}
 	return nil
