@@ -201,6 +201,16 @@ func DefaultFor(uid uint32) *Set {
 	}}
 }
 
+// SidecarHops accelerates every connection of the sidecar running as uid,
+// the sidecar-to-sidecar hop to its inbound port 15006 included: the
+// profile for pods whose apps cannot be declared recvmsg readers. That hop
+// has the sidecar reading at both ends, so it is accelerated both ways
+// without trusting the app; the app hops are accelerated only towards the
+// sidecar.
+func SidecarHops(uid uint32) *Set {
+	return &Set{Rules: []Rule{{File: DefaultFile, Line: 1, UID: uid, HasUID: true, Target: Accept}}}
+}
+
 // String returns the rules in canonical form, one per line, each line
 // ending in a newline. ParseString of the result gives a set Equal to s.
 func (s *Set) String() string {

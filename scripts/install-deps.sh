@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building, testing and benchmarking mesh-accel needs on a
 # Debian/Ubuntu machine: clang-14 and llvm-14 (the pinned BPF compiler),
-# libbpf headers, iproute2, iptables, nsenter, iperf3, sockperf, tcpdump,
-# buildah (the image).
+# libbpf headers, iproute2, iptables, nsenter, tcpdump, buildah (the image),
+# and the benchmark's standard tools: iperf3, sockperf, redis-server and
+# redis-benchmark, nginx and wrk. Their services are not started: the
+# benchmark runs its own servers inside its pods.
 # Go itself must be present (1.26 or later). Idempotent: installs only what
 # is missing.
 set -euo pipefail
@@ -21,6 +23,10 @@ have sockperf || need+=(sockperf)
 have tcpdump || need+=(tcpdump)
 have bpftool || need+=(bpftool)
 have buildah || need+=(buildah)
+have redis-server || need+=(redis-server)
+have redis-benchmark || need+=(redis-tools)
+have nginx || need+=(nginx-light)
+have wrk || need+=(wrk)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if ! have apt-get; then
@@ -33,7 +39,14 @@ if [ ${#need[@]} -gt 0 ]; then
 	fi
 	echo "install-deps: installing ${need[*]}"
 	apt-get update -qq
+	# No service of the packages starts on the host (redis, nginx).
+	policy=/usr/sbin/policy-rc.d
+	own_policy=
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	[ -z "$own_policy" ] || rm -f "$policy"
 fi
 if ! have go; then
 	echo "install-deps: Go 1.26 or later is required (https://go.dev/dl/)" >&2

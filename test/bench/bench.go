@@ -1,16 +1,23 @@
 // Package bench measures mesh-accel on a simulated node: the same two-pod
-// topology in four modes, measured interleaved so that the ratios between
+// topology in seven modes, measured interleaved so that the ratios between
 // modes hold on a noisy, shared machine.
 //
-//	direct     no sidecars
-//	sidecar    sidecars and Istio's iptables rules, no acceleration
-//	accel      sidecars + mesh-accel with the default rules
-//	accel-all  sidecars + mesh-accel with no rules (every hop)
+//	direct       no sidecars
+//	sidecar      sidecars and Istio's iptables rules, no acceleration
+//	annotation   sidecars + mesh-accel as the annotation alone sets it up:
+//	             the default rules, apps not declared recvmsg readers
+//	accel        the default rules, apps declared recvmsg readers
+//	accel-all    no rules (every hop), apps declared recvmsg readers
+//	sidecar-hop  apps not declared; every hop of the sidecar's uid,
+//	             the sidecar-to-sidecar hop to port 15006 included
+//	client-only  the client pod as in annotation, the server pod not
+//	             attached: the shape of traffic to a pod on another node
 //
-// In both accelerated modes the benchmark's own apps are declared recvmsg
-// readers (PodConfig.TrustApp), so the app hops are accelerated both ways.
 // Each mode has its own pair of pods (and each accelerated mode its own
-// node state), so modes never share a socket, a map or a counter.
+// node state), so modes never share a socket, a map or a counter. The
+// standard tools (sockperf, redis-benchmark, wrk against nginx, iperf3)
+// run in the pods as the app's user; the benchmark's own Go clients add
+// request/response rates and new connections per second.
 package bench
 
 import (
@@ -18,6 +25,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -31,14 +40,17 @@ type Mode string
 
 // The modes, in table order.
 const (
-	Direct   Mode = "direct"
-	Sidecar  Mode = "sidecar"
-	Accel    Mode = "accel"
-	AccelAll Mode = "accel-all"
+	Direct     Mode = "direct"
+	Sidecar    Mode = "sidecar"
+	Annotation Mode = "annotation"
+	Accel      Mode = "accel"
+	AccelAll   Mode = "accel-all"
+	SidecarHop Mode = "sidecar-hop"
+	ClientOnly Mode = "client-only"
 )
 
 // Modes lists every mode in table order.
-var Modes = []Mode{Direct, Sidecar, Accel, AccelAll}
+var Modes = []Mode{Direct, Sidecar, Annotation, Accel, AccelAll, SidecarHop, ClientOnly}
 
 // Config tunes a run.
 type Config struct {
@@ -57,7 +69,8 @@ type Results struct {
 	Capture *CaptureResult // what the capture code costs
 }
 
-// MarshalJSON writes one object keyed by mode, plus "cni" when measured.
+// MarshalJSON writes one object keyed by mode (each an object of figures
+// keyed as in [Figures]), plus "cni" and "capture" when measured.
 func (r *Results) MarshalJSON() ([]byte, error) {
 	m := make(map[string]any, len(r.Modes)+1)
 	for mode, res := range r.Modes {
@@ -72,19 +85,9 @@ func (r *Results) MarshalJSON() ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// Result holds the figures of one mode, with the JSON keys of BENCH_JSON.
-type Result struct {
-	RR64     float64 `json:"rr64_per_s"`
-	RR4K     float64 `json:"rr4k_per_s"`
-	RR64x8   float64 `json:"rr64_8conn_per_s"`
-	P50us    float64 `json:"p50_us"`
-	P99us    float64 `json:"p99_us"`
-	BulkGbit float64 `json:"bulk_gbit_s"`
-	ConnPerS float64 `json:"conn_per_s"`
-	// Redirected is the bytes the data path redirected during this mode's
-	// measurements: proof that acceleration really ran (0 for the others).
-	Redirected uint64 `json:"redirected_bytes"`
-}
+// Result holds the figures of one mode, keyed as in [Figures], and
+// keyRedirected.
+type Result map[string]float64
 
 // pair is one mode's client pod (a) and server pod (b).
 type pair struct {
@@ -128,8 +131,20 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 			}
 		}
 	}()
+	tmp, err := os.MkdirTemp("", "mesh-accel-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
 	for _, m := range Modes {
-		p, err := newPair(ctx, n, m)
+		dir := filepath.Join(tmp, string(m))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, err
+		}
+		p, err := newPair(ctx, n, m, dir)
 		if p != nil {
 			pairs = append(pairs, p)
 		}
@@ -138,13 +153,19 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 		}
 	}
 	samples := map[Mode][]Result{}
+	for _, m := range Modes {
+		samples[m] = make([]Result, cfg.Rounds)
+		for r := range samples[m] {
+			samples[m][r] = Result{}
+		}
+	}
 	for r := 0; r < cfg.Rounds; r++ {
 		for _, m := range measurements {
 			// Rotate the order of modes per round and measurement so that
 			// no mode always runs first or last.
 			for i := range pairs {
 				p := pairs[(i+r)%len(pairs)]
-				if err := p.measure(ctx, m, cfg, samplesFor(samples, p.mode, r)); err != nil {
+				if err := p.measure(ctx, m, cfg, samples[p.mode][r]); err != nil {
 					return nil, fmt.Errorf("round %d, %s, mode %s: %w", r+1, m.name, p.mode, err)
 				}
 			}
@@ -160,75 +181,92 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 	return out, nil
 }
 
-// samplesFor returns the round's sample of mode, growing the slice.
-func samplesFor(s map[Mode][]Result, m Mode, round int) *Result {
-	for len(s[m]) <= round {
-		s[m] = append(s[m], Result{})
-	}
-	return &s[m][round]
-}
-
-// podConfig is the acceleration of a mode's pods, or nil.
-func podConfig(m Mode) *bpf.PodConfig {
+// podConfigs are the acceleration of a mode's client and server pods
+// (nil: not attached).
+func podConfigs(m Mode) (client, server *bpf.PodConfig) {
+	annotation := &bpf.PodConfig{Rules: rules.Default()}
 	switch m {
+	case Annotation:
+		return annotation, annotation
 	case Accel:
-		return &bpf.PodConfig{Rules: rules.Default(), TrustApp: true}
+		c := &bpf.PodConfig{Rules: rules.Default(), TrustApp: true}
+		return c, c
 	case AccelAll:
-		return &bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
+		c := &bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
+		return c, c
+	case SidecarHop:
+		c := &bpf.PodConfig{Rules: rules.SidecarHops(rules.DefaultSidecarUID)}
+		return c, c
+	case ClientOnly:
+		return annotation, nil
 	}
-	return nil
+	return nil, nil
 }
 
-func newPair(ctx context.Context, n *sim.Node, m Mode) (*pair, error) {
+func newPair(ctx context.Context, n *sim.Node, m Mode, dir string) (*pair, error) {
 	p := &pair{mode: m}
-	var setup func(*sim.Pod) error
-	if cfg := podConfig(m); cfg != nil {
+	ca, cb := podConfigs(m)
+	setup := func(cfg *bpf.PodConfig) func(*sim.Pod) error {
+		if cfg == nil {
+			return nil
+		}
+		return func(pod *sim.Pod) error { return p.node.AttachPod(pod.Name, pod.CgroupDir, *cfg) }
+	}
+	if ca != nil {
 		node, err := bpf.OpenNode(bpf.Options{Root: fmt.Sprintf("mesh-accel-bench-%s-%s", n.Name, m)})
 		if err != nil {
 			return nil, err
 		}
 		p.node = node
-		setup = func(pod *sim.Pod) error { return node.AttachPod(pod.Name, pod.CgroupDir, *cfg) }
 	}
 	sidecar := m != Direct
 	var err error
-	if p.a, err = n.AddPod(sim.PodOptions{Name: string(m) + "-a", Sidecar: sidecar, NoApp: true, BeforeStart: setup}); err != nil {
+	if p.a, err = n.AddPod(sim.PodOptions{Name: string(m) + "-a", Sidecar: sidecar, NoApp: true, BeforeStart: setup(ca)}); err != nil {
 		return p, err
 	}
-	if p.b, err = n.AddPod(sim.PodOptions{Name: string(m) + "-b", Sidecar: sidecar, BeforeStart: setup}); err != nil {
+	if p.b, err = n.AddPod(sim.PodOptions{Name: string(m) + "-b", Sidecar: sidecar, BeforeStart: setup(cb)}); err != nil {
 		return p, err
 	}
-	return p, p.startServers(ctx)
+	return p, p.startServers(ctx, dir)
 }
 
-// median takes the per-figure median of the rounds' samples.
+// median takes the per-figure median of the rounds' samples; the
+// redirected bytes are summed.
 func median(rs []Result) Result {
-	pick := func(f func(Result) float64) float64 {
+	out := Result{}
+	keys := map[string]bool{}
+	for _, r := range rs {
+		for k := range r {
+			keys[k] = true
+		}
+	}
+	for k := range keys {
+		if k == keyRedirected {
+			for _, r := range rs {
+				out[k] += r[k]
+			}
+			continue
+		}
 		v := make([]float64, 0, len(rs))
 		for _, r := range rs {
-			v = append(v, f(r))
+			if x, ok := r[k]; ok {
+				v = append(v, x)
+			}
 		}
-		if len(v) == 0 {
-			return 0
-		}
-		sort.Float64s(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		out[k] = medianOf(v)
 	}
-	var red uint64
-	for _, r := range rs {
-		red += r.Redirected
+	return out
+}
+
+// medianOf is the median of v (0 when empty).
+func medianOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
 	}
-	return Result{
-		RR64:       pick(func(r Result) float64 { return r.RR64 }),
-		RR4K:       pick(func(r Result) float64 { return r.RR4K }),
-		RR64x8:     pick(func(r Result) float64 { return r.RR64x8 }),
-		P50us:      pick(func(r Result) float64 { return r.P50us }),
-		P99us:      pick(func(r Result) float64 { return r.P99us }),
-		BulkGbit:   pick(func(r Result) float64 { return r.BulkGbit }),
-		ConnPerS:   pick(func(r Result) float64 { return r.ConnPerS }),
-		Redirected: red,
+	v = append([]float64(nil), v...)
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
 	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }

@@ -47,8 +47,8 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 			capture bool
 			out     *[]float64
 		}{{pairs[0], false, &nocap}, {pairs[1], false, &idle}, {pairs[1], true, &capt}} {
-			var v float64
-			run := func() error { return step.p.goRR(ctx, cfg.Duration, 64, 1, &v) }
+			fig := Result{}
+			run := func() error { return step.p.goRR(ctx, cfg.Duration, 64, 1, fig, "rr64_per_s") }
 			if step.capture {
 				err = withCapture(step.p.node, res, run)
 			} else {
@@ -57,7 +57,7 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 			if err != nil {
 				return nil, fmt.Errorf("capture cost, round %d: %w", r+1, err)
 			}
-			*step.out = append(*step.out, v)
+			*step.out = append(*step.out, fig["rr64_per_s"])
 		}
 		if cfg.Log != nil {
 			fmt.Fprintf(cfg.Log, "round %d/%d: capture cost done\n", r+1, cfg.Rounds)
@@ -75,8 +75,8 @@ func newAccelPair(ctx context.Context, n *sim.Node, name string, opts bpf.Option
 		return nil, err
 	}
 	p := &pair{mode: AccelAll, node: node}
-	cfg := *podConfig(AccelAll)
-	setup := func(pod *sim.Pod) error { return node.AttachPod(pod.Name, pod.CgroupDir, cfg) }
+	cfg, _ := podConfigs(AccelAll)
+	setup := func(pod *sim.Pod) error { return node.AttachPod(pod.Name, pod.CgroupDir, *cfg) }
 	if p.a, err = n.AddPod(sim.PodOptions{Name: name + "-a", Sidecar: true, NoApp: true, BeforeStart: setup}); err != nil {
 		return p, err
 	}
@@ -117,12 +117,4 @@ func withCapture(node *bpf.Node, res *CaptureResult, f func() error) error {
 	res.Events += d["capture_events"]
 	res.Dropped += d["capture_dropped"]
 	return errors.Join(ferr, cerr)
-}
-
-func medianOf(v []float64) float64 {
-	rs := make([]Result, len(v))
-	for i := range v {
-		rs[i].RR64 = v[i]
-	}
-	return median(rs).RR64
 }

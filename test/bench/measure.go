@@ -2,10 +2,14 @@ package bench
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/test/sim"
@@ -15,41 +19,98 @@ import (
 const (
 	iperfPort    = 5201
 	sockperfPort = 11111
+	redisPort    = 6379
+	nginxPort    = 18080
 )
 
-// measurement is one figure (or two) measured the same way in every mode.
+// Figure is one number the benchmark reports per mode, with its JSON key.
+type Figure struct {
+	Key   string // JSON key
+	Label string // table and chart label
+	Lower bool   // lower is better (latency)
+}
+
+// Figures lists every figure in table order: the standard tools first,
+// then the benchmark's own Go clients. The keys of earlier versions stay
+// (p50_us, p99_us, bulk_gbit_s, conn_per_s, rr*_per_s).
+var Figures = []Figure{
+	{"p50_us", "sockperf 64 B p50 µs", true},
+	{"p99_us", "sockperf 64 B p99 µs", true},
+	{"sockperf64_avg_us", "sockperf 64 B avg µs", true},
+	{"sockperf4k_p50_us", "sockperf 4 KiB p50 µs", true},
+	{"sockperf4k_p99_us", "sockperf 4 KiB p99 µs", true},
+	{"sockperf4k_avg_us", "sockperf 4 KiB avg µs", true},
+	{"redis_get_c1_per_s", "redis GET -c 1 /s", false},
+	{"redis_set_c1_per_s", "redis SET -c 1 /s", false},
+	{"redis_get_c8_per_s", "redis GET -c 8 /s", false},
+	{"redis_set_c8_per_s", "redis SET -c 8 /s", false},
+	{"redis_get_c50_per_s", "redis GET -c 50 /s", false},
+	{"redis_set_c50_per_s", "redis SET -c 50 /s", false},
+	{"wrk_1k_per_s", "wrk nginx 1 KiB req/s", false},
+	{"wrk_1k_p99_ms", "wrk nginx 1 KiB p99 ms", true},
+	{"wrk_100k_per_s", "wrk nginx 100 KiB req/s", false},
+	{"wrk_100k_p99_ms", "wrk nginx 100 KiB p99 ms", true},
+	{"bulk_gbit_s", "iperf3 1 stream Gbit/s", false},
+	{"bulk4_gbit_s", "iperf3 4 streams Gbit/s", false},
+	{"conn_per_s", "new connections /s", false},
+	{"rr64_per_s", "Go rr 64 B /s", false},
+	{"rr4k_per_s", "Go rr 4 KiB /s", false},
+	{"rr64_8conn_per_s", "Go rr 64 B x8 /s", false},
+}
+
+// keyRedirected counts the bytes the data path redirected during a mode's
+// measurements: proof that acceleration ran (0 for the others). It is
+// summed over rounds, not a median.
+const keyRedirected = "redirected_bytes"
+
+// measurement is one or more figures measured the same way in every mode.
 type measurement struct {
 	name string
-	run  func(ctx context.Context, p *pair, d time.Duration, r *Result) error
+	run  func(ctx context.Context, p *pair, d time.Duration, r Result) error
 }
 
 var measurements = []measurement{
-	{"rr64", func(ctx context.Context, p *pair, d time.Duration, r *Result) error {
-		return p.goRR(ctx, d, 64, 1, &r.RR64)
+	{"sockperf 64 B", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.sockperf(ctx, d, 64, r, "p50_us", "p99_us", "sockperf64_avg_us")
 	}},
-	{"rr4k", func(ctx context.Context, p *pair, d time.Duration, r *Result) error {
-		return p.goRR(ctx, d, 4096, 1, &r.RR4K)
+	{"sockperf 4 KiB", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.sockperf(ctx, d, 4096, r, "sockperf4k_p50_us", "sockperf4k_p99_us", "sockperf4k_avg_us")
 	}},
-	{"rr64x8", func(ctx context.Context, p *pair, d time.Duration, r *Result) error {
-		return p.goRR(ctx, d, 64, 8, &r.RR64x8)
+	{"redis -c 1", func(ctx context.Context, p *pair, d time.Duration, r Result) error { return p.redis(ctx, d, 1, r) }},
+	{"redis -c 8", func(ctx context.Context, p *pair, d time.Duration, r Result) error { return p.redis(ctx, d, 8, r) }},
+	{"redis -c 50", func(ctx context.Context, p *pair, d time.Duration, r Result) error { return p.redis(ctx, d, 50, r) }},
+	{"wrk 1 KiB", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.wrk(ctx, d, "1k", r, "wrk_1k_per_s", "wrk_1k_p99_ms")
 	}},
-	{"latency (sockperf)", func(ctx context.Context, p *pair, d time.Duration, r *Result) error {
-		return p.sockperf(ctx, d, r)
+	{"wrk 100 KiB", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.wrk(ctx, d, "100k", r, "wrk_100k_per_s", "wrk_100k_p99_ms")
 	}},
-	{"bulk (iperf3)", func(ctx context.Context, p *pair, d time.Duration, r *Result) error {
-		return p.iperf(ctx, d, r)
+	{"iperf3 1 stream", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.iperf(ctx, d, 1, r, "bulk_gbit_s")
 	}},
-	{"connections", func(ctx context.Context, p *pair, d time.Duration, r *Result) error {
+	{"iperf3 4 streams", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.iperf(ctx, d, 4, r, "bulk4_gbit_s")
+	}},
+	{"connections", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
 		res, err := p.client(ctx, sim.ClientSpec{Mode: sim.ModeConnRate, Target: p.b.AppTarget(false), Duration: d})
 		if err == nil {
-			r.ConnPerS = res.RatePerSec
+			r["conn_per_s"] = res.RatePerSec
 		}
 		return err
+	}},
+	{"Go rr 64 B", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.goRR(ctx, d, 64, 1, r, "rr64_per_s")
+	}},
+	{"Go rr 4 KiB", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.goRR(ctx, d, 4096, 1, r, "rr4k_per_s")
+	}},
+	{"Go rr 64 B x8", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.goRR(ctx, d, 64, 8, r, "rr64_8conn_per_s")
 	}},
 }
 
 // measure runs one measurement and adds the bytes redirected meanwhile.
-func (p *pair) measure(ctx context.Context, m measurement, cfg Config, r *Result) error {
+func (p *pair) measure(ctx context.Context, m measurement, cfg Config, r Result) error {
 	before, err := p.redirected()
 	if err != nil {
 		return err
@@ -58,7 +119,7 @@ func (p *pair) measure(ctx context.Context, m measurement, cfg Config, r *Result
 		return err
 	}
 	after, err := p.redirected()
-	r.Redirected += after - before
+	r[keyRedirected] += float64(after - before)
 	return err
 }
 
@@ -70,9 +131,9 @@ func (p *pair) redirected() (uint64, error) {
 	return c["bytes_redirected"], err
 }
 
-// startServers starts iperf3 and sockperf in the server pod as the app
-// user, after the pod's acceleration is in place.
-func (p *pair) startServers(ctx context.Context) error {
+// startServers starts iperf3, sockperf, redis-server and nginx in the
+// server pod as the app user, after the pod's acceleration is in place.
+func (p *pair) startServers(ctx context.Context, dir string) error {
 	uid, gid := p.b.Options.AppUID, p.b.Options.AppGID
 	if _, err := p.b.Start(ctx, sim.ProcSpec{Argv: []string{"iperf3", "-s", "--forceflush", "-p", strconv.Itoa(iperfPort)},
 		UID: uid, GID: gid, Ready: "Server listening"}); err != nil {
@@ -82,7 +143,69 @@ func (p *pair) startServers(ctx context.Context) error {
 		"-p", strconv.Itoa(sockperfPort)}, UID: uid, GID: gid, Ready: "to block on socket"}); err != nil {
 		return fmt.Errorf("start sockperf server: %w", err)
 	}
+	if _, err := p.b.Start(ctx, sim.ProcSpec{Argv: []string{"redis-server", "--port", strconv.Itoa(redisPort),
+		"--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", dir},
+		UID: uid, GID: gid, Ready: "Ready to accept connections"}); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	conf, err := nginxConfig(dir, uid, gid)
+	if err != nil {
+		return err
+	}
+	// nginx logs to stderr; the shell gives it stdout, where Start
+	// watches for the ready line.
+	if _, err := p.b.Start(ctx, sim.ProcSpec{Argv: []string{"sh", "-c", `exec nginx -p "$0" -c "$1" -e stderr -g 'daemon off;' 2>&1`,
+		dir, conf}, UID: uid, GID: gid, Ready: "start worker process"}); err != nil {
+		return fmt.Errorf("start nginx: %w", err)
+	}
 	return nil
+}
+
+// nginxConfig writes an nginx configuration serving /1k and /100k with
+// HTTP/1.1 keep-alive from dir, all of whose paths the app user owns.
+func nginxConfig(dir string, uid, gid uint32) (string, error) {
+	www := filepath.Join(dir, "www")
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(www, 0o755); err != nil {
+		return "", err
+	}
+	for name, size := range map[string]int{"1k": 1 << 10, "100k": 100 << 10} {
+		if err := os.WriteFile(filepath.Join(www, name), []byte(strings.Repeat("x", size)), 0o644); err != nil {
+			return "", err
+		}
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	text := fmt.Sprintf(`worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log stderr notice;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/tmp/body;
+	proxy_temp_path %[1]s/tmp/proxy;
+	fastcgi_temp_path %[1]s/tmp/fastcgi;
+	uwsgi_temp_path %[1]s/tmp/uwsgi;
+	scgi_temp_path %[1]s/tmp/scgi;
+	keepalive_requests 10000000;
+	keepalive_timeout 300s;
+	server {
+		listen %[2]d;
+		root %[1]s/www;
+		default_type application/octet-stream;
+	}
+}
+`, dir, nginxPort)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return "", err
+	}
+	return conf, filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(p, int(uid), int(gid))
+	})
 }
 
 func (p *pair) client(ctx context.Context, spec sim.ClientSpec) (*sim.ClientResult, error) {
@@ -96,11 +219,11 @@ func (p *pair) client(ctx context.Context, spec sim.ClientSpec) (*sim.ClientResu
 	return res, nil
 }
 
-func (p *pair) goRR(ctx context.Context, d time.Duration, size, streams int, out *float64) error {
+func (p *pair) goRR(ctx context.Context, d time.Duration, size, streams int, r Result, key string) error {
 	res, err := p.client(ctx, sim.ClientSpec{Mode: sim.ModeRR, Target: p.b.AppTarget(false),
 		Size: size, Streams: streams, Duration: d})
 	if err == nil {
-		*out = res.RatePerSec
+		r[key] = res.RatePerSec
 	}
 	return err
 }
@@ -108,7 +231,7 @@ func (p *pair) goRR(ctx context.Context, d time.Duration, size, streams int, out
 // runTool runs a tool in the client pod as the app user and returns its
 // standard output.
 func (p *pair) runTool(ctx context.Context, d time.Duration, argv ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, d+60*time.Second)
 	defer cancel()
 	proc, err := p.a.Start(ctx, sim.ProcSpec{Argv: argv, UID: p.a.Options.AppUID, GID: p.a.Options.AppGID})
 	if err != nil {
@@ -120,35 +243,100 @@ func (p *pair) runTool(ctx context.Context, d time.Duration, argv ...string) (st
 	return proc.Stdout(), nil
 }
 
-var percentileRE = regexp.MustCompile(`percentile (50|99)\.000 =\s*([0-9.]+)`)
+func seconds(d time.Duration) string { return strconv.Itoa(max(1, int(d.Seconds()+0.5))) }
 
-// sockperf measures 64 B ping-pong latency percentiles with sockperf.
-func (p *pair) sockperf(ctx context.Context, d time.Duration, r *Result) error {
-	secs := strconv.Itoa(max(1, int(d.Seconds()+0.5)))
+var (
+	percentileRE = regexp.MustCompile(`percentile (50|99)\.000 =\s*([0-9.]+)`)
+	avgRE        = regexp.MustCompile(`avg-latency=([0-9.]+)`)
+)
+
+// sockperf measures ping-pong latency (p50, p99, average) of size-byte
+// messages with sockperf.
+func (p *pair) sockperf(ctx context.Context, d time.Duration, size int, r Result, p50, p99, avg string) error {
 	out, err := p.runTool(ctx, d, "sockperf", "pp", "--tcp", "-i", p.b.IPv4.String(),
-		"-p", strconv.Itoa(sockperfPort), "-m", "64", "-t", secs)
+		"-p", strconv.Itoa(sockperfPort), "-m", strconv.Itoa(size), "-t", seconds(d))
 	if err != nil {
 		return err
 	}
 	for _, m := range percentileRE.FindAllStringSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(m[2], 64)
 		if m[1] == "50" {
-			r.P50us = v
+			r[p50] = v
 		} else {
-			r.P99us = v
+			r[p99] = v
 		}
 	}
-	if r.P50us == 0 || r.P99us == 0 {
-		return fmt.Errorf("no percentiles in sockperf output: %s", out)
+	if m := avgRE.FindStringSubmatch(out); m != nil {
+		r[avg], _ = strconv.ParseFloat(m[1], 64)
+	}
+	if r[p50] == 0 || r[p99] == 0 || r[avg] == 0 {
+		return fmt.Errorf("no latencies in sockperf output: %s", out)
 	}
 	return nil
 }
 
-// iperf measures one stream's bulk throughput with iperf3.
-func (p *pair) iperf(ctx context.Context, d time.Duration, r *Result) error {
-	secs := strconv.Itoa(max(1, int(d.Seconds()+0.5)))
+// redis runs redis-benchmark's SET and GET with conns connections. It
+// counts requests, not time, so the count is sized from d for a rate a
+// little above the fastest mode's.
+func (p *pair) redis(ctx context.Context, d time.Duration, conns int, r Result) error {
+	perSec := map[int]float64{1: 12000, 8: 30000, 50: 40000}[conns]
+	n := max(1000, int(perSec*d.Seconds()))
+	out, err := p.runTool(ctx, 4*d, "redis-benchmark", "-h", p.b.IPv4.String(), "-p", strconv.Itoa(redisPort),
+		"-c", strconv.Itoa(conns), "-n", strconv.Itoa(n), "-t", "set,get", "--csv")
+	if err != nil {
+		return err
+	}
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		return fmt.Errorf("parse redis-benchmark --csv: %w: %s", err, out)
+	}
+	for _, rec := range recs {
+		if len(rec) < 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(rec[1], 64)
+		if err != nil {
+			continue // the header
+		}
+		switch rec[0] {
+		case "SET":
+			r[fmt.Sprintf("redis_set_c%d_per_s", conns)] = v
+		case "GET":
+			r[fmt.Sprintf("redis_get_c%d_per_s", conns)] = v
+		}
+	}
+	if r[fmt.Sprintf("redis_set_c%d_per_s", conns)] == 0 || r[fmt.Sprintf("redis_get_c%d_per_s", conns)] == 0 {
+		return fmt.Errorf("no SET and GET rates in redis-benchmark output: %s", out)
+	}
+	return nil
+}
+
+var (
+	wrkRateRE = regexp.MustCompile(`Requests/sec:\s*([0-9.]+)`)
+	wrkP99RE  = regexp.MustCompile(`\n\s*99%\s+([0-9.]+)(us|ms|s)`)
+)
+
+// wrk measures HTTP/1.1 keep-alive requests against nginx: rate and p99.
+func (p *pair) wrk(ctx context.Context, d time.Duration, path string, r Result, rate, p99 string) error {
+	out, err := p.runTool(ctx, d, "wrk", "-t", "1", "-c", "8", "-d", seconds(d)+"s", "--latency",
+		fmt.Sprintf("http://%s:%d/%s", p.b.IPv4, nginxPort, path))
+	if err != nil {
+		return err
+	}
+	m, q := wrkRateRE.FindStringSubmatch(out), wrkP99RE.FindStringSubmatch(out)
+	if m == nil || q == nil || strings.Contains(out, "Non-2xx") || strings.Contains(out, "Socket errors") {
+		return fmt.Errorf("wrk: no rate and p99, or errors: %s", out)
+	}
+	r[rate], _ = strconv.ParseFloat(m[1], 64)
+	v, _ := strconv.ParseFloat(q[1], 64)
+	r[p99] = v * map[string]float64{"us": 1e-3, "ms": 1, "s": 1e3}[q[2]]
+	return nil
+}
+
+// iperf measures bulk throughput with iperf3 and streams parallel streams.
+func (p *pair) iperf(ctx context.Context, d time.Duration, streams int, r Result, key string) error {
 	out, err := p.runTool(ctx, d, "iperf3", "-c", p.b.IPv4.String(), "-p", strconv.Itoa(iperfPort),
-		"-t", secs, "-J")
+		"-t", seconds(d), "-P", strconv.Itoa(streams), "-J")
 	if err != nil {
 		return err
 	}
@@ -166,6 +354,6 @@ func (p *pair) iperf(ctx context.Context, d time.Duration, r *Result) error {
 	if rep.Error != "" || rep.End.SumReceived.BitsPerSecond == 0 {
 		return fmt.Errorf("iperf3: %q", rep.Error)
 	}
-	r.BulkGbit = rep.End.SumReceived.BitsPerSecond / 1e9
+	r[key] = rep.End.SumReceived.BitsPerSecond / 1e9
 	return nil
 }

@@ -5,26 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 )
-
-// column is one figure of the table.
-type column struct {
-	head   string
-	get    func(Result) float64
-	format string
-	lower  bool // lower is better (latency)
-}
-
-var columns = []column{
-	{"rr64/s", func(r Result) float64 { return r.RR64 }, "%.0f", false},
-	{"rr4k/s", func(r Result) float64 { return r.RR4K }, "%.0f", false},
-	{"rr64x8/s", func(r Result) float64 { return r.RR64x8 }, "%.0f", false},
-	{"p50 us", func(r Result) float64 { return r.P50us }, "%.1f", true},
-	{"p99 us", func(r Result) float64 { return r.P99us }, "%.1f", true},
-	{"bulk Gbit/s", func(r Result) float64 { return r.BulkGbit }, "%.2f", false},
-	{"conn/s", func(r Result) float64 { return r.ConnPerS }, "%.0f", false},
-}
 
 // WriteTable prints the figures per mode and, below, each mode's ratio to
 // the sidecar mode (for latency: sidecar / mode, so >1 is better); then
@@ -53,38 +36,65 @@ func WriteTable(w io.Writer, r *Results) error {
 
 func writeModes(w io.Writer, res map[Mode]Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "mode\t")
-	for _, c := range columns {
-		fmt.Fprintf(tw, "%s\t", c.head)
-	}
-	fmt.Fprint(tw, "redirected MiB\t\n")
+	fmt.Fprint(tw, "figure\t")
 	for _, m := range Modes {
 		fmt.Fprintf(tw, "%s\t", m)
-		for _, c := range columns {
-			fmt.Fprintf(tw, c.format+"\t", c.get(res[m]))
-		}
-		fmt.Fprintf(tw, "%.0f\t\n", float64(res[m].Redirected)/(1<<20))
 	}
-	base := res[Sidecar]
+	fmt.Fprint(tw, "\n")
+	for _, f := range Figures {
+		fmt.Fprintf(tw, "%s\t", f.Label)
+		for _, m := range Modes {
+			fmt.Fprintf(tw, "%s\t", formatFigure(res[m][f.Key]))
+		}
+		fmt.Fprint(tw, "\n")
+	}
+	fmt.Fprint(tw, "redirected MiB\t")
 	for _, m := range Modes {
-		if m == Sidecar {
-			continue
-		}
-		fmt.Fprintf(tw, "%s/sidecar\t", m)
-		for _, c := range columns {
-			a, b := c.get(res[m]), c.get(base)
-			if c.lower {
-				a, b = b, a
-			}
-			if b == 0 {
+		fmt.Fprintf(tw, "%.0f\t", res[m][keyRedirected]/(1<<20))
+	}
+	fmt.Fprint(tw, "\n\nratio to sidecar (>1 is better)\t")
+	for _, m := range Modes {
+		fmt.Fprintf(tw, "%s\t", m)
+	}
+	fmt.Fprint(tw, "\n")
+	for _, f := range Figures {
+		fmt.Fprintf(tw, "%s\t", f.Label)
+		for _, m := range Modes {
+			if r, ok := Ratio(res, m, f); ok {
+				fmt.Fprintf(tw, "%.2fx\t", r)
+			} else {
 				fmt.Fprint(tw, "-\t")
-				continue
 			}
-			fmt.Fprintf(tw, "%.2fx\t", a/b)
 		}
-		fmt.Fprint(tw, "\t\n")
+		fmt.Fprint(tw, "\n")
 	}
 	return tw.Flush()
+}
+
+// Ratio is mode's figure against the sidecar mode's, oriented so that
+// above 1 is better (sidecar / mode for latencies).
+func Ratio(res map[Mode]Result, m Mode, f Figure) (float64, bool) {
+	a, b := res[m][f.Key], res[Sidecar][f.Key]
+	if f.Lower {
+		a, b = b, a
+	}
+	if a == 0 || b == 0 {
+		return 0, false
+	}
+	return a / b, true
+}
+
+func formatFigure(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 100:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
 }
 
 // WriteJSON writes v (the [Results]: an object keyed by mode, plus "cni")
@@ -102,4 +112,64 @@ func WriteJSON(path string, v any) error {
 		return fmt.Errorf("rename %s: %w", tmp, err)
 	}
 	return nil
+}
+
+// modeColors are the chart's bar colors, in Modes order.
+var modeColors = []string{"#9e9e9e", "#616161", "#64b5f6", "#1e88e5", "#0d47a1", "#43a047", "#fb8c00"}
+
+// WriteChart writes an SVG bar chart of the figures: one group of bars per
+// figure, one bar per mode, each bar the mode's ratio to the sidecar mode
+// (above 1 is better; latencies inverted), with a line at 1.
+func WriteChart(path string, res map[Mode]Result) error {
+	const (
+		barW, gap, top, plotH, labelH, left = 9, 18, 60, 320, 170, 50
+	)
+	groupW := barW*len(Modes) + gap
+	width := left + groupW*len(Figures) + 20
+	height := top + plotH + labelH
+	maxR := 2.0
+	for _, f := range Figures {
+		for _, m := range Modes {
+			if r, ok := Ratio(res, m, f); ok && r > maxR {
+				maxR = r
+			}
+		}
+	}
+	maxR = float64(int(maxR*2+1)) / 2 // up to the next half
+	y := func(r float64) float64 { return top + plotH - r/maxR*plotH }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">mesh-accel: each mode against the sidecars (ratio, above 1 is better; latencies inverted)</text>`+"\n", left)
+	for i, m := range Modes {
+		x := left + i*130
+		fmt.Fprintf(&b, `<rect x="%d" y="30" width="10" height="10" fill="%s"/><text x="%d" y="39">%s</text>`+"\n", x, modeColors[i], x+14, m)
+	}
+	for r := 0.0; r <= maxR+1e-9; r += 0.5 {
+		stroke := "#e0e0e0"
+		if r == 1 {
+			stroke = "#d32f2f"
+		}
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/><text x="%d" y="%.1f" text-anchor="end">%.1f</text>`+"\n",
+			left, width-20, y(r), y(r), stroke, left-4, y(r)+4, r)
+	}
+	for i, f := range Figures {
+		gx := left + i*groupW + gap/2
+		for j, m := range Modes {
+			r, ok := Ratio(res, m, f)
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(&b, `<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s, %s: %.2fx</title></rect>`+"\n",
+				gx+j*barW, y(r), barW-1, y(0)-y(r), modeColors[j], f.Label, m, r)
+		}
+		lx := gx + barW*len(Modes)/2
+		fmt.Fprintf(&b, `<text transform="translate(%d,%d) rotate(-55)" text-anchor="end">%s</text>`+"\n", lx, top+plotH+12, f.Label)
+	}
+	b.WriteString("</svg>\n")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	return os.Rename(tmp, path)
 }

@@ -143,7 +143,7 @@ func (p *Proc) waitReady(timeout time.Duration) error {
 	case <-p.stdout.ready:
 		return nil
 	case <-p.done:
-		return fmt.Errorf("%s exited before it was ready (%v): stderr: %s", p.Name, p.err, tail(p.Stderr()))
+		return fmt.Errorf("%s exited before it was ready (%v): stderr: %s; stdout: %s", p.Name, p.err, tail(p.Stderr()), tail(p.Stdout()))
 	case <-t.C:
 		return fmt.Errorf("%s not ready after %v: stderr: %s", p.Name, timeout, tail(p.Stderr()))
 	}

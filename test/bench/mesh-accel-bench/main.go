@@ -1,7 +1,8 @@
 // Command mesh-accel-bench runs the mesh-accel benchmark on a simulated node
 // (root, BPF and cgroup v2 needed). BENCH_SECONDS sets the length of each
 // measurement (default 2), BENCH_ROUNDS the interleaved rounds (default 3),
-// BENCH_JSON=FILE also writes the figures as JSON. BENCH_PLUGIN names the
+// BENCH_JSON=FILE also writes the figures as JSON, and a bar chart of the
+// ratios to the sidecar mode beside it (FILE without .json, plus .svg). BENCH_PLUGIN names the
 // mesh-accel CNI plugin binary to time (default: mesh-accel beside this
 // program; "-" or a missing binary skips the timing).
 package main
@@ -13,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,7 +54,10 @@ func run() error {
 		return err
 	}
 	if path := os.Getenv("BENCH_JSON"); path != "" {
-		return bench.WriteJSON(path, res)
+		if err := bench.WriteJSON(path, res); err != nil {
+			return err
+		}
+		return bench.WriteChart(strings.TrimSuffix(path, ".json")+".svg", res.Modes)
 	}
 	return nil
 }
