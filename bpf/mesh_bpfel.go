@@ -92,6 +92,7 @@ type meshHelperFlag uint32
 
 const (
 	meshHelperFlagHELPER_AMBIGUOUS meshHelperFlag = 1
+	meshHelperFlagHELPER_UNTRUSTED meshHelperFlag = 2
 )
 
 type meshHelperVal struct {
@@ -130,6 +131,7 @@ type meshPodFlag uint32
 const (
 	meshPodFlagPOD_DISABLED  meshPodFlag = 1
 	meshPodFlagPOD_TRUST_APP meshPodFlag = 2
+	meshPodFlagPOD_ONE_WAY   meshPodFlag = 4
 )
 
 type meshProxyFlag uint32

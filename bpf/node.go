@@ -120,6 +120,8 @@ type Node struct {
 	maps       meshMaps
 	sockops    *ebpf.Program
 	sockCreate *ebpf.Program
+	// untrustedSeen are the untrusted registrations the last Sweep found.
+	untrustedSeen map[meshHelperVal]bool
 }
 
 // OpenNode creates the node state, or reuses it when another process

@@ -34,6 +34,11 @@ type PodConfig struct {
 	SidecarUID uint32
 	// Disabled stops acceleration of the pod's new connections.
 	Disabled bool
+	// OneWay lets a connection be accelerated in one direction only, when
+	// the reader of the other is not trusted (both pods must allow it).
+	// Without it such a connection is left to the stack: the mixed path
+	// costs request/response traffic more than it saves.
+	OneWay bool
 	// Quota is the most entries of the node-wide connection maps the
 	// pod's outgoing connections may hold (a pending registration, then
 	// two pair directions each; the connecting side pays),
@@ -292,6 +297,9 @@ func encodePodConfig(cfg PodConfig) (*meshPodConfig, error) {
 	if cfg.Disabled {
 		pc.Flags |= podDisabled
 	}
+	if cfg.OneWay {
+		pc.Flags |= podOneWay
+	}
 	if cfg.Rules == nil {
 		return pc, nil
 	}
@@ -310,6 +318,7 @@ func encodePodConfig(cfg PodConfig) (*meshPodConfig, error) {
 const (
 	podDisabled = uint32(meshPodFlagPOD_DISABLED)
 	podTrustApp = uint32(meshPodFlagPOD_TRUST_APP)
+	podOneWay   = uint32(meshPodFlagPOD_ONE_WAY)
 
 	ruleIP     = uint32(meshRuleFlagRULE_IP)
 	rulePort   = uint32(meshRuleFlagRULE_PORT)

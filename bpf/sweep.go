@@ -68,14 +68,26 @@ func (n *Node) Sweep() (Swept, error) {
 		h       meshHelperVal
 		pending []meshEndpointKey
 	)
+	// A registration of an untrusted reader (HELPER_UNTRUSTED) is in no
+	// socket map; it lives for its connection's handshake, or until the
+	// first acknowledged data when the peer is remote. One found by two
+	// sweeps in a row is stale.
+	untrusted := map[meshHelperVal]bool{}
 	hit := n.maps.SockHelperMap.Iterate()
 	for hit.Next(&e, &h) {
-		if !n.inSocketMap(n.maps.SockOpsMap, &h.Key) {
+		switch {
+		case h.Flags&helperUntrusted != 0 && n.untrustedSeen[h]:
 			pending = append(pending, e)
-		} else {
+		case h.Flags&helperUntrusted != 0:
+			untrusted[h] = true
+			usage[h.Pod]++
+		case !n.inSocketMap(n.maps.SockOpsMap, &h.Key):
+			pending = append(pending, e)
+		default:
 			usage[h.Pod]++
 		}
 	}
+	n.untrustedSeen = untrusted
 	if err := hit.Err(); err != nil {
 		return s, fmt.Errorf("scan sock_helper_map: %w", err)
 	}
@@ -83,7 +95,8 @@ func (n *Node) Sweep() (Swept, error) {
 		// Delete only if the entry is still the stale socket's: a new
 		// socket may have registered the endpoint meanwhile.
 		var cur meshHelperVal
-		if err := n.maps.SockHelperMap.Lookup(key, &cur); err != nil || n.inSocketMap(n.maps.SockOpsMap, &cur.Key) {
+		if err := n.maps.SockHelperMap.Lookup(key, &cur); err != nil ||
+			cur.Flags&helperUntrusted == 0 && n.inSocketMap(n.maps.SockOpsMap, &cur.Key) {
 			continue
 		}
 		if deleted, err := deleteIfPresent(n.maps.SockHelperMap, key); err != nil {
@@ -94,6 +107,8 @@ func (n *Node) Sweep() (Swept, error) {
 	}
 	return s, n.recount(usage)
 }
+
+const helperUntrusted = uint32(meshHelperFlagHELPER_UNTRUSTED)
 
 // payer is the pod charged for a pair direction: the connecting side's
 // (payer_of in c/mesh_accel.c).

@@ -23,6 +23,12 @@ const (
 	// may be redirected into the app's sockets too; "false" or none keeps
 	// acceleration to the directions towards the sidecar.
 	AnnotationTrustApp = "accel.mesh/app-reads-with-recvmsg"
+	// AnnotationProfile picks the rules the pod's own follow:
+	// ProfileDefault (or none), the node's rules file; ProfileSidecarHops,
+	// every connection of the sidecar, the sidecar-to-sidecar hop to its
+	// inbound port 15006 included (rules.SidecarHops): the profile for pods
+	// whose apps cannot be declared recvmsg readers.
+	AnnotationProfile = "accel.mesh/profile"
 	// Istio's exclusions (comma lists) become RETURN rules: ports as
 	// "chain --port P -j RETURN", ranges as "chain --ip CIDR -j RETURN",
 	// "*" as every address. A port rule matches either end, so an excluded
@@ -30,6 +36,12 @@ const (
 	AnnotationExcludeInboundPorts     = "traffic.sidecar.istio.io/excludeInboundPorts"
 	AnnotationExcludeOutboundPorts    = "traffic.sidecar.istio.io/excludeOutboundPorts"
 	AnnotationExcludeOutboundIPRanges = "traffic.sidecar.istio.io/excludeOutboundIPRanges"
+)
+
+// The values of AnnotationProfile.
+const (
+	ProfileDefault     = "default"
+	ProfileSidecarHops = "sidecar-hops"
 )
 
 // enabled reports whether the annotations ask for acceleration.
@@ -48,8 +60,9 @@ func nodeRules(conf *Config) (*rules.Set, error) {
 	return rules.DefaultFor(conf.SidecarUID), nil
 }
 
-// podConfig derives a pod's configuration: the node's rules, then the pod's
-// own, then its Istio exclusions; trust from its annotation.
+// podConfig derives a pod's configuration: the node's rules (or those of
+// the pod's profile), then the pod's own, then its Istio exclusions; trust
+// from its annotation.
 func podConfig(node *rules.Set, ann map[string]string, sidecarUID uint32) (bpf.PodConfig, error) {
 	cfg := bpf.PodConfig{SidecarUID: sidecarUID}
 	switch v := ann[AnnotationTrustApp]; v {
@@ -58,6 +71,14 @@ func podConfig(node *rules.Set, ann map[string]string, sidecarUID uint32) (bpf.P
 	case "false", "":
 	default:
 		return cfg, failf(ReasonAnnotation, "annotation %s: %q is neither \"true\" nor \"false\"", AnnotationTrustApp, v)
+	}
+	switch v := ann[AnnotationProfile]; v {
+	case "", ProfileDefault:
+	case ProfileSidecarHops:
+		node = rules.SidecarHops(cfg.SidecarUID)
+	default:
+		return cfg, failf(ReasonAnnotation, "annotation %s: %q is neither %q nor %q", AnnotationProfile, v,
+			ProfileDefault, ProfileSidecarHops)
 	}
 	var own *rules.Set
 	if text, ok := ann[AnnotationRules]; ok {

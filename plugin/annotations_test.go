@@ -47,6 +47,25 @@ func TestPodConfig(t *testing.T) {
 	}
 }
 
+// The sidecar-hops profile replaces the node's rules: every connection of
+// the sidecar's uid, port 15006 included; the pod's own rules and
+// exclusions still follow.
+func TestPodConfigProfile(t *testing.T) {
+	cfg, err := podConfig(rules.Default(), map[string]string{AnnotationProfile: ProfileSidecarHops,
+		AnnotationExcludeInboundPorts: "81"}, 4242)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := rules.ParseString("want", "chain --uid-owner 4242 -j ACCEPT\nchain --port 81 -j RETURN")
+	if !cfg.Rules.Equal(want) || cfg.TrustApp {
+		t.Errorf("sidecar-hops profile: rules\n%v\ntrust %v; want\n%v", cfg.Rules, cfg.TrustApp, want)
+	}
+	cfg, err = podConfig(rules.Default(), map[string]string{AnnotationProfile: ProfileDefault}, 1337)
+	if err != nil || !cfg.Rules.Equal(rules.Default()) {
+		t.Errorf("default profile: %v, %v", cfg.Rules, err)
+	}
+}
+
 // A malformed annotation is reported with its name.
 func TestPodConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
@@ -54,6 +73,7 @@ func TestPodConfigErrors(t *testing.T) {
 		want string
 	}{
 		{map[string]string{AnnotationTrustApp: "yes"}, AnnotationTrustApp + `: "yes"`},
+		{map[string]string{AnnotationProfile: "fast"}, AnnotationProfile + `: "fast" is neither`},
 		{map[string]string{AnnotationRules: "chain --port 80 -j ACCEPT\nchain --prot 80 -j ACCEPT"}, AnnotationRules + ":2:7"},
 		{map[string]string{AnnotationExcludeInboundPorts: "80,http"}, AnnotationExcludeInboundPorts + `: "http" is not a port`},
 		{map[string]string{AnnotationExcludeOutboundPorts: "0"}, AnnotationExcludeOutboundPorts + `: "0" is not a port`},

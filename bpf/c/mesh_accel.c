@@ -473,6 +473,14 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	h.rcv_nxt = ops->rcv_nxt;
 	h.sk = sock_addr(ops);
 
+	/* A connection is accelerated both ways or not at all, unless its
+	 * pods allow one way (POD_ONE_WAY). When this socket's own reader is
+	 * not trusted it cannot be: it registers, so that its peer can count
+	 * the connection and the rules stay the peer's to judge, but joins no
+	 * socket map, which would cost every connection a psock. */
+	if (!trusted(cfg, o->uid) && !(cfg->flags & POD_ONE_WAY))
+		h.flags |= HELPER_UNTRUSTED;
+
 	long err = bpf_map_update_elem(&sock_helper_map, &e, &h, BPF_NOEXIST);
 	if (err == -EEXIST) {
 		/* Same local endpoint, another destination: a peer could not
@@ -485,6 +493,14 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	}
 	if (err) {
 		count(C_FALLBACK_MAP_FULL);
+		return;
+	}
+	if (h.flags & HELPER_UNTRUSTED) {
+		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
+						       BPF_SOCK_OPS_STATE_CB_FLAG |
+						       BPF_SOCK_OPS_RTT_CB_FLAG);
+		charge(h.pod, 1);
+		count(C_ACTIVE);
 		return;
 	}
 	/* Whether this socket's direction will be redirected, or whether it
@@ -649,8 +665,15 @@ static __always_inline int judge(struct bpf_sock_ops *ops,
 	/* Redirect only into readers trusted to use recvmsg, and never after
 	 * bytes of that direction took the stack (TCP fast open). */
 	__u32 a2p = trusted(pcfg, o->uid) && ops->bytes_received == 0;
-	__u32 p2a = trusted(acfg, h->uid);
+	__u32 p2a = trusted(acfg, h->uid) && !(h->flags & HELPER_UNTRUSTED);
 	if (!a2p && !p2a)
+		return C_REJECT_UNTRUSTED;
+	/* One direction redirected and the other on the stack costs the
+	 * request/response traffic of the mesh more than it saves (both
+	 * sockets run the socket-map code, and every exchange crosses both
+	 * paths): such a connection is left alone unless both pods ask for
+	 * it (POD_ONE_WAY). */
+	if ((!a2p || !p2a) && !(pcfg->flags & acfg->flags & POD_ONE_WAY))
 		return C_REJECT_UNTRUSTED;
 	int err = record_pair(ops, pk, h, o, a2p, p2a);
 	if (err)

@@ -62,6 +62,9 @@ enum owner_seen {
 
 enum helper_flag {
 	HELPER_AMBIGUOUS = 1, /* two connecting sockets share this endpoint */
+	HELPER_UNTRUSTED = 2, /* its reader is not trusted and its pod does not
+			       * allow one-way acceleration: the connection
+			       * cannot be paired, the socket is in no map */
 };
 
 /* sock_helper_map value: a connecting socket waiting for its local peer. */
@@ -121,6 +124,7 @@ struct rule {
 enum pod_flag {
 	POD_DISABLED = 1,  /* no new connections of this pod are accelerated */
 	POD_TRUST_APP = 2, /* every reader in the pod reads with recvmsg */
+	POD_ONE_WAY = 4,   /* a connection may be accelerated one way only */
 };
 
 /* sock_param_map value: a pod's filter, swapped whole by one update. */

@@ -27,7 +27,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
@@ -49,8 +51,42 @@ const (
 	ClientOnly Mode = "client-only"
 )
 
-// Modes lists every mode in table order.
+// Variants measured on demand (BENCH_MODES): the annotation and the
+// sidecar-hop profile with one-way acceleration allowed
+// (bpf.PodConfig.OneWay), which the default leaves to the stack.
+const (
+	AnnotationOneWay Mode = "annotation-1way"
+	SidecarHopOneWay Mode = "sidecar-hop-1way"
+)
+
+// Modes lists the modes a run measures by default, in table order.
 var Modes = []Mode{Direct, Sidecar, Annotation, Accel, AccelAll, SidecarHop, ClientOnly}
+
+// AllModes lists every mode in table order.
+var AllModes = []Mode{Direct, Sidecar, Annotation, AnnotationOneWay, Accel, AccelAll, SidecarHop, SidecarHopOneWay, ClientOnly}
+
+// ParseModes reads a comma list of modes; the sidecar mode, the baseline
+// of every ratio, is always measured.
+func ParseModes(list string) ([]Mode, error) {
+	want := map[Mode]bool{Sidecar: true}
+	for _, name := range strings.Split(list, ",") {
+		m := Mode(strings.TrimSpace(name))
+		if m == "" {
+			continue
+		}
+		if !slices.Contains(AllModes, m) {
+			return nil, fmt.Errorf("unknown mode %q: want some of %v", m, AllModes)
+		}
+		want[m] = true
+	}
+	var out []Mode
+	for _, m := range AllModes {
+		if want[m] {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
 
 // Config tunes a run.
 type Config struct {
@@ -60,6 +96,8 @@ type Config struct {
 	// Plugin is the mesh-accel CNI plugin binary whose ADD and DEL are
 	// timed after the modes ([MeasureCNI]); empty skips that.
 	Plugin string
+	// Modes are the modes measured (default Modes).
+	Modes []Mode
 }
 
 // Results are a run's figures: per mode, and the CNI plugin's timing.
@@ -94,6 +132,9 @@ type pair struct {
 	mode Mode
 	a, b *sim.Pod
 	node *bpf.Node // nil when not accelerated
+	// redisRate is the last SET/GET rate per connection count, which
+	// sizes the next redis-benchmark run.
+	redisRate map[int]float64
 }
 
 // Run builds the node, measures every mode Rounds times interleaved and
@@ -123,7 +164,11 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 		return nil, err
 	}
 	defer n.Close()
-	pairs := make([]*pair, 0, len(Modes))
+	modes := cfg.Modes
+	if len(modes) == 0 {
+		modes = Modes
+	}
+	pairs := make([]*pair, 0, len(modes))
 	defer func() {
 		for _, p := range pairs {
 			if p.node != nil {
@@ -139,7 +184,7 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	for _, m := range Modes {
+	for _, m := range modes {
 		dir := filepath.Join(tmp, string(m))
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, err
@@ -153,7 +198,7 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 		}
 	}
 	samples := map[Mode][]Result{}
-	for _, m := range Modes {
+	for _, m := range modes {
 		samples[m] = make([]Result, cfg.Rounds)
 		for r := range samples[m] {
 			samples[m][r] = Result{}
@@ -175,7 +220,7 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 		}
 	}
 	out := map[Mode]Result{}
-	for _, m := range Modes {
+	for _, m := range modes {
 		out[m] = median(samples[m])
 	}
 	return out, nil
@@ -188,6 +233,12 @@ func podConfigs(m Mode) (client, server *bpf.PodConfig) {
 	switch m {
 	case Annotation:
 		return annotation, annotation
+	case AnnotationOneWay:
+		c := &bpf.PodConfig{Rules: rules.Default(), OneWay: true}
+		return c, c
+	case SidecarHopOneWay:
+		c := &bpf.PodConfig{Rules: rules.SidecarHops(rules.DefaultSidecarUID), OneWay: true}
+		return c, c
 	case Accel:
 		c := &bpf.PodConfig{Rules: rules.Default(), TrustApp: true}
 		return c, c

@@ -276,11 +276,28 @@ func (p *pair) sockperf(ctx context.Context, d time.Duration, size int, r Result
 }
 
 // redis runs redis-benchmark's SET and GET with conns connections. It
-// counts requests, not time, so the count is sized from d for a rate a
-// little above the fastest mode's.
+// counts requests, not time: the count is sized for d from the pair's
+// last rate, measured first with a short run.
 func (p *pair) redis(ctx context.Context, d time.Duration, conns int, r Result) error {
-	perSec := map[int]float64{1: 12000, 8: 30000, 50: 40000}[conns]
-	n := max(1000, int(perSec*d.Seconds()))
+	if p.redisRate == nil {
+		p.redisRate = map[int]float64{}
+	}
+	if p.redisRate[conns] == 0 {
+		probe := Result{}
+		if err := p.redisRun(ctx, d, conns, 200*conns, probe); err != nil {
+			return err
+		}
+		p.redisRate[conns] = min(probe[fmt.Sprintf("redis_set_c%d_per_s", conns)], probe[fmt.Sprintf("redis_get_c%d_per_s", conns)])
+	}
+	n := max(200*conns, int(p.redisRate[conns]*d.Seconds()/2)) // SET, then GET: d in all
+	if err := p.redisRun(ctx, d, conns, n, r); err != nil {
+		return err
+	}
+	p.redisRate[conns] = min(r[fmt.Sprintf("redis_set_c%d_per_s", conns)], r[fmt.Sprintf("redis_get_c%d_per_s", conns)])
+	return nil
+}
+
+func (p *pair) redisRun(ctx context.Context, d time.Duration, conns, n int, r Result) error {
 	out, err := p.runTool(ctx, 4*d, "redis-benchmark", "-h", p.b.IPv4.String(), "-p", strconv.Itoa(redisPort),
 		"-c", strconv.Itoa(conns), "-n", strconv.Itoa(n), "-t", "set,get", "--csv")
 	if err != nil {

@@ -34,32 +34,44 @@ func WriteTable(w io.Writer, r *Results) error {
 	return nil
 }
 
+// present lists the modes of res in table order.
+func present(res map[Mode]Result) []Mode {
+	var out []Mode
+	for _, m := range AllModes {
+		if _, ok := res[m]; ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func writeModes(w io.Writer, res map[Mode]Result) error {
+	modes := present(res)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "figure\t")
-	for _, m := range Modes {
+	for _, m := range modes {
 		fmt.Fprintf(tw, "%s\t", m)
 	}
 	fmt.Fprint(tw, "\n")
 	for _, f := range Figures {
 		fmt.Fprintf(tw, "%s\t", f.Label)
-		for _, m := range Modes {
+		for _, m := range modes {
 			fmt.Fprintf(tw, "%s\t", formatFigure(res[m][f.Key]))
 		}
 		fmt.Fprint(tw, "\n")
 	}
 	fmt.Fprint(tw, "redirected MiB\t")
-	for _, m := range Modes {
+	for _, m := range modes {
 		fmt.Fprintf(tw, "%.0f\t", res[m][keyRedirected]/(1<<20))
 	}
 	fmt.Fprint(tw, "\n\nratio to sidecar (>1 is better)\t")
-	for _, m := range Modes {
+	for _, m := range modes {
 		fmt.Fprintf(tw, "%s\t", m)
 	}
 	fmt.Fprint(tw, "\n")
 	for _, f := range Figures {
 		fmt.Fprintf(tw, "%s\t", f.Label)
-		for _, m := range Modes {
+		for _, m := range modes {
 			if r, ok := Ratio(res, m, f); ok {
 				fmt.Fprintf(tw, "%.2fx\t", r)
 			} else {
@@ -115,21 +127,23 @@ func WriteJSON(path string, v any) error {
 }
 
 // modeColors are the chart's bar colors, in Modes order.
-var modeColors = []string{"#9e9e9e", "#616161", "#64b5f6", "#1e88e5", "#0d47a1", "#43a047", "#fb8c00"}
+var modeColors = map[Mode]string{Direct: "#9e9e9e", Sidecar: "#616161", Annotation: "#64b5f6", AnnotationOneWay: "#b3e5fc",
+	Accel: "#1e88e5", AccelAll: "#0d47a1", SidecarHop: "#43a047", SidecarHopOneWay: "#a5d6a7", ClientOnly: "#fb8c00"}
 
 // WriteChart writes an SVG bar chart of the figures: one group of bars per
 // figure, one bar per mode, each bar the mode's ratio to the sidecar mode
 // (above 1 is better; latencies inverted), with a line at 1.
 func WriteChart(path string, res map[Mode]Result) error {
+	modes := present(res)
 	const (
 		barW, gap, top, plotH, labelH, left = 9, 18, 60, 320, 170, 50
 	)
-	groupW := barW*len(Modes) + gap
+	groupW := barW*len(modes) + gap
 	width := left + groupW*len(Figures) + 20
 	height := top + plotH + labelH
 	maxR := 2.0
 	for _, f := range Figures {
-		for _, m := range Modes {
+		for _, m := range modes {
 			if r, ok := Ratio(res, m, f); ok && r > maxR {
 				maxR = r
 			}
@@ -141,9 +155,9 @@ func WriteChart(path string, res map[Mode]Result) error {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">mesh-accel: each mode against the sidecars (ratio, above 1 is better; latencies inverted)</text>`+"\n", left)
-	for i, m := range Modes {
+	for i, m := range modes {
 		x := left + i*130
-		fmt.Fprintf(&b, `<rect x="%d" y="30" width="10" height="10" fill="%s"/><text x="%d" y="39">%s</text>`+"\n", x, modeColors[i], x+14, m)
+		fmt.Fprintf(&b, `<rect x="%d" y="30" width="10" height="10" fill="%s"/><text x="%d" y="39">%s</text>`+"\n", x, modeColors[m], x+14, m)
 	}
 	for r := 0.0; r <= maxR+1e-9; r += 0.5 {
 		stroke := "#e0e0e0"
@@ -155,15 +169,15 @@ func WriteChart(path string, res map[Mode]Result) error {
 	}
 	for i, f := range Figures {
 		gx := left + i*groupW + gap/2
-		for j, m := range Modes {
+		for j, m := range modes {
 			r, ok := Ratio(res, m, f)
 			if !ok {
 				continue
 			}
 			fmt.Fprintf(&b, `<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s, %s: %.2fx</title></rect>`+"\n",
-				gx+j*barW, y(r), barW-1, y(0)-y(r), modeColors[j], f.Label, m, r)
+				gx+j*barW, y(r), barW-1, y(0)-y(r), modeColors[m], f.Label, m, r)
 		}
-		lx := gx + barW*len(Modes)/2
+		lx := gx + barW*len(modes)/2
 		fmt.Fprintf(&b, `<text transform="translate(%d,%d) rotate(-55)" text-anchor="end">%s</text>`+"\n", lx, top+plotH+12, f.Label)
 	}
 	b.WriteString("</svg>\n")

@@ -91,7 +91,7 @@ func TestChainAPIFallback(t *testing.T) {
 	api := newAPIServer(t)
 	c := newChain(t, api.kubeconfig(t, api.URL), false)
 	a := c.mustAddPod(podSpec{name: "a", noApp: true, sidecar: true})
-	b, err := c.addPodServed(api, podSpec{name: "b", ann: accelerated, sidecar: true})
+	b, err := c.addPodServed(api, podSpec{name: "b", ann: acceleratedTrusted, sidecar: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +113,8 @@ func TestChainAPIFallback(t *testing.T) {
 	if err != nil || f[plugin.ReasonAPI].Count != 1 || !strings.Contains(f[plugin.ReasonAPI].LastError, "get pod default/a") {
 		t.Errorf("failures %+v, %v: want pod a's lookup counted", f, err)
 	}
-	// Request/response: b's app answers into its sidecar (redirected; the
-	// direction into the app is not, the app is not declared trusted).
+	// Request/response: b's inbound sidecar and its app (declared a recvmsg
+	// reader) are paired.
 	_, got := c.run(a, sim.ClientSpec{Mode: sim.ModeRR, Target: b.AppTarget(false), Duration: 300 * time.Millisecond})
 	if got["connections_accepted"] != 1 || got["bytes_redirected"] == 0 {
 		t.Errorf("b (annotated in the API server) not accelerated: %v", got)

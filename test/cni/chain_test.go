@@ -55,10 +55,10 @@ func (c *chain) directionsDuring(p *cniPod, target string) []bpf.Direction {
 	}
 }
 
-// Annotated pods are accelerated through their sidecars as the default
-// rules say (the directions towards the sidecars redirected, the apps
-// untrusted); pods without the annotation are left alone. The chain's
-// result is the bridge's, passed through.
+// Annotated pods (the sidecar-hops profile) are accelerated on the
+// sidecar-to-sidecar hop, both ways, into the sidecars only; pods without
+// the annotation are left alone. The chain's result is the bridge's,
+// passed through.
 func TestChainAccelerates(t *testing.T) {
 	c := newChain(t, "", false)
 	a := c.mustAddPod(podSpec{name: "a", ann: accelerated, sidecar: true, noApp: true})
@@ -90,12 +90,12 @@ func TestChainAccelerates(t *testing.T) {
 			}
 		}
 	}
-	if len(ds) != 4 || toSidecars != 2 {
-		t.Fatalf("want 2 pairs (app<->outbound sidecar in a, inbound sidecar<->app in b), 2 directions redirected; got %+v", ds)
+	if len(ds) != 2 || toSidecars != 2 {
+		t.Fatalf("want 1 pair (outbound sidecar <-> inbound sidecar), both directions redirected; got %+v", ds)
 	}
 	_, got := c.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: 4 << 20, MaxWrite: 64 << 10})
-	if got["connections_accepted"] != 2 || got["bytes_redirected"] < 4<<20 {
-		t.Errorf("annotated pods: counters %v, want 2 pairs and the stream redirected", got)
+	if got["connections_accepted"] != 1 || got["bytes_redirected"] < 4<<20 {
+		t.Errorf("annotated pods: counters %v, want 1 pair and the stream redirected", got)
 	}
 	if rc, err := b.RedirectCounts(); err != nil || rc.Inbound4 == 0 {
 		t.Errorf("traffic did not pass b's sidecar: %+v, %v", rc, err)
@@ -208,8 +208,8 @@ func TestChainParallel(t *testing.T) {
 		}
 	}
 	c.waitNoConns()
-	if got := c.counters().Sub(before); got["connections_accepted"] != 2*n {
-		t.Errorf("connections_accepted = %d, want %d (2 per connection): %v", got["connections_accepted"], 2*n, got)
+	if got := c.counters().Sub(before); got["connections_accepted"] != n {
+		t.Errorf("connections_accepted = %d, want %d (the sidecar hop of each connection): %v", got["connections_accepted"], n, got)
 	}
 
 	for i, p := range pods {

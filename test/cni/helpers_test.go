@@ -120,8 +120,14 @@ type podSpec struct {
 	sidecar, noApp bool
 }
 
-// accelerated annotates a pod for acceleration.
-var accelerated = map[string]string{plugin.AnnotationEnabled: "true"}
+// accelerated annotates a pod for acceleration with the sidecar-hops
+// profile: the sidecar-to-sidecar hop is paired both ways, the app hops
+// (apps not declared recvmsg readers) are left alone.
+var accelerated = map[string]string{plugin.AnnotationEnabled: "true", plugin.AnnotationProfile: plugin.ProfileSidecarHops}
+
+// acceleratedTrusted also declares the app a recvmsg reader: its hops
+// with the sidecar are paired too.
+var acceleratedTrusted = map[string]string{plugin.AnnotationEnabled: "true", plugin.AnnotationTrustApp: "true"}
 
 // addPod creates the pod; its network is made by the chain (loopback, then
 // the conflist) and removed again at the test's end.

@@ -25,8 +25,8 @@ type connRow struct {
 // through both sidecars, each as one row with both ends and their pods.
 func TestConns(t *testing.T) {
 	e := newEnv(t)
-	a := e.pod("a", defaultCfg)
-	b := e.pod("b", defaultCfg)
+	a := e.pod("a", oneWayCfg)
+	b := e.pod("b", oneWayCfg)
 	wait := e.background(a, sim.ClientSpec{Mode: sim.ModeRR, Target: b.AppTarget(false), Duration: 3 * time.Second})
 	var rows []connRow
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

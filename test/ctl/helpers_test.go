@@ -34,7 +34,7 @@ const ns = "shop"
 
 // Pod configurations used across the tests.
 var (
-	defaultCfg = bpf.PodConfig{Rules: rules.Default()}
+	oneWayCfg  = bpf.PodConfig{Rules: rules.Default(), OneWay: true} // towards the sidecars
 	trustedAll = bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
 )
 

@@ -21,8 +21,8 @@ import (
 // readers (the default configuration).
 func TestStatus(t *testing.T) {
 	e := newEnv(t)
-	a := e.pod("a", defaultCfg)
-	b := e.pod("b", defaultCfg)
+	a := e.pod("a", oneWayCfg)
+	b := e.pod("b", oneWayCfg)
 	e.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: 1 << 20})
 
 	out := e.ok("status")
@@ -137,7 +137,7 @@ func TestStats(t *testing.T) {
 // name the settings alike.
 func TestInstallerEnvironment(t *testing.T) {
 	e := newEnv(t)
-	e.pod("a", defaultCfg)
+	e.pod("a", oneWayCfg)
 	root := filepath.Dir(e.node.Dir())
 	env := map[string]string{
 		installer.EnvName(installer.FlagBPFFS):    filepath.Dir(root),

@@ -49,7 +49,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := w.build(); err != nil {
 		return err
 	}
-	ann := map[string]string{plugin.AnnotationEnabled: "true"}
+	ann := map[string]string{plugin.AnnotationEnabled: "true", plugin.AnnotationProfile: plugin.ProfileSidecarHops}
 	trusted := map[string]string{plugin.AnnotationEnabled: "true", plugin.AnnotationTrustApp: "true"}
 	pp, err := w.addPod("productpage", true, ann)
 	if err != nil {

@@ -28,8 +28,8 @@ func TestDemo(t *testing.T) {
 	if err := Run(context.Background(), Config{Duration: 300 * time.Millisecond, BulkBytes: 8 << 20, Out: &out}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"acceleration off", "on (app trusted)", "127.0.0.1:15001 (uid 1337)", "redirected",
-		"chain --port 15006 -j RETURN"} {
+	for _, want := range []string{"acceleration off", "on (sidecar-hops)", "on (app trusted)", "127.0.0.1:15001 (uid 1337)",
+		"redirected", "chain --port 15006 -j RETURN", ":15006 (uid 1337)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -23,13 +23,13 @@ type fcCase struct {
 var (
 	trustedDefault = bpf.PodConfig{Rules: rules.Default(), TrustApp: true}
 	fcCases        = []fcCase{
-		{"annotation only", &defaultCfg, &defaultCfg},
+		{"annotation only", &oneWayCfg, &oneWayCfg},
 		{"app trusted default rules", &trustedDefault, &trustedDefault},
 		{"no rules app trusted", &trustedAll, &trustedAll},
 		// Only the client pod is attached: its app -> sidecar hop is the
 		// one redirected, and the sidecar stops reading when the slow
 		// reader behind the other pod pushes back (Envoy's flow control).
-		{"app to sidecar only", &defaultCfg, nil},
+		{"app to sidecar only", &oneWayCfg, nil},
 	}
 )
 

@@ -35,11 +35,17 @@ func TestMain(m *testing.M) {
 // optsDefault is node state with the default map sizes.
 var optsDefault = bpf.Options{}
 
-// Pod configurations used across the tests.
+// Pod configurations used across the tests. The annotation alone gives a
+// pod annotationCfg: the default rules, the app not declared a recvmsg
+// reader, so its hops are not accelerated. oneWayCfg and allOneWayCfg allow
+// the one-way acceleration of such hops (towards the sidecar only), the
+// paths that must stay safe for apps that read with splice.
 var (
-	defaultCfg = bpf.PodConfig{Rules: rules.Default()}
-	allCfg     = bpf.PodConfig{Rules: &rules.Set{}}
-	trustedAll = bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
+	annotationCfg = bpf.PodConfig{Rules: rules.Default()}
+	oneWayCfg     = bpf.PodConfig{Rules: rules.Default(), OneWay: true}
+	allCfg        = bpf.PodConfig{Rules: &rules.Set{}}
+	allOneWayCfg  = bpf.PodConfig{Rules: &rules.Set{}, OneWay: true}
+	trustedAll    = bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
 )
 
 // env is a simulated node with its own mesh-accel state.

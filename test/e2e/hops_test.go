@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
@@ -63,13 +64,60 @@ func hop(ds []bpf.Direction, port uint16, toListener bool) *bpf.Direction {
 	return nil
 }
 
-// The seed's default rules through both sidecars: the app <-> sidecar hops
-// are paired and their directions towards the sidecars redirected; the
-// sidecar -> sidecar hop on 15006 is left to the stack (RETURN rule).
+// What the annotation alone sets up: the default rules, apps not declared
+// recvmsg readers. The app <-> sidecar hops could be accelerated one way
+// only, which costs more than it saves: they are left to the stack, and the
+// app's connecting socket joins no socket map at all. The sidecar ->
+// sidecar hop on 15006 is excluded by the rules. Nothing is redirected and
+// every byte arrives.
+func TestAnnotationDefaultsLeaveOneWayHops(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", true, &annotationCfg)
+	b := e.pod("b", true, &annotationCfg)
+	if ds := e.directionsDuring(a, b.AppTarget(false)); len(ds) != 0 {
+		t.Errorf("directions paired: %+v", ds)
+	}
+	_, c := e.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: 4 << 20, MaxWrite: 64 << 10})
+	want(t, c, map[string]uint64{
+		"connections_seen":           3,
+		"connecting_registered":      3, // each connecting socket, in no socket map when untrusted
+		"connections_accepted":       0,
+		"rejected_rules":             1,
+		"rejected_untrusted_readers": 2,
+		"bytes_redirected":           0,
+	})
+	e.waitNoConns()
+}
+
+// The sidecar-hops profile with apps not declared recvmsg readers: the
+// sidecar -> sidecar hop to 15006 is paired both ways (both readers are the
+// sidecar), the app hops are left alone; the request crosses that hop
+// redirected.
+func TestSidecarHopsProfile(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	cfg := bpf.PodConfig{Rules: rules.SidecarHops(rules.DefaultSidecarUID)}
+	a := e.pod("a", true, &cfg)
+	b := e.pod("b", true, &cfg)
+	_, c := e.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: 4 << 20})
+	want(t, c, map[string]uint64{
+		"connections_accepted":        1,
+		"directions_redirected":       2,
+		"directions_untrusted_reader": 0,
+		"rejected_untrusted_readers":  2,
+	})
+	if c["bytes_redirected"] < 4<<20 {
+		t.Errorf("bytes_redirected = %d, want >= 4 MiB (the request on the sidecar hop)", c["bytes_redirected"])
+	}
+}
+
+// The seed's default rules through both sidecars, one-way acceleration
+// allowed: the app <-> sidecar hops are paired and their directions towards
+// the sidecars redirected; the sidecar -> sidecar hop on 15006 is left to
+// the stack (RETURN rule).
 func TestDefaultRulesThreeHops(t *testing.T) {
 	e := newEnv(t, optsDefault)
-	a := e.pod("a", true, &defaultCfg)
-	b := e.pod("b", true, &defaultCfg)
+	a := e.pod("a", true, &oneWayCfg)
+	b := e.pod("b", true, &oneWayCfg)
 
 	ds := e.directionsDuring(a, b.AppTarget(false))
 	if len(ds) != 4 {
@@ -110,15 +158,16 @@ func TestDefaultRulesThreeHops(t *testing.T) {
 	}
 }
 
-// Without rules every hop is paired; untrusted app readers still get their
-// data through the stack, trusted ones through the redirect.
+// Without rules every hop is paired when one-way acceleration is allowed;
+// untrusted app readers still get their data through the stack, trusted
+// ones through the redirect.
 func TestNoRulesAllHops(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		cfg        bpf.PodConfig
 		redirected uint64
 	}{
-		{"apps untrusted", allCfg, 4},
+		{"apps untrusted, one way allowed", allOneWayCfg, 4},
 		{"apps trusted", trustedAll, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

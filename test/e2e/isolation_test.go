@@ -325,8 +325,8 @@ func runInUserns(spec isoSpec) error {
 // default rules' --uid-owner 1337 and is the trusted sidecar uid.
 func TestUserNamespacedPods(t *testing.T) {
 	e := newEnv(t, optsDefault)
-	a := e.pod("a", false, &defaultCfg)
-	b := e.pod("b", false, &defaultCfg)
+	a := e.pod("a", false, &oneWayCfg)
+	b := e.pod("b", false, &oneWayCfg)
 	ctx := roleCtx(t)
 	before := e.counters()
 	addr := net.JoinHostPort(b.IPv4.String(), "9090")

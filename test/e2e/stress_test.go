@@ -20,7 +20,7 @@ func TestBulkChecksummed(t *testing.T) {
 		gib  int64
 	}{
 		{"all hops", trustedAll, 1},
-		{"default rules", defaultCfg, 1},
+		{"default rules", oneWayCfg, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if testing.Short() {
@@ -73,8 +73,8 @@ func TestHalfCloseAndReset(t *testing.T) {
 // them on the stack when a sidecar falls behind).
 func TestSpliceReadingApp(t *testing.T) {
 	e := newEnv(t, optsDefault)
-	a := e.pod("a", true, &defaultCfg)
-	b := e.pod("b", true, &defaultCfg)
+	a := e.pod("a", true, &oneWayCfg)
+	b := e.pod("b", true, &oneWayCfg)
 	for _, op := range []byte{sim.OpSinkFile, sim.OpSinkSplice} {
 		_, c := e.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Op: op, Target: b.AppTarget(false), Streams: 4,
 			Bytes: 32 << 20, MinWrite: 1, MaxWrite: 1 << 20})

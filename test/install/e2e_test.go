@@ -117,13 +117,14 @@ func (h *hostNode) runtimeList() *libcni.NetworkConfigList {
 	return l
 }
 
-// addPod creates a pod with a sidecar, annotated for acceleration, whose
+// addPod creates a pod with a sidecar, annotated for acceleration (its app
+// declared a recvmsg reader, so that its hops are paired), whose
 // network comes from what the CNI config folder holds now.
 func (h *hostNode) addPod(name string, app bool) *cnichain.Pod {
 	h.t.Helper()
 	h.chain.List = h.runtimeList()
 	p, err := h.chain.AddPod(h.sim, sim.PodOptions{Name: name, Sidecar: true, NoApp: !app}, "",
-		map[string]string{plugin.AnnotationEnabled: "true"},
+		map[string]string{plugin.AnnotationEnabled: "true", plugin.AnnotationTrustApp: "true"},
 		func(p *cnichain.Pod) { h.t.Cleanup(func() { _ = h.chain.DelPod(p) }) }) // before the node goes
 	if err != nil {
 		h.t.Fatal(err)

@@ -1,7 +1,8 @@
 // Command mesh-accel-bench runs the mesh-accel benchmark on a simulated node
 // (root, BPF and cgroup v2 needed). BENCH_SECONDS sets the length of each
 // measurement (default 2), BENCH_ROUNDS the interleaved rounds (default 3),
-// BENCH_JSON=FILE also writes the figures as JSON, and a bar chart of the
+// BENCH_MODES=a,b picks the modes (bench.AllModes; the sidecar mode is
+// always measured). BENCH_JSON=FILE also writes the figures as JSON, and a bar chart of the
 // ratios to the sidecar mode beside it (FILE without .json, plus .svg). BENCH_PLUGIN names the
 // mesh-accel CNI plugin binary to time (default: mesh-accel beside this
 // program; "-" or a missing binary skips the timing).
@@ -39,6 +40,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	modes, err := bench.ParseModes(os.Getenv("BENCH_MODES"))
+	if err != nil {
+		return err
+	}
+	if os.Getenv("BENCH_MODES") == "" {
+		modes = nil
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := bench.Run(ctx, bench.Config{
@@ -46,6 +54,7 @@ func run() error {
 		Rounds:   int(rounds),
 		Log:      os.Stderr,
 		Plugin:   pluginPath(),
+		Modes:    modes,
 	})
 	if err != nil {
 		return err
