@@ -64,3 +64,10 @@ lint:
 
 clean:
 	rm -rf $(BIN)
+
+# Boot Debian's bookworm cloud kernels (6.1, 6.12) under qemu (TCG) and run the
+# BPF tests (and an e2e subset) in each, plus natively on this kernel; prints a
+# table. KERNELS=6.1,6.12,host TESTS=pattern E2E=0|1 E2E_TESTS=pattern LOGDIR=dir.
+.PHONY: test-kernels
+test-kernels:
+	@GO="$(GO)" ./scripts/test-kernels.sh

@@ -127,6 +127,9 @@ type Node struct {
 // OpenNode creates the node state, or reuses it when another process
 // created it already.
 func OpenNode(o Options) (*Node, error) {
+	if err := CheckRelease(); err != nil {
+		return nil, err
+	}
 	fs := o.BPFFS
 	if fs == "" {
 		fs = DefaultBPFFS

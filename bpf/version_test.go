@@ -34,3 +34,28 @@ func TestDataPathsRecorded(t *testing.T) {
 		t.Fatalf("state of another build: %+v, %v; want skewed", dp, err)
 	}
 }
+
+func TestCheckRelease(t *testing.T) {
+	for _, tc := range []struct {
+		release string
+		ok      bool
+	}{
+		{"6.1.0-57-cloud-amd64", true},
+		{"6.12.117+deb12-cloud-amd64", true},
+		{"6.18.44-fc-v857", true},
+		{"7.0.1", true},
+		{"5.15.0-91-generic", false},
+		{"6.0.19", false},
+		{"4.19.0", false},
+		{"garbage", false},
+	} {
+		err := checkRelease(tc.release, [2]int{6, 1})
+		if (err == nil) != tc.ok {
+			t.Errorf("checkRelease(%q) = %v, want ok %v", tc.release, err, tc.ok)
+		}
+	}
+	if err := checkRelease("5.15.0-91-generic", [2]int{6, 1}); err == nil || err.Error() !=
+		"kernel 5.15.0-91-generic is older than 6.1, the oldest kernel mesh-accel is tested on" {
+		t.Errorf("message: %v", err)
+	}
+}
