@@ -179,3 +179,24 @@ func TestRealEngineNoState(t *testing.T) {
 		t.Errorf("pods after ADD on a fresh node: %+v, %v", pods, err)
 	}
 }
+
+// On a kernel older than bpf.MinKernel the real engine refuses to open the
+// node state: the ADD succeeds without acceleration, and the failure is
+// counted under "kernel" with the reason.
+func TestRealEngineKernelTooOld(t *testing.T) {
+	r := newRealEnv(t)
+	saved := bpf.MinKernel
+	bpf.MinKernel = [2]int{99, 0}
+	t.Cleanup(func() { bpf.MinKernel = saved })
+	p := enabledPod("old")
+	r.mkCgroup(p)
+	if err := r.add(p, nil); err != nil {
+		t.Fatalf("ADD on a too old kernel = %v, want the pod to start without acceleration", err)
+	}
+	if r.attached(p.uid) != nil {
+		t.Error("pod attached on a too old kernel")
+	}
+	if f := r.failures()[ReasonKernel]; f.Count != 1 || !strings.Contains(f.LastError, "older than 99.0, the oldest kernel mesh-accel is tested on") {
+		t.Errorf("failures %+v, want one %q naming the kernel", r.failures(), ReasonKernel)
+	}
+}
