@@ -36,6 +36,7 @@ type isoSpec struct {
 	Defer    bool   // listener: TCP_DEFER_ACCEPT
 	Duration time.Duration
 	Count    int    // holder: connections (holderConns when zero)
+	Silent   bool   // holder: send nothing (no acknowledged data)
 	Userns   bool   // run the role in a user namespace (inUserns)
 	Cgroup   string // move into this cgroup (directory) first
 }

@@ -40,7 +40,7 @@ func (s isoSpec) keep() error {
 }
 
 // hold opens Count (holderConns) connections to Addr, sends a byte on
-// each, then waits to be killed.
+// each (unless Silent), then waits to be killed.
 func (s isoSpec) hold() error {
 	if s.Count == 0 {
 		s.Count = holderConns
@@ -50,6 +50,10 @@ func (s isoSpec) hold() error {
 		c, err := net.Dial("tcp4", s.Addr)
 		if err != nil {
 			return err
+		}
+		if s.Silent {
+			conns = append(conns, c)
+			continue
 		}
 		if _, err := c.Write([]byte{'h'}); err != nil {
 			return err
@@ -103,6 +107,43 @@ func TestNoLeakAfterPodDeletion(t *testing.T) {
 		t.Errorf("the sweeper removed nothing: the close callbacks ran after all (the test no longer shows the leak)")
 	}
 	t.Logf("maps empty %v after the client died; sweeper removed %d entries", time.Since(closed).Round(time.Second), swept.Load())
+}
+
+// The registration of a connecting socket whose reader is not trusted
+// (HELPER_UNTRUSTED) is in no socket map, so the sweep cannot tell from the
+// maps whether its socket lives. Such a registration lives for the
+// handshake, or until the first acknowledged data when the peer is
+// elsewhere; one that two sweeps in a row find is stale. Here the
+// connections never send (no acknowledged data) and their pod is deleted
+// while they are open: the first sweep keeps the registrations, the second
+// removes them, and the pod's other entries go too.
+func TestUntrustedRegistrationSwept(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", false, &annotationCfg)
+	b := e.pod("b", false, nil) // another node, as far as a can tell
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	addr := net.JoinHostPort(b.IPv4.String(), "9090")
+	runIso(t, ctx, b, isoSpec{Role: "keeper", Addr: addr})
+	holder := runIso(t, ctx, a, isoSpec{Role: "holder", Addr: addr, Silent: true})
+	defer holder.Kill()
+	waitUsage(t, e.node, func(u bpf.Usage) bool { return u.Pending == holderConns })
+	if u, err := e.node.Usage(); err != nil || u.Sockets != 0 || u.Targets != 0 {
+		t.Errorf("untrusted registrations joined a socket map: %+v, %v", u, err)
+	}
+	if err := e.node.DetachPod(a.Name); err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.node.Sweep()
+	if err != nil || s.Pending != 0 {
+		t.Fatalf("first sweep = %+v, %v; want the untrusted registrations kept", s, err)
+	}
+	if s, err = e.node.Sweep(); err != nil || s.Pending != holderConns {
+		t.Fatalf("second sweep = %+v, %v; want the %d stale registrations removed", s, err, holderConns)
+	}
+	if u, err := e.node.Usage(); err != nil || u.Pending != 0 {
+		t.Errorf("after the sweeps: %+v, %v", u, err)
+	}
 }
 
 // waitUsage waits up to 60 s for the maps' usage to satisfy ok.
