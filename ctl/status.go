@@ -273,8 +273,10 @@ func statusWarnings(enabled bool, pods []bpf.PodInfo, u bpf.Usage, c bpf.Counter
 			"sockets; declare a pod's app a recvmsg reader (TrustApp) to accelerate those directions too.", n))
 	}
 	if n := c["rejected_untrusted_readers"]; n > 0 {
-		w = append(w, fmt.Sprintf("%d connections were not paired because neither reader is trusted to read "+
-			"with recvmsg (see TrustApp and the sidecar uid)", n))
+		w = append(w, fmt.Sprintf("%d connections were not paired because a reader is not trusted to read with "+
+			"recvmsg (a connection is accelerated both ways or not at all). Expected for the app hops of pods "+
+			"annotated accel.mesh/enabled alone; annotate accel.mesh/app-reads-with-recvmsg: \"true\" (apps that "+
+			"never splice) or accel.mesh/profile: \"sidecar-hops\" (the sidecar-to-sidecar hop)", n))
 	}
 	if n := c["rejected_no_owner"]; n > 0 {
 		w = append(w, fmt.Sprintf("%d connections had a socket without owner (created before its pod was "+

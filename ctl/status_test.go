@@ -30,7 +30,7 @@ func TestStatusWarnings(t *testing.T) {
 			[]string{"6 pair directions took the normal stack because their reader is not trusted"}},
 		{"splice and owners", true, nil, bpf.Usage{},
 			bpf.Counters{"rejected_untrusted_readers": 1, "rejected_no_owner": 2, "fallback_map_full": 3},
-			[]string{"1 connections were not paired", "2 connections had a socket without owner", "3 times a connection map was full"}},
+			[]string{"1 connections were not paired because a reader is not trusted", "2 connections had a socket without owner", "3 times a connection map was full"}},
 		{"maps near full", true, nil, bpf.Usage{Sockets: 80, Directions: 79, Pending: 100, Capacity: 100}, nil,
 			[]string{"sock_ops_map (sockets) is 80% full (80 of 100)", "sock_helper_map (pending connections) is 100% full"}},
 	} {
