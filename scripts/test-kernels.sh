@@ -217,8 +217,15 @@ kernel_package() {
 	*) die "unknown kernel $want (6.1, 6.12, host or a linux-image-... package)" ;;
 	esac
 	local pkg
-	pkg=$(apt-cache search --names-only '^linux-image-.*cloud-amd64-unsigned$' 2>/dev/null |
-		awk '{print $1}' | grep -E "$glob" | sort -V | tail -1 || true)
+	search() {
+		apt-cache search --names-only '^linux-image-.*cloud-amd64-unsigned$' 2>/dev/null |
+			awk '{print $1}' | grep -E "$glob" | sort -V | tail -1 || true
+	}
+	pkg=$(search)
+	if [ -z "$pkg" ] && ! find "$CACHE" -maxdepth 1 -name 'linux-image-*.deb' | grep -q .; then
+		apt-get update >/dev/null 2>&1 || true # a fresh machine without apt lists
+		pkg=$(search)
+	fi
 	if [ -z "$pkg" ]; then # no apt lists: the newest cached one
 		pkg=$(find "$CACHE" -maxdepth 1 -name 'linux-image-*.deb' -printf '%f\n' 2>/dev/null |
 			sed 's/_.*//' | grep -E "$glob" | sort -V | tail -1 || true)
