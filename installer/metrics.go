@@ -24,6 +24,7 @@ const (
 	MetricDataPath            = "mesh_accel_data_path_info"
 	MetricDataPathSkewed      = "mesh_accel_data_path_skewed"
 	MetricOlderStateSockets   = "mesh_accel_data_path_older_sockets"
+	MetricNodeActive          = "mesh_accel_node_active"
 )
 
 // Engine counter names (package bpf) behind the metrics; fallback_* and
@@ -46,6 +47,7 @@ type metrics struct {
 	reloadErrors prometheus.Counter
 	repairs      prometheus.Counter
 	swept        prometheus.Counter
+	active       prometheus.Gauge
 	engine       *engineCollector
 }
 
@@ -84,7 +86,9 @@ func newMetrics() *metrics {
 				"Messages sent on the stack while flow control held their direction.", nil, nil),
 		},
 	}
-	m.reg.MustRegister(m.reloadErrors, m.repairs, m.swept, m.engine)
+	m.active = prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricNodeActive,
+		Help: "1 when this node's kernel runs the data path; 0 when it cannot (nothing installed, /readyz says why)."})
+	m.reg.MustRegister(m.reloadErrors, m.repairs, m.swept, m.active, m.engine)
 	return m
 }
 

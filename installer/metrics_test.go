@@ -131,6 +131,9 @@ func TestDataPathMetric(t *testing.T) {
 	if got := metricValue(t, r, MetricDataPathSkewed, ""); got != 1 {
 		t.Errorf("%s = %v, want 1", MetricDataPathSkewed, got)
 	}
+	if got := metricValue(t, r, MetricNodeActive, ""); got != 1 {
+		t.Errorf("%s = %v on a node that runs the data path, want 1", MetricNodeActive, got)
+	}
 	_, body := r.get(t, PathMetrics)
 	for _, want := range []string{MetricDataPath + `{installer="` + bpf.DataPath() + `",pinned="00000000000000ff"} 1`,
 		MetricOlderStateSockets + `{layout="v1"} 3`} {

@@ -102,7 +102,8 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 // Run installs mesh-accel on the node, keeps it installed until ctx is
 // done, then uninstalls it (see the package doc). It serves /readyz and
 // /metrics meanwhile. A node whose kernel lacks what mesh-accel needs gets
-// nothing installed: Run reports why (log, /readyz) and waits for ctx.
+// nothing installed: Run reports it ready but inactive, says why (log,
+// /readyz, mesh_accel_node_active 0) and waits for ctx.
 func Run(ctx context.Context, cfg *Config, d Deps) (err error) {
 	if d.Sweep <= 0 {
 		d.Sweep = cfg.SweepInterval
@@ -110,14 +111,17 @@ func Run(ctx context.Context, cfg *Config, d Deps) (err error) {
 	d.defaults()
 	m := newMetrics()
 	kerr := checkKernel(d.Engine, cfg.CgroupRoot)
-	ready := &readiness{blocked: kerr}
+	ready := &readiness{inactive: kerr}
+	if kerr == nil {
+		m.active.Set(1)
+	}
 	srv, err := startServer(cfg.Listen, d.Listener, ready, m, d.Log)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, srv.stop()) }()
 	if kerr != nil {
-		d.Log.Error("not installing", "err", kerr)
+		d.Log.Error("this node cannot accelerate: nothing installed, ready but inactive", "err", kerr)
 		<-ctx.Done()
 		return nil
 	}

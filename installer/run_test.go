@@ -171,8 +171,10 @@ func TestRunWaitsForPrimary(t *testing.T) {
 	}
 }
 
-// A kernel without what mesh-accel needs: nothing is installed, /readyz
-// names what is missing, and the stop succeeds.
+// A kernel without what mesh-accel needs: nothing is installed, the node
+// is ready but inactive (a rollout or an uninstall must not wait for it),
+// /readyz names what is missing, mesh_accel_node_active is 0, and the stop
+// succeeds.
 func TestRunKernelMissing(t *testing.T) {
 	h := newHost(t)
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
@@ -180,8 +182,11 @@ func TestRunKernelMissing(t *testing.T) {
 	eng.kernelErr = errors.New("kernel lacks what mesh-accel needs: sk_msg programs: not supported")
 	r := h.start(t, Deps{Engine: eng})
 	code, body := r.get(t, PathReady)
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "sk_msg programs: not supported") {
-		t.Errorf("/readyz = %d %q", code, body)
+	if code != http.StatusOK || !strings.Contains(body, "inactive") || !strings.Contains(body, "sk_msg programs: not supported") {
+		t.Errorf("/readyz = %d %q, want 200, inactive and the reason", code, body)
+	}
+	if v := metricValue(t, r, MetricNodeActive, ""); v != 0 {
+		t.Errorf("%s = %v, want 0", MetricNodeActive, v)
 	}
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)

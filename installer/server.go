@@ -22,8 +22,12 @@ const (
 // readiness answers /readyz: ready only while the node state is in place
 // and the primary CNI config holds the entry, both checked at each probe.
 type readiness struct {
-	mu      sync.Mutex
-	blocked error       // why the installer cannot install (kernel), or nil
+	mu sync.Mutex
+	// inactive is why this node's kernel cannot run the data path: the
+	// installer installs nothing and reports ready, so that a rollout or
+	// an uninstall does not wait for a node that will never accelerate.
+	inactive error
+	blocked  error       // why the installer is not ready (uninstalling), or nil
 	state   func() bool // whether the node state is complete; nil until open
 	entry   func() error
 }
@@ -37,9 +41,11 @@ func (r *readiness) set(f func(*readiness)) {
 // check returns why the node is not ready, nil when it is.
 func (r *readiness) check() error {
 	r.mu.Lock()
-	blocked, state, entry := r.blocked, r.state, r.entry
+	inactive, blocked, state, entry := r.inactive, r.blocked, r.state, r.entry
 	r.mu.Unlock()
 	switch {
+	case inactive != nil && blocked == nil:
+		return nil
 	case blocked != nil:
 		return blocked
 	case state == nil:
@@ -57,6 +63,13 @@ func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	if err := r.check(); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "not ready: %v\n", err)
+		return
+	}
+	r.mu.Lock()
+	inactive := r.inactive
+	r.mu.Unlock()
+	if inactive != nil {
+		fmt.Fprintf(w, "ok, inactive: %v\n", inactive)
 		return
 	}
 	fmt.Fprintln(w, "ok")
