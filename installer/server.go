@@ -28,8 +28,8 @@ type readiness struct {
 	// an uninstall does not wait for a node that will never accelerate.
 	inactive error
 	blocked  error       // why the installer is not ready (uninstalling), or nil
-	state   func() bool // whether the node state is complete; nil until open
-	entry   func() error
+	state    func() bool // whether the node state is complete; nil until open
+	entry    func() error
 }
 
 func (r *readiness) set(f func(*readiness)) {
