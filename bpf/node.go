@@ -250,9 +250,7 @@ func (n *Node) create(spec *ebpf.CollectionSpec, limit uint32) error {
 	// The switch and the flow-control bound of the state this one
 	// replaces (an upgrade that changed the layout) carry over.
 	cfg := meshGlobalConfig{BacklogLimit: limit}
-	if err := n.inheritGlobal(spec, &cfg); err != nil {
-		return err
-	}
+	n.inheritGlobal(spec, &cfg)
 	cfg.Build = dataPathID(n.noCapture)
 	if err := n.maps.MeshConfig.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("initialise global configuration: %w", err)

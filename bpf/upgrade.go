@@ -392,8 +392,8 @@ func linkCgroupID(p string) (uint64, error) {
 }
 
 // inheritGlobal sets cfg's switch and flow-control bound from the newest
-// state of another layout, when there is one.
-func (n *Node) inheritGlobal(spec *ebpf.CollectionSpec, cfg *meshGlobalConfig) error {
+// readable state of another layout, when there is one.
+func (n *Node) inheritGlobal(spec *ebpf.CollectionSpec, cfg *meshGlobalConfig) {
 	dirs := n.siblings()
 	sort.Slice(dirs, func(i, j int) bool { return modTime(dirs[i]) > modTime(dirs[j]) })
 	for _, dir := range dirs {
@@ -404,20 +404,19 @@ func (n *Node) inheritGlobal(spec *ebpf.CollectionSpec, cfg *meshGlobalConfig) e
 		raw := make([]byte, spec.Maps[configMapName].ValueSize)
 		err = readConverted(m, uint32(0), "global_config", spec.Maps[configMapName].Value, raw)
 		m.Close()
-		if err != nil {
-			return fmt.Errorf("global configuration of the older state %s: %w", dir, err)
-		}
 		var old meshGlobalConfig
-		if err := decodeRaw(raw, &old); err != nil {
-			return err
+		if err == nil {
+			err = decodeRaw(raw, &old)
+		}
+		if err != nil {
+			continue // unreadable: the defaults are safe, and creating the state must not fail for it
 		}
 		cfg.Disabled = old.Disabled
 		if old.BacklogLimit != 0 {
 			cfg.BacklogLimit = old.BacklogLimit
 		}
-		return nil
+		return
 	}
-	return nil
 }
 
 // decodeRaw decodes a map value read as bytes into v, a generated struct.
