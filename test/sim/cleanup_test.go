@@ -207,5 +207,7 @@ func TestSweepAfterJanitorDies(t *testing.T) {
 	if err := Sweep(); err != nil {
 		t.Fatal(err)
 	}
-	waitNoLeftovers(t, info, 0)
+	// A concurrent sweep that holds the run's lock makes ours skip it;
+	// it finishes the job within moments.
+	waitNoLeftovers(t, info, 15*time.Second)
 }
