@@ -4,9 +4,10 @@
 // rules to the pod's cgroup v2 directory, and reads the counters.
 //
 // Node state lives at <bpffs>/<root>/<LayoutVersion>/: maps/ (pinned by
-// name), progs/ and pods/<pod id>/ (the pod's cgroup links). Several
-// processes may open the node at once (CNI ADDs run concurrently): creation
-// is serialised by a file lock on that directory.
+// name; sock_owner_map is a link into <root>/shared/, see upgrade.go),
+// progs/ and pods/<pod id>/ (the pod's cgroup links). Several processes may
+// open the node at once (CNI ADDs run concurrently): creation and upgrades
+// are serialised by a file lock on that directory.
 package bpf
 
 import (
