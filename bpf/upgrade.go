@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -470,16 +471,19 @@ func (n *Node) Upgrade() (UpgradeReport, error) {
 		return r, err
 	}
 	defer unlock()
-	spec, err := loadMesh()
-	if err != nil {
-		return r, fmt.Errorf("load BPF spec: %w", err)
-	}
+	// The BPF object is parsed only when there is something to load or
+	// translate, not at every pass of a node already upgraded.
+	spec := sync.OnceValues(loadMesh)
 	c, err := n.global()
 	if err != nil {
 		return r, err
 	}
 	if c.Build != dataPathID(false) {
-		if err := n.replacePrograms(spec); err != nil {
+		s, err := spec()
+		if err != nil {
+			return r, fmt.Errorf("load BPF spec: %w", err)
+		}
+		if err := n.replacePrograms(s); err != nil {
 			return r, err
 		}
 		r.Replaced = true
@@ -623,10 +627,14 @@ func moveLink(l link.Link, from, to string) error {
 // pod's configuration is translated into this layout, then its links are
 // switched to this state's programs and moved. A pod attached here as well
 // (its sandbox was added again) only leaves dir.
-func (n *Node) adoptPods(spec *ebpf.CollectionSpec, dir string) (int, error) {
+func (n *Node) adoptPods(loadSpec func() (*ebpf.CollectionSpec, error), dir string) (int, error) {
 	ents, err := os.ReadDir(filepath.Join(dir, "pods"))
 	if err != nil || len(ents) == 0 {
 		return 0, nil
+	}
+	spec, err := loadSpec()
+	if err != nil {
+		return 0, fmt.Errorf("load BPF spec: %w", err)
 	}
 	params, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", paramMapName), nil)
 	if err != nil {

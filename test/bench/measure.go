@@ -282,19 +282,25 @@ func (p *pair) redis(ctx context.Context, d time.Duration, conns int, r Result) 
 	if p.redisRate == nil {
 		p.redisRate = map[int]float64{}
 	}
+	set, get := redisKeys(conns)
 	if p.redisRate[conns] == 0 {
 		probe := Result{}
 		if err := p.redisRun(ctx, d, conns, 200*conns, probe); err != nil {
 			return err
 		}
-		p.redisRate[conns] = min(probe[fmt.Sprintf("redis_set_c%d_per_s", conns)], probe[fmt.Sprintf("redis_get_c%d_per_s", conns)])
+		p.redisRate[conns] = min(probe[set], probe[get])
 	}
 	n := max(200*conns, int(p.redisRate[conns]*d.Seconds()/2)) // SET, then GET: d in all
 	if err := p.redisRun(ctx, d, conns, n, r); err != nil {
 		return err
 	}
-	p.redisRate[conns] = min(r[fmt.Sprintf("redis_set_c%d_per_s", conns)], r[fmt.Sprintf("redis_get_c%d_per_s", conns)])
+	p.redisRate[conns] = min(r[set], r[get])
 	return nil
+}
+
+// redisKeys are the JSON keys of the SET and GET rates at conns connections.
+func redisKeys(conns int) (set, get string) {
+	return fmt.Sprintf("redis_set_c%d_per_s", conns), fmt.Sprintf("redis_get_c%d_per_s", conns)
 }
 
 func (p *pair) redisRun(ctx context.Context, d time.Duration, conns, n int, r Result) error {
@@ -307,6 +313,7 @@ func (p *pair) redisRun(ctx context.Context, d time.Duration, conns, n int, r Re
 	if err != nil {
 		return fmt.Errorf("parse redis-benchmark --csv: %w: %s", err, out)
 	}
+	set, get := redisKeys(conns)
 	for _, rec := range recs {
 		if len(rec) < 2 {
 			continue
@@ -317,12 +324,12 @@ func (p *pair) redisRun(ctx context.Context, d time.Duration, conns, n int, r Re
 		}
 		switch rec[0] {
 		case "SET":
-			r[fmt.Sprintf("redis_set_c%d_per_s", conns)] = v
+			r[set] = v
 		case "GET":
-			r[fmt.Sprintf("redis_get_c%d_per_s", conns)] = v
+			r[get] = v
 		}
 	}
-	if r[fmt.Sprintf("redis_set_c%d_per_s", conns)] == 0 || r[fmt.Sprintf("redis_get_c%d_per_s", conns)] == 0 {
+	if r[set] == 0 || r[get] == 0 {
 		return fmt.Errorf("no SET and GET rates in redis-benchmark output: %s", out)
 	}
 	return nil

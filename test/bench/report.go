@@ -48,38 +48,32 @@ func present(res map[Mode]Result) []Mode {
 func writeModes(w io.Writer, res map[Mode]Result) error {
 	modes := present(res)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "figure\t")
-	for _, m := range modes {
-		fmt.Fprintf(tw, "%s\t", m)
-	}
-	fmt.Fprint(tw, "\n")
-	for _, f := range Figures {
-		fmt.Fprintf(tw, "%s\t", f.Label)
+	rows := func(head string, cell func(Mode, Figure) string) {
+		fmt.Fprintf(tw, "%s\t", head)
 		for _, m := range modes {
-			fmt.Fprintf(tw, "%s\t", formatFigure(res[m][f.Key]))
+			fmt.Fprintf(tw, "%s\t", m)
 		}
 		fmt.Fprint(tw, "\n")
+		for _, f := range Figures {
+			fmt.Fprintf(tw, "%s\t", f.Label)
+			for _, m := range modes {
+				fmt.Fprintf(tw, "%s\t", cell(m, f))
+			}
+			fmt.Fprint(tw, "\n")
+		}
 	}
+	rows("figure", func(m Mode, f Figure) string { return formatFigure(res[m][f.Key]) })
 	fmt.Fprint(tw, "redirected MiB\t")
 	for _, m := range modes {
 		fmt.Fprintf(tw, "%.0f\t", res[m][keyRedirected]/(1<<20))
 	}
-	fmt.Fprint(tw, "\n\nratio to sidecar (>1 is better)\t")
-	for _, m := range modes {
-		fmt.Fprintf(tw, "%s\t", m)
-	}
-	fmt.Fprint(tw, "\n")
-	for _, f := range Figures {
-		fmt.Fprintf(tw, "%s\t", f.Label)
-		for _, m := range modes {
-			if r, ok := Ratio(res, m, f); ok {
-				fmt.Fprintf(tw, "%.2fx\t", r)
-			} else {
-				fmt.Fprint(tw, "-\t")
-			}
+	fmt.Fprint(tw, "\n\n")
+	rows("ratio to sidecar (>1 is better)", func(m Mode, f Figure) string {
+		if r, ok := Ratio(res, m, f); ok {
+			return fmt.Sprintf("%.2fx", r)
 		}
-		fmt.Fprint(tw, "\n")
-	}
+		return "-"
+	})
 	return tw.Flush()
 }
 
