@@ -25,7 +25,8 @@ var parseErrorTests = []struct {
 	{"missing target before comment", "chain -u 1   # note\r\n", []Error{
 		{Line: 1, Col: 11, Msg: "missing target: add -j ACCEPT or -j RETURN"}}},
 	{"lower case target", "chain -u 1 -j accept", []Error{
-		{Line: 1, Col: 15, Token: "accept", Msg: `unknown target "accept" (want ACCEPT or RETURN)`}}},
+		{Line: 1, Col: 15, Token: "accept", Msg: `unknown target "accept" (want ACCEPT or RETURN)`,
+			Hint: "targets are case-sensitive: write ACCEPT"}}},
 	{"other target", "chain -u 1 --jump DROP", []Error{
 		{Line: 1, Col: 19, Token: "DROP", Msg: `unknown target "DROP" (want ACCEPT or RETURN)`}}},
 	{"target glued to comment", "chain -u 1 -j ACCEPT#x", []Error{
@@ -47,9 +48,11 @@ var parseErrorTests = []struct {
 	{"unexpected value", "chain -p 80 81 -j ACCEPT", []Error{
 		{Line: 1, Col: 13, Token: "81", Msg: "unexpected value (want an option)"}}},
 	{"repeated option", "chain -p 80 -u 1 --port 81 -j ACCEPT", []Error{
-		{Line: 1, Col: 18, Token: "--port", Msg: "repeated option --port, first given at column 7"}}},
+		{Line: 1, Col: 18, Token: "--port", Msg: "repeated option --port, first given at column 7",
+			Hint: "one port or range per rule: write a range (--port 1000-2000) or one chain line per port"}}},
 	{"repeated target", "chain -j ACCEPT --jump RETURN", []Error{
-		{Line: 1, Col: 17, Token: "--jump", Msg: "repeated option -j, first given at column 7"}}},
+		{Line: 1, Col: 17, Token: "--jump", Msg: "repeated option -j, first given at column 7",
+			Hint: "one target per rule: ACCEPT or RETURN"}}},
 	{"port 0", "chain -p 0 -j ACCEPT", []Error{
 		{Line: 1, Col: 10, Token: "0", Msg: "port out of range 1..65535"}}},
 	{"port 65536", "chain -p 65536 -j ACCEPT", []Error{
@@ -90,7 +93,7 @@ var parseErrorTests = []struct {
 		{Line: 1, Col: 12, Token: "10.0.0.1/8", Msg: "CIDR has host bits set (want 10.0.0.0/8)"}}},
 	{"host bits v6", "chain --ip fd00::1/64 -j ACCEPT", []Error{
 		{Line: 1, Col: 12, Token: "fd00::1/64", Msg: "CIDR has host bits set (want fd00::/64)"}}},
-	{"column in bytes after tabs", "\tchain\t-p\t0 -j ACCEPT", []Error{
+	{"column after tabs", "\tchain\t-p\t0 -j ACCEPT", []Error{
 		{Line: 1, Col: 11, Token: "0", Msg: "port out of range 1..65535"}}},
 	{"byte order mark", "\ufeffchain -p 0 -j ACCEPT", []Error{
 		{Line: 1, Col: 10, Token: "0", Msg: "port out of range 1..65535"}}},
@@ -173,14 +176,14 @@ func TestTooManyRules(t *testing.T) {
 		want []Error
 	}{
 		{"65 rules", strings.Repeat(rule, MaxRules+1), []Error{
-			{Line: 65, Col: 1, Msg: "too many rules: the BPF rule table holds 64"}}},
+			{Line: 65, Col: 1, Msg: "too many rules: the BPF rule table holds 64", Hint: LimitHint}}},
 		{"comments do not count", "# c\n\n" + strings.Repeat(rule, MaxRules) + "  # c\n  " + rule + rule,
-			[]Error{{Line: 68, Col: 3, Msg: "too many rules: the BPF rule table holds 64"}}},
+			[]Error{{Line: 68, Col: 3, Msg: "too many rules: the BPF rule table holds 64", Hint: LimitHint}}},
 		{"bad lines count", "x\n" + strings.Repeat(rule, MaxRules), []Error{
 			{Line: 1, Col: 1, Token: "x", Msg: `rule must start with "chain"`},
-			{Line: 65, Col: 1, Msg: "too many rules: the BPF rule table holds 64"}}},
+			{Line: 65, Col: 1, Msg: "too many rules: the BPF rule table holds 64", Hint: LimitHint}}},
 		{"errors after the limit", strings.Repeat(rule, MaxRules+1) + "chain -p 0 -j RETURN\n", []Error{
-			{Line: 65, Col: 1, Msg: "too many rules: the BPF rule table holds 64"},
+			{Line: 65, Col: 1, Msg: "too many rules: the BPF rule table holds 64", Hint: LimitHint},
 			{Line: 66, Col: 10, Token: "0", Msg: "port out of range 1..65535"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,7 +247,7 @@ func TestMerge(t *testing.T) {
 		{"default twice", []*Set{Default(), nil, Default()}, 4, ""},
 		{"exactly the limit", []*Set{many, {Rules: make([]Rule, 1)}}, MaxRules, ""},
 		{"over the limit", []*Set{many, Default()}, 0,
-			"merge rules: 65 rules in total, the BPF rule table holds 64"},
+			"merge rules: 65 rules in total, the BPF rule table holds 64; hint: " + LimitHint},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := Merge(tc.sets...)

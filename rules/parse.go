@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 const (
@@ -23,20 +24,37 @@ const (
 // Error is an error at one place of a rule file.
 type Error struct {
 	File string
-	// Line and Col are 1-based; Col counts bytes.
+	// Line and Col are 1-based; Col counts characters (a tab is one), as
+	// editors do, not bytes.
 	Line, Col int
 	// Token is the offending token, empty when the error is about something
 	// missing (Col then points where it belongs).
 	Token string
 	Msg   string
+	// Hint says how to fix a common mistake; empty when there is nothing
+	// to add to Msg.
+	Hint string
 }
 
-// Error returns file:line:col: msg (at "token").
+// Error returns file:line:col: msg (at "token"), then "; hint: " and the
+// hint when there is one.
 func (e *Error) Error() string {
-	if e.Token == "" {
-		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+	return e.Position() + ": " + e.Problem()
+}
+
+// Position returns file:line:col.
+func (e *Error) Position() string { return fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Col) }
+
+// Problem returns what Error returns after the position.
+func (e *Error) Problem() string {
+	s := e.Msg
+	if e.Token != "" {
+		s += fmt.Sprintf(" (at %q)", e.Token)
 	}
-	return fmt.Sprintf("%s:%d:%d: %s (at %q)", e.File, e.Line, e.Col, e.Msg, e.Token)
+	if e.Hint != "" {
+		s += "; hint: " + e.Hint
+	}
+	return s
 }
 
 // ErrorList is the errors of a rule file, in order. Parse reports at most
@@ -108,31 +126,59 @@ func Parse(name string, r io.Reader) (*Set, error) {
 
 // parser holds the state of Parse.
 type parser struct {
-	file  string
-	set   *Set
-	errs  ErrorList
-	rules int // rule lines so far, valid or not
+	file    string
+	set     *Set
+	errs    ErrorList
+	dropped bool // the last error was not recorded: maxErrors reached
+	rules   int  // rule lines so far, valid or not
 }
 
 // errorf records an error unless maxErrors are recorded already.
 func (p *parser) errorf(line, col int, tok, format string, args ...any) {
 	if len(p.errs) >= maxErrors {
+		p.dropped = true
 		return
 	}
+	p.dropped = false
 	p.errs = append(p.errs, &Error{
 		File: p.file, Line: line, Col: col, Token: tok, Msg: fmt.Sprintf(format, args...),
 	})
 }
 
-// token is a word of a line and its 1-based byte column.
+// hint sets the hint of the error errorf recorded last (unless it was
+// dropped).
+func (p *parser) hint(h string) {
+	if h != "" && !p.dropped && len(p.errs) > 0 {
+		p.errs[len(p.errs)-1].Hint = h
+	}
+}
+
+// LimitHint explains the limit of MaxRules rules per pod and how to stay
+// under it.
+var LimitHint = fmt.Sprintf("the %d rules of a pod are shared by the node's rules, the pod's own rules "+
+	"(annotation accel.mesh/rules) and its Istio exclusions (traffic.sidecar.istio.io/exclude*): "+
+	"cover several ports with one range (--port 1000-2000) and several addresses with one wider CIDR "+
+	"(--ip 10.0.0.0/8)", MaxRules)
+
+// token is a word of a line and its 1-based column in characters.
 type token struct {
 	text string
 	col  int
 }
 
 // tokenize splits s into tokens separated by spaces and tabs, up to a token
-// starting with #. end is the byte offset just after the last token.
+// starting with #. end is the column (in characters, 0-based) just after
+// the last token.
 func tokenize(s string) (toks []token, end int) {
+	toks, end = tokenizeBytes(s)
+	for i := range toks {
+		toks[i].col = utf8.RuneCountInString(s[:toks[i].col-1]) + 1
+	}
+	return toks, utf8.RuneCountInString(s[:end])
+}
+
+// tokenizeBytes is tokenize with columns and end in bytes.
+func tokenizeBytes(s string) (toks []token, end int) {
 	for i := 0; i < len(s); {
 		if s[i] == ' ' || s[i] == '\t' {
 			i++
@@ -160,6 +206,7 @@ func (p *parser) parseLine(n int, text string) {
 	p.rules++
 	if p.rules == MaxRules+1 {
 		p.errorf(n, toks[0].col, "", "too many rules: the BPF rule table holds %d", MaxRules)
+		p.hint(LimitHint)
 	}
 	if toks[0].text != "chain" {
 		p.errorf(n, toks[0].col, toks[0].text, `rule must start with "chain"`)
@@ -221,6 +268,10 @@ func (p *parser) parseOptions(n int, toks []token, end int) (Rule, bool) {
 		opt, known := options[t.text]
 		hasValue := i+1 < len(toks) && !isOption(toks[i+1].text)
 		switch {
+		case !known && glued(t.text):
+			name, v, _ := strings.Cut(t.text, "=")
+			p.errorf(n, t.col, t.text, "option %s and its value must be separated by a space, not =", name)
+			p.hint(fmt.Sprintf("write %s %s", name, v))
 		case !known && strings.HasPrefix(t.text, "-"):
 			p.errorf(n, t.col, t.text, "unknown option (want --ip, --port, --uid-owner, --gid-owner or -j)")
 			if hasValue {
@@ -231,6 +282,7 @@ func (p *parser) parseOptions(n int, toks []token, end int) (Rule, bool) {
 		case seen[opt].col != 0:
 			p.errorf(n, t.col, t.text, "repeated option %s, first given at column %d",
 				optionInfo[opt].name, seen[opt].col)
+			p.hint(repeatHints[opt])
 			if hasValue {
 				i++
 			}
@@ -243,6 +295,10 @@ func (p *parser) parseOptions(n int, toks []token, end int) (Rule, bool) {
 			v := toks[i]
 			if err := setOption(&r, opt, v.text); err != nil {
 				p.errorf(n, v.col, v.text, "%v", err)
+				var h *hinted
+				if errors.As(err, &h) {
+					p.hint(h.hint)
+				}
 				ok = false
 			}
 			continue
@@ -255,6 +311,29 @@ func (p *parser) parseOptions(n int, toks []token, end int) (Rule, bool) {
 	}
 	return r, ok
 }
+
+// repeatHints say what to write instead of repeating an option.
+var repeatHints = [numOptions]string{
+	optIP:   "one CIDR per rule: write one chain line per CIDR",
+	optPort: "one port or range per rule: write a range (--port 1000-2000) or one chain line per port",
+	optUID:  "one uid per rule: write one chain line per uid",
+	optGID:  "one gid per rule: write one chain line per gid",
+	optJump: "one target per rule: ACCEPT or RETURN",
+}
+
+// glued reports whether s is an option glued to its value with =, as in
+// --port=15006.
+func glued(s string) bool {
+	name, _, ok := strings.Cut(s, "=")
+	return ok && isOption(name)
+}
+
+// hinted is an error with a hint on how to fix it.
+type hinted struct {
+	msg, hint string
+}
+
+func (h *hinted) Error() string { return h.msg }
 
 // setOption sets option opt of r to the value v.
 func setOption(r *Rule, opt option, v string) error {
@@ -307,7 +386,11 @@ func parsePrefix(s string) (netip.Prefix, error) {
 func parsePorts(s string) (lo, hi uint16, err error) {
 	los, his, isRange := strings.Cut(s, "-")
 	if !isDecimal(los) || isRange && !isDecimal(his) {
-		return 0, 0, errors.New("bad port (want a port 1..65535 or a range like 15001-15006)")
+		const msg = "bad port (want a port 1..65535 or a range like 15001-15006)"
+		if a, b, ok := strings.Cut(s, ":"); ok && isDecimal(a) && isDecimal(b) {
+			return 0, 0, &hinted{msg, fmt.Sprintf("a range is written with a dash: --port %s-%s", a, b)}
+		}
+		return 0, 0, errors.New(msg)
 	}
 	if lo, err = parsePort(los); err != nil {
 		return 0, 0, err
@@ -353,7 +436,11 @@ func parseTarget(s string) (Target, error) {
 	case "RETURN":
 		return Return, nil
 	}
-	return 0, fmt.Errorf("unknown target %q (want ACCEPT or RETURN)", s)
+	msg := fmt.Sprintf("unknown target %q (want ACCEPT or RETURN)", s)
+	if u := strings.ToUpper(s); u == "ACCEPT" || u == "RETURN" {
+		return 0, &hinted{msg, "targets are case-sensitive: write " + u}
+	}
+	return 0, errors.New(msg)
 }
 
 // isDecimal reports whether s is a non-empty string of ASCII digits.

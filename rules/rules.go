@@ -256,7 +256,7 @@ func Merge(sets ...*Set) (*Set, error) {
 		}
 	}
 	if n > MaxRules {
-		return nil, fmt.Errorf("merge rules: %d rules in total, the BPF rule table holds %d", n, MaxRules)
+		return nil, fmt.Errorf("merge rules: %d rules in total, the BPF rule table holds %d; hint: %s", n, MaxRules, LimitHint)
 	}
 	out := &Set{Rules: make([]Rule, 0, n)}
 	for _, s := range sets {
