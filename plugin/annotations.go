@@ -7,14 +7,16 @@ import (
 	"strings"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
 // The pod annotations the plugin reads.
 const (
-	// AnnotationEnabled "true" accelerates the pod; any other value, or
-	// none, leaves it alone.
-	AnnotationEnabled = "accel.mesh/enabled"
+	// AnnotationEnabled "true" accelerates the pod; any other value
+	// ("false") leaves it alone; a pod without it follows the label of the
+	// same name on its namespace (package nsoptin).
+	AnnotationEnabled = nsoptin.Label
 	// AnnotationRules holds the pod's own rules, one a line, in the
 	// language of package rules; they follow the node's defaults.
 	AnnotationRules = "accel.mesh/rules"
@@ -44,8 +46,33 @@ const (
 	ProfileSidecarHops = "sidecar-hops"
 )
 
-// enabled reports whether the annotations ask for acceleration.
-func enabled(ann map[string]string) bool { return ann[AnnotationEnabled] == "true" }
+// enabled reports whether the pod is to be accelerated: its annotation
+// AnnotationEnabled decides when it has one; else the label of its
+// namespace does, as the installer recorded it in the state folder
+// (nsoptin.Read; the file is read only for pods without the annotation).
+// The caller has already left out the excluded namespaces.
+func (d *deps) enabled(conf *Config, namespace string, ann map[string]string) bool {
+	if v, ok := ann[AnnotationEnabled]; ok {
+		if v != "true" {
+			d.log.Debug("annotated " + AnnotationEnabled + ": " + v + ": nothing to do")
+		}
+		return v == "true"
+	}
+	if namespace == nsoptin.Never {
+		return false
+	}
+	opted, err := nsoptin.Read(conf.StateDir)
+	if err != nil {
+		d.log.Warn("namespace labels unknown: only annotated pods are accelerated", "err", err)
+		return false
+	}
+	if !opted[namespace] {
+		d.log.Debug("neither the pod is annotated nor its namespace labelled " + AnnotationEnabled + "=true: nothing to do")
+		return false
+	}
+	d.log.Debug("namespace labelled " + AnnotationEnabled + "=true")
+	return true
+}
 
 // nodeRules returns the node's default rules: the rules file, else
 // rules.Default() with its uid rule on the configured sidecar uid.

@@ -106,7 +106,9 @@ func doAdd(args *skel.CmdArgs, conf *Config, d *deps) error {
 			"mesh-accel must be called as a chained plugin: no prevResult (list it after the plugins that set up the pod's network)", "")
 	}
 	if err := d.add(args, conf); err != nil {
-		if err := d.failure(conf, parsePodArgs(args.Args), err); err != nil {
+		pa := parsePodArgs(args.Args)
+		d.spoolEvent(conf, pa, err)
+		if err := d.failure(conf, pa, err); err != nil {
 			return err
 		}
 	}
@@ -155,8 +157,7 @@ func (d *deps) wanted(conf *Config, pa podArgs) (*podSpec, error) {
 			pa.UID = m.UID
 		}
 	}
-	if !enabled(ann) {
-		d.log.Debug("not annotated " + AnnotationEnabled + `: "true": nothing to do`)
+	if !d.enabled(conf, pa.Namespace, ann) {
 		return nil, nil
 	}
 	if !bpf.ValidPodID(pa.UID) {
