@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
@@ -46,7 +47,15 @@ const (
 	FlagMountBPFFS         = "mount-bpffs"
 	FlagVersion            = "version"
 	FlagSweepInterval      = "sweep-interval"
+	FlagFailOnError        = "fail-on-error"
+	FlagExcludeNamespaces  = "exclude-namespaces"
+	FlagPodQuota           = "pod-quota"
+	FlagBacklogLimit       = "backlog-limit"
 )
+
+// NoNamespaces is the value of --exclude-namespaces that excludes no
+// namespace (an empty variable means "unset", so "" cannot say it).
+const NoNamespaces = "-"
 
 // EnvName returns the environment variable bound to the flag (the rule of
 // package nodestate, shared with mesh-accelctl).
@@ -114,6 +123,15 @@ type Config struct {
 	// SweepInterval is the period of the node state's maintenance: the
 	// sweep of closed sockets' entries and the upgrade pass.
 	SweepInterval time.Duration
+	// FailOnError, ExcludeNamespaces and PodQuota reach the plugin's entry
+	// (plugin.Config) when they differ from the plugin's defaults.
+	FailOnError       bool
+	ExcludeNamespaces []string // never nil; empty: no namespace excluded
+	PodQuota          uint32
+	// BacklogLimit is the flow-control bound in bytes (bpf.Options): the
+	// most a receiving socket may hold unread before its direction takes
+	// the stack. It is applied to the node state at every start.
+	BacklogLimit uint32
 }
 
 // NewConfig builds the configuration from the command line args (without
@@ -150,9 +168,12 @@ func NewConfig(args []string, getenv func(string) string, out io.Writer) (*Confi
 	b.Bool(&c.ShowVersion, FlagVersion, "print the version and exit")
 	b.Duration(&c.SweepInterval, FlagSweepInterval, bpf.DefaultSweepInterval, "period of the node state's maintenance: "+
 		"removing closed sockets' entries, moving pods to this release's data path, removing older state once its connections closed")
+	excluded := new(string)
+	c.bindPlugin(b, excluded)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	c.ExcludeNamespaces = splitNamespaces(*excluded)
 	if err := errors.Join(b.Errs...); err != nil {
 		return nil, err
 	}
@@ -166,6 +187,32 @@ func NewConfig(args []string, getenv func(string) string, out io.Writer) (*Confi
 		return nil, err
 	}
 	return c, nil
+}
+
+// bindPlugin binds the settings that go into the plugin's entry and the
+// node state's flow-control bound.
+func (c *Config) bindPlugin(b *nodestate.Binder, excluded *string) {
+	b.Bool(&c.FailOnError, FlagFailOnError, "fail a pod's ADD when its acceleration cannot be set up (default: log, count, start the pod)")
+	b.String(excluded, FlagExcludeNamespaces, strings.Join(plugin.DefaultExcludeNamespaces, ","),
+		"comma-separated namespaces never accelerated; "+NoNamespaces+" for none")
+	b.Uint32(&c.PodQuota, FlagPodQuota, bpf.DefaultPodQuota, "the most connection-map entries one pod's outgoing connections may hold")
+	b.Uint32(&c.BacklogLimit, FlagBacklogLimit, bpf.DefaultBacklogLimit,
+		"flow-control bound: bytes a receiving socket may hold unread before its direction takes the kernel stack")
+}
+
+// splitNamespaces parses --exclude-namespaces: a comma-separated list,
+// blanks trimmed, [NoNamespaces] for none.
+func splitNamespaces(s string) []string {
+	out := []string{}
+	if strings.TrimSpace(s) == NoNamespaces {
+		return out
+	}
+	for _, ns := range strings.Split(s, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 // defaultAPIHost is the in-cluster API server URL, empty outside a cluster.
@@ -207,11 +254,25 @@ func (c *Config) validate() error {
 	if c.Listen == "" {
 		errs = append(errs, fmt.Errorf("--%s must not be empty", FlagListen))
 	}
+	for _, ns := range c.ExcludeNamespaces {
+		if len(validation.IsDNS1123Label(ns)) > 0 {
+			errs = append(errs, fmt.Errorf("--%s: %q is not a namespace name (want a comma-separated list, or %s for none)",
+				FlagExcludeNamespaces, ns, NoNamespaces))
+		}
+	}
+	if c.PodQuota == 0 {
+		errs = append(errs, fmt.Errorf("--%s must be at least 1 (default %d)", FlagPodQuota, bpf.DefaultPodQuota))
+	}
+	if c.BacklogLimit == 0 {
+		errs = append(errs, fmt.Errorf("--%s must be at least 1 byte (default %d)", FlagBacklogLimit, bpf.DefaultBacklogLimit))
+	}
 	return errors.Join(errs...)
 }
 
 // bpfOptions locate the node state.
-func (c *Config) bpfOptions() bpf.Options { return bpf.Options{BPFFS: c.BPFFS, Root: c.BPFRoot} }
+func (c *Config) bpfOptions() bpf.Options {
+	return bpf.Options{BPFFS: c.BPFFS, Root: c.BPFRoot, BacklogLimit: c.BacklogLimit}
+}
 
 // installerDir holds the installer's own state: the conflist backup and the
 // last applied rules.

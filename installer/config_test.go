@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
 // Flags, their environment variables and the defaults feed one Config; a
@@ -53,6 +59,27 @@ func TestNewConfig(t *testing.T) {
 		{name: "sidecar uid default stays out of the entry", check: func(c *Config) bool {
 			return c.SidecarUID == 1337 && NewEntry(c).SidecarUID == 0
 		}},
+		{name: "plugin settings at their defaults stay out of the entry", check: func(c *Config) bool {
+			e := NewEntry(c)
+			return !c.FailOnError && slices.Equal(c.ExcludeNamespaces, []string{"kube-system"}) && c.PodQuota == bpf.DefaultPodQuota &&
+				c.BacklogLimit == bpf.DefaultBacklogLimit && c.bpfOptions().BacklogLimit == bpf.DefaultBacklogLimit &&
+				!e.FailOnError && e.ExcludeNamespaces == nil && e.PodQuota == 0
+		}},
+		{name: "plugin settings from env", env: map[string]string{"MESH_ACCEL_FAIL_ON_ERROR": "true",
+			"MESH_ACCEL_EXCLUDE_NAMESPACES": " kube-system, istio-system ,", "MESH_ACCEL_POD_QUOTA": "512", "MESH_ACCEL_BACKLOG_LIMIT": "1048576"},
+			check: func(c *Config) bool {
+				e := NewEntry(c)
+				return e.FailOnError && slices.Equal(e.ExcludeNamespaces, []string{"kube-system", "istio-system"}) && e.PodQuota == 512 &&
+					c.bpfOptions().BacklogLimit == 1<<20
+			}},
+		{name: "no namespace excluded", args: []string{"--exclude-namespaces=-"}, env: map[string]string{"MESH_ACCEL_EXCLUDE_NAMESPACES": "a"},
+			check: func(c *Config) bool {
+				e := NewEntry(c)
+				return e.ExcludeNamespaces != nil && len(e.ExcludeNamespaces) == 0
+			}},
+		{name: "bad namespace", args: []string{"--exclude-namespaces=kube-system,Bad_NS"}, err: "--exclude-namespaces: \"Bad_NS\""},
+		{name: "zero pod quota", env: map[string]string{"MESH_ACCEL_POD_QUOTA": "0"}, err: "--pod-quota must be at least 1"},
+		{name: "zero backlog limit", args: []string{"--backlog-limit=0"}, err: "--backlog-limit must be at least 1"},
 		{name: "bad uint env", env: map[string]string{"MESH_ACCEL_SIDECAR_UID": "envoy"}, err: "MESH_ACCEL_SIDECAR_UID"},
 		{name: "bad bool env", env: map[string]string{"MESH_ACCEL_REMOVE_BPF_ON_EXIT": "yes please"}, err: "MESH_ACCEL_REMOVE_BPF_ON_EXIT"},
 		{name: "relative path", args: []string{"--state-dir=var/lib"}, err: "--state-dir \"var/lib\" is not an absolute path"},
@@ -89,7 +116,7 @@ func TestConfigHelp(t *testing.T) {
 	for _, f := range []string{FlagHostCNIBinDir, FlagHostCNIConfDir, FlagCNIConfName, FlagPluginBinary, FlagKubeconfigPath,
 		FlagHostKubeconfigPath, FlagRulesFile, FlagRulesCopyPath, FlagHostRulesFile, FlagBPFFS, FlagBPFRoot, FlagStateDir,
 		FlagPluginLogFile, FlagCgroupRoot, FlagListen, FlagRemoveBPFOnExit, FlagSAToken, FlagSACA, FlagAPIHost, FlagLogLevel,
-		FlagMountBPFFS, FlagVersion} {
+		FlagMountBPFFS, FlagVersion, FlagSweepInterval, FlagFailOnError, FlagExcludeNamespaces, FlagPodQuota, FlagBacklogLimit} {
 		if !strings.Contains(out.String(), "--"+f) || !strings.Contains(out.String(), "(env "+EnvName(f)+")") {
 			t.Errorf("help lacks --%s or its variable %s", f, EnvName(f))
 		}
@@ -112,5 +139,34 @@ func TestMainExitCodes(t *testing.T) {
 		if code != tc.code || !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.err) {
 			t.Errorf("Main(%q) = %d, stdout %q, stderr %q", tc.args, code, stdout.String(), stderr.String())
 		}
+	}
+}
+
+// --backlog-limit reaches the node state at every start: when the state is
+// created and when a later installer reuses it.
+func TestBacklogLimitReachesNode(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := fmt.Sprintf("mesh-accel-test-backlog-%d", os.Getpid())
+	open := func(limit string) *bpf.Node {
+		t.Helper()
+		c, err := NewConfig([]string{"--bpf-root=" + root, "--backlog-limit=" + limit}, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := BPFEngine{}.OpenNode(c.bpfOptions())
+		if err != nil {
+			testenv.Missing(t, "BPF node state: %v", err)
+		}
+		return n.(*bpf.Node)
+	}
+	n := open("65536")
+	t.Cleanup(func() { _ = n.Remove(); _ = n.Close() })
+	if got, err := n.BacklogLimit(); err != nil || got != 65536 {
+		t.Errorf("new state: bound %d, %v; want 65536", got, err)
+	}
+	again := open("131072")
+	defer again.Close()
+	if got, err := n.BacklogLimit(); err != nil || got != 131072 {
+		t.Errorf("reused state: bound %d, %v; want 131072", got, err)
 	}
 }

@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/containernetworking/cni/libcni"
 
+	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
@@ -32,6 +34,12 @@ type Entry struct {
 	StateDir string `json:"stateDir,omitempty"`
 	// SidecarUID is written only when it is not Istio's 1337.
 	SidecarUID uint32 `json:"sidecarUID,omitempty"`
+	// ExcludeNamespaces is written only when it differs from
+	// plugin.DefaultExcludeNamespaces ([] for none); FailOnError only when
+	// true; PodQuota only when it is not bpf.DefaultPodQuota.
+	ExcludeNamespaces []string `json:"excludeNamespaces,omitzero"`
+	FailOnError       bool     `json:"failOnError,omitempty"`
+	PodQuota          uint32   `json:"podQuota,omitempty"`
 }
 
 // NewEntry returns the entry the configuration asks for.
@@ -51,6 +59,13 @@ func NewEntry(c *Config) Entry {
 	}
 	if c.SidecarUID != nodestate.DefaultSidecarUID {
 		e.SidecarUID = c.SidecarUID
+	}
+	if !slices.Equal(c.ExcludeNamespaces, plugin.DefaultExcludeNamespaces) {
+		e.ExcludeNamespaces = append([]string{}, c.ExcludeNamespaces...)
+	}
+	e.FailOnError = c.FailOnError
+	if c.PodQuota != bpf.DefaultPodQuota {
+		e.PodQuota = c.PodQuota
 	}
 	return e
 }

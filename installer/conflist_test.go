@@ -1,10 +1,12 @@
 package installer
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -423,4 +425,38 @@ func TestConflistSymlink(t *testing.T) {
 	if b, err := os.ReadFile(target); err != nil || string(b) != in[primary] {
 		t.Fatalf("target after uninstall: %v\n%s", err, b)
 	}
+}
+
+// Settings away from their defaults reach the entry (golden file): a
+// sidecar uid, no failing open, excluded namespaces, a pod quota, other
+// bpffs and state folders; the plugin reads them back.
+func TestConflistGoldenOptions(t *testing.T) {
+	dir, in := confDir(t, "options")
+	env := map[string]string{
+		"MESH_ACCEL_SIDECAR_UID": "1000690001", "MESH_ACCEL_FAIL_ON_ERROR": "true",
+		"MESH_ACCEL_EXCLUDE_NAMESPACES": "kube-system,istio-system", "MESH_ACCEL_POD_QUOTA": "2048",
+		"MESH_ACCEL_BPF_ROOT": "mesh-accel-b", "MESH_ACCEL_STATE_DIR": "/var/lib/mesh-accel-b",
+	}
+	c, err := NewConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &conflists{dir: dir, entry: NewEntry(c), backupPath: filepath.Join(t.TempDir(), "backup.json"), log: testLog(t)}
+	if wrote, err := m.ensure(); err != nil || !wrote {
+		t.Fatalf("ensure = %v, %v; want a write", wrote, err)
+	}
+	goldenTree(t, dir, filepath.Join("testdata", "conflists", "options", "out"))
+	l := runtimeList(t, dir)
+	var got plugin.Config
+	if err := json.Unmarshal(l.Plugins[len(l.Plugins)-1].Bytes, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.SidecarUID != 1000690001 || !got.FailOnError || !slices.Equal(got.ExcludeNamespaces, []string{"kube-system", "istio-system"}) ||
+		got.PodQuota != 2048 || got.BPFRoot != "/sys/fs/bpf/mesh-accel-b" || got.StateDir != "/var/lib/mesh-accel-b" {
+		t.Errorf("the plugin reads %+v", got)
+	}
+	if err := m.restore(); err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, "after uninstall", dir, in)
 }

@@ -53,6 +53,12 @@ func (BPFEngine) OpenNode(o bpf.Options) (Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// o.BacklogLimit applies when the state is created: reused state gets
+	// the configured bound here.
+	if err := n.SetBacklogLimit(o.BacklogLimit); err != nil {
+		_ = n.Close()
+		return nil, fmt.Errorf("set the flow-control bound to %d bytes: %w", o.BacklogLimit, err)
+	}
 	return n, nil
 }
 
