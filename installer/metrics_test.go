@@ -1,21 +1,23 @@
 package installer
 
 import (
+	"encoding/json"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
-// metricValue scrapes the installer's /metrics and returns the value of the
-// metric name with label reason (empty: no label); -1 when absent.
-func metricValue(tb testing.TB, r *run, name, reason string) float64 {
+// scrape gets the installer's /metrics, parsed.
+func scrape(tb testing.TB, r *run) map[string]*dto.MetricFamily {
 	tb.Helper()
 	code, body := r.get(tb, PathMetrics)
 	if code != http.StatusOK {
@@ -26,21 +28,29 @@ func metricValue(tb testing.TB, r *run, name, reason string) float64 {
 	if err != nil {
 		tb.Fatalf("parse /metrics: %v", err)
 	}
-	return valueOf(families[name], reason)
+	return families
 }
 
-func valueOf(f *dto.MetricFamily, reason string) float64 {
+// metricValue scrapes the installer's /metrics and returns the value of the
+// metric name whose reason, event or map label is label (empty: none of
+// them); -1 when absent.
+func metricValue(tb testing.TB, r *run, name, label string) float64 {
+	tb.Helper()
+	return valueOf(scrape(tb, r)[name], label)
+}
+
+func valueOf(f *dto.MetricFamily, label string) float64 {
 	if f == nil {
 		return -1
 	}
 	for _, m := range f.Metric {
-		label := ""
+		got := ""
 		for _, l := range m.Label {
-			if l.GetName() == "reason" || l.GetName() == "event" {
-				label = l.GetValue()
+			if n := l.GetName(); n == "reason" || n == "event" || n == "map" {
+				got = l.GetValue()
 			}
 		}
-		if label != reason {
+		if got != label {
 			continue
 		}
 		switch {
@@ -53,92 +63,154 @@ func valueOf(f *dto.MetricFamily, reason string) float64 {
 	return -1
 }
 
-// The engine's counters are read at scrape time and exported under their
-// metric names, fallbacks and rejections by reason.
-func TestMetrics(t *testing.T) {
+// statusEngine is a fake engine whose node also has the switch and the map
+// fill that the metrics read (nodeStatus).
+type statusEngine struct {
+	*fakeEngine
+	st *fakeStatus
+}
+
+type fakeStatus struct {
+	mu      sync.Mutex
+	enabled bool
+	fill    []bpf.MapFill
+}
+
+type statusNode struct {
+	Node
+	st *fakeStatus
+}
+
+func newStatusEngine(tb testing.TB) statusEngine {
+	st := &fakeStatus{enabled: true}
+	for i, name := range bpf.MapFillNames() {
+		st.fill = append(st.fill, bpf.MapFill{Name: name, Entries: i + 1, MaxEntries: 100})
+	}
+	return statusEngine{newFakeEngine(tb), st}
+}
+
+func (e statusEngine) OpenNode(o bpf.Options) (Node, error) {
+	n, err := e.fakeEngine.OpenNode(o)
+	if err != nil {
+		return nil, err
+	}
+	return statusNode{n, e.st}, nil
+}
+
+func (n statusNode) Enabled() (bool, error) {
+	n.st.mu.Lock()
+	defer n.st.mu.Unlock()
+	return n.st.enabled, nil
+}
+
+func (n statusNode) MapFill() ([]bpf.MapFill, error) {
+	n.st.mu.Lock()
+	defer n.st.mu.Unlock()
+	return append([]bpf.MapFill(nil), n.st.fill...), nil
+}
+
+// writeFailures writes the plugin's failure counts as the plugin does.
+func writeFailures(tb testing.TB, stateDir string, f plugin.Failures) {
+	tb.Helper()
+	b, err := json.Marshal(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	writeTree(tb, stateDir, map[string]string{"failures.json": string(b)})
+}
+
+// startWithMetrics runs an installer whose node has every counter set (the
+// i-th engine counter is i+1), two pods, a switch on, filled maps, an older
+// layout and plugin failures.
+func startWithMetrics(t *testing.T) (*run, statusEngine) {
+	t.Helper()
 	h := newHost(t)
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
-	eng := newFakeEngine(t)
+	writeFailures(t, h.cfg.StateDir, plugin.Failures{plugin.ReasonAttach: {Count: 3}, plugin.ReasonAPI: {Count: 1}})
+	eng := newStatusEngine(t)
 	eng.node.setPod("a", bpf.PodConfig{})
 	eng.node.setPod("b", bpf.PodConfig{})
-	r := h.start(t, Deps{Engine: eng})
-	r.waitReady(t)
+	eng.node.older = []bpf.Retiring{{Dir: "/sys/fs/bpf/mesh-accel/v1", Sockets: 3}}
 	eng.node.mu.Lock()
-	eng.node.counters = bpf.Counters{
-		"connections_accepted": 7, "bytes_redirected": 1 << 20, "messages_redirected": 300,
-		"fallback_map_full": 1, "fallback_stack_first": 2, "fallback_peer_gone": 3,
-		"rejected_rules": 4, "rejected_no_owner": 5, "sockets_tagged": 99,
-		"flow_control_held": 6, "flow_control_resumed": 8, "flow_control_stack_messages": 9,
+	for i, name := range bpf.CounterNames() {
+		eng.node.counters[name] = uint64(i + 1)
 	}
 	eng.node.mu.Unlock()
+	r := h.start(t, Deps{Engine: eng})
+	r.waitReady(t)
+	return r, eng
+}
+
+// Every engine counter is exported, under its metric and reason, with the
+// value the engine reads; so are the node's state and the plugin's
+// failures. A new engine counter without a metric fails here.
+func TestMetrics(t *testing.T) {
+	r, _ := startWithMetrics(t)
+	families := scrape(t, r)
+	for i, name := range bpf.CounterNames() {
+		cm, ok := counterMetrics[name]
+		if !ok {
+			t.Errorf("engine counter %s is not exported: add it to counterMetrics", name)
+			continue
+		}
+		if got := valueOf(families[cm.metric], cm.reason); got != float64(i+1) {
+			t.Errorf("counter %s: %s{reason=%q} = %v, want %d", name, cm.metric, cm.reason, got, i+1)
+		}
+	}
+	for i, name := range bpf.MapFillNames() {
+		if got := valueOf(families[MetricMapEntries], name); got != float64(i+1) {
+			t.Errorf("%s{map=%q} = %v, want %d", MetricMapEntries, name, got, i+1)
+		}
+		if got := valueOf(families[MetricMapMaxEntries], name); got != 100 {
+			t.Errorf("%s{map=%q} = %v, want 100", MetricMapMaxEntries, name, got)
+		}
+	}
 	for _, tc := range []struct {
-		name, reason string
-		want         float64
+		name, label string
+		want        float64
 	}{
 		{MetricPodsAttached, "", 2},
-		{MetricConnectionsAccepted, "", 7},
-		{MetricBytesRedirected, "", 1 << 20},
-		{MetricMessagesRedirected, "", 300},
-		{MetricFallbacks, "map_full", 1},
-		{MetricFallbacks, "stack_first", 2},
-		{MetricFallbacks, "peer_gone", 3},
-		{MetricRejected, "rules", 4},
-		{MetricRejected, "no_owner", 5},
-		{MetricFlowControl, "held", 6},
-		{MetricFlowControl, "resumed", 8},
-		{MetricFlowControlMessages, "", 9},
+		{MetricEnabled, "", 1},
+		{MetricReady, "", 1},
+		{MetricNodeActive, "", 1},
+		{MetricBuildInfo, "", 1},
+		{MetricPodSetupFailures, "attach", 3},
+		{MetricPodSetupFailures, "api", 1},
 		{MetricDataPathSkewed, "", 0},
 		{MetricRuleReloadErrors, "", 0},
 		{MetricConflistRepairs, "", 0},
 	} {
-		if got := metricValue(t, r, tc.name, tc.reason); got != tc.want {
-			t.Errorf("%s{reason=%q} = %v, want %v", tc.name, tc.reason, got, tc.want)
+		if got := valueOf(families[tc.name], tc.label); got != tc.want {
+			t.Errorf("%s{%q} = %v, want %v", tc.name, tc.label, got, tc.want)
+		}
+	}
+	build := families[MetricBuildInfo].GetMetric()[0]
+	want := map[string]string{"version": Version(), "goversion": runtime.Version(), "data_path": bpf.DataPath()}
+	for _, l := range build.Label {
+		if want[l.GetName()] != l.GetValue() {
+			t.Errorf("%s{%s=%q}, want %q", MetricBuildInfo, l.GetName(), l.GetValue(), want[l.GetName()])
+		}
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
+		if families[name] == nil {
+			t.Errorf("/metrics lacks %s (Go and process collectors)", name)
 		}
 	}
 }
 
-// The installer sweeps the node state periodically and counts what the
-// sweeps removed.
-func TestSweepMetric(t *testing.T) {
-	h := newHost(t)
-	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
-	eng := newFakeEngine(t)
-	r := h.start(t, Deps{Engine: eng, Sweep: 20 * time.Millisecond})
-	r.waitReady(t)
-	for deadline := time.Now().Add(5 * time.Second); metricValue(t, r, MetricSweptEntries, "") < 3; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v after 5 s, want >= 3 (one entry per sweep)", MetricSweptEntries, metricValue(t, r, MetricSweptEntries, ""))
+// Every entry of counterMetrics names an engine counter (a renamed counter
+// must be renamed there too) and every metric has a help text.
+func TestCounterMetricsKnown(t *testing.T) {
+	known := map[string]bool{}
+	for _, name := range bpf.CounterNames() {
+		known[name] = true
+	}
+	for name, cm := range counterMetrics {
+		if !known[name] {
+			t.Errorf("counterMetrics names %s, which is no engine counter", name)
 		}
-	}
-	// Every sweep is also an upgrade pass, and so is the start.
-	eng.node.mu.Lock()
-	defer eng.node.mu.Unlock()
-	if eng.node.upgrades < eng.node.sweeps+1 {
-		t.Errorf("%d upgrade passes for %d sweeps, want one at start and one per sweep", eng.node.upgrades, eng.node.sweeps)
-	}
-}
-
-// The data path of the pinned programs is exported with the installer's,
-// and a skew (an upgrade that kept the node state) is a metric of its own.
-func TestDataPathMetric(t *testing.T) {
-	h := newHost(t)
-	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
-	eng := newFakeEngine(t)
-	eng.node.skew = "00000000000000ff"
-	eng.node.older = []bpf.Retiring{{Dir: "/sys/fs/bpf/mesh-accel/v1", Sockets: 3}}
-	r := h.start(t, Deps{Engine: eng})
-	r.waitReady(t)
-	if got := metricValue(t, r, MetricDataPathSkewed, ""); got != 1 {
-		t.Errorf("%s = %v, want 1", MetricDataPathSkewed, got)
-	}
-	if got := metricValue(t, r, MetricNodeActive, ""); got != 1 {
-		t.Errorf("%s = %v on a node that runs the data path, want 1", MetricNodeActive, got)
-	}
-	_, body := r.get(t, PathMetrics)
-	for _, want := range []string{MetricDataPath + `{installer="` + bpf.DataPath() + `",pinned="00000000000000ff"} 1`,
-		MetricOlderStateSockets + `{layout="v1"} 3`} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %s", want)
+		if counterMetricHelp[cm.metric] == "" {
+			t.Errorf("metric %s has no help", cm.metric)
 		}
 	}
 }

@@ -110,6 +110,7 @@ func Run(ctx context.Context, cfg *Config, d Deps) (err error) {
 	}
 	d.defaults()
 	m := newMetrics()
+	m.setStateDir(cfg.StateDir)
 	kerr := checkKernel(d.Engine, cfg.CgroupRoot)
 	ready := &readiness{inactive: kerr}
 	if kerr == nil {

@@ -89,6 +89,7 @@ func startServer(addr string, ln net.Listener, ready *readiness, m *metrics, log
 			return nil, fmt.Errorf("listen for /readyz and /metrics: %w", err)
 		}
 	}
+	m.setReadiness(ready)
 	mux := http.NewServeMux()
 	mux.Handle(PathReady, ready)
 	mux.Handle(PathMetrics, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))

@@ -68,7 +68,7 @@ func TestInstallUninstall(t *testing.T) {
 	if got["connections_accepted"] == 0 || got["bytes_redirected"] == 0 {
 		t.Fatalf("pods not accelerated: %v", got)
 	}
-	if inst.metric(t, installer.MetricBytesRedirected) == 0 {
+	if inst.metric(t, installer.MetricRedirectedBytes) == 0 {
 		t.Error("/metrics shows no redirected bytes")
 	}
 	for _, p := range []*cnichain.Pod{a, b} {

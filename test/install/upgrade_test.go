@@ -150,14 +150,14 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 		return h.counters()["bytes_redirected"] > before+8<<20
 	})
 	// ...and new ones go through N+1's.
-	accepted, redirected := inst.metric(t, installer.MetricConnectionsAccepted), inst.metric(t, installer.MetricBytesRedirected)
+	accepted, redirected := inst.metric(t, installer.MetricConnectionsAccepted), inst.metric(t, installer.MetricRedirectedBytes)
 	res := a.RunTestClient(t, sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: 4 << 20, Seed: 99})
 	if !res.OK {
 		t.Fatalf("new connection after the upgrade: %v", res.Errors)
 	}
-	if inst.metric(t, installer.MetricConnectionsAccepted) <= accepted || inst.metric(t, installer.MetricBytesRedirected) < redirected+4<<20 {
+	if inst.metric(t, installer.MetricConnectionsAccepted) <= accepted || inst.metric(t, installer.MetricRedirectedBytes) < redirected+4<<20 {
 		t.Errorf("a new connection was not paired and redirected by release N+1: accepted %v -> %v, bytes %v -> %v",
-			accepted, inst.metric(t, installer.MetricConnectionsAccepted), redirected, inst.metric(t, installer.MetricBytesRedirected))
+			accepted, inst.metric(t, installer.MetricConnectionsAccepted), redirected, inst.metric(t, installer.MetricRedirectedBytes))
 	}
 
 	streams.check(t, upgraded)

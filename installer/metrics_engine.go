@@ -1,0 +1,250 @@
+package installer
+
+import (
+	"path/filepath"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+)
+
+// Metric names of the data path's counters (package bpf), one unit per
+// metric: sockets, connections, pair directions, messages, bytes or map
+// updates. A counter counting the same thing as others for another reason
+// is a reason label of their metric.
+const (
+	MetricSocketsTagged        = "mesh_accel_sockets_tagged_total"
+	MetricConnectingRegistered = "mesh_accel_connecting_sockets_registered_total"
+	MetricConnectingReleased   = "mesh_accel_connecting_sockets_released_total"
+	MetricConnectionsSeen      = "mesh_accel_connections_seen_total"
+	MetricConnectionsAccepted  = "mesh_accel_connections_accepted_total"
+	MetricConnectionsRejected  = "mesh_accel_connections_rejected_total"
+	MetricConnectionsClosed    = "mesh_accel_connections_closed_total"
+	MetricRedirectedDirections = "mesh_accel_redirected_directions_total"
+	MetricFallbackDirections   = "mesh_accel_fallback_directions_total"
+	MetricResumedDirections    = "mesh_accel_flow_control_resumed_directions_total"
+	MetricRedirectedMessages   = "mesh_accel_redirected_messages_total"
+	MetricRedirectedBytes      = "mesh_accel_redirected_bytes_total"
+	MetricFallbackMessages     = "mesh_accel_fallback_messages_total"
+	MetricUnpairedMessages     = "mesh_accel_unpaired_messages_total"
+	MetricMapFullErrors        = "mesh_accel_map_full_errors_total"
+	MetricCapturedMessages     = "mesh_accel_captured_messages_total"
+	MetricCaptureDropped       = "mesh_accel_capture_dropped_messages_total"
+)
+
+// counterMetric is where one engine counter is exported: its metric and,
+// for a metric with reasons, its reason label.
+type counterMetric struct{ metric, reason string }
+
+// counterMetrics maps every engine counter (bpf.CounterNames) to its
+// metric; a test fails when a counter is missing.
+var counterMetrics = map[string]counterMetric{
+	"sockets_tagged":              {MetricSocketsTagged, ""},
+	"connecting_registered":       {MetricConnectingRegistered, ""},
+	"released_remote_peer":        {MetricConnectingReleased, ""},
+	"connections_seen":            {MetricConnectionsSeen, ""},
+	"connections_accepted":        {MetricConnectionsAccepted, ""},
+	"rejected_disabled":           {MetricConnectionsRejected, "disabled"},
+	"rejected_no_local_peer":      {MetricConnectionsRejected, "no_local_peer"},
+	"rejected_no_owner":           {MetricConnectionsRejected, "no_owner"},
+	"rejected_rules":              {MetricConnectionsRejected, "rules"},
+	"rejected_ambiguous":          {MetricConnectionsRejected, "ambiguous"},
+	"rejected_untrusted_readers":  {MetricConnectionsRejected, "untrusted_readers"},
+	"rejected_seq_mismatch":       {MetricConnectionsRejected, "seq_mismatch"},
+	"rejected_pod_quota":          {MetricConnectionsRejected, "pod_quota"},
+	"rejected_tuple_in_use":       {MetricConnectionsRejected, "tuple_in_use"},
+	"accelerated_pairs_closed":    {MetricConnectionsClosed, ""},
+	"directions_redirected":       {MetricRedirectedDirections, ""},
+	"directions_untrusted_reader": {MetricFallbackDirections, "untrusted_reader"},
+	"stack_after_half_close":      {MetricFallbackDirections, "half_close"},
+	"stack_zerocopy_sender":       {MetricFallbackDirections, "zerocopy_sender"},
+	"flow_control_held":           {MetricFallbackDirections, "flow_control"},
+	"flow_control_resumed":        {MetricResumedDirections, ""},
+	"messages_redirected":         {MetricRedirectedMessages, ""},
+	"bytes_redirected":            {MetricRedirectedBytes, ""},
+	"fallback_stack_first":        {MetricFallbackMessages, "stack_first"},
+	"fallback_peer_gone":          {MetricFallbackMessages, "peer_gone"},
+	"flow_control_stack_messages": {MetricFallbackMessages, "flow_control"},
+	"stack_rcvlowat_reader":       {MetricFallbackMessages, "rcvlowat_reader"},
+	"messages_unpaired":           {MetricUnpairedMessages, ""},
+	"fallback_map_full":           {MetricMapFullErrors, ""},
+	"capture_events":              {MetricCapturedMessages, ""},
+	"capture_dropped":             {MetricCaptureDropped, ""},
+}
+
+// counterMetricHelp is the help of each counter metric.
+var counterMetricHelp = map[string]string{
+	MetricSocketsTagged:        "Sockets created in attached pods.",
+	MetricConnectingRegistered: "Connecting sockets registered, to be paired with the socket that accepts them.",
+	MetricConnectingReleased:   "Connecting sockets released from the socket maps: their peer is on another node.",
+	MetricConnectionsSeen:      "Accepted connections examined for acceleration.",
+	MetricConnectionsAccepted:  "Connections whose pair was recorded: accelerated connections.",
+	MetricConnectionsRejected:  "Connections not accelerated, by reason.",
+	MetricConnectionsClosed:    "Accelerated connections closed.",
+	MetricRedirectedDirections: "Pair directions set up for redirection past the TCP/IP stack.",
+	MetricFallbackDirections: "Pair directions left on or moved to the TCP/IP stack, by reason (untrusted_reader: " +
+		"the reader may splice; half_close: the reader sent its FIN; zerocopy_sender: the sender uses MSG_ZEROCOPY; " +
+		"flow_control: the reader reached the backlog limit).",
+	MetricResumedDirections:  "Directions that flow control held, redirected again once their reader caught up.",
+	MetricRedirectedMessages: "Messages redirected past the TCP/IP stack.",
+	MetricRedirectedBytes:    "Bytes redirected past the TCP/IP stack.",
+	MetricFallbackMessages: "Messages of accelerated connections sent on the TCP/IP stack, by reason (stack_first: " +
+		"bytes went there before the pair was recorded; peer_gone: the peer left the socket map; flow_control: " +
+		"the direction is held; rcvlowat_reader: the reader set SO_RCVLOWAT).",
+	MetricUnpairedMessages: "Messages of sockets with no local peer, sent on the TCP/IP stack.",
+	MetricMapFullErrors:    "Map updates that failed because the map was full: the socket or connection took the stack.",
+	MetricCapturedMessages: "Messages captured for mesh-accelctl dump.",
+	MetricCaptureDropped:   "Captured messages lost because the capture ring buffer was full.",
+}
+
+// nodeStatus is what the metrics read of an open node besides [Node]; the
+// real node has it, a node without it reports a switch off and no maps.
+type nodeStatus interface {
+	Enabled() (bool, error)
+	MapFill() ([]bpf.MapFill, error)
+}
+
+var _ nodeStatus = (*bpf.Node)(nil)
+
+// engineCollector reads the engine's counters and the node's state at
+// every scrape. Until the node state is open (or on an inactive node) it
+// reports them as 0.
+type engineCollector struct {
+	mu       sync.Mutex
+	node     Node // nil until the node state is open
+	counters map[string]*prometheus.Desc
+	pods, enabled, entries, maxEntries,
+	dataPath, dataPathSkewed, olderSockets *prometheus.Desc
+}
+
+func newEngineCollector() *engineCollector {
+	c := &engineCollector{counters: map[string]*prometheus.Desc{},
+		pods:    prometheus.NewDesc(MetricPodsAttached, "Pods attached on this node.", nil, nil),
+		enabled: prometheus.NewDesc(MetricEnabled, "1 when the node's switch accelerates new connections (mesh-accelctl enable), 0 when off.", nil, nil),
+		entries: prometheus.NewDesc(MetricMapEntries, "Entries in the node state's map.", []string{"map"}, nil),
+		maxEntries: prometheus.NewDesc(MetricMapMaxEntries,
+			"Capacity of the node state's map (entries); a full map sends new connections to the stack.", []string{"map"}, nil),
+		dataPath: prometheus.NewDesc(MetricDataPath,
+			"The data path (BPF object build) of the pinned programs and of this installer.",
+			[]string{"pinned", "installer"}, nil),
+		dataPathSkewed: prometheus.NewDesc(MetricDataPathSkewed,
+			"1 when the pinned programs are not this installer's (the upgrade pass failed, or has not run yet).", nil, nil),
+		olderSockets: prometheus.NewDesc(MetricOlderStateSockets,
+			"Sockets still paired under the state of an older layout, which an upgrade keeps until they close.",
+			[]string{"layout"}, nil),
+	}
+	for _, cm := range counterMetrics {
+		if c.counters[cm.metric] != nil {
+			continue
+		}
+		var labels []string
+		if cm.reason != "" {
+			labels = []string{"reason"}
+		}
+		c.counters[cm.metric] = prometheus.NewDesc(cm.metric, counterMetricHelp[cm.metric], labels, nil)
+	}
+	return c
+}
+
+func (c *engineCollector) setNode(n Node) {
+	c.mu.Lock()
+	c.node = n
+	c.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.counters {
+		ch <- d
+	}
+	for _, d := range []*prometheus.Desc{c.pods, c.enabled, c.entries, c.maxEntries, c.dataPath, c.dataPathSkewed,
+		c.olderSockets} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. A read error fails the scrape
+// (an invalid metric), rather than reporting zeros.
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.collectCounters(ch)
+	c.collectState(ch)
+	if c.node == nil {
+		ch <- prometheus.MustNewConstMetric(c.dataPathSkewed, prometheus.GaugeValue, 0)
+		return
+	}
+	dp, err := c.node.DataPaths()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.dataPath, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.dataPath, prometheus.GaugeValue, 1, dp.Pinned, dp.Binary)
+	ch <- prometheus.MustNewConstMetric(c.dataPathSkewed, prometheus.GaugeValue, boolValue(dp.Skewed()))
+	for _, o := range dp.Older {
+		ch <- prometheus.MustNewConstMetric(c.olderSockets, prometheus.GaugeValue, float64(o.Sockets), filepath.Base(o.Dir))
+	}
+}
+
+// collectCounters exports every engine counter, 0 without node state.
+func (c *engineCollector) collectCounters(ch chan<- prometheus.Metric) {
+	counters := bpf.Counters{}
+	if c.node != nil {
+		var err error
+		if counters, err = c.node.Counters(); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.counters[MetricConnectionsAccepted], err)
+			return
+		}
+	}
+	for name, cm := range counterMetrics {
+		var labels []string
+		if cm.reason != "" {
+			labels = []string{cm.reason}
+		}
+		ch <- prometheus.MustNewConstMetric(c.counters[cm.metric], prometheus.CounterValue, float64(counters[name]), labels...)
+	}
+}
+
+// collectState exports the pods, the switch and the maps' fill, 0 without
+// node state.
+func (c *engineCollector) collectState(ch chan<- prometheus.Metric) {
+	var (
+		pods    []bpf.PodInfo
+		enabled bool
+		fill    []bpf.MapFill
+		err     error
+	)
+	for _, name := range bpf.MapFillNames() {
+		fill = append(fill, bpf.MapFill{Name: name})
+	}
+	if c.node != nil {
+		if pods, err = c.node.Pods(); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.pods, err)
+			return
+		}
+	}
+	if s, ok := c.node.(nodeStatus); ok {
+		if enabled, err = s.Enabled(); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.enabled, err)
+			return
+		}
+		if fill, err = s.MapFill(); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.entries, err)
+			return
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.pods, prometheus.GaugeValue, float64(len(pods)))
+	ch <- prometheus.MustNewConstMetric(c.enabled, prometheus.GaugeValue, boolValue(enabled))
+	for _, f := range fill {
+		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(f.Entries), f.Name)
+		ch <- prometheus.MustNewConstMetric(c.maxEntries, prometheus.GaugeValue, float64(f.MaxEntries), f.Name)
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
