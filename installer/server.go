@@ -16,6 +16,7 @@ import (
 // Paths served.
 const (
 	PathReady   = "/readyz"
+	PathLive    = "/livez" // 200 while the process serves: the liveness probe
 	PathMetrics = "/metrics"
 )
 
@@ -75,7 +76,7 @@ func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// server serves /readyz and /metrics until stopped.
+// server serves /readyz, /livez and /metrics until stopped.
 type server struct {
 	srv  *http.Server
 	done chan error
@@ -92,6 +93,10 @@ func startServer(addr string, ln net.Listener, ready *readiness, m *metrics, log
 	m.setReadiness(ready)
 	mux := http.NewServeMux()
 	mux.Handle(PathReady, ready)
+	mux.HandleFunc(PathLive, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
 	mux.Handle(PathMetrics, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	s := &server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, done: make(chan error, 1)}
 	go func() {
@@ -101,7 +106,7 @@ func startServer(addr string, ln net.Listener, ready *readiness, m *metrics, log
 		}
 		s.done <- err
 	}()
-	log.Info("serving", "addr", ln.Addr().String(), "paths", []string{PathReady, PathMetrics})
+	log.Info("serving", "addr", ln.Addr().String(), "paths", []string{PathReady, PathLive, PathMetrics})
 	return s, nil
 }
 

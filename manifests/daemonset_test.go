@@ -54,6 +54,13 @@ func TestDaemonSetScheduling(t *testing.T) {
 	if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != installer.PathReady || p.HTTPGet.Port.String() != port {
 		t.Fatalf("readiness probe %+v, want GET %s on port %s", p, installer.PathReady, port)
 	}
+	l := c.LivenessProbe
+	if l == nil || l.HTTPGet == nil || l.HTTPGet.Path != installer.PathLive || l.HTTPGet.Port.String() != port {
+		t.Fatalf("liveness probe %+v, want GET %s on port %s", l, installer.PathLive, port)
+	}
+	if window := l.PeriodSeconds * l.FailureThreshold; window < 30 {
+		t.Errorf("liveness restarts after %d s without an answer: too eager for a busy node", window)
+	}
 	if len(c.Ports) != 1 || strconv.Itoa(int(c.Ports[0].ContainerPort)) != port {
 		t.Errorf("ports %+v", c.Ports)
 	}
@@ -83,6 +90,14 @@ func TestDaemonSetPrivileges(t *testing.T) {
 	slices.Sort(add)
 	if !slices.Equal(add, []corev1.Capability{"BPF", "NET_ADMIN", "PERFMON"}) {
 		t.Errorf("capabilities %v, want BPF, NET_ADMIN, PERFMON", add)
+	}
+	if psc := spec.SecurityContext; psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context %+v: want seccompProfile RuntimeDefault", psc)
+	}
+	for _, c := range allContainers(load(t).ds) {
+		if c.SecurityContext != nil && c.SecurityContext.SeccompProfile != nil {
+			t.Errorf("container %s overrides the pod's seccomp profile", c.Name)
+		}
 	}
 	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 		t.Error("installer container: want a read-only root and no privilege escalation")

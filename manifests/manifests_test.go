@@ -173,6 +173,30 @@ func TestObjects(t *testing.T) {
 	}
 }
 
+// Every object carries the recommended labels, the pod template too; the
+// selector holds only the stable ones (a version in it would make every
+// upgrade a new DaemonSet).
+func TestLabels(t *testing.T) {
+	o := load(t)
+	want := []string{"app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/version",
+		"app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"}
+	for _, m := range []metav1.ObjectMeta{o.ns.ObjectMeta, o.sa.ObjectMeta, o.role.ObjectMeta, o.binding.ObjectMeta,
+		o.rules.ObjectMeta, o.ds.ObjectMeta, o.ds.Spec.Template.ObjectMeta} {
+		for _, k := range want {
+			if m.Labels[k] == "" {
+				t.Errorf("%s: no label %s", m.Name, k)
+			}
+		}
+		if m.Labels["app.kubernetes.io/name"] != "mesh-accel" || m.Labels["app.kubernetes.io/part-of"] != "mesh-accel" {
+			t.Errorf("%s: labels %v", m.Name, m.Labels)
+		}
+	}
+	sel := o.ds.Spec.Selector.MatchLabels
+	if len(sel) != 2 || sel["app.kubernetes.io/name"] != "mesh-accel" || sel["app.kubernetes.io/component"] == "" {
+		t.Errorf("selector %v: want name and component only", sel)
+	}
+}
+
 func allContainers(ds *appsv1.DaemonSet) []corev1.Container {
 	return append(append([]corev1.Container(nil), ds.Spec.Template.Spec.InitContainers...), ds.Spec.Template.Spec.Containers...)
 }
