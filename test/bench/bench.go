@@ -27,6 +27,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -98,6 +99,10 @@ type Config struct {
 	Plugin string
 	// Modes are the modes measured (default Modes).
 	Modes []Mode
+	// Only, when set, picks the measurements whose name it matches
+	// (BENCH_ONLY, e.g. "connections|sockperf 64 B"); the capture's cost
+	// is measured only when it matches "capture".
+	Only *regexp.Regexp
 }
 
 // Results are a run's figures: per mode, and the CNI plugin's timing.
@@ -146,8 +151,10 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, err
 	}
 	res := &Results{Modes: modes}
-	if res.Capture, err = RunCapture(ctx, cfg); err != nil {
-		return nil, err
+	if cfg.Only == nil || cfg.Only.MatchString("capture") {
+		if res.Capture, err = RunCapture(ctx, cfg); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Plugin != "" {
 		if res.CNI, err = MeasureCNI(ctx, CNIConfig{Plugin: cfg.Plugin, Log: cfg.Log}); err != nil {
@@ -206,6 +213,9 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 	}
 	for r := 0; r < cfg.Rounds; r++ {
 		for _, m := range measurements {
+			if cfg.Only != nil && !cfg.Only.MatchString(m.name) {
+				continue
+			}
 			// Rotate the order of modes per round and measurement so that
 			// no mode always runs first or last.
 			for i := range pairs {

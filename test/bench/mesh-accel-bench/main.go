@@ -5,7 +5,8 @@
 // always measured). BENCH_JSON=FILE also writes the figures as JSON, and a bar chart of the
 // ratios to the sidecar mode beside it (FILE without .json, plus .svg). BENCH_PLUGIN names the
 // mesh-accel CNI plugin binary to time (default: mesh-accel beside this
-// program; "-" or a missing binary skips the timing).
+// program; "-" or a missing binary skips the timing). BENCH_ONLY=REGEXP runs only the
+// measurements whose name matches (the capture's cost only when it matches "capture").
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +49,12 @@ func run() error {
 	if os.Getenv("BENCH_MODES") == "" {
 		modes = nil
 	}
+	var only *regexp.Regexp
+	if v := os.Getenv("BENCH_ONLY"); v != "" {
+		if only, err = regexp.Compile(v); err != nil {
+			return fmt.Errorf("BENCH_ONLY=%q: %w", v, err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := bench.Run(ctx, bench.Config{
@@ -55,6 +63,7 @@ func run() error {
 		Log:      os.Stderr,
 		Plugin:   pluginPath(),
 		Modes:    modes,
+		Only:     only,
 	})
 	if err != nil {
 		return err
