@@ -2,13 +2,12 @@ package ctl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,17 +16,40 @@ import (
 )
 
 // Deps is what mesh-accelctl takes from its surroundings. Zero fields get
-// the production values: os.Stdout, os.Stderr, os.Getenv, [OpenEngine],
-// a [FileDirectory] on --state-dir and bpf.CheckKernel.
+// the production values: os.Stdin, os.Stdout, os.Stderr, os.Getenv,
+// [OpenEngine], a [FileDirectory] on --state-dir, bpf.CheckKernel,
+// [InClusterLocator], os.Hostname and a sleep that ends with its context.
 type Deps struct {
+	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Open           func(Config) (Engine, error)
 	Directory      func(Config) PodDirectory
 	CheckKernel    func() error
+	// Locator finds the node of a pod that this node has no record of;
+	// it fails when there is no API access (not run in a pod).
+	Locator func() (PodLocator, error)
+	// NodeName names this node (the installer pod shares the node's
+	// hostname: it runs in the host network).
+	NodeName func() (string, error)
+	// Sleep waits d (status compares counters over a window) or until ctx
+	// is done.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 func (d Deps) withDefaults() Deps {
+	if d.Stdin == nil {
+		d.Stdin = os.Stdin
+	}
+	if d.Locator == nil {
+		d.Locator = InClusterLocator
+	}
+	if d.NodeName == nil {
+		d.NodeName = os.Hostname
+	}
+	if d.Sleep == nil {
+		d.Sleep = sleep
+	}
 	if d.Stdout == nil {
 		d.Stdout = os.Stdout
 	}
@@ -49,6 +71,18 @@ func (d Deps) withDefaults() Deps {
 	return d
 }
 
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // Exit codes of Main.
 const (
 	ExitOK    = 0
@@ -64,11 +98,14 @@ func Main(ctx context.Context, args []string, d Deps) int {
 	root := a.rootCmd()
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
-	err = errors.Join(err, a.close())
+	err = needsRoot(errors.Join(err, a.close()))
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(a.deps.Stderr, "%s: %v\n", root.Name(), err)
+	var silent *reportedError
+	if !errors.As(err, &silent) {
+		fmt.Fprintf(a.deps.Stderr, "%s: %v\n", root.Name(), err)
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(a.deps.Stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
@@ -95,9 +132,12 @@ func (a *app) rootCmd() *cobra.Command {
 state under bpffs, the global and per-pod switches, the rules in force, the accelerated
 connections, the counters, and a capture of the bytes that are redirected.
 
-Pods are named by namespace/name (from the records of the CNI plugin in --state-dir) or by pod UID.
-Every command prints a table by default and JSON with -o json. Exit status: 0 on success, 1 when
-the command failed, 2 when the command line is wrong. Most commands need root.`,
+A pod is named as kubectl names it, NAME with -n NAMESPACE (or --pod NAMESPACE/NAME), or by its pod
+UID; names come from the records of the CNI plugin in --state-dir. Every command prints a table by
+default (-o wide adds columns, --no-headers drops the header line), JSON with -o json and YAML with
+-o yaml. Exit status: 0 on success, 1 when the command failed, 2 when the command line is wrong.
+Most commands need root (CAP_BPF and CAP_NET_ADMIN): run mesh-accelctl with sudo on the node, or in
+the installer pod (kubectl -n mesh-accel exec ds/mesh-accel-node -- mesh-accelctl status).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
@@ -112,20 +152,36 @@ the command failed, 2 when the command line is wrong. Most commands need root.`,
 	a.cfg, binder = bindConfig(root.PersistentFlags(), a.deps.Getenv)
 	root.SetOut(a.deps.Stdout)
 	root.SetErr(a.deps.Stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.SetFlagErrorFunc(flagError)
+	root.SuggestionsMinimumDistance = 2
 	root.AddCommand(a.statusCmd(), a.switchCmd(true), a.switchCmd(false), a.rulesCmd(),
 		a.connsCmd(), a.statsCmd(), a.dumpCmd())
 	return root
 }
 
 // groupRun runs a command that only groups others: help without
-// arguments, a usage error with an unknown subcommand.
+// arguments, a usage error with an unknown subcommand that suggests the
+// subcommands it may be a typo of (cobra does that only for a root
+// without Run).
 func groupRun(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+		cmd.SuggestionsMinimumDistance = 2
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+		}
+		return &usageError{errors.New(msg)}
 	}
 	return cmd.Help()
 }
+
+// reportedError is a failure whose report the command printed already
+// (rules check -o json puts its errors on stdout): Main exits 1 without
+// printing it again.
+type reportedError struct{ err error }
+
+func (e *reportedError) Error() string { return e.err.Error() }
+func (e *reportedError) Unwrap() error { return e.err }
 
 // usageArgs makes the errors of an argument check usage errors.
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
@@ -168,45 +224,9 @@ func (a *app) close() error {
 	return nil
 }
 
-// emit prints v as JSON with -o json, else calls table.
-func (a *app) emit(v any, table func(w io.Writer) error) error {
-	if a.cfg.Output == OutputJSON {
-		enc := json.NewEncoder(a.deps.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	return table(a.deps.Stdout)
-}
-
 // note prints a remark for people on stderr (never with -o json on stdout).
 func (a *app) note(format string, args ...any) {
 	fmt.Fprintf(a.deps.Stderr, format+"\n", args...)
-}
-
-// attachedPod finds the attached pod that ref (a --pod value) names.
-func (a *app) attachedPod(pods []bpf.PodInfo, ref string) (bpf.PodInfo, error) {
-	ids := a.directory().Resolve(ref)
-	var found []bpf.PodInfo
-	for _, p := range pods {
-		if slices.Contains(ids, p.ID) {
-			found = append(found, p)
-		}
-	}
-	switch {
-	case len(found) == 1:
-		return found[0], nil
-	case len(found) > 1:
-		names := make([]string, len(found))
-		for i, p := range found {
-			names[i] = p.ID
-		}
-		return bpf.PodInfo{}, fmt.Errorf("pod %s names several attached pods (%s): give the pod UID",
-			ref, strings.Join(names, ", "))
-	case len(ids) == 0:
-		return bpf.PodInfo{}, fmt.Errorf("pod %s: no record of it in %s (--%s): give the pod UID instead",
-			ref, nodestate.PodsDir(a.cfg.StateDir), FlagStateDir)
-	}
-	return bpf.PodInfo{}, fmt.Errorf("pod %s: %w on this node", ref, bpf.ErrPodNotAttached)
 }
 
 // podNames maps pod cgroup ids to display names.

@@ -2,6 +2,8 @@ package ctl
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -17,18 +19,25 @@ const (
 	FlagBPFRoot  = nodestate.FlagBPFRoot
 	FlagStateDir = nodestate.FlagStateDir
 	FlagOutput   = "output"
+	FlagNoHeader = "no-headers"
 )
 
-// Output formats (-o).
+// Output formats (-o), as kubectl names them.
 const (
-	OutputTable = "table"
+	OutputTable = "table" // the default
+	OutputWide  = "wide"  // the table with more columns
 	OutputJSON  = "json"
+	OutputYAML  = "yaml"
 )
+
+// outputs lists the formats, for messages.
+var outputs = []string{OutputTable, OutputWide, OutputJSON, OutputYAML}
 
 // Config is the global configuration of one mesh-accelctl run.
 type Config struct {
 	nodestate.Location        // where the node's state lives
-	Output             string // OutputTable or OutputJSON
+	Output             string // one of outputs
+	NoHeaders          bool   // tables without their header line
 }
 
 // bindConfig registers the global flags on fs and returns the Config they
@@ -39,14 +48,15 @@ func bindConfig(fs *pflag.FlagSet, getenv func(string) string) (*Config, *nodest
 	c := &Config{}
 	b := &nodestate.Binder{FS: fs, Getenv: getenv}
 	b.BindLocation(&c.Location)
-	b.StringP(&c.Output, FlagOutput, "o", OutputTable, "output format: table or json")
+	b.StringP(&c.Output, FlagOutput, "o", OutputTable, "output format: "+strings.Join(outputs, ", "))
+	b.Bool(&c.NoHeaders, FlagNoHeader, "print tables without their header line")
 	return c, b
 }
 
 // validate checks the values the flags and environment gave.
 func (c *Config) validate() error {
-	if c.Output != OutputTable && c.Output != OutputJSON {
-		return usageErrorf("output format %q: want %s or %s", c.Output, OutputTable, OutputJSON)
+	if !slices.Contains(outputs, c.Output) {
+		return usageErrorf("--%s %q: want one of %s", FlagOutput, c.Output, strings.Join(outputs, ", "))
 	}
 	if err := c.Location.Validate(); err != nil {
 		return usageErrorf("%v", err)
@@ -66,14 +76,20 @@ func usageErrorf(format string, args ...any) error {
 
 // Names of the commands' own flags.
 const (
-	FlagPod      = "pod"
-	FlagDrain    = "drain"
-	FlagFile     = "file"
-	FlagAddr     = "addr"
-	FlagPort     = "port"
-	FlagWatch    = "watch"
-	FlagSnapLen  = "snaplen"
-	FlagCount    = "count"
-	FlagDuration = "duration"
-	FlagWrite    = "write"
+	FlagPod       = "pod"
+	FlagNamespace = "namespace"
+	FlagAll       = "all"
+	FlagDryRun    = "dry-run"
+	FlagAnnot     = "annotation"
+	FlagNodeRules = "node-rules"
+	FlagWindow    = "window"
+	FlagDrain     = "drain"
+	FlagFile      = "file"
+	FlagAddr      = "addr"
+	FlagPort      = "port"
+	FlagWatch     = "watch"
+	FlagSnapLen   = "snaplen"
+	FlagCount     = "count"
+	FlagDuration  = "duration"
+	FlagWrite     = "write"
 )

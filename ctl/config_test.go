@@ -19,13 +19,13 @@ func TestConfigFlagsAndEnvironment(t *testing.T) {
 		want Config
 	}{
 		{"defaults", nil, nil, Config{nodestate.Location{BPFFS: "/sys/fs/bpf", BPFRoot: "mesh-accel",
-			StateDir: "/var/lib/mesh-accel"}, OutputTable}},
+			StateDir: "/var/lib/mesh-accel"}, OutputTable, false}},
 		{"environment", map[string]string{"MESH_ACCEL_BPFFS": "/b", "MESH_ACCEL_BPF_ROOT": "r",
-			"MESH_ACCEL_STATE_DIR": "/p", "MESH_ACCEL_OUTPUT": "json"}, nil,
-			Config{nodestate.Location{BPFFS: "/b", BPFRoot: "r", StateDir: "/p"}, OutputJSON}},
+			"MESH_ACCEL_STATE_DIR": "/p", "MESH_ACCEL_OUTPUT": "json", "MESH_ACCEL_NO_HEADERS": "true"}, nil,
+			Config{nodestate.Location{BPFFS: "/b", BPFRoot: "r", StateDir: "/p"}, OutputJSON, true}},
 		{"flags win", map[string]string{"MESH_ACCEL_BPFFS": "/b", "MESH_ACCEL_OUTPUT": "json"},
-			[]string{"--bpffs", "/f", "--bpf-root", "x", "--state-dir", "/q", "-o", "table"},
-			Config{nodestate.Location{BPFFS: "/f", BPFRoot: "x", StateDir: "/q"}, OutputTable}},
+			[]string{"--bpffs", "/f", "--bpf-root", "x", "--state-dir", "/q", "-o", "table", "--no-headers"},
+			Config{nodestate.Location{BPFFS: "/f", BPFRoot: "x", StateDir: "/q"}, OutputTable, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got Config
@@ -62,14 +62,14 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"rules", "nosuch"}, ExitUsage, `unknown command "nosuch" for "mesh-accelctl rules"`},
 		{[]string{"status", "extra"}, ExitUsage, "unknown command"},
 		{[]string{"--nosuch", "status"}, ExitUsage, "unknown flag: --nosuch"},
-		{[]string{"-o", "yaml", "status"}, ExitUsage, `output format "yaml"`},
+		{[]string{"-o", "xml", "status"}, ExitUsage, `--output "xml": want one of table, wide, json, yaml`},
 		{[]string{"rules", "check"}, ExitUsage, "--file FILE is required"},
 		{[]string{"conns", "--addr", "nope"}, ExitUsage, `--addr "nope": not an IP address`},
-		{[]string{"conns", "--port", "70000"}, ExitUsage, "invalid argument"},
+		{[]string{"conns", "--port", "70000"}, ExitUsage, `--port "70000": want a port number 1..65535`},
 		{[]string{"dump", "--snaplen", "2000"}, ExitUsage, "--snaplen 2000: want 1..1024"},
 		{[]string{"stats", "5s"}, ExitUsage, `unexpected argument "5s"`},
 		{[]string{"stats", "--watch", "soon"}, ExitUsage, "not a duration"},
-		{[]string{"enable", "--pod", "shop/nosuch"}, ExitError, "no record of it"},
+		{[]string{"enable", "--pod", "shop/nosuch"}, ExitError, "no record of pod shop/nosuch on this node (node-a)"},
 		{[]string{"rules", "check", "-f", "/nonexistent"}, ExitError, "no such file"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -61,10 +61,11 @@ type dirReport struct {
 }
 
 func (a *app) connsCmd() *cobra.Command {
-	var pod, addr string
+	var sel podSel
+	var addr string
 	var port uint16
 	cmd := &cobra.Command{
-		Use:   "conns",
+		Use:   "conns [NAME -n NAMESPACE | --pod POD] [--addr IP] [--port PORT]",
 		Short: "List the accelerated connections: both ends, their pods, and the bytes redirected",
 		Long: `conns lists the connections whose pair is recorded now, one row per connection with its
 connecting (client) and accepting (server) end, as each socket sees its own local address:
@@ -72,22 +73,26 @@ through iptables REDIRECT the server end is the sidecar's 127.0.0.1:15001, for i
 Each direction is either redirected, with the bytes and messages redirected so far, or on
 the normal stack (its reader is not trusted to use recvmsg, or bytes went the stack way
 before the pair was recorded). Filters match either end.`,
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(*cobra.Command, []string) error {
+		Args: podArgs,
+		RunE: func(_ *cobra.Command, args []string) error {
+			pod, err := sel.ref(args)
+			if err != nil {
+				return err
+			}
 			rows, err := a.conns(pod, addr, port)
 			if err != nil {
 				return err
 			}
-			return a.emit(rows, func(w io.Writer) error { return renderConns(w, rows) })
+			return a.emit(rows, func(w io.Writer) error { return a.renderConns(w, rows) })
 		},
 	}
-	connFilterFlags(cmd, &pod, &addr, &port)
+	connFilterFlags(cmd, &sel, &addr, &port)
 	return cmd
 }
 
-// connFilterFlags adds --pod, --addr and --port (conns, dump).
-func connFilterFlags(cmd *cobra.Command, pod, addr *string, port *uint16) {
-	cmd.Flags().StringVar(pod, FlagPod, "", "only connections of this pod (either end): namespace/name or pod UID")
+// connFilterFlags adds --pod, -n, --addr and --port (conns, dump).
+func connFilterFlags(cmd *cobra.Command, sel *podSel, addr *string, port *uint16) {
+	podFlags(cmd, sel, "only connections of this pod (either end)")
 	cmd.Flags().StringVar(addr, FlagAddr, "", "only connections with this address at either end")
 	cmd.Flags().Uint16Var(port, FlagPort, 0, "only connections with this port at either end")
 }
@@ -191,13 +196,20 @@ func pairDirections(ds []bpf.Direction, names podNames) []connRow {
 	return rows
 }
 
-func renderConns(w io.Writer, rows []connRow) error {
-	t := newTable(w, "CLIENT", "CLIENT POD", "SERVER", "SERVER POD", "CLIENT->SERVER", "SERVER->CLIENT")
+// renderConns prints the connections; -o wide adds each end's socket
+// owner uid and pod cgroup.
+func (a *app) renderConns(w io.Writer, rows []connRow) error {
+	t := a.table(w, a.columns([]string{"CLIENT", "CLIENT POD", "SERVER", "SERVER POD", "CLIENT->SERVER", "SERVER->CLIENT"},
+		"CLIENT UID", "SERVER UID", "CLIENT CGROUP", "SERVER CGROUP")...)
 	for _, r := range rows {
-		t.row(r.Client.Addr, r.Client.Pod, r.Server.Addr, r.Server.Pod, dirCell(r.Up), dirCell(r.Down))
+		t.row(a.cells([]any{r.Client.Addr, r.Client.Pod, r.Server.Addr, r.Server.Pod, dirCell(r.Up), dirCell(r.Down)},
+			r.Client.UID, r.Server.UID, r.Client.PodCgroup, r.Server.PodCgroup)...)
 	}
 	if err := t.flush(); err != nil {
 		return err
+	}
+	if a.cfg.NoHeaders {
+		return nil
 	}
 	_, err := fmt.Fprintf(w, "%d accelerated connections\n", len(rows))
 	return err

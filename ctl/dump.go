@@ -3,7 +3,6 @@ package ctl
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,8 @@ import (
 
 // dumpOptions are the flags of dump.
 type dumpOptions struct {
-	pod, addr string
+	sel       podSel
+	pod, addr string // pod: the reference sel and the argument give
 	port      uint16
 	snapLen   uint32
 	count     int
@@ -51,7 +51,7 @@ type dumpSummary struct {
 func (a *app) dumpCmd() *cobra.Command {
 	o := dumpOptions{}
 	cmd := &cobra.Command{
-		Use:   "dump [--pod POD] [--addr IP] [--port PORT] [--snaplen N] [-c N] [--duration D] [-w FILE]",
+		Use:   "dump [NAME -n NAMESPACE | --pod POD] [--addr IP] [--port PORT] [--snaplen N] [-c N] [--duration D] [-w FILE]",
 		Short: "Capture the bytes that sk_msg redirects, live or into a pcap file",
 		Long: `dump captures the messages that the data path redirects from one socket to its local peer:
 traffic that never crosses a network device, so tcpdump on an interface cannot see it. Each
@@ -67,10 +67,16 @@ created with mode 0600: it holds application data.
 The capture ends after -c messages, after --duration, or on Ctrl-C. At the end dump reports how
 many messages the kernel dropped because the capture ring buffer was full. One capture runs on
 a node at a time. Messages on the normal stack (not redirected) are not captured.`,
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.dump(cmd.Context(), o) },
+		Args: podArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if o.pod, err = o.sel.ref(args); err != nil {
+				return err
+			}
+			return a.dump(cmd.Context(), o)
+		},
 	}
-	connFilterFlags(cmd, &o.pod, &o.addr, &o.port)
+	connFilterFlags(cmd, &o.sel, &o.addr, &o.port)
 	f := cmd.Flags()
 	f.Uint32Var(&o.snapLen, FlagSnapLen, bpf.DefaultSnapLen, fmt.Sprintf("payload bytes kept per message, 1..%d", bpf.MaxSnapLen))
 	f.IntVarP(&o.count, FlagCount, "c", 0, "stop after this many messages (0: no limit)")
@@ -219,8 +225,10 @@ func describeFilter(o dumpOptions) string {
 }
 
 func (a *app) dumpReport(sum dumpSummary, o dumpOptions) error {
-	if a.cfg.Output == OutputJSON && o.write != "-" {
-		return json.NewEncoder(a.deps.Stdout).Encode(sum)
+	if a.cfg.structured() && o.write != "-" {
+		s := a.streamer(a.deps.Stdout)
+		s.n = 1 // after the messages' documents: YAML starts a new one
+		return s.write(sum)
 	}
 	where := ""
 	if o.write != "" && o.write != "-" {
@@ -266,10 +274,10 @@ func (a *app) dumpSink(o dumpOptions, names podNames) (*dumpSink, error) {
 			return nil, err
 		}
 		write = pw.write
-	case a.cfg.Output == OutputJSON:
-		enc := json.NewEncoder(bw)
+	case a.cfg.structured():
+		enc := a.streamer(bw)
 		write = func(ev bpf.CaptureEvent) error {
-			return enc.Encode(dumpEvent{Type: "message", Time: ev.Time, From: ev.From, To: ev.To,
+			return enc.write(dumpEvent{Type: "message", Time: ev.Time, From: ev.From, To: ev.To,
 				FromPod: names.of(ev.FromPod), ToPod: names.of(ev.ToPod), Len: ev.Len, Data: ev.Data})
 		}
 	default:

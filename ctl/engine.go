@@ -69,24 +69,16 @@ func OpenEngine(cfg Config) (Engine, error) {
 	opts := bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.BPFRoot}
 	if !bpf.StateExists(opts) {
 		if _, err := os.Stat(opts.Dir()); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("open node state: %w%s", err, rootHint(err))
+			return nil, needsRoot(fmt.Errorf("open node state: %w", err))
 		}
 		return nil, fmt.Errorf("%w at %s: mesh-accel has not set this node up, or --%s/--%s point elsewhere",
 			ErrNoState, opts.Dir(), FlagBPFFS, FlagBPFRoot)
 	}
 	n, err := bpf.OpenNode(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open node state at %s: %w%s", opts.Dir(), err, rootHint(err))
+		return nil, needsRoot(fmt.Errorf("open node state at %s: %w", opts.Dir(), err))
 	}
 	return nodeEngine{n}, nil
-}
-
-// rootHint tells the user what to do about a permission error.
-func rootHint(err error) string {
-	if errors.Is(err, os.ErrPermission) {
-		return " (mesh-accelctl needs root)"
-	}
-	return ""
 }
 
 // nodeEngine adapts *bpf.Node to Engine.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,9 @@ type fakeEngine struct {
 	closed   bool
 	// dataPaths is what DataPaths reports (both "00000000000000aa" when zero).
 	dataPaths bpf.DataPaths
+	// onSleep runs while status waits between its two readings of the
+	// counters.
+	onSleep func()
 }
 
 // newFakeEngine has two pods: "uid-a" (cgroup 100) and "uid-b" (cgroup 200).
@@ -237,20 +241,54 @@ type result struct {
 // stateDir (may be "") and an empty environment.
 func runCtl(tb testing.TB, eng Engine, stateDir string, args ...string) result {
 	tb.Helper()
-	return runCtlContext(context.Background(), tb, eng, stateDir, args...)
+	return runWith(tb, ctlRun{eng: eng, stateDir: stateDir}, args...)
 }
 
 func runCtlContext(ctx context.Context, tb testing.TB, eng Engine, stateDir string, args ...string) result {
 	tb.Helper()
+	return runWith(tb, ctlRun{ctx: ctx, eng: eng, stateDir: stateDir}, args...)
+}
+
+// ctlRun is the surroundings of a mesh-accelctl run in a test.
+type ctlRun struct {
+	ctx      context.Context // default: background
+	eng      Engine
+	stateDir string     // the plugin's state folder; "": the default
+	stdin    string     // what -f - reads
+	locator  PodLocator // nil: no API access
+}
+
+// testNode is the name of the node the tests run mesh-accelctl on.
+const testNode = "node-a"
+
+func runWith(tb testing.TB, c ctlRun, args ...string) result {
+	tb.Helper()
 	var out, errb bytes.Buffer
-	if stateDir != "" {
-		args = append([]string{"--" + FlagStateDir, stateDir}, args...)
+	if c.stateDir != "" {
+		args = append([]string{"--" + FlagStateDir, c.stateDir}, args...)
 	}
-	code := Main(ctx, args, Deps{
+	if c.ctx == nil {
+		c.ctx = context.Background()
+	}
+	code := Main(c.ctx, args, Deps{
+		Stdin:  strings.NewReader(c.stdin),
 		Stdout: &out, Stderr: &errb,
 		Getenv:      func(string) string { return "" },
-		Open:        func(Config) (Engine, error) { return eng, nil },
+		Open:        func(Config) (Engine, error) { return c.eng, nil },
 		CheckKernel: func() error { return nil },
+		Locator: func() (PodLocator, error) {
+			if c.locator == nil {
+				return nil, errors.New("no API access: not in a pod")
+			}
+			return c.locator, nil
+		},
+		NodeName: func() (string, error) { return testNode, nil },
+		Sleep: func(context.Context, time.Duration) error {
+			if f, ok := c.eng.(*fakeEngine); ok && f.onSleep != nil {
+				f.onSleep()
+			}
+			return nil
+		},
 	})
 	return result{out.String(), errb.String(), code}
 }

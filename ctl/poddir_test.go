@@ -59,16 +59,18 @@ func TestFileDirectoryMissing(t *testing.T) {
 
 // --pod resolves names and UIDs to attached pods only.
 func TestAttachedPod(t *testing.T) {
-	dir := podRecords(t, PodRecord{"shop", "cart", "uid-a"}, PodRecord{"shop", "gone", "uid-gone"})
+	const goneUID = "0b6c3f3e-5d2a-4f43-9c55-7a1de1c0a001"
+	dir := podRecords(t, PodRecord{"shop", "cart", "uid-a"}, PodRecord{"shop", "gone", goneUID})
 	twins := podRecords(t, PodRecord{"shop", "twin", "uid-a"}, PodRecord{"shop", "twin", "uid-b"})
 	for _, tc := range []struct {
 		dir, ref, want, err string
 	}{
 		{ref: "shop/cart", want: "uid-a"},
 		{ref: "uid-b", want: "uid-b"},
-		{ref: "shop/gone", err: "pod shop/gone: pod not attached on this node"},
-		{ref: "uid-gone", err: "pod uid-gone: pod not attached on this node"},
-		{ref: "shop/none", err: "no record of it in " + dir},
+		{ref: "shop/gone", err: "pod shop/gone: pod not attached on this node (node-a)"},
+		{ref: goneUID, err: "pod " + goneUID + ": pod not attached on this node (node-a)"},
+		{ref: "cart", err: `pod "cart": no attached pod has this UID, and a pod name needs its namespace: -n NAMESPACE cart, or --pod NAMESPACE/cart`},
+		{ref: "shop/none", err: "no record of pod shop/none on this node (node-a); is it scheduled here and annotated accel.mesh/enabled: \"true\"? (records are read from " + dir + "/pods"},
 		{dir: twins, ref: "shop/twin", err: "names several attached pods (uid-a, uid-b): give the pod UID"},
 	} {
 		if tc.dir == "" {

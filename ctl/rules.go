@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/plugin"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -15,14 +16,17 @@ func (a *app) rulesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
 		Short: "Check, apply and show the rules that choose which connections are accelerated",
-		Long: `rules checks a rule file, applies one to the attached pods, or shows the rules in force.
+		Long: `rules checks a rule file, applies one to attached pods, or shows the rules in force.
 The rule language is that of the original tool:
 
     # accelerate traffic of uid 1337 (Envoy), never port 15006
     chain --uid-owner 1337 -j ACCEPT
     chain --port 15006 -j RETURN
 
-A file with an error changes nothing; the error names file:line:column.`,
+-f takes a rule file, - for stdin, or a YAML manifest: a ConfigMap (its data.rules, like
+manifests/configmap.yaml) or a pod or workload annotated accel.mesh/rules. A file with an
+error changes nothing; each error names file:line:column in the file given, with a hint
+for the common mistakes.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRun,
 	}
@@ -32,54 +36,146 @@ A file with an error changes nothing; the error names file:line:column.`,
 
 // checkResult is what `rules check` found.
 type checkResult struct {
-	File     string   `json:"file"`
-	Rules    []string `json:"rules"`
-	Warnings []string `json:"warnings"`
+	ruleSource
+	Valid    bool         `json:"valid"`
+	Rules    []string     `json:"rules"`
+	Warnings []string     `json:"warnings"`
+	Errors   []checkError `json:"errors,omitempty"`
+}
+
+// checkError is a rule error in rules check's JSON and YAML output.
+type checkError struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Token   string `json:"token,omitempty"`
+	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
 }
 
 func (a *app) rulesCheckCmd() *cobra.Command {
-	var file string
+	var file, nodeRules string
+	var annotation bool
 	cmd := &cobra.Command{
-		Use:   "check -f FILE",
-		Short: "Validate a rule file without applying it",
-		Args:  usageArgs(cobra.NoArgs),
+		Use:   "check -f FILE|-",
+		Short: "Validate rules (a rule file, a ConfigMap, a pod's annotation) without applying them",
+		Long: `check validates rules without applying them: a rule file, stdin (-f -), a ConfigMap manifest
+(its data.rules) or a manifest annotated accel.mesh/rules (a pod, or a workload's pod
+template). With --annotation the input is the annotation's value, or the annotation is
+taken from a manifest even if it is a ConfigMap. A pod's own rules share the table of 64
+with the node's rules (the default 2, or --node-rules FILE) and its Istio exclusions:
+check counts them all. Errors name positions in the file given. With -o json or -o yaml
+the errors are printed on stdout, and check still exits 1.`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			if file == "" {
-				return usageErrorf("--%s FILE is required", FlagFile)
+				return usageErrorf("--%s FILE is required (- reads stdin)", FlagFile)
 			}
-			set, err := parseRules(file)
-			if err != nil {
-				return err
-			}
-			res := checkResult{File: file, Rules: ruleStrings(set), Warnings: nonNil(set.Warnings())}
-			return a.emit(res, func(w io.Writer) error {
-				fmt.Fprintf(w, "%s: %d rules, valid\n", file, len(res.Rules))
-				for _, r := range res.Rules {
-					fmt.Fprintf(w, "  %s\n", r)
-				}
-				for _, s := range res.Warnings {
-					fmt.Fprintf(w, "warning: %s\n", s)
-				}
-				return nil
-			})
+			return a.checkRules(file, nodeRules, annotation)
 		},
 	}
 	fileFlag(cmd, &file)
+	cmd.Flags().BoolVar(&annotation, FlagAnnot, false, "the input is (or holds) the value of the annotation "+plugin.AnnotationRules)
+	cmd.Flags().StringVar(&nodeRules, FlagNodeRules, "", "the node's rule file, to count a pod's rules against the limit (default: the 2 default rules)")
 	return cmd
 }
 
-func fileFlag(cmd *cobra.Command, file *string) {
-	cmd.Flags().StringVarP(file, FlagFile, "f", "", "the rule file (required)")
+func (a *app) checkRules(file, nodeRules string, annotation bool) error {
+	src, err := a.readRules(file, annotation)
+	if err == nil && src.annotation {
+		err = a.checkLimit(src, nodeRules)
+	}
+	var list rules.ErrorList
+	if err != nil && !errors.As(err, &list) {
+		return err
+	}
+	res := checkResult{ruleSource: *src, Valid: err == nil, Rules: ruleStrings(src.set), Warnings: nonNil(src.set.Warnings())}
+	if err != nil {
+		res.Warnings = []string{}
+		for _, e := range list {
+			res.Errors = append(res.Errors, checkError{e.File, e.Line, e.Col, e.Token, e.Msg, e.Hint})
+		}
+		if !a.cfg.structured() {
+			return rulesError(src, list, "")
+		}
+		if perr := a.emit(res, nil); perr != nil {
+			return perr
+		}
+		return &reportedError{rulesError(src, list, "")}
+	}
+	return a.emit(res, func(w io.Writer) error {
+		from := ""
+		if src.From != "" {
+			from = " (" + src.From + ")"
+		}
+		fmt.Fprintf(w, "%s%s: %d rules, valid\n", src.displayName(), from, len(res.Rules))
+		for _, r := range res.Rules {
+			fmt.Fprintf(w, "  %s\n", r)
+		}
+		for _, s := range res.Warnings {
+			fmt.Fprintf(w, "warning: %s\n", s)
+		}
+		return nil
+	})
 }
 
-// parseRules parses a rule file; its errors name file:line:column.
-func parseRules(file string) (*rules.Set, error) {
-	set, err := rules.ParseFile(file)
-	var list rules.ErrorList
-	if errors.As(err, &list) {
-		return nil, fmt.Errorf("%s has errors, nothing was applied:\n%w", file, err)
+// checkLimit checks that a pod's own rules fit the rule table with the
+// node's rules and the pod's Istio exclusions.
+func (a *app) checkLimit(src *ruleSource, nodeFile string) error {
+	node, what := len(rules.Default().Rules), "default node rules"
+	if src.profile == plugin.ProfileSidecarHops {
+		node, what = len(rules.SidecarHops(0).Rules), "rules of profile "+plugin.ProfileSidecarHops
+	} else if nodeFile != "" {
+		set, err := rules.ParseFile(nodeFile)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", FlagNodeRules, err)
+		}
+		node, what = len(set.Rules), "node rules ("+nodeFile+")"
 	}
-	return set, err
+	own := len(src.set.Rules)
+	if total := node + own + src.exclusions; total > rules.MaxRules {
+		line := 1
+		if own > 0 {
+			line = src.set.Rules[0].Line
+		}
+		return rules.ErrorList{{File: src.displayName(), Line: line, Col: 1, Hint: rules.LimitHint,
+			Msg: fmt.Sprintf("too many rules for the pod: %d %s + %d of %s + %d Istio exclusions = %d, the BPF rule table holds %d",
+				node, what, own, plugin.AnnotationRules, src.exclusions, total, rules.MaxRules)}}
+	}
+	return nil
+}
+
+// rulesError reports the errors of a rule input, one per line, each hint
+// on the line after its error.
+func rulesError(src *ruleSource, list rules.ErrorList, suffix string) error {
+	var b strings.Builder
+	from := ""
+	if src.From != "" {
+		from = " (" + src.From + ")"
+	}
+	fmt.Fprintf(&b, "%s%s has errors%s:", src.displayName(), from, suffix)
+	for _, e := range list {
+		h := *e
+		h.Hint = ""
+		fmt.Fprintf(&b, "\n%s", h.Error())
+		if e.Hint != "" {
+			fmt.Fprintf(&b, "\n    hint: %s", e.Hint)
+		}
+	}
+	return &ruleErrors{b.String(), list}
+}
+
+// ruleErrors is the errors of a rule input, as rulesError words them.
+type ruleErrors struct {
+	msg  string
+	list rules.ErrorList
+}
+
+func (e *ruleErrors) Error() string { return e.msg }
+func (e *ruleErrors) Unwrap() error { return e.list }
+
+func fileFlag(cmd *cobra.Command, file *string) {
+	cmd.Flags().StringVarP(file, FlagFile, "f", "", "the rules: a rule file, - for stdin, or a ConfigMap or annotated manifest (required)")
 }
 
 func ruleStrings(s *rules.Set) []string {
@@ -97,142 +193,4 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-// applyResult is what `rules apply` did.
-type applyResult struct {
-	File     string   `json:"file"`
-	Rules    []string `json:"rules"`
-	Pods     []string `json:"pods"` // display names of the pods updated
-	Warnings []string `json:"warnings"`
-}
-
-func (a *app) rulesApplyCmd() *cobra.Command {
-	var file, pod string
-	cmd := &cobra.Command{
-		Use:   "apply -f FILE [--pod POD]",
-		Short: "Replace the rules in force with those of a file, in one pod or in every attached pod",
-		Long: `apply validates FILE and makes its rules the complete rule set in force: in the pod given by
---pod, or, without --pod, in EVERY pod attached on this node. Each pod's rules are swapped
-in one map update, so a connection is judged either by the old rules or by the new ones;
-the pods are updated one after the other. The pods keep their switch, their trusted
-sidecar uid and whether their app is trusted. A file with an error changes nothing.
-Rules decide when a connection is established: open connections keep their verdict.`,
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(*cobra.Command, []string) error {
-			if file == "" {
-				return usageErrorf("--%s FILE is required", FlagFile)
-			}
-			res, err := a.applyRules(file, pod)
-			if err != nil {
-				return err
-			}
-			return a.emit(res, func(w io.Writer) error {
-				fmt.Fprintf(w, "applied %d rules from %s to %d pods\n", len(res.Rules), file, len(res.Pods))
-				for _, p := range res.Pods {
-					fmt.Fprintf(w, "  %s\n", p)
-				}
-				for _, s := range res.Warnings {
-					fmt.Fprintf(w, "warning: %s\n", s)
-				}
-				return nil
-			})
-		},
-	}
-	fileFlag(cmd, &file)
-	cmd.Flags().StringVar(&pod, FlagPod, "", "only this pod: namespace/name or pod UID (default: every attached pod)")
-	return cmd
-}
-
-// applyRules swaps the rules of the pod named by podRef, or of every
-// attached pod, keeping the rest of their configuration.
-func (a *app) applyRules(file, podRef string) (*applyResult, error) {
-	set, err := parseRules(file)
-	if err != nil {
-		return nil, err
-	}
-	if len(set.Rules) > rules.MaxRules {
-		return nil, fmt.Errorf("%s: %d rules, at most %d fit a pod: nothing was applied", file, len(set.Rules), rules.MaxRules)
-	}
-	eng, pods, err := a.selectPods(podRef)
-	if err != nil {
-		return nil, err
-	}
-	res := &applyResult{File: file, Rules: ruleStrings(set), Pods: []string{}, Warnings: nonNil(set.Warnings())}
-	for _, p := range pods {
-		cfg := p.Config
-		cfg.Rules = set
-		err := eng.UpdatePod(p.ID, cfg)
-		if errors.Is(err, bpf.ErrPodNotAttached) && podRef == "" {
-			continue // detached meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("apply rules to pod %s (applied to %d pods before it): %w",
-				a.directory().Name(p.ID), len(res.Pods), err)
-		}
-		res.Pods = append(res.Pods, a.directory().Name(p.ID))
-	}
-	if len(pods) == 0 {
-		a.note("no pod is attached on this node: nothing to apply the rules to")
-	}
-	return res, nil
-}
-
-func (a *app) rulesShowCmd() *cobra.Command {
-	var pod string
-	cmd := &cobra.Command{
-		Use:   "show [--pod POD]",
-		Short: "Show the rules in force, per attached pod",
-		Long: `show prints the rules in force as the kernel holds them, per attached pod (or only --pod),
-with the pod's switch and trust settings. Pods without rules accelerate every connection.`,
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(*cobra.Command, []string) error {
-			pods, err := a.showRules(pod)
-			if err != nil {
-				return err
-			}
-			return a.emit(pods, func(w io.Writer) error {
-				if len(pods) == 0 {
-					fmt.Fprintln(w, "no pod is attached on this node")
-				}
-				renderPods(w, pods)
-				return nil
-			})
-		},
-	}
-	cmd.Flags().StringVar(&pod, FlagPod, "", "only this pod: namespace/name or pod UID")
-	return cmd
-}
-
-func (a *app) showRules(podRef string) ([]podReport, error) {
-	_, pods, err := a.selectPods(podRef)
-	if err != nil {
-		return nil, err
-	}
-	out := []podReport{}
-	for _, p := range pods {
-		out = append(out, a.podReport(p))
-	}
-	return out, nil
-}
-
-// selectPods opens the engine and returns the attached pods, or only the
-// one podRef names when it is set.
-func (a *app) selectPods(podRef string) (Engine, []bpf.PodInfo, error) {
-	eng, err := a.engine()
-	if err != nil {
-		return nil, nil, err
-	}
-	pods, err := eng.Pods()
-	if err != nil {
-		return nil, nil, err
-	}
-	if podRef != "" {
-		p, err := a.attachedPod(pods, podRef)
-		if err != nil {
-			return nil, nil, err
-		}
-		pods = []bpf.PodInfo{p}
-	}
-	return eng, pods, nil
 }

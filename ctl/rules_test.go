@@ -46,8 +46,9 @@ func TestRulesBadFileChangesNothing(t *testing.T) {
 	bad := writeFile(t, "bad.rules", "chain --uid-owner 1337 -j ACCEPT\nchain --port 99999 -j RETURN\n")
 	for _, args := range [][]string{
 		{"rules", "check", "-f", bad},
-		{"rules", "apply", "-f", bad},
+		{"rules", "apply", "-f", bad, "--all"},
 		{"rules", "apply", "-f", bad, "--pod", "shop/cart"},
+		{"rules", "apply", "-f", bad, "-n", "shop", "cart", "--dry-run"},
 	} {
 		eng := newFakeEngine()
 		before, _ := eng.Pods()
@@ -77,8 +78,10 @@ func TestRulesApply(t *testing.T) {
 		args  []string
 		calls []string
 	}{
-		{[]string{"-f", good}, []string{"UpdatePod(uid-a)", "UpdatePod(uid-b)"}},
+		{[]string{"-f", good, "--all"}, []string{"UpdatePod(uid-a)", "UpdatePod(uid-b)"}},
 		{[]string{"-f", good, "--pod", "shop/pay"}, []string{"UpdatePod(uid-b)"}},
+		{[]string{"-f", good, "-n", "shop", "pay"}, []string{"UpdatePod(uid-b)"}},
+		{[]string{"pay", "-f", good, "--namespace=shop"}, []string{"UpdatePod(uid-b)"}},
 	} {
 		eng := newFakeEngine()
 		before, _ := eng.Pods()
@@ -113,7 +116,7 @@ func TestRulesApply(t *testing.T) {
 func TestRulesApplyNoPods(t *testing.T) {
 	eng := newFakeEngine()
 	eng.pods = nil
-	r := runCtl(t, eng, "", "rules", "apply", "-f", writeFile(t, "r", goodRules))
+	r := runCtl(t, eng, "", "rules", "apply", "--all", "-f", writeFile(t, "r", goodRules))
 	if r.code != ExitOK || !strings.Contains(r.stderr, "no pod is attached") {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 	}
@@ -122,11 +125,10 @@ func TestRulesApplyNoPods(t *testing.T) {
 func TestRulesShow(t *testing.T) {
 	eng := newFakeEngine()
 	out := mustRun(t, eng, defaultRecords(t), "rules", "show")
-	want := `  shop/cart (uid uid-a, cgroup 100): enabled, sidecar uid 1337, app trusted: yes
-    chain --uid-owner 1337 -j ACCEPT
-    chain --port 15006 -j RETURN
-  shop/pay (uid uid-b, cgroup 200): DISABLED, sidecar uid 1337, app trusted: no
-    (no rules: every connection is accelerated)
+	want := `POD        STATE     RULE
+shop/cart  enabled   chain --uid-owner 1337 -j ACCEPT
+shop/cart  enabled   chain --port 15006 -j RETURN
+shop/pay   DISABLED  (none: every connection is accelerated)
 `
 	if out != want {
 		t.Errorf("rules show:\n%s\nwant:\n%s", out, want)

@@ -2,7 +2,6 @@ package ctl
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -29,8 +28,8 @@ func (a *app) statsCmd() *cobra.Command {
 		Short: "Show the data path's counters; --watch prints them with rates per second until Ctrl-C",
 		Long: `stats prints the data path's counters, summed over CPUs, with what each counts. With --watch
 it prints them every INTERVAL (1s by default; --watch 5s or --watch=5s) with the rate per second
-of each over the last interval, until interrupted. With -o json, --watch prints one JSON object
-per line.`,
+of each over the last interval, until interrupted. -o wide adds what each counter counts. With
+-o json, --watch prints one JSON object per line; with -o yaml, one YAML document per sample.`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			watching := cmd.Flags().Changed(FlagWatch)
@@ -69,9 +68,9 @@ func (a *app) statsOnce() error {
 	}
 	s := statsSample{Time: time.Now(), Counters: c}
 	return a.emit(s, func(w io.Writer) error {
-		t := newTable(w, "COUNTER", "VALUE", "COUNTS")
+		t := a.table(w, a.columns([]string{"COUNTER", "VALUE"}, "COUNTS")...)
 		for _, name := range counterOrder(c) {
-			t.row(name, c[name], bpf.CounterHelp(name))
+			t.row(a.cells([]any{name, c[name]}, bpf.CounterHelp(name))...)
 		}
 		return t.flush()
 	})
@@ -91,7 +90,7 @@ func (a *app) watchStats(ctx context.Context, every time.Duration) error {
 	prevT := time.Now()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	enc := json.NewEncoder(a.deps.Stdout)
+	enc := a.streamer(a.deps.Stdout)
 	for {
 		select {
 		case <-ctx.Done():
@@ -106,10 +105,10 @@ func (a *app) watchStats(ctx context.Context, every time.Duration) error {
 		s := rates(prev, c, now.Sub(prevT))
 		s.Time = now
 		prev, prevT = c, now
-		if a.cfg.Output == OutputJSON {
-			err = enc.Encode(s)
+		if a.cfg.structured() {
+			err = enc.write(s)
 		} else {
-			err = renderRates(a.deps.Stdout, s)
+			err = a.renderRates(a.deps.Stdout, s)
 		}
 		if err != nil {
 			return err
@@ -130,11 +129,11 @@ func rates(prev, cur bpf.Counters, elapsed time.Duration) statsSample {
 	return s
 }
 
-func renderRates(w io.Writer, s statsSample) error {
+func (a *app) renderRates(w io.Writer, s statsSample) error {
 	fmt.Fprintf(w, "%s (rates over %.1fs)\n", s.Time.Format("15:04:05"), s.Interval)
-	t := newTable(w, "COUNTER", "TOTAL", "PER SEC")
+	t := a.table(w, a.columns([]string{"COUNTER", "TOTAL", "PER SEC"}, "COUNTS")...)
 	for _, name := range counterOrder(s.Counters) {
-		t.row(name, s.Counters[name], fmt.Sprintf("%.1f", s.PerSec[name]))
+		t.row(a.cells([]any{name, s.Counters[name], fmt.Sprintf("%.1f", s.PerSec[name])}, bpf.CounterHelp(name))...)
 	}
 	if err := t.flush(); err != nil {
 		return err

@@ -36,8 +36,11 @@ func TestCounterOrder(t *testing.T) {
 func TestStatsOnce(t *testing.T) {
 	eng := newFakeEngine()
 	out := mustRun(t, eng, "", "stats")
-	if !strings.Contains(out, "connections_accepted  3      pairs recorded") {
+	if !strings.Contains(out, "connections_accepted  3\n") || strings.Contains(out, "pairs recorded") {
 		t.Errorf("stats:\n%s", out)
+	}
+	if out := mustRun(t, eng, "", "stats", "-o", "wide"); !strings.Contains(out, "connections_accepted  3      pairs recorded") {
+		t.Errorf("stats -o wide:\n%s", out)
 	}
 	var s statsSample
 	if err := json.Unmarshal([]byte(mustRun(t, eng, "", "stats", "-o", "json")), &s); err != nil {
@@ -87,7 +90,8 @@ func TestRenderRates(t *testing.T) {
 	var b strings.Builder
 	s := statsSample{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Interval: 1,
 		Counters: bpf.Counters{"bytes_redirected": 2048}, PerSec: map[string]float64{"bytes_redirected": 1024}}
-	if err := renderRates(&b, s); err != nil {
+	a := &app{cfg: &Config{Output: OutputTable}}
+	if err := a.renderRates(&b, s); err != nil {
 		t.Fatal(err)
 	}
 	want := "03:04:05 (rates over 1.0s)\nCOUNTER           TOTAL  PER SEC\nbytes_redirected  2048   1024.0\n\n"

@@ -1,10 +1,13 @@
 package ctl
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -14,18 +17,27 @@ import (
 
 // statusReport is what `status` shows.
 type statusReport struct {
-	Kernel   kernelReport `json:"kernel"`
-	State    stateReport  `json:"state"`
-	Enabled  bool         `json:"enabled"`
-	Usage    usageReport  `json:"usage"`
-	Pods     []podReport  `json:"pods"`
-	Warnings []string     `json:"warnings"`
+	Kernel  kernelReport `json:"kernel"`
+	State   stateReport  `json:"state"`
+	Enabled bool         `json:"enabled"`
+	Usage   usageReport  `json:"usage"`
+	Pods    []podReport  `json:"pods"`
+	// Failures are the CNI plugin's setup failures (pods it left
+	// unaccelerated, failing open), by reason.
+	Failures []failureReport `json:"setup_failures"`
+	// Rates are the counters' changes per second over Window seconds,
+	// which the warnings are drawn from.
+	Rates    map[string]float64 `json:"rates_per_sec,omitempty"`
+	Window   float64            `json:"rate_window_sec,omitempty"`
+	Warnings []string           `json:"warnings"`
 }
 
 type kernelReport struct {
 	Release string `json:"release"`
 	Ready   bool   `json:"ready"`             // every feature mesh-accel needs is there
 	Missing string `json:"missing,omitempty"` // what is not, when not Ready
+	// Unchecked says why the features could not be probed (not root).
+	Unchecked string `json:"unchecked,omitempty"`
 }
 
 type stateReport struct {
@@ -80,31 +92,44 @@ func (a *app) podReport(p bpf.PodInfo) podReport {
 }
 
 func (a *app) statusCmd() *cobra.Command {
-	return &cobra.Command{
+	var window time.Duration
+	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show kernel support, node state, the switches, attached pods and their rules, and warnings",
 		Long: `status shows whether the kernel has what mesh-accel needs, the node state under bpffs (its
 programs and maps, its layout version), the global switch, the attached pods with their
-configuration and rules, how full the connection maps are, and warnings: traffic that took
-the normal stack because its reader is not trusted, maps near full, questionable rules.
-It fails (exit 1) when the node has no mesh-accel state.`,
+configuration and rules, how full the connection maps are, the CNI plugin's setup failures
+(pods it left unaccelerated), and warnings: traffic that takes the normal stack because its
+reader is not trusted, maps near full, questionable rules. The warnings about traffic come
+from the counters' rates over --window (status reads them twice, that long apart), not from
+their totals since the node state was created: they describe what happens now. It fails
+(exit 1) when the node has no mesh-accel state.`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(*cobra.Command, []string) error {
-			r, err := a.status()
-			if perr := a.emit(r, func(w io.Writer) error { return renderStatus(w, r) }); err == nil {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if window < 0 {
+				return usageErrorf("--%s must not be negative", FlagWindow)
+			}
+			r, err := a.status(cmd.Context(), window)
+			if perr := a.emit(r, func(w io.Writer) error { return a.renderStatus(w, r) }); err == nil {
 				err = perr
 			}
 			return err
 		},
 	}
+	cmd.Flags().DurationVar(&window, FlagWindow, time.Second, "compare the counters over this window for the warnings (0: no traffic warnings)")
+	return cmd
 }
 
 // status gathers the report. When the node has no state it returns the
 // kernel part and ErrNoState.
-func (a *app) status() (*statusReport, error) {
+func (a *app) status(ctx context.Context, window time.Duration) (*statusReport, error) {
 	r := &statusReport{Kernel: kernelReport{Release: kernelRelease(), Ready: true}, Pods: []podReport{},
-		Warnings: []string{}}
-	if err := a.deps.CheckKernel(); err != nil {
+		Failures: []failureReport{}, Warnings: []string{}}
+	err := a.deps.CheckKernel()
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		r.Kernel.Ready, r.Kernel.Unchecked = false, "the BPF probes were refused: "+ErrNeedsRoot.Error()
+	case err != nil:
 		r.Kernel.Ready, r.Kernel.Missing = false, err.Error()
 	}
 	r.State = stateReport{Dir: StateDir(*a.cfg), Layout: bpf.LayoutVersion,
@@ -141,11 +166,16 @@ func (a *app) status() (*statusReport, error) {
 	for _, p := range pods {
 		r.Pods = append(r.Pods, a.podReport(p))
 	}
-	c, err := eng.Counters()
+	rates, err := a.counterRates(ctx, eng, window)
 	if err != nil {
 		return r, err
 	}
-	r.Warnings = statusWarnings(r.Enabled, pods, u, c, a.directory())
+	r.Rates, r.Window = rates, window.Seconds()
+	r.Failures, err = a.setupFailures()
+	if err != nil {
+		r.Warnings = append(r.Warnings, err.Error())
+	}
+	r.Warnings = append(r.Warnings, statusWarnings(r.Enabled, pods, u, rates, a.directory())...)
 	if dp.Skewed() {
 		r.Warnings = append([]string{fmt.Sprintf("the pinned data path %s is not this binary's %s: the node runs "+
 			"programs of another mesh-accel build; the installer of this build replaces them when it starts", dp.Pinned, dp.Binary)}, r.Warnings...)
@@ -177,10 +207,13 @@ func otherLayouts(root string) []olderState {
 	return out
 }
 
-func renderStatus(w io.Writer, r *statusReport) error {
+func (a *app) renderStatus(w io.Writer, r *statusReport) error {
 	t := newTable(w)
 	kernel := "ready (cgroup v2, sockops, sk_msg, cgroup/sock_create, sockhash, socket storage)"
-	if !r.Kernel.Ready {
+	switch {
+	case r.Kernel.Unchecked != "":
+		kernel = "NOT CHECKED: " + r.Kernel.Unchecked
+	case !r.Kernel.Ready:
 		kernel = "NOT READY: " + r.Kernel.Missing
 	}
 	t.row("Kernel:", r.Kernel.Release+", "+kernel)
@@ -190,14 +223,14 @@ func renderStatus(w io.Writer, r *statusReport) error {
 	}
 	t.row("Node state:", fmt.Sprintf("%s (layout %s)", r.State.Dir, r.State.Layout))
 	for _, l := range r.State.OtherLayouts {
-		t.row("", fmt.Sprintf("also present: layout %s of another mesh-accel version, %d pods, %d sockets "+
+		t.row(" ", fmt.Sprintf("also present: layout %s of another mesh-accel version, %d pods, %d sockets "+
 			"(kept until the connections paired under it close)", l.Layout, l.Pods, l.Sockets))
 	}
 	dp := "data path " + r.State.DataPath
 	if r.State.DataPath != r.State.BinaryDataPath {
 		dp += ", NOT this binary's " + r.State.BinaryDataPath
 	}
-	t.row("", dp)
+	t.row(" ", dp)
 	t.row("Acceleration:", map[bool]string{true: "enabled", false: "DISABLED (global switch off)"}[r.Enabled])
 	u := r.Usage
 	t.row("Connections:", fmt.Sprintf("%d sockets, %d pair directions, %d pending, of %d entries per map",
@@ -206,19 +239,24 @@ func renderStatus(w io.Writer, r *statusReport) error {
 		return err
 	}
 	fmt.Fprintln(w, "\nPrograms and maps:")
-	ot := newTable(w, "  KIND", "NAME", "ID", "TYPE", "MAX ENTRIES")
+	ot := a.table(w, "KIND", "NAME", "ID", "TYPE", "MAX ENTRIES")
 	for _, o := range r.State.Objects {
 		entries := ""
 		if o.MaxEntries > 0 {
 			entries = fmt.Sprint(o.MaxEntries)
 		}
-		ot.row("  "+o.Kind, o.Name, o.ID, o.Type, entries)
+		ot.row(o.Kind, o.Name, o.ID, o.Type, entries)
 	}
 	if err := ot.flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nPods (%d):\n", len(r.Pods))
-	renderPods(w, r.Pods)
+	if err := a.renderPods(w, r.Pods); err != nil {
+		return err
+	}
+	if err := a.renderFailures(w, r.Failures); err != nil {
+		return err
+	}
 	if len(r.Warnings) > 0 {
 		fmt.Fprintln(w, "\nWarnings:")
 		for _, s := range r.Warnings {
@@ -228,73 +266,13 @@ func renderStatus(w io.Writer, r *statusReport) error {
 	return nil
 }
 
-// renderPods prints pods and their rules, indented.
-func renderPods(w io.Writer, pods []podReport) {
+// renderPods prints the pods, one a row (mesh-accelctl rules show has
+// their rules); -o wide adds their UID and cgroup.
+func (a *app) renderPods(w io.Writer, pods []podReport) error {
+	t := a.table(w, a.columns([]string{"POD", "STATE", "SIDECAR UID", "APP TRUSTED", "RULES"}, "UID", "CGROUP")...)
 	for _, p := range pods {
-		state := "enabled"
-		if !p.Enabled {
-			state = "DISABLED"
-		}
-		fmt.Fprintf(w, "  %s (uid %s, cgroup %d): %s, sidecar uid %d, app trusted: %s\n",
-			p.Name, p.ID, p.CgroupID, state, p.SidecarUID, yesNo(p.TrustApp))
-		if len(p.Rules) == 0 {
-			fmt.Fprintln(w, "    (no rules: every connection is accelerated)")
-		}
-		for _, rule := range p.Rules {
-			fmt.Fprintf(w, "    %s\n", rule)
-		}
+		t.row(a.cells([]any{p.Name, podState(p.Enabled), p.SidecarUID, yesNo(p.TrustApp), len(p.Rules)}, p.ID, p.CgroupID)...)
 	}
+	return t.flush()
 }
 
-// mapFullRatio is the use of a connection map from which status warns.
-const mapFullRatio = 0.8
-
-// statusWarnings explains what in the node's state and counters deserves
-// an operator's attention.
-func statusWarnings(enabled bool, pods []bpf.PodInfo, u bpf.Usage, c bpf.Counters, dir PodDirectory) []string {
-	w := []string{}
-	if !enabled {
-		w = append(w, "the global switch is off: no new connection is accelerated (mesh-accelctl enable)")
-	}
-	for _, p := range pods {
-		name := dir.Name(p.ID)
-		if p.Config.Disabled {
-			w = append(w, fmt.Sprintf("pod %s is disabled: its new connections are not accelerated "+
-				"(mesh-accelctl enable --pod %s)", name, name))
-		}
-		for _, s := range p.Config.Rules.Warnings() {
-			w = append(w, fmt.Sprintf("pod %s: rules: %s", name, s))
-		}
-	}
-	if n := c["directions_untrusted_reader"]; n > 0 {
-		w = append(w, fmt.Sprintf("%d pair directions took the normal stack because their reader is not trusted to "+
-			"read with recvmsg: a reader that uses splice(2) (HAProxy, Go's io.Copy between sockets or into a "+
-			"file) never sees redirected data, so only the sidecar's uid receives it. This is expected for app "+
-			"sockets; declare a pod's app a recvmsg reader (TrustApp) to accelerate those directions too.", n))
-	}
-	if n := c["rejected_untrusted_readers"]; n > 0 {
-		w = append(w, fmt.Sprintf("%d connections were not paired because a reader is not trusted to read with "+
-			"recvmsg (a connection is accelerated both ways or not at all). Expected for the app hops of pods "+
-			"annotated accel.mesh/enabled alone; annotate accel.mesh/app-reads-with-recvmsg: \"true\" (apps that "+
-			"never splice) or accel.mesh/profile: \"sidecar-hops\" (the sidecar-to-sidecar hop)", n))
-	}
-	if n := c["rejected_no_owner"]; n > 0 {
-		w = append(w, fmt.Sprintf("%d connections had a socket without owner (created before its pod was "+
-			"attached, or accepted by an MPTCP listener): they were not accelerated", n))
-	}
-	if n := c["fallback_map_full"]; n > 0 {
-		w = append(w, fmt.Sprintf("%d times a connection map was full, so a connection took the normal stack", n))
-	}
-	for _, m := range []struct {
-		name string
-		used int
-	}{{"sock_ops_map (sockets)", u.Sockets}, {"sock_proxy_map (pair directions)", u.Directions},
-		{"sock_helper_map (pending connections)", u.Pending}} {
-		if u.Capacity > 0 && float64(m.used) >= mapFullRatio*float64(u.Capacity) {
-			w = append(w, fmt.Sprintf("%s is %d%% full (%d of %d): once full, new connections take the normal "+
-				"stack; the map size is set when the node state is created", m.name,
-				m.used*100/int(u.Capacity), m.used, u.Capacity))
-		}
-	}
-	return w
-}

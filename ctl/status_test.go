@@ -18,25 +18,27 @@ func TestStatusWarnings(t *testing.T) {
 		enabled bool
 		pods    []bpf.PodInfo
 		usage   bpf.Usage
-		c       bpf.Counters
+		rates   map[string]float64
 		want    []string // substrings, one per warning, in order
 	}{
-		{"quiet", true, []bpf.PodInfo{okPod}, bpf.Usage{Capacity: 100}, bpf.Counters{}, nil},
+		{"quiet", true, []bpf.PodInfo{okPod}, bpf.Usage{Capacity: 100}, map[string]float64{"directions_untrusted_reader": 0}, nil},
 		{"switch off", false, nil, bpf.Usage{}, nil, []string{"the global switch is off"}},
 		{"pod disabled, no rules", true,
 			[]bpf.PodInfo{{ID: "uid-b", Config: bpf.PodConfig{Rules: &rules.Set{}, Disabled: true}}}, bpf.Usage{}, nil,
 			[]string{"pod shop/pay is disabled", "pod shop/pay: rules: no rules: every connection is accelerated"}},
-		{"untrusted readers", true, nil, bpf.Usage{}, bpf.Counters{"directions_untrusted_reader": 6},
-			[]string{"6 pair directions took the normal stack because their reader is not trusted"}},
+		{"untrusted readers", true, nil, bpf.Usage{}, map[string]float64{"directions_untrusted_reader": 6},
+			[]string{"6.0 pair directions per second take the normal stack because their reader is not trusted"}},
 		{"splice and owners", true, nil, bpf.Usage{},
-			bpf.Counters{"rejected_untrusted_readers": 1, "rejected_no_owner": 2, "fallback_map_full": 3},
-			[]string{"1 connections were not paired because a reader is not trusted", "2 connections had a socket without owner", "3 times a connection map was full"}},
+			map[string]float64{"rejected_untrusted_readers": 1, "rejected_no_owner": 2, "fallback_map_full": 0.5},
+			[]string{"1.0 connections per second are not paired because a reader is not trusted",
+				"2.0 connections per second have a socket without owner",
+				"0.5 connections per second find a connection map full"}},
 		{"maps near full", true, nil, bpf.Usage{Sockets: 80, Directions: 79, Pending: 100, Capacity: 100}, nil,
 			[]string{"sock_ops_map (sockets) is 80% full (80 of 100)", "sock_helper_map (pending connections) is 100% full"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := NewFileDirectory(defaultRecords(t))
-			got := statusWarnings(tc.enabled, tc.pods, tc.usage, tc.c, dir)
+			got := statusWarnings(tc.enabled, tc.pods, tc.usage, tc.rates, dir)
 			if len(got) != len(tc.want) {
 				t.Fatalf("%d warnings, want %d: %q", len(got), len(tc.want), got)
 			}
@@ -51,7 +53,8 @@ func TestStatusWarnings(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	eng := newFakeEngine()
-	eng.counters["directions_untrusted_reader"] = 2
+	eng.counters["directions_untrusted_reader"] = 1000 // since the node state was created: no warning
+	eng.onSleep = func() { eng.counters["directions_untrusted_reader"] += 2 }
 	out := mustRun(t, eng, defaultRecords(t), "status")
 	for _, want := range []string{
 		"Kernel:", "ready (cgroup v2",
@@ -59,8 +62,9 @@ func TestStatus(t *testing.T) {
 		"Acceleration:  enabled",
 		"4 sockets, 4 pair directions, 0 pending, of 65536 entries per map",
 		"program  sk_msg  7   SkMsg",
-		"Pods (2):", "shop/cart (uid uid-a, cgroup 100): enabled",
-		"Warnings:", "! pod shop/pay is disabled", "! 2 pair directions took the normal stack",
+		"Pods (2):", "shop/cart  enabled   1337         yes          2\n",
+		"Warnings:", "! pod shop/pay is disabled", "! 2.0 pair directions per second take the normal stack",
+		"annotate the pod accel.mesh/app-reads-with-recvmsg: \"true\"",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)

@@ -23,16 +23,20 @@ type switchResult struct {
 }
 
 func (a *app) switchCmd(on bool) *cobra.Command {
-	var pod string
+	var sel podSel
 	var drain bool
 	cmd := &cobra.Command{
-		Use:   "enable",
+		Use:   "enable [NAME -n NAMESPACE | --pod POD]",
 		Short: "Accelerate new connections again, on the whole node or in one pod",
-		Long: `enable turns the global switch on, or with --pod clears one pod's switch. New connections are
+		Long: `enable turns the global switch on, or for one pod (NAME -n NAMESPACE, or --pod) clears one pod's switch. New connections are
 accelerated again (as the rules say); connections opened while acceleration was off stay on
 the normal stack until they close.`,
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(*cobra.Command, []string) error {
+		Args: podArgs,
+		RunE: func(_ *cobra.Command, args []string) error {
+			pod, err := sel.ref(args)
+			if err != nil {
+				return err
+			}
 			res, err := a.setSwitch(pod, on, drain)
 			if err != nil {
 				return err
@@ -41,16 +45,16 @@ the normal stack until they close.`,
 		},
 	}
 	if !on {
-		cmd.Use = "disable"
+		cmd.Use = "disable [NAME -n NAMESPACE | --pod POD] [--drain]"
 		cmd.Short = "Stop accelerating new connections, on the whole node or in one pod; --drain also moves live ones back"
-		cmd.Long = `disable turns the global switch off, or with --pod sets one pod's switch off: from now on no new
+		cmd.Long = `disable turns the global switch off, or for one pod (NAME -n NAMESPACE, or --pod) sets one pod's switch off: from now on no new
 connection (of that pod) is accelerated. Connections already accelerated stay so until they
 close, unless --drain is given: then they are moved back to the normal stack at once. Neither
 loses, duplicates or reorders a byte of live traffic: data already redirected is read before
 what then arrives through the stack.`
 		cmd.Flags().BoolVar(&drain, FlagDrain, false, "also move the connections accelerated now back to the normal stack")
 	}
-	cmd.Flags().StringVar(&pod, FlagPod, "", "only this pod: namespace/name or pod UID")
+	podFlags(cmd, &sel, "only this pod")
 	return cmd
 }
 

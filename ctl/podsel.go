@@ -1,0 +1,204 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
+	"github.com/mesh-accel/mesh-accel/plugin"
+)
+
+// podSel is how a command's flags and arguments name a pod, as kubectl
+// does: NAME with -n NAMESPACE, or --pod NAMESPACE/NAME (or a pod UID).
+type podSel struct {
+	pod, namespace string
+}
+
+// podFlags adds --pod and -n/--namespace to cmd; what says what the pod
+// selects.
+func podFlags(cmd *cobra.Command, s *podSel, what string) {
+	cmd.Flags().StringVar(&s.pod, FlagPod, "", what+": NAMESPACE/NAME or pod UID (or NAME with -n)")
+	cmd.Flags().StringVarP(&s.namespace, FlagNamespace, "n", "", "the namespace of the pod NAME given as argument")
+}
+
+// ref returns the pod reference the flags and the optional argument give
+// ("" for none): namespace/name or a pod UID.
+func (s podSel) ref(args []string) (string, error) {
+	name := s.pod
+	if len(args) > 0 {
+		if s.pod != "" {
+			return "", usageErrorf("pod given twice, as %q and --%s %q: give one", args[0], FlagPod, s.pod)
+		}
+		name = args[0]
+	}
+	switch {
+	case s.namespace == "":
+		return name, nil
+	case name == "":
+		return "", usageErrorf("-n %s needs a pod NAME as argument: -n %s NAME", s.namespace, s.namespace)
+	case strings.Contains(name, "/"):
+		return "", usageErrorf("-n %s and pod %q: give NAME with -n, or NAMESPACE/NAME without it", s.namespace, name)
+	}
+	return s.namespace + "/" + name, nil
+}
+
+// podArgs accepts at most one argument, the pod NAME.
+var podArgs = usageArgs(cobra.MaximumNArgs(1))
+
+// uidPattern matches the form of Kubernetes pod UIDs.
+var uidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// attachedPod finds the attached pod that ref (namespace/name or pod UID)
+// names. A name this node has no record of is looked up in the API
+// server, when there is access to it, to say where the pod runs.
+func (a *app) attachedPod(pods []bpf.PodInfo, ref string) (bpf.PodInfo, error) {
+	ids := a.directory().Resolve(ref)
+	var found []bpf.PodInfo
+	for _, p := range pods {
+		if slices.Contains(ids, p.ID) {
+			found = append(found, p)
+		}
+	}
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) > 1:
+		names := make([]string, len(found))
+		for i, p := range found {
+			names[i] = p.ID
+		}
+		return bpf.PodInfo{}, fmt.Errorf("pod %s names several attached pods (%s): give the pod UID",
+			ref, strings.Join(names, ", "))
+	case len(ids) == 0:
+		return bpf.PodInfo{}, a.notOnNode(ref)
+	case !strings.Contains(ref, "/") && !uidPattern.MatchString(ref):
+		return bpf.PodInfo{}, fmt.Errorf("pod %q: no attached pod has this UID, and a pod name needs its namespace: "+
+			"-n NAMESPACE %s, or --%s NAMESPACE/%s", ref, ref, FlagPod, ref)
+	}
+	return bpf.PodInfo{}, fmt.Errorf("pod %s: %w on this node (%s)", ref, bpf.ErrPodNotAttached, a.nodeName())
+}
+
+// ErrNotOnNode is returned for a pod that this node has no record of.
+var ErrNotOnNode = errors.New("pod not on this node")
+
+// apiTimeout bounds the lookup of a pod in the API server.
+const apiTimeout = 5 * time.Second
+
+// notOnNode explains why this node has no record of the pod ns/name: it
+// runs on another node, or it is not accelerated here.
+func (a *app) notOnNode(ref string) error {
+	ns, name, _ := strings.Cut(ref, "/")
+	here := a.nodeName()
+	unknown := fmt.Errorf("%w: no record of pod %s on this node (%s); is it scheduled here and annotated %s: \"true\"? "+
+		"(records are read from %s, --%s)", ErrNotOnNode, ref, here, plugin.AnnotationEnabled, nodestate.PodsDir(a.cfg.StateDir), FlagStateDir)
+	loc, err := a.deps.Locator()
+	if err != nil {
+		return unknown // no API access: not in a pod
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	node, err := loc.PodNode(ctx, ns, name)
+	switch {
+	case errors.Is(err, ErrNoSuchPod):
+		return fmt.Errorf("%w: pod %s does not exist (the API server has no such pod)", ErrNotOnNode, ref)
+	case err != nil:
+		return fmt.Errorf("%w (looking it up in the API server failed: %v)", unknown, err)
+	case node == "":
+		return fmt.Errorf("%w: pod %s is not scheduled on a node yet", ErrNotOnNode, ref)
+	case node != here:
+		return fmt.Errorf("%w: pod %s runs on node %s, not on this node (%s): run mesh-accelctl there",
+			ErrNotOnNode, ref, node, here)
+	}
+	return fmt.Errorf("%w: pod %s runs on this node (%s), but the CNI plugin has no record of it: is it annotated "+
+		"%s: \"true\"? mesh-accelctl status shows the setup failures", ErrNotOnNode, ref, here, plugin.AnnotationEnabled)
+}
+
+// nodeName names this node for messages.
+func (a *app) nodeName() string {
+	n, err := a.deps.NodeName()
+	if err != nil || n == "" {
+		return "unknown name"
+	}
+	return n
+}
+
+// PodLocator finds where pods run (the API server).
+type PodLocator interface {
+	// PodNode returns the node pod namespace/name is scheduled on, "" when
+	// it is not scheduled yet, or an error wrapping ErrNoSuchPod.
+	PodNode(ctx context.Context, namespace, name string) (string, error)
+}
+
+// ErrNoSuchPod is returned by a PodLocator for a pod that does not exist.
+var ErrNoSuchPod = errors.New("no such pod")
+
+// NewPodLocator returns a PodLocator that GETs pods from the API server
+// of cfg. It decodes only the pod's node name: mesh-accelctl does not link
+// client-go's typed clients (they would multiply its size).
+func NewPodLocator(cfg *rest.Config) (PodLocator, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("API client for %s: %w", cfg.Host, err)
+	}
+	return &apiLocator{host: strings.TrimSuffix(cfg.Host, "/"), client: hc}, nil
+}
+
+type apiLocator struct {
+	host   string
+	client *http.Client
+}
+
+func (l *apiLocator) PodNode(ctx context.Context, namespace, name string) (string, error) {
+	u := l.host + "/api/v1/namespaces/" + url.PathEscape(namespace) + "/pods/" + url.PathEscape(name)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", fmt.Errorf("get pod %s/%s: %w", namespace, name, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("get pod %s/%s: %w", namespace, name, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return "", fmt.Errorf("pod %s/%s: %w", namespace, name, ErrNoSuchPod)
+	case resp.StatusCode != http.StatusOK:
+		return "", fmt.Errorf("get pod %s/%s: API server answered %s", namespace, name, resp.Status)
+	}
+	var pod struct {
+		Spec struct {
+			NodeName string `json:"nodeName"`
+		} `json:"spec"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&pod); err != nil {
+		return "", fmt.Errorf("decode pod %s/%s: %w", namespace, name, err)
+	}
+	return pod.Spec.NodeName, nil
+}
+
+// InClusterLocator is a PodLocator with the credentials of the pod
+// mesh-accelctl runs in (the installer's service account may get pods);
+// it fails outside a pod.
+func InClusterLocator() (PodLocator, error) {
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no API access: %w", err)
+	}
+	cfg.UserAgent = "mesh-accelctl"
+	cfg.Timeout = apiTimeout
+	return NewPodLocator(cfg)
+}

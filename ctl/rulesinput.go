@@ -1,0 +1,212 @@
+package ctl
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/mesh-accel/mesh-accel/plugin"
+	"github.com/mesh-accel/mesh-accel/rules"
+)
+
+// ruleSource is a rule set read for check or apply: from a rule file,
+// stdin (-f -), the rules key of a ConfigMap, or a pod's rule annotation.
+type ruleSource struct {
+	File string `json:"file"` // as given; "-" is stdin
+	// From says where in File the rules are: "" for a rule file,
+	// "ConfigMap mesh-accel/mesh-accel-rules, data.rules" or "annotation
+	// accel.mesh/rules of Pod shop/cart".
+	From string `json:"from,omitempty"`
+	set  *rules.Set
+	// annotation is set when the rules are a pod's own (they follow the
+	// node's rules and precede its Istio exclusions, of which the manifest
+	// gives exclusions).
+	annotation bool
+	exclusions int
+	profile    string // the pod's accel.mesh/profile
+}
+
+// displayName names the input in messages.
+func (s *ruleSource) displayName() string {
+	if s.File == "-" {
+		return "<stdin>"
+	}
+	return s.File
+}
+
+// readRules reads and parses the rules of file ("-": stdin). A YAML
+// manifest is recognised: a ConfigMap gives its data.rules, another object
+// (or any with annotation set) its accel.mesh/rules annotation, on the pod
+// or on a workload's pod template. Other input is a rule file, or with
+// annotation the value of the annotation. Errors name positions in file.
+func (a *app) readRules(file string, annotation bool) (*ruleSource, error) {
+	var b []byte
+	var err error
+	if file == "-" {
+		b, err = io.ReadAll(a.deps.Stdin)
+	} else {
+		b, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read rules: %w", err)
+	}
+	src := &ruleSource{File: file, annotation: annotation}
+	value, err := src.locate(b)
+	if err != nil {
+		return nil, err
+	}
+	if value == nil { // a rule file
+		src.set, err = rules.ParseString(src.displayName(), string(b))
+		return src, err
+	}
+	src.set, err = rules.ParseString(src.displayName(), value.Value)
+	shift(src, err, value, b)
+	return src, err
+}
+
+// manifestKeys are keys of which one makes YAML input a manifest.
+var manifestKeys = []string{"apiVersion", "kind", "metadata", "data"}
+
+// locate finds the rules in a manifest b: the YAML node of their value,
+// nil when b is not a manifest.
+func (s *ruleSource) locate(b []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var docs []*yaml.Node
+	for {
+		var doc yaml.Node
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, nil // not YAML: a rule file
+		}
+		if len(doc.Content) == 1 && doc.Content[0].Kind == yaml.MappingNode {
+			docs = append(docs, doc.Content[0])
+		}
+	}
+	isManifest := false
+	for _, d := range docs {
+		for _, k := range manifestKeys {
+			isManifest = isManifest || get(d, k) != nil
+		}
+	}
+	if !isManifest {
+		return nil, nil
+	}
+	for _, d := range docs {
+		if v := get(d, "data", "rules"); v != nil && !s.annotation && scalar(get(d, "kind")) == "ConfigMap" {
+			s.From = "ConfigMap " + objectName(get(d, "metadata")) + ", data.rules"
+			return v, nil
+		}
+		for _, meta := range []*yaml.Node{get(d, "metadata"), get(d, "spec", "template", "metadata")} {
+			ann := get(meta, "annotations")
+			if v := get(ann, plugin.AnnotationRules); v != nil {
+				s.From = "annotation " + plugin.AnnotationRules + " of " + scalar(get(d, "kind")) + " " + objectName(get(d, "metadata"))
+				s.annotation = true
+				s.exclusions = countExclusions(ann)
+				s.profile = scalar(get(ann, plugin.AnnotationProfile))
+				return v, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s holds no rules: want a ConfigMap with data.rules, or an object annotated %s",
+		s.displayName(), plugin.AnnotationRules)
+}
+
+// get follows keys through YAML mappings; nil when one is missing.
+func get(n *yaml.Node, keys ...string) *yaml.Node {
+	for _, k := range keys {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		n = next
+	}
+	return n
+}
+
+func scalar(n *yaml.Node) string {
+	if n == nil || n.Kind != yaml.ScalarNode {
+		return ""
+	}
+	return n.Value
+}
+
+// objectName is namespace/name of a manifest's object (name alone when it
+// has no namespace).
+func objectName(meta *yaml.Node) string {
+	name, ns := scalar(get(meta, "name")), scalar(get(meta, "namespace"))
+	if ns == "" {
+		return name
+	}
+	return ns + "/" + name
+}
+
+// shift moves the positions of the errors and rules parsed from the YAML
+// value v to positions in the file b: a literal block (|) maps line for
+// line, with the block's indentation added to columns; other styles map
+// to the line the value starts on.
+func shift(src *ruleSource, err error, v *yaml.Node, b []byte) {
+	lineOf := func(l int) int { return v.Line + l - 1 }
+	indent := 0
+	if v.Style == yaml.LiteralStyle {
+		lineOf = func(l int) int { return v.Line + l }
+		indent = blockIndent(b, v.Line)
+	}
+	var list rules.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			e.Line, e.Col = lineOf(e.Line), e.Col+indent
+		}
+	}
+	if src.set != nil {
+		for i := range src.set.Rules {
+			src.set.Rules[i].Line = lineOf(src.set.Rules[i].Line)
+		}
+	}
+}
+
+// blockIndent returns the indentation of the first non-blank line after
+// line (1-based) of b: that of a literal block starting there.
+func blockIndent(b []byte, line int) int {
+	lines := strings.Split(string(b), "\n")
+	for _, l := range lines[min(line, len(lines)):] {
+		if t := strings.TrimLeft(l, " "); strings.TrimSpace(t) != "" {
+			return len(l) - len(t)
+		}
+	}
+	return 0
+}
+
+// countExclusions counts the RETURN rules the plugin makes of Istio's
+// exclusion annotations in ann: one per distinct port, one per distinct
+// CIDR, two for "*". Malformed items count as one; the plugin refuses
+// them anyway.
+func countExclusions(ann *yaml.Node) int {
+	seen := map[string]bool{}
+	for _, name := range []string{plugin.AnnotationExcludeInboundPorts, plugin.AnnotationExcludeOutboundPorts,
+		plugin.AnnotationExcludeOutboundIPRanges} {
+		for _, item := range strings.Split(scalar(get(ann, name)), ",") {
+			item = strings.TrimSpace(item)
+			switch {
+			case item == "":
+			case item == "*":
+				seen["0.0.0.0/0"], seen["::/0"] = true, true
+			case name == plugin.AnnotationExcludeOutboundIPRanges:
+				seen["ip "+item] = true
+			default:
+				seen["port "+strings.TrimLeft(item, "0")] = true
+			}
+		}
+	}
+	return len(seen)
+}

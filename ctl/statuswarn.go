@@ -1,0 +1,136 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/plugin"
+)
+
+// failureReport is how often the CNI plugin failed to set pods up for one
+// reason (it let them start without acceleration).
+type failureReport struct {
+	Reason    string    `json:"reason"`
+	Count     uint64    `json:"count"`
+	LastPod   string    `json:"last_pod"`
+	LastError string    `json:"last_error"`
+	LastTime  time.Time `json:"last_time"`
+}
+
+// setupFailures reads the plugin's failure counters, by reason.
+func (a *app) setupFailures() ([]failureReport, error) {
+	f, err := plugin.ReadFailures(a.cfg.StateDir)
+	if err != nil {
+		return []failureReport{}, fmt.Errorf("setup failures unknown: %w", needsRoot(err))
+	}
+	out := []failureReport{}
+	for reason, c := range f {
+		out = append(out, failureReport{string(reason), c.Count, c.LastPod, c.LastError, c.LastTime})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Reason < out[j].Reason })
+	return out, nil
+}
+
+// renderFailures prints the setup failures; -o wide adds the last error.
+func (a *app) renderFailures(w io.Writer, fs []failureReport) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nSetup failures (the CNI plugin let these pods start without acceleration):")
+	t := a.table(w, a.columns([]string{"REASON", "COUNT", "LAST POD", "LAST TIME"}, "LAST ERROR")...)
+	for _, f := range fs {
+		t.row(a.cells([]any{f.Reason, f.Count, f.LastPod, f.LastTime.UTC().Format(time.RFC3339)}, f.LastError)...)
+	}
+	return t.flush()
+}
+
+// counterRates reads the counters twice, window apart, and returns each
+// one's change per second; nil with a zero window.
+//
+// Sampling now rather than keeping the last sample in the state folder
+// keeps status read-only (it may run as another user, or next to another
+// status) and makes its warnings describe the traffic of the last
+// second, not whatever happened since some earlier run.
+func (a *app) counterRates(ctx context.Context, eng Engine, window time.Duration) (map[string]float64, error) {
+	if window == 0 {
+		return nil, nil
+	}
+	before, err := eng.Counters()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.deps.Sleep(ctx, window); err != nil {
+		return nil, fmt.Errorf("status interrupted: %w", err)
+	}
+	after, err := eng.Counters()
+	if err != nil {
+		return nil, err
+	}
+	return rates(before, after, window).PerSec, nil
+}
+
+// mapFullRatio is the use of a connection map from which status warns.
+const mapFullRatio = 0.8
+
+// statusWarnings explains what in the node's state and in the counters'
+// rates (nil: not measured) deserves an operator's attention.
+func statusWarnings(enabled bool, pods []bpf.PodInfo, u bpf.Usage, rates map[string]float64, dir PodDirectory) []string {
+	w := []string{}
+	if !enabled {
+		w = append(w, "the global switch is off: no new connection is accelerated (mesh-accelctl enable)")
+	}
+	for _, p := range pods {
+		name := dir.Name(p.ID)
+		if p.Config.Disabled {
+			w = append(w, fmt.Sprintf("pod %s is disabled: its new connections are not accelerated "+
+				"(mesh-accelctl enable --pod %s)", name, name))
+		}
+		for _, s := range p.Config.Rules.Warnings() {
+			w = append(w, fmt.Sprintf("pod %s: rules: %s", name, s))
+		}
+	}
+	w = append(w, rateWarnings(rates)...)
+	for _, m := range []struct {
+		name string
+		used int
+	}{{"sock_ops_map (sockets)", u.Sockets}, {"sock_proxy_map (pair directions)", u.Directions},
+		{"sock_helper_map (pending connections)", u.Pending}} {
+		if u.Capacity > 0 && float64(m.used) >= mapFullRatio*float64(u.Capacity) {
+			w = append(w, fmt.Sprintf("%s is %d%% full (%d of %d): once full, new connections take the normal "+
+				"stack; the map size is set when the node state is created", m.name,
+				m.used*100/int(u.Capacity), m.used, u.Capacity))
+		}
+	}
+	return w
+}
+
+// rateWarnings explains the counters that grow now.
+func rateWarnings(rates map[string]float64) []string {
+	var w []string
+	if r := rates["directions_untrusted_reader"]; r > 0 {
+		w = append(w, fmt.Sprintf("%.1f pair directions per second take the normal stack because their reader is not "+
+			"trusted to read with recvmsg: a reader that uses splice(2) (HAProxy, Go's io.Copy between sockets or "+
+			"into a file) never sees redirected data, so only the sidecar's uid receives it. Expected for app "+
+			"sockets; annotate the pod %s: \"true\" when its app never splices, to accelerate those directions too",
+			r, plugin.AnnotationTrustApp))
+	}
+	if r := rates["rejected_untrusted_readers"]; r > 0 {
+		w = append(w, fmt.Sprintf("%.1f connections per second are not paired because a reader is not trusted to "+
+			"read with recvmsg (a connection is accelerated both ways or not at all). Expected for the app hops of "+
+			"pods annotated %s alone; annotate %s: \"true\" (apps that never splice) or %s: %q (the "+
+			"sidecar-to-sidecar hop)", r, plugin.AnnotationEnabled, plugin.AnnotationTrustApp, plugin.AnnotationProfile,
+			plugin.ProfileSidecarHops))
+	}
+	if r := rates["rejected_no_owner"]; r > 0 {
+		w = append(w, fmt.Sprintf("%.1f connections per second have a socket without owner (created before its pod "+
+			"was attached, or accepted by an MPTCP listener): they are not accelerated", r))
+	}
+	if r := rates["fallback_map_full"]; r > 0 {
+		w = append(w, fmt.Sprintf("%.1f connections per second find a connection map full and take the normal stack", r))
+	}
+	return w
+}
