@@ -275,4 +275,3 @@ func (a *app) renderPods(w io.Writer, pods []podReport) error {
 	}
 	return t.flush()
 }
-
