@@ -21,6 +21,7 @@ func (a *app) emit(v any, table func(w io.Writer) error) error {
 	case OutputJSON:
 		enc := json.NewEncoder(a.deps.Stdout)
 		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
 		return enc.Encode(v)
 	case OutputYAML:
 		return writeYAML(a.deps.Stdout, v)
@@ -48,7 +49,9 @@ func (s *streamer) write(v any) error {
 		}
 		return writeYAML(s.w, v)
 	}
-	return json.NewEncoder(s.w).Encode(v)
+	enc := json.NewEncoder(s.w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }
 
 // writeYAML writes v as YAML, by way of its JSON form (the same field

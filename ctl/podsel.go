@@ -94,6 +94,17 @@ func (a *app) attachedPod(pods []bpf.PodInfo, ref string) (bpf.PodInfo, error) {
 // ErrNotOnNode is returned for a pod that this node has no record of.
 var ErrNotOnNode = errors.New("pod not on this node")
 
+// notOnNode is an ErrNotOnNode that says where the pod is, or why it is
+// not here.
+type notOnNodeError struct{ msg string }
+
+func (e *notOnNodeError) Error() string        { return e.msg }
+func (e *notOnNodeError) Is(target error) bool { return target == ErrNotOnNode }
+
+func notOnNodef(format string, args ...any) error {
+	return &notOnNodeError{fmt.Sprintf(format, args...)}
+}
+
 // apiTimeout bounds the lookup of a pod in the API server.
 const apiTimeout = 5 * time.Second
 
@@ -102,28 +113,27 @@ const apiTimeout = 5 * time.Second
 func (a *app) notOnNode(ref string) error {
 	ns, name, _ := strings.Cut(ref, "/")
 	here := a.nodeName()
-	unknown := fmt.Errorf("%w: no record of pod %s on this node (%s); is it scheduled here and annotated %s: \"true\"? "+
-		"(records are read from %s, --%s)", ErrNotOnNode, ref, here, plugin.AnnotationEnabled, nodestate.PodsDir(a.cfg.StateDir), FlagStateDir)
+	unknown := fmt.Sprintf("no record of pod %s on this node (%s); is it scheduled here and annotated %s: \"true\"? "+
+		"(records are read from %s, --%s)", ref, here, plugin.AnnotationEnabled, nodestate.PodsDir(a.cfg.StateDir), FlagStateDir)
 	loc, err := a.deps.Locator()
 	if err != nil {
-		return unknown // no API access: not in a pod
+		return notOnNodef("%s", unknown) // no API access: not in a pod
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
 	node, err := loc.PodNode(ctx, ns, name)
 	switch {
 	case errors.Is(err, ErrNoSuchPod):
-		return fmt.Errorf("%w: pod %s does not exist (the API server has no such pod)", ErrNotOnNode, ref)
+		return notOnNodef("pod %s does not exist (the API server has no such pod)", ref)
 	case err != nil:
-		return fmt.Errorf("%w (looking it up in the API server failed: %v)", unknown, err)
+		return notOnNodef("%s (looking it up in the API server failed: %v)", unknown, err)
 	case node == "":
-		return fmt.Errorf("%w: pod %s is not scheduled on a node yet", ErrNotOnNode, ref)
+		return notOnNodef("pod %s is not scheduled on a node yet", ref)
 	case node != here:
-		return fmt.Errorf("%w: pod %s runs on node %s, not on this node (%s): run mesh-accelctl there",
-			ErrNotOnNode, ref, node, here)
+		return notOnNodef("pod %s runs on node %s, not on this node (%s): run mesh-accelctl there", ref, node, here)
 	}
-	return fmt.Errorf("%w: pod %s runs on this node (%s), but the CNI plugin has no record of it: is it annotated "+
-		"%s: \"true\"? mesh-accelctl status shows the setup failures", ErrNotOnNode, ref, here, plugin.AnnotationEnabled)
+	return notOnNodef("pod %s runs on this node (%s), but the CNI plugin has no record of it: is it annotated "+
+		"%s: \"true\"? mesh-accelctl status shows the setup failures", ref, here, plugin.AnnotationEnabled)
 }
 
 // nodeName names this node for messages.

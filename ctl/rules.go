@@ -90,6 +90,7 @@ func (a *app) checkRules(file, nodeRules string, annotation bool) error {
 		return err
 	}
 	res := checkResult{ruleSource: *src, Valid: err == nil, Rules: ruleStrings(src.set), Warnings: nonNil(src.set.Warnings())}
+	res.File = src.displayName()
 	if err != nil {
 		res.Warnings = []string{}
 		for _, e := range list {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
@@ -73,6 +74,15 @@ func (a *app) counterRates(ctx context.Context, eng Engine, window time.Duration
 	return rates(before, after, window).PerSec, nil
 }
 
+// podArgsOf spells the arguments that name a pod: -n NAMESPACE NAME, or
+// the pod UID.
+func podArgsOf(name string) string {
+	if ns, n, ok := strings.Cut(name, "/"); ok {
+		return "-n " + ns + " " + n
+	}
+	return name
+}
+
 // mapFullRatio is the use of a connection map from which status warns.
 const mapFullRatio = 0.8
 
@@ -87,7 +97,7 @@ func statusWarnings(enabled bool, pods []bpf.PodInfo, u bpf.Usage, rates map[str
 		name := dir.Name(p.ID)
 		if p.Config.Disabled {
 			w = append(w, fmt.Sprintf("pod %s is disabled: its new connections are not accelerated "+
-				"(mesh-accelctl enable --pod %s)", name, name))
+				"(mesh-accelctl enable %s)", name, podArgsOf(name)))
 		}
 		for _, s := range p.Config.Rules.Warnings() {
 			w = append(w, fmt.Sprintf("pod %s: rules: %s", name, s))
