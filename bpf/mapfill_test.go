@@ -1,8 +1,10 @@
 package bpf
 
 import (
+	"net"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -58,6 +60,56 @@ func TestMapFill(t *testing.T) {
 	for name, want := range map[string]int{"sock_proxy_map": 4, "pod_usage": 1, "sock_helper_map": 0} {
 		if got := fill[name].Entries; got != want {
 			t.Errorf("%s: %d entries, want %d", name, got, want)
+		}
+	}
+}
+
+// Sockets in a socket hash are counted, and leave the count when they
+// close.
+func TestMapFillSockets(t *testing.T) {
+	root := upgradeRoot(t)
+	n, err := OpenNode(Options{Root: root, MapSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Remove() })
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	// sock_rx_map has no program attached: these sockets only sit there.
+	for i, c := range []net.Conn{client, server} {
+		raw, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uerr error
+		err = raw.Control(func(fd uintptr) {
+			uerr = n.maps.SockRxMap.Update(meshSockKey{LocalPort: uint32(i + 1)}, uint64(fd), ebpf.UpdateNoExist)
+		})
+		if err != nil || uerr != nil {
+			t.Fatalf("put socket %d in sock_rx_map: %v %v", i, err, uerr)
+		}
+	}
+	if got := mapFillByName(t, n)["sock_rx_map"].Entries; got != 2 {
+		t.Errorf("sock_rx_map: %d entries, want the 2 sockets", got)
+	}
+	client.Close()
+	server.Close()
+	for deadline := time.Now().Add(5 * time.Second); mapFillByName(t, n)["sock_rx_map"].Entries != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sock_rx_map: %d entries 5 s after the sockets closed, want 0", mapFillByName(t, n)["sock_rx_map"].Entries)
 		}
 	}
 }
