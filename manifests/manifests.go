@@ -9,3 +9,14 @@ import "embed"
 //
 //go:embed *.yaml
 var Files embed.FS
+
+// Chart is the Helm chart, under chart/mesh-accel.
+//
+//go:embed all:chart
+var Chart embed.FS
+
+// Components are the kustomize components of each platform, under
+// components/NAME.
+//
+//go:embed components
+var Components embed.FS
