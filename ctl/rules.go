@@ -127,11 +127,11 @@ func (a *app) checkLimit(src *ruleSource, nodeFile string) error {
 	if src.profile == plugin.ProfileSidecarHops {
 		node, what = len(rules.SidecarHops(0).Rules), "rules of profile "+plugin.ProfileSidecarHops
 	} else if nodeFile != "" {
-		set, err := rules.ParseFile(nodeFile)
+		ns, err := a.readRules(nodeFile, false)
 		if err != nil {
 			return fmt.Errorf("--%s: %w", FlagNodeRules, err)
 		}
-		node, what = len(set.Rules), "node rules ("+nodeFile+")"
+		node, what = len(ns.set.Rules), "node rules ("+nodeFile+")"
 	}
 	own := len(src.set.Rules)
 	if total := node + own + src.exclusions; total > rules.MaxRules {

@@ -64,8 +64,8 @@ func (a *app) readRules(file string, annotation bool) (*ruleSource, error) {
 		src.set, err = rules.ParseString(src.displayName(), string(b))
 		return src, err
 	}
-	src.set, err = rules.ParseString(src.displayName(), value.Value)
-	shift(src, err, value, b)
+	first, indent := position(value, b)
+	src.set, err = rules.ParseAt(src.displayName(), strings.NewReader(value.Value), first, indent)
 	return src, err
 }
 
@@ -151,28 +151,15 @@ func objectName(meta *yaml.Node) string {
 	return ns + "/" + name
 }
 
-// shift moves the positions of the errors and rules parsed from the YAML
-// value v to positions in the file b: a literal block (|) maps line for
-// line, with the block's indentation added to columns; other styles map
-// to the line the value starts on.
-func shift(src *ruleSource, err error, v *yaml.Node, b []byte) {
-	lineOf := func(l int) int { return v.Line + l - 1 }
-	indent := 0
+// position returns where the rules of the YAML value v start in the file
+// b: a literal block (|) maps line for line, its lines indented by the
+// block's indentation; other styles are mapped to the line the value
+// starts on, with the columns of the value.
+func position(v *yaml.Node, b []byte) (firstLine, indent int) {
 	if v.Style == yaml.LiteralStyle {
-		lineOf = func(l int) int { return v.Line + l }
-		indent = blockIndent(b, v.Line)
+		return v.Line + 1, blockIndent(b, v.Line)
 	}
-	var list rules.ErrorList
-	if errors.As(err, &list) {
-		for _, e := range list {
-			e.Line, e.Col = lineOf(e.Line), e.Col+indent
-		}
-	}
-	if src.set != nil {
-		for i := range src.set.Rules {
-			src.set.Rules[i].Line = lineOf(src.set.Rules[i].Line)
-		}
-	}
+	return v.Line, 0
 }
 
 // blockIndent returns the indentation of the first non-blank line after

@@ -76,3 +76,21 @@ func TestLimitHint(t *testing.T) {
 		}
 	}
 }
+
+// ParseAt places errors and rules in the file that embeds the rules.
+func TestParseAt(t *testing.T) {
+	s, err := ParseAt("cm.yaml", strings.NewReader("chain -u 1 -j ACCEPT\n\nchain -p 80 -j RETURN\n"), 9, 4)
+	if err != nil || s.Rules[0].Line != 9 || s.Rules[1].Line != 11 || s.Rules[1].File != "cm.yaml" {
+		t.Fatalf("ParseAt = %+v, %v", s, err)
+	}
+	_, err = ParseAt("cm.yaml", strings.NewReader("# c\nchain -p 80 --port 81 -j RETURN\n"), 9, 4)
+	var list ErrorList
+	if !errors.As(err, &list) || len(list) != 1 {
+		t.Fatalf("ParseAt error %v", err)
+	}
+	want := Error{File: "cm.yaml", Line: 10, Col: 17, Token: "--port", Msg: "repeated option --port, first given at column 11",
+		Hint: repeatHints[optPort]}
+	if *list[0] != want {
+		t.Errorf("error %+v, want %+v", *list[0], want)
+	}
+}

@@ -100,8 +100,14 @@ func ParseString(name, s string) (*Set, error) {
 // Parse parses the rules read from r; errors name the file name. Syntax
 // errors are reported as an ErrorList. On error the set is nil: nothing
 // partial is ever returned.
-func Parse(name string, r io.Reader) (*Set, error) {
-	p := &parser{file: name, set: &Set{}}
+func Parse(name string, r io.Reader) (*Set, error) { return ParseAt(name, r, 1, 0) }
+
+// ParseAt is Parse for rules embedded in a larger file (a YAML block):
+// the first line read from r is line firstLine of the file, and every line
+// is indented by indent more characters than r holds. Errors and the
+// rules' Line are positions in that file.
+func ParseAt(name string, r io.Reader, firstLine, indent int) (*Set, error) {
+	p := &parser{file: name, set: &Set{}, lineOff: firstLine - 1, colOff: indent}
 	sc := bufio.NewScanner(r) // ScanLines drops the \r of CRLF.
 	sc.Buffer(make([]byte, 0, 4096), maxLineLen)
 	n := 0
@@ -128,6 +134,8 @@ func Parse(name string, r io.Reader) (*Set, error) {
 type parser struct {
 	file    string
 	set     *Set
+	lineOff int // added to line numbers (ParseAt)
+	colOff  int // added to columns (ParseAt)
 	errs    ErrorList
 	dropped bool // the last error was not recorded: maxErrors reached
 	rules   int  // rule lines so far, valid or not
@@ -141,7 +149,7 @@ func (p *parser) errorf(line, col int, tok, format string, args ...any) {
 	}
 	p.dropped = false
 	p.errs = append(p.errs, &Error{
-		File: p.file, Line: line, Col: col, Token: tok, Msg: fmt.Sprintf(format, args...),
+		File: p.file, Line: line + p.lineOff, Col: col + p.colOff, Token: tok, Msg: fmt.Sprintf(format, args...),
 	})
 }
 
@@ -214,7 +222,7 @@ func (p *parser) parseLine(n int, text string) {
 	}
 	r, ok := p.parseOptions(n, toks[1:], end)
 	if ok && len(p.errs) == 0 {
-		r.File, r.Line = p.file, n
+		r.File, r.Line = p.file, n+p.lineOff
 		p.set.Rules = append(p.set.Rules, r)
 	}
 }
@@ -281,7 +289,7 @@ func (p *parser) parseOptions(n int, toks []token, end int) (Rule, bool) {
 			p.errorf(n, t.col, t.text, "unexpected value (want an option)")
 		case seen[opt].col != 0:
 			p.errorf(n, t.col, t.text, "repeated option %s, first given at column %d",
-				optionInfo[opt].name, seen[opt].col)
+				optionInfo[opt].name, seen[opt].col+p.colOff)
 			p.hint(repeatHints[opt])
 			if hasValue {
 				i++

@@ -1,0 +1,127 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"k8s.io/client-go/rest"
+)
+
+// A pod is named as kubectl names it: NAME with -n, --pod NAMESPACE/NAME,
+// or a UID; contradictions are usage errors.
+func TestPodSelection(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string // in stdout (the pod's id) or stderr
+	}{
+		{[]string{"-n", "shop", "cart"}, ExitOK, `"id": "uid-a"`},
+		{[]string{"cart", "--namespace", "shop"}, ExitOK, `"id": "uid-a"`},
+		{[]string{"shop/pay"}, ExitOK, `"id": "uid-b"`},
+		{[]string{"--pod", "shop/pay"}, ExitOK, `"id": "uid-b"`},
+		{[]string{"-n", "shop", "--pod", "pay"}, ExitOK, `"id": "uid-b"`},
+		{[]string{"uid-b"}, ExitOK, `"id": "uid-b"`},
+		{[]string{"-n", "shop"}, ExitUsage, "-n shop needs a pod NAME as argument: -n shop NAME"},
+		{[]string{"-n", "shop", "shop/cart"}, ExitUsage, `-n shop and pod "shop/cart": give NAME with -n, or NAMESPACE/NAME without it`},
+		{[]string{"cart", "--pod", "shop/cart"}, ExitUsage, `pod given twice, as "cart" and --pod "shop/cart": give one`},
+		{[]string{"cart", "pay"}, ExitUsage, "accepts at most 1 arg"},
+		{[]string{"cart"}, ExitError, "a pod name needs its namespace: -n NAMESPACE cart"},
+	} {
+		r := runCtl(t, newFakeEngine(), defaultRecords(t), append([]string{"rules", "show", "-o", "json"}, tc.args...)...)
+		if r.code != tc.code || !strings.Contains(r.stdout+r.stderr, tc.want) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit %d and %q", tc.args, r.code, r.stdout, r.stderr, tc.code, tc.want)
+		}
+	}
+}
+
+// Every command that takes a pod takes it the kubectl way.
+func TestPodSelectionEveryCommand(t *testing.T) {
+	for _, args := range [][]string{
+		{"enable", "-n", "shop", "pay"},
+		{"disable", "-n", "shop", "pay", "--drain"},
+		{"conns", "-n", "shop", "pay"},
+		{"rules", "show", "-n", "shop", "pay"},
+		{"rules", "apply", "-n", "shop", "pay", "-f", "-"},
+	} {
+		eng := newFakeEngine()
+		r := runWith(t, ctlRun{eng: eng, stateDir: defaultRecords(t), stdin: goodRules}, args...)
+		if r.code != ExitOK {
+			t.Errorf("%q: exit %d: %s", args, r.code, r.stderr)
+		}
+		for _, c := range eng.calls {
+			if strings.Contains(c, "uid-a") {
+				t.Errorf("%q touched the other pod: %q", args, eng.calls)
+			}
+		}
+	}
+}
+
+// A name this node has no record of is looked up in the API server: the
+// message says where the pod runs, or why it is not accelerated here.
+func TestPodOnAnotherNode(t *testing.T) {
+	loc := fakeLocator{"shop/web": "node-b", "shop/here": testNode, "shop/pending": ""}
+	for _, tc := range []struct {
+		ref     string
+		locator PodLocator
+		want    string
+	}{
+		{"shop/web", loc, "pod shop/web runs on node node-b, not on this node (node-a): run mesh-accelctl there"},
+		{"shop/here", loc, "pod shop/here runs on this node (node-a), but the CNI plugin has no record of it: is it annotated accel.mesh/enabled"},
+		{"shop/pending", loc, "pod shop/pending is not scheduled on a node yet"},
+		{"shop/nosuch", loc, "pod shop/nosuch does not exist (the API server has no such pod)"},
+		{"shop/web", nil, `no record of pod shop/web on this node (node-a); is it scheduled here and annotated accel.mesh/enabled: "true"?`},
+		{"shop/web", failingLocator{}, "(looking it up in the API server failed: connection refused)"},
+	} {
+		r := runWith(t, ctlRun{eng: newFakeEngine(), stateDir: defaultRecords(t), locator: tc.locator}, "conns", "--pod", tc.ref)
+		if r.code != ExitError || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want %q", tc.ref, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+type failingLocator struct{}
+
+func (failingLocator) PodNode(context.Context, string, string) (string, error) {
+	return "", errors.New("connection refused")
+}
+
+// The API locator GETs the pod and reads its node; 404 is ErrNoSuchPod.
+func TestAPILocator(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v1/namespaces/shop/pods/web":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"kind":"Pod","metadata":{"name":"web"},"spec":{"nodeName":"node-b","containers":[]}}`))
+		case "/api/v1/namespaces/shop/pods/broken":
+			http.Error(w, "forbidden", http.StatusForbidden)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	loc, err := NewPodLocator(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if node, err := loc.PodNode(t.Context(), "shop", "web"); err != nil || node != "node-b" {
+		t.Errorf("PodNode(shop/web) = %q, %v; want node-b", node, err)
+	}
+	if _, err := loc.PodNode(t.Context(), "shop", "gone"); !errors.Is(err, ErrNoSuchPod) {
+		t.Errorf("PodNode(shop/gone) error %v, want ErrNoSuchPod", err)
+	}
+	if _, err := loc.PodNode(t.Context(), "shop", "broken"); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("PodNode(shop/broken) error %v, want the status", err)
+	}
+}
+
+// Outside a pod there is no API access: the locator says so.
+func TestInClusterLocatorOutsideAPod(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	if _, err := InClusterLocator(); err == nil || !strings.Contains(err.Error(), "no API access") {
+		t.Errorf("InClusterLocator() error %v", err)
+	}
+}
