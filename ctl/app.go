@@ -156,6 +156,7 @@ the installer pod (kubectl -n mesh-accel exec ds/mesh-accel-node -- mesh-accelct
 	root.SuggestionsMinimumDistance = 2
 	root.AddCommand(a.statusCmd(), a.switchCmd(true), a.switchCmd(false), a.rulesCmd(),
 		a.connsCmd(), a.statsCmd(), a.dumpCmd())
+	root.AddCommand(a.versionCmd())
 	return root
 }
 

@@ -3,6 +3,9 @@ package ctl
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,5 +120,63 @@ func TestStatusDataPathSkew(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Warnings about traffic come from the counters' rates over the window,
+// not from their totals; --window 0 measures nothing.
+func TestStatusRates(t *testing.T) {
+	eng := newFakeEngine()
+	eng.counters["rejected_no_owner"] = 1 << 20 // long ago
+	var r statusReport
+	decode := func(args ...string) {
+		t.Helper()
+		r = statusReport{}
+		if err := json.Unmarshal([]byte(mustRun(t, eng, "", append([]string{"status", "-o", "json"}, args...)...)), &r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decode()
+	if r.Window != 1 || r.Rates["rejected_no_owner"] != 0 || slices.ContainsFunc(r.Warnings, func(s string) bool {
+		return strings.Contains(s, "without owner")
+	}) {
+		t.Errorf("status warns about old counts: %+v", r)
+	}
+	eng.onSleep = func() { eng.counters["rejected_no_owner"] += 5 }
+	decode("--window", "500ms")
+	if r.Window != 0.5 || r.Rates["rejected_no_owner"] != 10 || !slices.ContainsFunc(r.Warnings, func(s string) bool {
+		return strings.HasPrefix(s, "10.0 connections per second have a socket without owner")
+	}) {
+		t.Errorf("status does not warn about the rate: %+v", r)
+	}
+	decode("--window", "0")
+	if r.Rates != nil || r.Window != 0 || len(r.Warnings) != 2 {
+		t.Errorf("--window 0: %+v", r)
+	}
+}
+
+// The plugin's setup failures are shown by reason; an unreadable file is
+// a warning, not a failure of status.
+func TestStatusSetupFailures(t *testing.T) {
+	state := goldenState(t)
+	out := mustRun(t, newFakeEngine(), state, "status", "--window", "0")
+	for _, want := range []string{"Setup failures (the CNI plugin let these pods start without acceleration):",
+		"annotation        2      shop/web  2026-12-01T10:00:00Z\n", "cgroup-not-found  1      shop/db"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "repeated option") {
+		t.Errorf("the last error is shown without -o wide:\n%s", out)
+	}
+	if err := os.WriteFile(filepath.Join(state, "failures.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = mustRun(t, newFakeEngine(), state, "status", "--window", "0")
+	if strings.Contains(out, "Setup failures") || !strings.Contains(out, "! setup failures unknown: failure counters") {
+		t.Errorf("status with a corrupt failures file:\n%s", out)
+	}
+	if out := mustRun(t, newFakeEngine(), defaultRecords(t), "status", "--window", "0"); strings.Contains(out, "Setup failures") {
+		t.Errorf("setup failures shown without any:\n%s", out)
 	}
 }
