@@ -1,0 +1,208 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/mesh-accel/mesh-accel/internal/eventspool"
+)
+
+// EventReason is the reason of the Warning Event a pod gets when the plugin
+// could not set up its acceleration (the pod runs without it).
+const EventReason = "AccelerationSetupFailed"
+
+// eventComponent is the Events' source.
+const eventComponent = "mesh-accel"
+
+// Timing of the event poster.
+const (
+	// eventPoll is how often the spool is looked at.
+	eventPoll = 2 * time.Second
+	// eventRetryMax bounds the wait after failed posts (doubling from
+	// eventPoll).
+	eventRetryMax = time.Minute
+	// eventAggregate is how long later failures of a pod add to its
+	// Event ("x5 over 2m") instead of making a new one.
+	eventAggregate = 10 * time.Minute
+)
+
+// newKubeClient builds the installer's API client from its service account
+// (the token file is re-read as the kubelet rotates it). It returns
+// ErrNoAPIHost outside a cluster.
+func newKubeClient(cfg *Config) (kubernetes.Interface, error) {
+	if cfg.APIHost == "" {
+		return nil, ErrNoAPIHost
+	}
+	if _, err := os.Stat(cfg.SAToken); err != nil {
+		return nil, fmt.Errorf("service account token: %w", err)
+	}
+	rc := &rest.Config{
+		Host: cfg.APIHost, BearerTokenFile: cfg.SAToken, UserAgent: "mesh-accel-installer",
+		TLSClientConfig: rest.TLSClientConfig{CAFile: cfg.SACA}, Timeout: 30 * time.Second,
+	}
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("API client for %s: %w", cfg.APIHost, err)
+	}
+	return c, nil
+}
+
+// events posts the plugin's spooled records (package eventspool) as
+// Warning Events of their pods, and removes each record once posted. A
+// record whose post fails stays, and is tried again. Later failures of a
+// pod within eventAggregate raise the count of its Event, as the kubelet's
+// recorder does, so that `kubectl describe pod` shows "(x5 over 2m)".
+type events struct {
+	dir    string
+	client kubernetes.Interface // nil: no API access, the records stay
+	host   string               // the node, as the Events' source
+	log    *slog.Logger
+	now    func() time.Time
+
+	// posted are the Events made, by record key.
+	posted map[string]postedEvent
+	// noAPI says the lack of API access was logged.
+	noAPI bool
+}
+
+// postedEvent is an Event made for a record key.
+type postedEvent struct {
+	name  string
+	count int32
+	at    time.Time // when it was last posted to
+}
+
+func newEvents(stateDir string, client kubernetes.Interface, log *slog.Logger) *events {
+	host, _ := os.Hostname() // the node's name: the installer runs in the host's network namespace
+	return &events{dir: eventspool.Dir(stateDir), client: client, host: host, log: log, now: time.Now,
+		posted: map[string]postedEvent{}}
+}
+
+// run posts until ctx is done.
+func (e *events) run(ctx context.Context) {
+	wait := eventPoll
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if err := e.post(ctx); err != nil {
+			e.log.Warn("pod Events not posted; retrying", "in", wait, "err", err)
+			wait = min(2*wait, eventRetryMax)
+			continue
+		}
+		wait = eventPoll
+	}
+}
+
+// post posts every record of the spool; it stops at the first failure
+// that is not about one record (the API server is unreachable).
+func (e *events) post(ctx context.Context) error {
+	recs, err := eventspool.List(e.dir)
+	if err != nil {
+		e.log.Warn("unreadable Event records removed", "err", err)
+		if err := eventspool.Clean(e.dir); err != nil {
+			return err
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if e.client == nil {
+		if !e.noAPI {
+			e.noAPI = true
+			e.log.Warn("no API access: pod Events stay in the spool", "dir", e.dir, "records", len(recs))
+		}
+		return nil
+	}
+	for _, r := range recs {
+		err := e.postOne(ctx, r)
+		if errors.Is(err, errPodGone) {
+			e.log.Debug("pod gone: its Event dropped", "pod", r.Namespace+"/"+r.Name)
+			if err := eventspool.Drop(e.dir, r.Key()); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("post the Event of pod %s/%s: %w", r.Namespace, r.Name, err)
+		}
+		if err := eventspool.Done(e.dir, r); err != nil {
+			return err
+		}
+		e.log.Info("pod Event posted", "pod", r.Namespace+"/"+r.Name, "reason", r.Reason, "count", r.Count)
+	}
+	return nil
+}
+
+// errPodGone: the record's pod no longer exists.
+var errPodGone = errors.New("pod gone")
+
+// postOne makes the record's Event, or adds the record's failures to the
+// Event made for the same pod and reason a short while ago.
+func (e *events) postOne(ctx context.Context, r eventspool.Record) error {
+	key := r.Key()
+	if r.UID == "" {
+		pod, err := e.client.CoreV1().Pods(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return errPodGone
+		}
+		if err != nil {
+			return fmt.Errorf("get the pod's uid: %w", err)
+		}
+		r.UID = string(pod.UID)
+	}
+	if p, ok := e.posted[key]; ok && e.now().Sub(p.at) < eventAggregate {
+		err := e.addTo(ctx, key, r, p)
+		if err == nil || !apierrors.IsNotFound(err) {
+			return err
+		}
+		// The Event expired meanwhile: a new one.
+	}
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      fmt.Sprintf("%s.%x", r.Name, e.now().UnixNano()),
+			Namespace: r.Namespace,
+		},
+		InvolvedObject: corev1.ObjectReference{
+			Kind: "Pod", APIVersion: "v1", Namespace: r.Namespace, Name: r.Name, UID: types.UID(r.UID),
+		},
+		Reason: EventReason, Message: r.Message, Type: corev1.EventTypeWarning,
+		Source:         corev1.EventSource{Component: eventComponent, Host: e.host},
+		FirstTimestamp: metav1.NewTime(r.First), LastTimestamp: metav1.NewTime(r.Last), Count: r.Count,
+		ReportingController: eventComponent, ReportingInstance: e.host,
+	}
+	made, err := e.client.CoreV1().Events(r.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create Event: %w", err)
+	}
+	e.posted[key] = postedEvent{name: made.Name, count: r.Count, at: e.now()}
+	return nil
+}
+
+// addTo raises the count of the Event p by the record's, with its last
+// time and message.
+func (e *events) addTo(ctx context.Context, key string, r eventspool.Record, p postedEvent) error {
+	count := p.count + r.Count
+	patch := fmt.Sprintf(`{"count":%d,"lastTimestamp":%q,"message":%q}`, count,
+		r.Last.UTC().Format(time.RFC3339), r.Message)
+	_, err := e.client.CoreV1().Events(r.Namespace).Patch(ctx, p.name, types.StrategicMergePatchType, []byte(patch),
+		metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("update Event %s: %w", p.name, err)
+	}
+	e.posted[key] = postedEvent{name: p.name, count: count, at: e.now()}
+	return nil
+}

@@ -1,0 +1,177 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/mesh-accel/mesh-accel/internal/eventspool"
+)
+
+// spool adds a failure record to the spool of stateDir.
+func spool(tb testing.TB, stateDir string, r eventspool.Record) {
+	tb.Helper()
+	if err := eventspool.Add(eventspool.Dir(stateDir), r); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// podEvents lists the Events of a namespace.
+func podEvents(tb testing.TB, c *fake.Clientset, ns string) []corev1.Event {
+	tb.Helper()
+	l, err := c.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l.Items
+}
+
+func spooled(tb testing.TB, stateDir string) []eventspool.Record {
+	tb.Helper()
+	recs, err := eventspool.List(eventspool.Dir(stateDir))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return recs
+}
+
+func TestEventsPosted(t *testing.T) {
+	state := t.TempDir()
+	c := fake.NewClientset()
+	e := newEvents(state, c, testLog(t))
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	e.now = func() time.Time { return now }
+	first := now.Add(-2 * time.Minute)
+	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "uid-web", Reason: "attach",
+		Message: "mesh-accel could not accelerate the pod (attach): boom", First: first, Last: first})
+	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "uid-web", Reason: "attach",
+		Message: "mesh-accel could not accelerate the pod (attach): boom again", Last: now.Add(-time.Minute)})
+	if err := e.post(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	evs := podEvents(t, c, "shop")
+	if len(evs) != 1 {
+		t.Fatalf("%d Events, want 1: %+v", len(evs), evs)
+	}
+	ev := evs[0]
+	want := corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: "shop", Name: "web", UID: "uid-web"}
+	if ev.InvolvedObject != want || ev.Type != corev1.EventTypeWarning || ev.Reason != EventReason ||
+		ev.Count != 2 || !ev.FirstTimestamp.Time.Equal(first) || !ev.LastTimestamp.Time.Equal(now.Add(-time.Minute)) ||
+		!strings.Contains(ev.Message, "boom again") || ev.Source.Component != eventComponent {
+		t.Errorf("Event %+v", ev)
+	}
+	if recs := spooled(t, state); len(recs) != 0 {
+		t.Errorf("posted records left: %+v", recs)
+	}
+
+	// The pod fails again: its Event counts it ("x3 over 2m").
+	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "uid-web", Reason: "attach",
+		Message: "third", Last: now})
+	if err := e.post(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	evs = podEvents(t, c, "shop")
+	if len(evs) != 1 || evs[0].Count != 3 || evs[0].Message != "third" || !evs[0].LastTimestamp.Time.Equal(now) ||
+		!evs[0].FirstTimestamp.Time.Equal(first) {
+		t.Errorf("after another failure: %+v", evs)
+	}
+}
+
+// TestEventsAPIFailure: a failed post keeps the record, and the next try
+// posts it.
+func TestEventsAPIFailure(t *testing.T) {
+	state := t.TempDir()
+	c := fake.NewClientset()
+	down := true
+	c.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if down {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
+	e := newEvents(state, c, testLog(t))
+	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "uid-web", Reason: "kernel", Message: "m"})
+	if err := e.post(context.Background()); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("post = %v, want the API error", err)
+	}
+	if recs := spooled(t, state); len(recs) != 1 {
+		t.Fatalf("records after a failed post: %+v, want the one kept", recs)
+	}
+	down = false
+	if err := e.post(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if evs := podEvents(t, c, "shop"); len(evs) != 1 || evs[0].Count != 1 {
+		t.Errorf("Events after the retry: %+v", evs)
+	}
+	if recs := spooled(t, state); len(recs) != 0 {
+		t.Errorf("records after the retry: %+v", recs)
+	}
+}
+
+// TestEventsNoUID: a record without the pod's uid gets it from the API
+// server; a record of a pod that is gone is dropped.
+func TestEventsNoUID(t *testing.T) {
+	state := t.TempDir()
+	c := fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "uid-from-api"}})
+	e := newEvents(state, c, testLog(t))
+	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", Reason: "args", Message: "m"})
+	spool(t, state, eventspool.Record{Namespace: "shop", Name: "gone", Reason: "args", Message: "m"})
+	if err := e.post(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	evs := podEvents(t, c, "shop")
+	if len(evs) != 1 || evs[0].InvolvedObject.Name != "web" || evs[0].InvolvedObject.UID != "uid-from-api" {
+		t.Errorf("Events %+v, want one of web with the uid from the API server", evs)
+	}
+	if recs := spooled(t, state); len(recs) != 0 {
+		t.Errorf("records left: %+v", recs)
+	}
+}
+
+// TestEventsNoAPI: without an API client the records stay.
+func TestEventsNoAPI(t *testing.T) {
+	state := t.TempDir()
+	e := newEvents(state, nil, testLog(t))
+	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "u", Reason: "kernel", Message: "m"})
+	for range 2 {
+		if err := e.post(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if recs := spooled(t, state); len(recs) != 1 || !e.noAPI {
+		t.Errorf("records %+v, noAPI logged %v", recs, e.noAPI)
+	}
+}
+
+// TestEventsExpired: an Event that expired on the API server is made anew.
+func TestEventsExpired(t *testing.T) {
+	state := t.TempDir()
+	c := fake.NewClientset()
+	e := newEvents(state, c, testLog(t))
+	r := eventspool.Record{Namespace: "shop", Name: "web", UID: "u", Reason: "kernel", Message: "m"}
+	spool(t, state, r)
+	if err := e.post(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range podEvents(t, c, "shop") {
+		if err := c.CoreV1().Events("shop").Delete(context.Background(), ev.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spool(t, state, r)
+	if err := e.post(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if evs := podEvents(t, c, "shop"); len(evs) != 1 || evs[0].Count != 1 {
+		t.Errorf("Events %+v, want one new", evs)
+	}
+}

@@ -1,0 +1,142 @@
+package installer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
+)
+
+// appendLog appends text to the file at path, as a plugin process does.
+func appendLog(tb testing.TB, path, text string) {
+	tb.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// plugin lines as the follower writes them.
+func fromPlugin(lines ...string) string {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(pluginLogPrefix + l + "\n")
+	}
+	return b.String()
+}
+
+func TestPluginLogFollows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cni.log")
+	appendLog(t, path, "level=INFO msg=old\n")
+	var out bytes.Buffer
+	p := newPluginLog(path, &out, testLog(t))
+	p.start()
+	defer p.close()
+	check := func(step string, want string) {
+		t.Helper()
+		p.step()
+		if out.String() != want {
+			t.Fatalf("%s: output\n%s\nwant\n%s", step, out.String(), want)
+		}
+	}
+	check("start: no replay", "")
+	appendLog(t, path, "level=INFO msg=one\nlevel=INFO msg=tw")
+	check("a line and a half", fromPlugin("level=INFO msg=one"))
+	appendLog(t, path, "o\n")
+	want := fromPlugin("level=INFO msg=one", "level=INFO msg=two")
+	check("the rest of the line", want)
+
+	// Rotation as plugin/logging.go does it: rename to .1, a late writer
+	// still appends to the renamed file, new lines go to a new file.
+	old, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	appendLog(t, path, "msg=before-rotation\n")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(old, "msg=late\n")
+	appendLog(t, path, "msg=new-1\nmsg=new-2\n")
+	want += fromPlugin("msg=before-rotation", "msg=late", "msg=new-1", "msg=new-2")
+	check("rotation", want)
+	fmt.Fprintf(old, "msg=after-switch\n") // in .1 after the follower moved on: not followed
+	appendLog(t, path, "msg=new-3\n")
+	want += fromPlugin("msg=new-3")
+	check("after rotation", want)
+
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendLog(t, path, "msg=x\n")
+	want += fromPlugin("msg=x")
+	check("truncated in place", want)
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	check("file gone", want)
+	appendLog(t, path, "msg=back\n")
+	want += fromPlugin("msg=back")
+	check("file back", want)
+}
+
+func TestPluginLogLongLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cni.log")
+	var out bytes.Buffer
+	p := newPluginLog(path, &out, testLog(t))
+	p.start() // no file yet: followed from its start once there
+	defer p.close()
+	long := strings.Repeat("x", pluginLogMaxLine+10)
+	appendLog(t, path, long+"\nmsg=short\n")
+	p.step()
+	want := fromPlugin(long[:pluginLogMaxLine], "xxxxxxxxxx", "msg=short")
+	if out.String() != want {
+		t.Errorf("output %d bytes, want %d:\n%.300s", out.Len(), len(want), out.String())
+	}
+}
+
+// TestPluginLogRun follows a file that a writer rotates while the
+// follower runs, and checks that every line arrives once, in order.
+func TestPluginLogRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cni.log")
+	appendLog(t, path, "msg=history\n")
+	var out testenv.SyncBuffer
+	p := newPluginLog(path, &out, testLog(t))
+	p.poll = 5 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond) // the follower is at the end
+	var want []string
+	for i := range 300 {
+		line := fmt.Sprintf("msg=line-%03d", i)
+		appendLog(t, path, line+"\n")
+		want = append(want, line)
+		if i%50 == 49 {
+			if err := os.Rename(path, path+".1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%7 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(t, "all lines", func() bool { return strings.Count(out.String(), "\n") >= len(want) })
+	time.Sleep(50 * time.Millisecond)
+	if got := out.String(); got != fromPlugin(want...) {
+		t.Errorf("output differs from the lines written:\n%s", got)
+	}
+}
