@@ -54,7 +54,7 @@ func TestRulesApply(t *testing.T) {
 	}
 
 	bad := ruleFile(t, "chain --uid-owner 1337 -j ACCEPT\nchain -p 15006 -j REJECT\n")
-	for _, args := range [][]string{{"rules", "check", "-f", bad}, {"rules", "apply", "-f", bad},
+	for _, args := range [][]string{{"rules", "check", "-f", bad}, {"rules", "apply", "-f", bad, "--all"},
 		{"rules", "apply", "-f", bad, "--pod", "shop/a"}} {
 		r := e.ctl(args...)
 		if r.code != ctl.ExitError || !strings.Contains(r.stderr, bad+":2:19: ") {
@@ -86,10 +86,10 @@ func TestRulesApply(t *testing.T) {
 	}
 	e.ok("disable", "--pod", "shop/b")
 
-	// Without --pod: every pod, keeping TrustApp and the switch.
+	// --all: every pod, keeping TrustApp and the switch.
 	def := ruleFile(t, rules.Default().String())
 	var res struct{ Pods []string }
-	e.json(&res, "rules", "apply", "-f", def)
+	e.json(&res, "rules", "apply", "-f", def, "--all")
 	if len(res.Pods) != 2 {
 		t.Errorf("apply to every pod: %+v", res)
 	}
@@ -104,11 +104,50 @@ func TestRulesApply(t *testing.T) {
 		Enabled bool
 		Rules   []string
 	}
-	e.json(&shown, "rules", "show", "--pod", "shop/b")
+	e.json(&shown, "rules", "show", "-n", "shop", "b")
 	if len(shown) != 1 || shown[0].Name != "shop/b" || shown[0].Enabled || len(shown[0].Rules) != 2 {
 		t.Errorf("rules show --pod shop/b: %+v", shown)
 	}
 	if out := e.ok("rules", "show"); strings.Count(out, "chain --port 15006 -j RETURN") != 2 {
 		t.Errorf("rules show:\n%s", out)
+	}
+}
+
+// --dry-run prints each pod's change as -/+ lines and leaves the node
+// state as it was.
+func TestRulesApplyDryRun(t *testing.T) {
+	e := newEnv(t)
+	e.pod("a", oneWayCfg)
+	e.pod("b", trustedAll)
+	before, err := e.node.Pods()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := ruleFile(t, "chain --uid-owner 1337 -j ACCEPT\nchain --port 9090 -j RETURN\n")
+	out := e.ok("rules", "apply", "--all", "--dry-run", "-f", file)
+	for _, want := range []string{"would change the rules of 2 pods (nothing was applied)",
+		"--- shop/a (rules in force)\n+++ shop/a (rules of " + file + ")\n chain --uid-owner 1337 -j ACCEPT\n" +
+			"-chain --port 15006 -j RETURN\n+chain --port 9090 -j RETURN\n",
+		"--- shop/b (rules in force)\n+++ shop/b (rules of " + file + ")\n+chain --uid-owner 1337 -j ACCEPT\n" +
+			"+chain --port 9090 -j RETURN\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out)
+		}
+	}
+	after, err := e.node.Pods()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("%d pods after the dry run, %d before", len(after), len(before))
+	}
+	for i := range before {
+		b, a := before[i].Config, after[i].Config
+		if !a.Rules.Equal(b.Rules) || a.TrustApp != b.TrustApp || a.OneWay != b.OneWay || a.Disabled != b.Disabled {
+			t.Errorf("pod %s changed by a dry run: %+v, was %+v", before[i].ID, a, b)
+		}
+	}
+	if r := e.ctl("rules", "apply", "-f", file); r.code != ctl.ExitUsage || !strings.Contains(r.stderr, "--all") {
+		t.Errorf("apply without a pod or --all: exit %d, %s", r.code, r.stderr)
 	}
 }
