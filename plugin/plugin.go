@@ -13,13 +13,15 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	meshversion "github.com/mesh-accel/mesh-accel/internal/version"
 )
 
 // TypeName is the plugin's type in a conflist and the name of its binary.
 const TypeName = "mesh-accel"
 
-// About is what the binary prints on stderr when run without CNI_COMMAND.
-const About = "CNI plugin mesh-accel: sockmap acceleration of sidecar traffic (chained, per pod)"
+// About is what the binary prints on stderr when run without CNI_COMMAND:
+// what it is and its release ([meshversion.Version]).
+var About = "CNI plugin mesh-accel " + meshversion.Version() + ": sockmap acceleration of sidecar traffic (chained, per pod)"
 
 // Versions are the CNI specification versions the plugin speaks.
 var Versions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")

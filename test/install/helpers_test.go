@@ -49,7 +49,7 @@ func binaries(tb testing.TB) string {
 		if build.err = cnichain.BuildPlugins(build.dir); build.err != nil {
 			return
 		}
-		ldflags := "-s -w -X github.com/mesh-accel/mesh-accel/installer.version=" + testVersion
+		ldflags := "-s -w -X github.com/mesh-accel/mesh-accel/internal/version.version=" + testVersion
 		cmd := exec.Command(cnichain.GoTool(), append([]string{"build", "-trimpath", "-ldflags", ldflags, "-o", build.dir + "/"}, ourPackages...)...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

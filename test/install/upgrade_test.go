@@ -65,7 +65,7 @@ func nextRelease(t *testing.T, sameLayout bool) (dir, layout string) {
 	}
 	run(filepath.Join(tree, "bpf"), "generate", ".")
 	dir = filepath.Join(work, "bin")
-	ldflags := "-s -w -X github.com/mesh-accel/mesh-accel/installer.version=" + testVersion + "-next"
+	ldflags := "-s -w -X github.com/mesh-accel/mesh-accel/internal/version.version=" + testVersion + "-next"
 	run(tree, append([]string{"build", "-trimpath", "-ldflags", ldflags, "-o", dir + "/",
 		"github.com/mesh-accel/mesh-accel/plugin/cmd/mesh-accel"}, ourPackages...)...)
 	return dir, layout
