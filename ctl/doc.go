@@ -5,7 +5,17 @@
 // pcap file).
 //
 // The commands work on an [Engine] (the node's BPF state, *bpf.Node in
-// production) and a [PodDirectory] (pod names), so tests can drive them
-// with fakes; [Main] runs the command tree and maps errors to exit codes.
-// Every command prints a human table by default and JSON with -o json.
+// production), a [PodDirectory] (pod names, from the CNI plugin's records)
+// and a [PodLocator] (the API server, to say on which node a pod runs that
+// this node has no record of), so tests can drive them with fakes; [Main]
+// runs the command tree and maps errors to exit codes.
+//
+// The command line follows kubectl's conventions: a pod is NAME with
+// -n NAMESPACE (or --pod NAMESPACE/NAME, or its UID); -o table (the
+// default), wide, json or yaml and --no-headers choose the output; -f -
+// reads stdin; a mistyped command or flag gets "did you mean". Errors say
+// which flag or value is wrong and what is expected, a permission error
+// says that mesh-accelctl needs root ([ErrNeedsRoot]), and rule errors
+// name file:line:column (in characters) in the file given, a ConfigMap or
+// manifest included, with a hint for the common mistakes.
 package ctl
