@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -205,4 +206,30 @@ func (e *events) addTo(ctx context.Context, key string, r eventspool.Record, p p
 	}
 	e.posted[key] = postedEvent{name: p.name, count: count, at: e.now()}
 	return nil
+}
+
+// startCompanions starts what runs beside the main loop until ctx is done:
+// the plugin log's follower (when Deps.PluginLogOut is set), the Event
+// poster and the namespace watch (both need the API server). The returned
+// function waits for them to end.
+func (in *installer) startCompanions(ctx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	if in.d.PluginLogOut != nil {
+		wg.Go(func() { newPluginLog(in.cfg.PluginLogFile, in.d.PluginLogOut, in.log).run(ctx) })
+	}
+	client := in.d.Kube
+	if client == nil {
+		c, err := newKubeClient(in.cfg)
+		if err != nil {
+			in.log.Warn("no API access: failed pods get no Event (their records wait in the spool) "+
+				"and namespace labels are not followed", "err", err)
+		} else {
+			client = c
+		}
+	}
+	wg.Go(func() { newEvents(in.cfg.StateDir, client, in.log).run(ctx) })
+	if client != nil {
+		wg.Go(func() { newNamespaces(in.cfg.StateDir, client, in.log).run(ctx) })
+	}
+	return wg.Wait
 }

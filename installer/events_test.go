@@ -3,6 +3,7 @@ package installer
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/mesh-accel/mesh-accel/internal/eventspool"
+	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
 // spool adds a failure record to the spool of stateDir.
@@ -174,4 +177,25 @@ func TestEventsExpired(t *testing.T) {
 	if evs := podEvents(t, c, "shop"); len(evs) != 1 || evs[0].Count != 1 {
 		t.Errorf("Events %+v, want one new", evs)
 	}
+}
+
+// TestRunCompanions: a running installer copies the plugin's log lines to
+// its stdout, posts the spooled Events and records the labelled
+// namespaces.
+func TestRunCompanions(t *testing.T) {
+	h := newHost(t)
+	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
+	c := fake.NewClientset(namespace("shop", map[string]string{nsoptin.Label: "true"}))
+	var stdout testenv.SyncBuffer
+	r := h.start(t, Deps{Kube: c, PluginLogOut: &stdout})
+	r.waitReady(t)
+
+	waitFor(t, "the opted-in namespaces", func() bool { return slices.Equal(optedIn(t, h.cfg.StateDir), []string{"shop"}) })
+	spool(t, h.cfg.StateDir, eventspool.Record{Namespace: "shop", Name: "web", UID: "u", Reason: "attach", Message: "m"})
+	waitFor(t, "the Event", func() bool { return len(podEvents(t, c, "shop")) == 1 && len(spooled(t, h.cfg.StateDir)) == 0 })
+	waitFor(t, "the plugin log followed", func() bool {
+		appendLog(t, h.cfg.PluginLogFile, "level=INFO msg=\"pod accelerated\"\n")
+		time.Sleep(100 * time.Millisecond)
+		return strings.Contains(stdout.String(), pluginLogPrefix+"level=INFO msg=\"pod accelerated\"\n")
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 )
@@ -41,6 +42,13 @@ type Deps struct {
 	// Sweep is the period of the node state's sweep of entries that
 	// closed sockets left behind (bpf.DefaultSweepInterval).
 	Sweep time.Duration
+	// PluginLogOut receives the lines of the plugin's log file, marked as
+	// the plugin's (the installer's stdout); nil: not followed.
+	PluginLogOut io.Writer
+	// Kube is the API client that posts pod Events and watches namespace
+	// labels; nil: one from the service account (Config.APIHost, SAToken,
+	// SACA), none when that fails.
+	Kube kubernetes.Interface
 }
 
 func (d *Deps) defaults() {
@@ -91,7 +99,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 0
 	}
 	log.Info("starting", "version", Version())
-	if err := Run(ctx, cfg, Deps{Log: log}); err != nil {
+	if err := Run(ctx, cfg, Deps{Log: log, PluginLogOut: stdout}); err != nil {
 		log.Error("installer failed", "err", err)
 		return 1
 	}
@@ -129,7 +137,9 @@ func Run(ctx context.Context, cfg *Config, d Deps) (err error) {
 	in := newInstaller(cfg, d, m, ready)
 	err = in.setup()
 	if err == nil {
+		wait := in.startCompanions(ctx)
 		in.loop(ctx)
+		wait()
 	}
 	return errors.Join(err, in.teardown())
 }
@@ -145,6 +155,7 @@ type installer struct {
 	conf      *conflists
 	kube      *kubeconfigs
 	rules     *ruleSet
+	kill      *killSwitch
 	installed bool              // the entry was in place once
 	problems  map[string]string // last reported problem, by area
 }
@@ -157,6 +168,7 @@ func newInstaller(cfg *Config, d Deps, m *metrics, ready *readiness) *installer 
 		kube: &kubeconfigs{path: cfg.KubeconfigPath, server: cfg.APIHost, tokenPath: cfg.SAToken, caPath: cfg.SACA},
 		rules: &ruleSet{src: cfg.RulesFile, copyPath: cfg.RulesCopyPath, sidecarUID: cfg.SidecarUID,
 			record: filepath.Join(cfg.installerDir(), "rules-applied"), log: d.Log},
+		kill: newKillSwitch(cfg, d.Log),
 	}
 }
 
@@ -196,6 +208,7 @@ func (in *installer) setup() error {
 	in.syncKubeconfig()
 	in.rules.loadRecord()
 	in.reloadRules()
+	in.applyKillSwitch()
 	if err := in.conf.loadBackup(); err != nil {
 		return err
 	}
@@ -321,5 +334,6 @@ func (in *installer) handle(c change) {
 	}
 	if c&changeRules != 0 {
 		in.reloadRules()
+		in.applyKillSwitch()
 	}
 }

@@ -1,0 +1,148 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// KillSwitchKey is the key of the rules ConfigMap (mesh-accel-rules) that
+// turns acceleration off on every node: "false" turns each node's global
+// switch off, "true" or no key turns it on again where the ConfigMap turned
+// it off. It is mounted as a file next to the rules file.
+const KillSwitchKey = "enabled"
+
+// switchNode is the node state's global switch; *bpf.Node has it.
+type switchNode interface {
+	Enabled() (bool, error)
+	SetEnabled(on bool) error
+}
+
+// killSwitch makes the node's global switch follow the ConfigMap's
+// KillSwitchKey, as `mesh-accelctl disable` and `enable` set it: off, no
+// new connection is accelerated, and the connections accelerated already
+// stay so until they close (`mesh-accelctl disable --drain` on the node
+// moves them back at once).
+//
+// Whoever turned the switch off decides when it goes on again: the marker
+// file records that the ConfigMap did. A switch an operator turned off by
+// hand stays off when the ConfigMap says "true" again. While the ConfigMap
+// says "false" the switch is kept off: turned off again at every re-check
+// (also after a reboot, whose new node state starts on), even after a
+// `mesh-accelctl enable` on the node.
+type killSwitch struct {
+	path   string // the mounted key
+	marker string // exists while the ConfigMap holds the switch off
+	log    *slog.Logger
+	state  string // the last situation logged, so that each is logged once
+}
+
+func newKillSwitch(cfg *Config, log *slog.Logger) *killSwitch {
+	return &killSwitch{
+		path:   filepath.Join(filepath.Dir(cfg.RulesFile), KillSwitchKey),
+		marker: filepath.Join(cfg.installerDir(), "disabled-by-configmap"),
+		log:    log,
+	}
+}
+
+// wanted reads the key: true when absent.
+func (k *killSwitch) wanted() (bool, error) {
+	b, err := os.ReadFile(k.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the ConfigMap key %s: %w", KillSwitchKey, err)
+	}
+	v := strings.TrimSpace(string(b))
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("ConfigMap key %s (%s) is %q, neither \"true\" nor \"false\": the node's switch stays as it is",
+			KillSwitchKey, k.path, v)
+	}
+	return on, nil
+}
+
+// apply sets the node's switch as the key says.
+func (k *killSwitch) apply(n Node) error {
+	want, err := k.wanted()
+	if err != nil {
+		return err
+	}
+	sn, ok := n.(switchNode)
+	if !ok {
+		if want {
+			return nil // nothing to turn off
+		}
+		return errors.New("the node state has no global switch")
+	}
+	on, err := sn.Enabled()
+	if err != nil {
+		return fmt.Errorf("read the node's switch: %w", err)
+	}
+	_, serr := os.Stat(k.marker)
+	marked := serr == nil
+	switch {
+	case !want && on:
+		// The marker first: a crash before the switch is set must not
+		// leave a switch off that looks turned off by hand.
+		if err := writeFileAtomic(k.marker, []byte("the ConfigMap key "+KillSwitchKey+" turned the switch off\n"), 0o644); err != nil {
+			return fmt.Errorf("record who turns the switch off: %w", err)
+		}
+		if err := sn.SetEnabled(false); err != nil {
+			return fmt.Errorf("turn the node's switch off: %w", err)
+		}
+		if marked {
+			k.logOnce("reoff", slog.LevelWarn, "acceleration turned off again: the ConfigMap says "+KillSwitchKey+": false")
+		} else {
+			k.logOnce("off", slog.LevelWarn, "acceleration turned off on this node: the ConfigMap says "+KillSwitchKey+
+				": false; connections accelerated now stay so until they close")
+		}
+	case !want && !marked:
+		k.logOnce("off-by-hand", slog.LevelInfo, "the ConfigMap says "+KillSwitchKey+": false; the switch was already "+
+			"off by hand, and stays off when the ConfigMap says true again (mesh-accelctl enable turns it on)")
+	case !want:
+		k.logOnce("off", slog.LevelInfo, "acceleration off on this node: the ConfigMap says "+KillSwitchKey+": false")
+	case marked:
+		if !on {
+			if err := sn.SetEnabled(true); err != nil {
+				return fmt.Errorf("turn the node's switch on: %w", err)
+			}
+		}
+		if err := removeFile(k.marker); err != nil {
+			return err
+		}
+		k.logOnce("on", slog.LevelInfo, "acceleration turned on again: the ConfigMap no longer says "+KillSwitchKey+": false")
+	case !on:
+		k.logOnce("on-off-by-hand", slog.LevelInfo, "the node's switch is off by hand (mesh-accelctl disable): "+
+			"the ConfigMap leaves it off")
+	default:
+		k.state = "on"
+	}
+	return nil
+}
+
+// logOnce logs msg when the situation changed since the last one logged.
+func (k *killSwitch) logOnce(state string, level slog.Level, msg string) {
+	if k.state == state {
+		return
+	}
+	k.state = state
+	k.log.Log(context.Background(), level, msg, "key", k.path)
+}
+
+// applyKillSwitch sets the node's switch as the ConfigMap's key says; a
+// failure is reported once and tried again at the next re-check.
+func (in *installer) applyKillSwitch() {
+	if err := in.kill.apply(in.node); err != nil {
+		in.report("killswitch", "the node's switch does not follow the ConfigMap key "+KillSwitchKey, err)
+		return
+	}
+	in.resolved("killswitch", "the node's switch follows the ConfigMap key "+KillSwitchKey+" again")
+}

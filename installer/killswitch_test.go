@@ -1,0 +1,141 @@
+package installer
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
+)
+
+// killSwitchEnv is a node state and the mounted ConfigMap folder.
+type killSwitchEnv struct {
+	t    *testing.T
+	node *bpf.Node
+	k    *killSwitch
+}
+
+func newKillSwitchEnv(t *testing.T) *killSwitchEnv {
+	t.Helper()
+	root := t.TempDir()
+	cfg := &Config{RulesFile: filepath.Join(root, "rules", "rules"), StateDir: filepath.Join(root, "state")}
+	for _, d := range []string{filepath.Dir(cfg.RulesFile), cfg.installerDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &killSwitchEnv{t: t, node: bpftest.NewNode(t, bpf.Options{}), k: newKillSwitch(cfg, testLog(t))}
+}
+
+// set writes the ConfigMap key; "" removes it.
+func (e *killSwitchEnv) set(v string) {
+	e.t.Helper()
+	if v == "" {
+		if err := os.Remove(e.k.path); err != nil && !os.IsNotExist(err) {
+			e.t.Fatal(err)
+		}
+		return
+	}
+	replaceWith(e.t, e.k.path, v+"\n")
+}
+
+// expect applies the key and checks the node's switch.
+func (e *killSwitchEnv) expect(step string, want bool) {
+	e.t.Helper()
+	if err := e.k.apply(e.node); err != nil {
+		e.t.Fatalf("%s: apply: %v", step, err)
+	}
+	if on, err := e.node.Enabled(); err != nil || on != want {
+		e.t.Fatalf("%s: switch on = %v (%v), want %v", step, on, err, want)
+	}
+}
+
+// byHand sets the switch as mesh-accelctl does.
+func (e *killSwitchEnv) byHand(on bool) {
+	e.t.Helper()
+	if err := e.node.SetEnabled(on); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func TestKillSwitchFollowsConfigMap(t *testing.T) {
+	e := newKillSwitchEnv(t)
+	e.expect("no key", true)
+	e.set("true")
+	e.expect("true", true)
+	e.set("false")
+	e.expect("false", false)
+	// mesh-accelctl enable while the ConfigMap says false, or a new node
+	// state after a reboot (it starts on): turned off again.
+	e.byHand(true)
+	e.expect("false kept", false)
+	e.set("true")
+	e.expect("true again", true)
+	e.set("false")
+	e.expect("false again", false)
+	e.set("")
+	e.expect("key removed", true)
+}
+
+// TestKillSwitchRespectsManualDisable: a switch turned off by hand stays
+// off whatever the ConfigMap says.
+func TestKillSwitchRespectsManualDisable(t *testing.T) {
+	e := newKillSwitchEnv(t)
+	e.expect("no key", true)
+	e.byHand(false) // mesh-accelctl disable
+	e.expect("off by hand, no key", false)
+	e.set("false")
+	e.expect("ConfigMap false", false)
+	e.set("true")
+	e.expect("ConfigMap true: still off by hand", false)
+	e.byHand(true)
+	e.expect("on by hand", true)
+}
+
+func TestKillSwitchBadValue(t *testing.T) {
+	e := newKillSwitchEnv(t)
+	e.set("nope")
+	if err := e.k.apply(e.node); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("apply = %v, want an error naming the value", err)
+	}
+	if on, _ := e.node.Enabled(); !on {
+		t.Error("a bad value changed the switch")
+	}
+}
+
+// TestRunKillSwitch: a running installer on real node state turns the
+// switch off and on again as the mounted ConfigMap key flips.
+func TestRunKillSwitch(t *testing.T) {
+	testenv.RequireRoot(t)
+	if err := bpf.CheckKernel(); err != nil {
+		testenv.Missing(t, "%v", err)
+	}
+	h := newHost(t)
+	h.cfg.BPFRoot = bpftest.UniqueRoot()
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(h.cfg.BPFFS, h.cfg.BPFRoot)) })
+	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
+	key := filepath.Join(filepath.Dir(h.cfg.RulesFile), KillSwitchKey)
+	replaceWith(t, key, "false")
+	r := h.start(t, Deps{Engine: BPFEngine{}})
+	r.waitReady(t)
+	n, err := bpf.OpenNode(h.cfg.bpfOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	switchIs := func(want bool) func() bool {
+		return func() bool { on, err := n.Enabled(); return err == nil && on == want }
+	}
+	waitFor(t, "the switch off at start", switchIs(false))
+	replaceWith(t, key, "true")
+	waitFor(t, "the switch on", switchIs(true))
+	replaceWith(t, key, "false")
+	waitFor(t, "the switch off", switchIs(false))
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the switch on without the key", switchIs(true))
+}
