@@ -29,8 +29,9 @@ type Deps struct {
 	// Locator finds the node of a pod that this node has no record of;
 	// it fails when there is no API access (not run in a pod).
 	Locator func() (PodLocator, error)
-	// NodeName names this node (the installer pod shares the node's
-	// hostname: it runs in the host network).
+	// NodeName names this node when --node-name is not given (the
+	// installer pod shares the node's host name: it runs in the host
+	// network).
 	NodeName func() (string, error)
 	// Sleep waits d (status compares counters over a window) or until ctx
 	// is done.

@@ -20,6 +20,7 @@ const (
 	FlagStateDir = nodestate.FlagStateDir
 	FlagOutput   = "output"
 	FlagNoHeader = "no-headers"
+	FlagNodeName = "node-name"
 )
 
 // Output formats (-o), as kubectl names them.
@@ -38,6 +39,9 @@ type Config struct {
 	nodestate.Location        // where the node's state lives
 	Output             string // one of outputs
 	NoHeaders          bool   // tables without their header line
+	// NodeName is this node's Kubernetes name; empty: the host name (the
+	// installer pod runs in the host network, so it has the node's).
+	NodeName string
 }
 
 // bindConfig registers the global flags on fs and returns the Config they
@@ -50,13 +54,15 @@ func bindConfig(fs *pflag.FlagSet, getenv func(string) string) (*Config, *nodest
 	b.BindLocation(&c.Location)
 	b.StringP(&c.Output, FlagOutput, "o", OutputTable, "output format: "+strings.Join(outputs, ", "))
 	b.Bool(&c.NoHeaders, FlagNoHeader, "print tables without their header line")
+	b.String(&c.NodeName, FlagNodeName, "", "this node's name in Kubernetes, to tell where a pod runs (default: the host name)")
 	return c, b
 }
 
 // validate checks the values the flags and environment gave.
 func (c *Config) validate() error {
 	if !slices.Contains(outputs, c.Output) {
-		return usageErrorf("--%s %q: want one of %s", FlagOutput, c.Output, strings.Join(outputs, ", "))
+		return usageErrorf("--%s (or %s) %q: want one of %s", FlagOutput, nodestate.EnvName(FlagOutput), c.Output,
+			strings.Join(outputs, ", "))
 	}
 	if err := c.Location.Validate(); err != nil {
 		return usageErrorf("%v", err)

@@ -129,15 +129,27 @@ func (a *app) notOnNode(ref string) error {
 		return notOnNodef("%s (looking it up in the API server failed: %v)", unknown, err)
 	case node == "":
 		return notOnNodef("pod %s is not scheduled on a node yet", ref)
-	case node != here:
+	case !sameNode(node, here):
 		return notOnNodef("pod %s runs on node %s, not on this node (%s): run mesh-accelctl there", ref, node, here)
 	}
 	return notOnNodef("pod %s runs on this node (%s), but the CNI plugin has no record of it: is it annotated "+
 		"%s: \"true\"? mesh-accelctl status shows the setup failures", ref, here, plugin.AnnotationEnabled)
 }
 
-// nodeName names this node for messages.
+// sameNode reports whether the Kubernetes node name node is this node's
+// name here, which may be a host name: Kubernetes lowercases host names,
+// and some platforms name nodes by the host's full name while its host
+// name is the short one.
+func sameNode(node, here string) bool {
+	node, here = strings.ToLower(node), strings.ToLower(here)
+	return node == here || strings.HasPrefix(node, here+".") || strings.HasPrefix(here, node+".")
+}
+
+// nodeName names this node: --node-name, else the host name.
 func (a *app) nodeName() string {
+	if a.cfg.NodeName != "" {
+		return a.cfg.NodeName
+	}
 	n, err := a.deps.NodeName()
 	if err != nil || n == "" {
 		return "unknown name"

@@ -63,20 +63,24 @@ func TestPodSelectionEveryCommand(t *testing.T) {
 // A name this node has no record of is looked up in the API server: the
 // message says where the pod runs, or why it is not accelerated here.
 func TestPodOnAnotherNode(t *testing.T) {
-	loc := fakeLocator{"shop/web": "node-b", "shop/here": testNode, "shop/pending": ""}
+	loc := fakeLocator{"shop/web": "node-b", "shop/here": testNode, "shop/pending": "", "shop/fqdn": "Node-A.example.internal"}
 	for _, tc := range []struct {
 		ref     string
 		locator PodLocator
 		want    string
+		args    []string
 	}{
-		{"shop/web", loc, "pod shop/web runs on node node-b, not on this node (node-a): run mesh-accelctl there"},
-		{"shop/here", loc, "pod shop/here runs on this node (node-a), but the CNI plugin has no record of it: is it annotated accel.mesh/enabled"},
-		{"shop/pending", loc, "pod shop/pending is not scheduled on a node yet"},
-		{"shop/nosuch", loc, "pod shop/nosuch does not exist (the API server has no such pod)"},
-		{"shop/web", nil, `no record of pod shop/web on this node (node-a); is it scheduled here and annotated accel.mesh/enabled: "true"?`},
-		{"shop/web", failingLocator{}, "(looking it up in the API server failed: connection refused)"},
+		{"shop/web", loc, "pod shop/web runs on node node-b, not on this node (node-a): run mesh-accelctl there", nil},
+		{"shop/web", loc, "pod shop/web runs on this node (node-b), but the CNI plugin has no record of it", []string{"--node-name", "node-b"}},
+		{"shop/fqdn", loc, "pod shop/fqdn runs on this node (node-a), but", nil},
+		{"shop/here", loc, "pod shop/here runs on this node (node-a), but the CNI plugin has no record of it: is it annotated accel.mesh/enabled", nil},
+		{"shop/pending", loc, "pod shop/pending is not scheduled on a node yet", nil},
+		{"shop/nosuch", loc, "pod shop/nosuch does not exist (the API server has no such pod)", nil},
+		{"shop/web", nil, `no record of pod shop/web on this node (node-a); is it scheduled here and annotated accel.mesh/enabled: "true"?`, nil},
+		{"shop/web", failingLocator{}, "(looking it up in the API server failed: connection refused)", nil},
 	} {
-		r := runWith(t, ctlRun{eng: newFakeEngine(), stateDir: defaultRecords(t), locator: tc.locator}, "conns", "--pod", tc.ref)
+		r := runWith(t, ctlRun{eng: newFakeEngine(), stateDir: defaultRecords(t), locator: tc.locator},
+			append([]string{"conns", "--pod", tc.ref}, tc.args...)...)
 		if r.code != ExitError || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want %q", tc.ref, r.code, r.stderr, tc.want)
 		}
