@@ -4,7 +4,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
-	"slices"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -142,10 +142,12 @@ func TestObjects(t *testing.T) {
 	if o.ns.Labels["pod-security.kubernetes.io/enforce"] != "privileged" {
 		t.Error("namespace does not admit the privileged init container")
 	}
-	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}
-	if len(o.role.Rules) != 1 || !slices.Equal(o.role.Rules[0].APIGroups, want[0].APIGroups) ||
-		!slices.Equal(o.role.Rules[0].Resources, want[0].Resources) || !slices.Equal(o.role.Rules[0].Verbs, want[0].Verbs) ||
-		o.role.Rules[0].ResourceNames != nil || o.role.Rules[0].NonResourceURLs != nil {
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list", "watch"}},
+	}
+	if !reflect.DeepEqual(o.role.Rules, want) {
 		t.Errorf("ClusterRole rules %+v, want only %+v", o.role.Rules, want)
 	}
 	b := o.binding
@@ -157,8 +159,9 @@ func TestObjects(t *testing.T) {
 		t.Errorf("DaemonSet runs as %q", o.ds.Spec.Template.Spec.ServiceAccountName)
 	}
 	text, ok := o.rules.Data[path.Base(installer.DefaultRulesFile)]
-	if !ok || len(o.rules.Data) != 1 {
-		t.Fatalf("ConfigMap data %v: want the key %q only", o.rules.Data, path.Base(installer.DefaultRulesFile))
+	if !ok || len(o.rules.Data) != 2 || o.rules.Data[installer.KillSwitchKey] != "true" {
+		t.Fatalf("ConfigMap data %v: want the keys %q and %s: \"true\" only", o.rules.Data,
+			path.Base(installer.DefaultRulesFile), installer.KillSwitchKey)
 	}
 	s, err := rules.ParseString("configmap.yaml", text)
 	if err != nil || !s.Equal(rules.Default()) {
