@@ -58,6 +58,19 @@
 // new ones. Pods whose rules differ (their own rules or Istio exclusions
 // merged in) keep them, and their number is logged.
 //
+// The ConfigMap's key enabled (a file next to the rules) is the
+// cluster-wide switch: "false" turns the node's global switch off, and
+// "true" (or no key) turns it on again where the key turned it off; a
+// switch turned off by hand stays off (see killswitch.go).
+//
+// Beside the main loop run: the follower of the plugin's log file, whose
+// lines go to the installer's stdout prefixed "source=plugin " (from the
+// file's end at start, across the plugin's rotations); the poster of the
+// plugin's failure records (stateDir/events/) as Warning Events of their
+// pods; and the watch of the namespaces labelled accel.mesh/enabled=true,
+// kept in stateDir/namespaces.json for the plugin. The last two use the
+// API server with the service account; without it the records wait.
+//
 // /readyz answers 200 only while the entry is in the primary config and the
 // node state is in place; /metrics serves the data path's counters, read at
 // scrape time.

@@ -26,7 +26,11 @@
 //     the excluded namespaces (kube-system by default).
 //  2. The annotations: runtimeConfig's io.kubernetes.cri.pod-annotations,
 //     else the pod read from the API server with the kubeconfig (client-go,
-//     3 tries within apiTimeout). Only [AnnotationEnabled] "true" goes on.
+//     3 tries within apiTimeout). [AnnotationEnabled] "true" goes on, any
+//     other value ("false") stops; a pod without it goes on when its
+//     namespace is labelled accel.mesh/enabled=true, as the installer
+//     records it in stateDir/namespaces.json (package nsoptin; the file is
+//     read only for pods without the annotation, never the API server).
 //  3. The rules: the node's (rulesFile, else rules.Default() with the
 //     configured sidecar uid), then the pod's own ([AnnotationRules]), then
 //     its Istio exclusions as RETURN rules; at most 64 in all.
@@ -40,7 +44,11 @@
 // Any failure in 2-5 (no BPF, cgroup v1 only, cgroup not found, API server
 // unreachable, malformed annotation...) is logged with its reason and
 // counted ([ReadFailures]); the pod starts without acceleration unless the
-// configuration says failOnError.
+// configuration says failOnError. A failure of a pod asking for
+// acceleration (not an unreachable API server) also leaves a record in
+// stateDir/events/ (package eventspool), which the installer posts as a
+// Warning Event of the pod (AccelerationSetupFailed): the ADD never waits
+// for the API server.
 //
 // # DEL, CHECK, STATUS, GC
 //
@@ -57,8 +65,9 @@
 //
 // The state folder (stateDir, /var/lib/mesh-accel) holds one record per
 // attached pod, pods/<uid>.json, naming the network, container id and
-// interface that attached it, and failures.json, the setup failures by
-// reason. ADD and DEL hold its lock shared and GC exclusively, so GC never
+// interface that attached it, failures.json, the setup failures by
+// reason, events/, the Events waiting for the installer, and
+// namespaces.json, the opted-in namespaces the installer keeps. ADD and DEL hold its lock shared and GC exclusively, so GC never
 // sees an ADD half done; every file is replaced atomically.
 //
 // Nothing but the CNI result goes to stdout. Logs (log/slog text) go to
