@@ -123,6 +123,11 @@ func (a *app) applyRules(o applyOptions, podRef string) (*applyResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if src.annotation {
+		return nil, fmt.Errorf("%s holds the %s: a pod's own rules, which the CNI plugin puts after the node's rules "+
+			"and before its Istio exclusions; apply makes a file the complete rule set in force: give a rule file "+
+			"or a ConfigMap (rules check -f checks an annotation)", src.displayName(), src.From)
+	}
 	set := src.set
 	if len(set.Rules) > rules.MaxRules {
 		return nil, fmt.Errorf("%s: %d rules, at most %d fit a pod: nothing was applied", src.displayName(), len(set.Rules), rules.MaxRules)

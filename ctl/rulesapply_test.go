@@ -85,3 +85,22 @@ func TestDiffRules(t *testing.T) {
 		}
 	}
 }
+
+// apply takes complete rule sets: a rule file or a ConfigMap, not a pod's
+// annotation (the plugin merges those with the node's rules).
+func TestRulesApplySources(t *testing.T) {
+	cm := configMap("    chain -u 1337 -j ACCEPT\n")
+	eng := newFakeEngine()
+	r := runWith(t, ctlRun{eng: eng, stateDir: defaultRecords(t), stdin: cm}, "rules", "apply", "--all", "-f", "-")
+	if r.code != ExitOK || len(eng.calls) != 2 || eng.pods[0].Config.Rules.String() != "chain --uid-owner 1337 -j ACCEPT\n" {
+		t.Errorf("apply a ConfigMap: exit %d, calls %q, stderr %q", r.code, eng.calls, r.stderr)
+	}
+	pod := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: shop\n  annotations:\n" +
+		"    accel.mesh/rules: |\n      chain -p 80 -j RETURN\n"
+	eng = newFakeEngine()
+	r = runWith(t, ctlRun{eng: eng, stateDir: defaultRecords(t), stdin: pod}, "rules", "apply", "--all", "-f", "-")
+	if r.code != ExitError || len(eng.calls) != 0 ||
+		!strings.Contains(r.stderr, "<stdin> holds the annotation accel.mesh/rules of Pod shop/web: a pod's own rules") {
+		t.Errorf("apply an annotation: exit %d, calls %q, stderr %q", r.code, eng.calls, r.stderr)
+	}
+}
