@@ -107,8 +107,9 @@ func TestPluginLogLongLine(t *testing.T) {
 	}
 }
 
-// TestPluginLogRun follows a file that a writer rotates while the
-// follower runs, and checks that every line arrives once, in order.
+// TestPluginLogRun follows a file that a writer appends to and rotates
+// while the follower runs, and checks that every line arrives once, in
+// order.
 func TestPluginLogRun(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cni.log")
 	appendLog(t, path, "msg=history\n")
@@ -126,6 +127,9 @@ func TestPluginLogRun(t *testing.T) {
 		appendLog(t, path, line+"\n")
 		want = append(want, line)
 		if i%50 == 49 {
+			// The plugin rotates at 10 MiB, so two rotations never come
+			// within one poll: let the follower see each.
+			waitFor(t, "the lines before the rotation", func() bool { return strings.Count(out.String(), "\n") >= i })
 			if err := os.Rename(path, path+".1"); err != nil {
 				t.Fatal(err)
 			}
