@@ -28,6 +28,7 @@ var nonDefault = map[string]any{
 	"metrics":           map[string]any{"address": "127.0.0.1", "port": 19753, "scrapeAnnotations": false},
 	"removeBPFOnExit":   true,
 	"logLevel":          "debug",
+	"seccompProfile":    "Unconfined",
 	"priorityClassName": "mesh-critical",
 	"tolerations":       []any{map[string]any{"key": "dedicated", "operator": "Equal", "value": "mesh", "effect": "NoSchedule"}},
 	"resources":         map[string]any{"installer": map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "64Mi"}}},
@@ -119,6 +120,9 @@ func TestChartValues(t *testing.T) {
 	}
 	if spec.PriorityClassName != "mesh-critical" || len(spec.Tolerations) != 1 || spec.Tolerations[0].Key != "dedicated" {
 		t.Errorf("priority %q, tolerations %+v", spec.PriorityClassName, spec.Tolerations)
+	}
+	if sp := spec.SecurityContext.SeccompProfile; sp == nil || sp.Type != corev1.SeccompProfileTypeUnconfined {
+		t.Errorf("seccomp profile %+v", sp)
 	}
 	if got := c.Resources.Requests[corev1.ResourceCPU]; got.String() != "50m" {
 		t.Errorf("installer cpu request %s", got.String())
