@@ -18,7 +18,8 @@ import (
 // Deps is what mesh-accelctl takes from its surroundings. Zero fields get
 // the production values: os.Stdin, os.Stdout, os.Stderr, os.Getenv,
 // [OpenEngine], a [FileDirectory] on --state-dir, bpf.CheckKernel,
-// [InClusterLocator], os.Hostname and a sleep that ends with its context.
+// [InClusterLocator] (with Getenv and [ServiceAccountDir]), os.Hostname and
+// a sleep that ends with its context.
 type Deps struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -41,9 +42,6 @@ type Deps struct {
 func (d Deps) withDefaults() Deps {
 	if d.Stdin == nil {
 		d.Stdin = os.Stdin
-	}
-	if d.Locator == nil {
-		d.Locator = InClusterLocator
 	}
 	if d.NodeName == nil {
 		d.NodeName = os.Hostname
@@ -68,6 +66,10 @@ func (d Deps) withDefaults() Deps {
 	}
 	if d.CheckKernel == nil {
 		d.CheckKernel = bpf.CheckKernel
+	}
+	if d.Locator == nil {
+		getenv := d.Getenv
+		d.Locator = func() (PodLocator, error) { return InClusterLocator(getenv, ServiceAccountDir) }
 	}
 	return d
 }

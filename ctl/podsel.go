@@ -2,19 +2,14 @@ package ctl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/rest"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
@@ -155,72 +150,4 @@ func (a *app) nodeName() string {
 		return "unknown name"
 	}
 	return n
-}
-
-// PodLocator finds where pods run (the API server).
-type PodLocator interface {
-	// PodNode returns the node pod namespace/name is scheduled on, "" when
-	// it is not scheduled yet, or an error wrapping ErrNoSuchPod.
-	PodNode(ctx context.Context, namespace, name string) (string, error)
-}
-
-// ErrNoSuchPod is returned by a PodLocator for a pod that does not exist.
-var ErrNoSuchPod = errors.New("no such pod")
-
-// NewPodLocator returns a PodLocator that GETs pods from the API server
-// of cfg. It decodes only the pod's node name: mesh-accelctl does not link
-// client-go's typed clients (they would multiply its size).
-func NewPodLocator(cfg *rest.Config) (PodLocator, error) {
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("API client for %s: %w", cfg.Host, err)
-	}
-	return &apiLocator{host: strings.TrimSuffix(cfg.Host, "/"), client: hc}, nil
-}
-
-type apiLocator struct {
-	host   string
-	client *http.Client
-}
-
-func (l *apiLocator) PodNode(ctx context.Context, namespace, name string) (string, error) {
-	u := l.host + "/api/v1/namespaces/" + url.PathEscape(namespace) + "/pods/" + url.PathEscape(name)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", fmt.Errorf("get pod %s/%s: %w", namespace, name, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("get pod %s/%s: %w", namespace, name, err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return "", fmt.Errorf("pod %s/%s: %w", namespace, name, ErrNoSuchPod)
-	case resp.StatusCode != http.StatusOK:
-		return "", fmt.Errorf("get pod %s/%s: API server answered %s", namespace, name, resp.Status)
-	}
-	var pod struct {
-		Spec struct {
-			NodeName string `json:"nodeName"`
-		} `json:"spec"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&pod); err != nil {
-		return "", fmt.Errorf("decode pod %s/%s: %w", namespace, name, err)
-	}
-	return pod.Spec.NodeName, nil
-}
-
-// InClusterLocator is a PodLocator with the credentials of the pod
-// mesh-accelctl runs in (the installer's service account may get pods);
-// it fails outside a pod.
-func InClusterLocator() (PodLocator, error) {
-	cfg, err := rest.InClusterConfig()
-	if err != nil {
-		return nil, fmt.Errorf("no API access: %w", err)
-	}
-	cfg.UserAgent = "mesh-accelctl"
-	cfg.Timeout = apiTimeout
-	return NewPodLocator(cfg)
 }

@@ -3,12 +3,8 @@ package ctl
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"k8s.io/client-go/rest"
 )
 
 // A pod is named as kubectl names it: NAME with -n, --pod NAMESPACE/NAME,
@@ -91,41 +87,4 @@ type failingLocator struct{}
 
 func (failingLocator) PodNode(context.Context, string, string) (string, error) {
 	return "", errors.New("connection refused")
-}
-
-// The API locator GETs the pod and reads its node; 404 is ErrNoSuchPod.
-func TestAPILocator(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/api/v1/namespaces/shop/pods/web":
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte(`{"kind":"Pod","metadata":{"name":"web"},"spec":{"nodeName":"node-b","containers":[]}}`))
-		case "/api/v1/namespaces/shop/pods/broken":
-			http.Error(w, "forbidden", http.StatusForbidden)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	defer srv.Close()
-	loc, err := NewPodLocator(&rest.Config{Host: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if node, err := loc.PodNode(t.Context(), "shop", "web"); err != nil || node != "node-b" {
-		t.Errorf("PodNode(shop/web) = %q, %v; want node-b", node, err)
-	}
-	if _, err := loc.PodNode(t.Context(), "shop", "gone"); !errors.Is(err, ErrNoSuchPod) {
-		t.Errorf("PodNode(shop/gone) error %v, want ErrNoSuchPod", err)
-	}
-	if _, err := loc.PodNode(t.Context(), "shop", "broken"); err == nil || !strings.Contains(err.Error(), "403") {
-		t.Errorf("PodNode(shop/broken) error %v, want the status", err)
-	}
-}
-
-// Outside a pod there is no API access: the locator says so.
-func TestInClusterLocatorOutsideAPod(t *testing.T) {
-	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	if _, err := InClusterLocator(); err == nil || !strings.Contains(err.Error(), "no API access") {
-		t.Errorf("InClusterLocator() error %v", err)
-	}
 }
