@@ -41,9 +41,12 @@ type kernelReport struct {
 }
 
 type stateReport struct {
-	Present bool   `json:"present"`
-	Dir     string `json:"dir"`
-	Layout  string `json:"layout_version"`
+	Present bool `json:"present"`
+	// Unreadable is set when the state could not be looked at for lack
+	// of privileges: whether it is present is unknown.
+	Unreadable bool   `json:"unreadable,omitempty"`
+	Dir        string `json:"dir"`
+	Layout     string `json:"layout_version"`
 	// OtherLayouts are states of other layouts beside ours, under
 	// --bpf-root: an upgrade that changed the layout keeps the older one
 	// until the connections paired under it close.
@@ -136,6 +139,7 @@ func (a *app) status(ctx context.Context, window time.Duration) (*statusReport, 
 		OtherLayouts: otherLayouts(filepath.Join(a.cfg.BPFFS, a.cfg.BPFRoot))}
 	eng, err := a.engine()
 	if err != nil {
+		r.State.Unreadable = errors.Is(err, os.ErrPermission)
 		return r, err
 	}
 	r.State.Present = true
@@ -217,7 +221,11 @@ func (a *app) renderStatus(w io.Writer, r *statusReport) error {
 		kernel = "NOT READY: " + r.Kernel.Missing
 	}
 	t.row("Kernel:", r.Kernel.Release+", "+kernel)
-	if !r.State.Present {
+	switch {
+	case r.State.Unreadable:
+		t.row("Node state:", "unknown: "+r.State.Dir+" is not readable without root")
+		return t.flush()
+	case !r.State.Present:
 		t.row("Node state:", "none at "+r.State.Dir)
 		return t.flush()
 	}
