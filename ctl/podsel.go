@@ -89,7 +89,7 @@ func (a *app) attachedPod(pods []bpf.PodInfo, ref string) (bpf.PodInfo, error) {
 // ErrNotOnNode is returned for a pod that this node has no record of.
 var ErrNotOnNode = errors.New("pod not on this node")
 
-// notOnNode is an ErrNotOnNode that says where the pod is, or why it is
+// notOnNodeError is an ErrNotOnNode that says where the pod is, or why it is
 // not here.
 type notOnNodeError struct{ msg string }
 
