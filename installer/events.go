@@ -2,6 +2,7 @@ package installer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,11 +10,12 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
 	"github.com/mesh-accel/mesh-accel/internal/eventspool"
@@ -38,10 +40,20 @@ const (
 	eventAggregate = 10 * time.Minute
 )
 
+// The resources the installer uses. The installer reads and writes them
+// with client-go's dynamic client, as unstructured objects: the typed
+// clientset would link every API group's types into the binary (three
+// times its size).
+var (
+	eventsResource     = schema.GroupVersionResource{Version: "v1", Resource: "events"}
+	podsResource       = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	namespacesResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+)
+
 // newKubeClient builds the installer's API client from its service account
 // (the token file is re-read as the kubelet rotates it). It returns
 // ErrNoAPIHost outside a cluster.
-func newKubeClient(cfg *Config) (kubernetes.Interface, error) {
+func newKubeClient(cfg *Config) (dynamic.Interface, error) {
 	if cfg.APIHost == "" {
 		return nil, ErrNoAPIHost
 	}
@@ -52,7 +64,7 @@ func newKubeClient(cfg *Config) (kubernetes.Interface, error) {
 		Host: cfg.APIHost, BearerTokenFile: cfg.SAToken, UserAgent: "mesh-accel-installer",
 		TLSClientConfig: rest.TLSClientConfig{CAFile: cfg.SACA}, Timeout: 30 * time.Second,
 	}
-	c, err := kubernetes.NewForConfig(rc)
+	c, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("API client for %s: %w", cfg.APIHost, err)
 	}
@@ -66,8 +78,8 @@ func newKubeClient(cfg *Config) (kubernetes.Interface, error) {
 // recorder does, so that `kubectl describe pod` shows "(x5 over 2m)".
 type events struct {
 	dir    string
-	client kubernetes.Interface // nil: no API access, the records stay
-	host   string               // the node, as the Events' source
+	client dynamic.Interface // nil: no API access, the records stay
+	host   string            // the node, as the Events' source
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -84,7 +96,7 @@ type postedEvent struct {
 	at    time.Time // when it was last posted to
 }
 
-func newEvents(stateDir string, client kubernetes.Interface, log *slog.Logger) *events {
+func newEvents(stateDir string, client dynamic.Interface, log *slog.Logger) *events {
 	host, _ := os.Hostname() // the node's name: the installer runs in the host's network namespace
 	return &events{dir: eventspool.Dir(stateDir), client: client, host: host, log: log, now: time.Now,
 		posted: map[string]postedEvent{}}
@@ -156,14 +168,14 @@ var errPodGone = errors.New("pod gone")
 func (e *events) postOne(ctx context.Context, r eventspool.Record) error {
 	key := r.Key()
 	if r.UID == "" {
-		pod, err := e.client.CoreV1().Pods(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
+		pod, err := e.client.Resource(podsResource).Namespace(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return errPodGone
 		}
 		if err != nil {
 			return fmt.Errorf("get the pod's uid: %w", err)
 		}
-		r.UID = string(pod.UID)
+		r.UID = string(pod.GetUID())
 	}
 	if p, ok := e.posted[key]; ok && e.now().Sub(p.at) < eventAggregate {
 		err := e.addTo(ctx, key, r, p)
@@ -172,35 +184,45 @@ func (e *events) postOne(ctx context.Context, r eventspool.Record) error {
 		}
 		// The Event expired meanwhile: a new one.
 	}
-	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      fmt.Sprintf("%s.%x", r.Name, e.now().UnixNano()),
-			Namespace: r.Namespace,
-		},
-		InvolvedObject: corev1.ObjectReference{
-			Kind: "Pod", APIVersion: "v1", Namespace: r.Namespace, Name: r.Name, UID: types.UID(r.UID),
-		},
-		Reason: EventReason, Message: r.Message, Type: corev1.EventTypeWarning,
-		Source:         corev1.EventSource{Component: eventComponent, Host: e.host},
-		FirstTimestamp: metav1.NewTime(r.First), LastTimestamp: metav1.NewTime(r.Last), Count: r.Count,
-		ReportingController: eventComponent, ReportingInstance: e.host,
-	}
-	made, err := e.client.CoreV1().Events(r.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+	made, err := e.client.Resource(eventsResource).Namespace(r.Namespace).Create(ctx, e.event(r), metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("create Event: %w", err)
 	}
-	e.posted[key] = postedEvent{name: made.Name, count: r.Count, at: e.now()}
+	e.posted[key] = postedEvent{name: made.GetName(), count: r.Count, at: e.now()}
 	return nil
+}
+
+// event is the core/v1 Event of a record.
+func (e *events) event(r eventspool.Record) *unstructured.Unstructured {
+	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Event",
+		"metadata": map[string]any{
+			"name":      fmt.Sprintf("%s.%x", r.Name, e.now().UnixNano()),
+			"namespace": r.Namespace,
+		},
+		"involvedObject": map[string]any{
+			"kind": "Pod", "apiVersion": "v1", "namespace": r.Namespace, "name": r.Name, "uid": r.UID,
+		},
+		"reason": EventReason, "message": r.Message, "type": "Warning",
+		"source":         map[string]any{"component": eventComponent, "host": e.host},
+		"firstTimestamp": ts(r.First), "lastTimestamp": ts(r.Last), "count": int64(r.Count),
+		"reportingComponent": eventComponent, "reportingInstance": e.host,
+	}}
 }
 
 // addTo raises the count of the Event p by the record's, with its last
 // time and message.
 func (e *events) addTo(ctx context.Context, key string, r eventspool.Record, p postedEvent) error {
 	count := p.count + r.Count
-	patch := fmt.Sprintf(`{"count":%d,"lastTimestamp":%q,"message":%q}`, count,
-		r.Last.UTC().Format(time.RFC3339), r.Message)
-	_, err := e.client.CoreV1().Events(r.Namespace).Patch(ctx, p.name, types.StrategicMergePatchType, []byte(patch),
-		metav1.PatchOptions{})
+	patch, err := json.Marshal(map[string]any{
+		"count": count, "lastTimestamp": r.Last.UTC().Format(time.RFC3339), "message": r.Message,
+	})
+	if err != nil {
+		return fmt.Errorf("encode the update of Event %s: %w", p.name, err)
+	}
+	_, err = e.client.Resource(eventsResource).Namespace(r.Namespace).Patch(ctx, p.name, types.MergePatchType,
+		patch, metav1.PatchOptions{})
 	if err != nil {
 		return fmt.Errorf("update Event %s: %w", p.name, err)
 	}

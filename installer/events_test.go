@@ -10,8 +10,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/kubernetes/scheme"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/mesh-accel/mesh-accel/internal/eventspool"
@@ -27,14 +29,35 @@ func spool(tb testing.TB, stateDir string, r eventspool.Record) {
 	}
 }
 
-// podEvents lists the Events of a namespace.
-func podEvents(tb testing.TB, c *fake.Clientset, ns string) []corev1.Event {
+// fakeAPI is an API server holding objs, as the dynamic client sees it.
+func fakeAPI(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClient(scheme.Scheme, objs...)
+}
+
+// toUnstructured converts a typed object for the dynamic client.
+func toUnstructured(tb testing.TB, obj runtime.Object) *unstructured.Unstructured {
 	tb.Helper()
-	l, err := c.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return l.Items
+	return &unstructured.Unstructured{Object: m}
+}
+
+// podEvents lists the Events of a namespace.
+func podEvents(tb testing.TB, c *dynamicfake.FakeDynamicClient, ns string) []corev1.Event {
+	tb.Helper()
+	l, err := c.Resource(eventsResource).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := make([]corev1.Event, len(l.Items))
+	for i, u := range l.Items {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &out[i]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return out
 }
 
 func spooled(tb testing.TB, stateDir string) []eventspool.Record {
@@ -48,7 +71,7 @@ func spooled(tb testing.TB, stateDir string) []eventspool.Record {
 
 func TestEventsPosted(t *testing.T) {
 	state := t.TempDir()
-	c := fake.NewClientset()
+	c := fakeAPI()
 	e := newEvents(state, c, testLog(t))
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	e.now = func() time.Time { return now }
@@ -92,7 +115,7 @@ func TestEventsPosted(t *testing.T) {
 // posts it.
 func TestEventsAPIFailure(t *testing.T) {
 	state := t.TempDir()
-	c := fake.NewClientset()
+	c := fakeAPI()
 	down := true
 	c.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
 		if down {
@@ -124,7 +147,7 @@ func TestEventsAPIFailure(t *testing.T) {
 // server; a record of a pod that is gone is dropped.
 func TestEventsNoUID(t *testing.T) {
 	state := t.TempDir()
-	c := fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "uid-from-api"}})
+	c := fakeAPI(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "uid-from-api"}})
 	e := newEvents(state, c, testLog(t))
 	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", Reason: "args", Message: "m"})
 	spool(t, state, eventspool.Record{Namespace: "shop", Name: "gone", Reason: "args", Message: "m"})
@@ -158,7 +181,7 @@ func TestEventsNoAPI(t *testing.T) {
 // TestEventsExpired: an Event that expired on the API server is made anew.
 func TestEventsExpired(t *testing.T) {
 	state := t.TempDir()
-	c := fake.NewClientset()
+	c := fakeAPI()
 	e := newEvents(state, c, testLog(t))
 	r := eventspool.Record{Namespace: "shop", Name: "web", UID: "u", Reason: "kernel", Message: "m"}
 	spool(t, state, r)
@@ -166,7 +189,7 @@ func TestEventsExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ev := range podEvents(t, c, "shop") {
-		if err := c.CoreV1().Events("shop").Delete(context.Background(), ev.Name, metav1.DeleteOptions{}); err != nil {
+		if err := c.Resource(eventsResource).Namespace("shop").Delete(context.Background(), ev.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -185,7 +208,7 @@ func TestEventsExpired(t *testing.T) {
 func TestRunCompanions(t *testing.T) {
 	h := newHost(t)
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
-	c := fake.NewClientset(namespace("shop", map[string]string{nsoptin.Label: "true"}))
+	c := fakeAPI(namespace("shop", map[string]string{nsoptin.Label: "true"}))
 	var stdout testenv.SyncBuffer
 	r := h.start(t, Deps{Kube: c, PluginLogOut: &stdout})
 	r.waitReady(t)

@@ -7,11 +7,11 @@ import (
 	"sync"
 	"sync/atomic"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
@@ -26,7 +26,7 @@ import (
 // until then (the API server unreachable at start) the file of the previous
 // run stays in force.
 type namespaces struct {
-	client   kubernetes.Interface
+	client   dynamic.Interface
 	stateDir string
 	log      *slog.Logger
 
@@ -34,7 +34,7 @@ type namespaces struct {
 	written []string // the namespaces in the file; nil before the first write
 }
 
-func newNamespaces(stateDir string, client kubernetes.Interface, log *slog.Logger) *namespaces {
+func newNamespaces(stateDir string, client dynamic.Interface, log *slog.Logger) *namespaces {
 	return &namespaces{client: client, stateDir: stateDir, log: log}
 }
 
@@ -43,7 +43,7 @@ var selector = nsoptin.Label + "=true"
 
 // run watches until ctx is done.
 func (n *namespaces) run(ctx context.Context) {
-	nsAPI := n.client.CoreV1().Namespaces()
+	nsAPI := n.client.Resource(namespacesResource)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector = selector
@@ -55,7 +55,7 @@ func (n *namespaces) run(ctx context.Context) {
 		},
 	}
 	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, n.client),
-		&corev1.Namespace{}, 0, cache.Indexers{})
+		&unstructured.Unstructured{}, 0, cache.Indexers{})
 	store := inf.GetStore()
 	var synced atomic.Bool
 	update := func(any) {
@@ -86,8 +86,9 @@ func (n *namespaces) sync(store cache.Store) {
 	defer n.mu.Unlock()
 	set := nsoptin.Set{}
 	for _, o := range store.List() {
-		if ns, ok := o.(*corev1.Namespace); ok && ns.Labels[nsoptin.Label] == "true" && ns.DeletionTimestamp == nil {
-			set[ns.Name] = true
+		if ns, ok := o.(*unstructured.Unstructured); ok && ns.GetLabels()[nsoptin.Label] == "true" &&
+			ns.GetDeletionTimestamp() == nil {
+			set[ns.GetName()] = true
 		}
 	}
 	list := set.Sorted()

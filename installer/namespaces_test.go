@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
@@ -32,7 +31,7 @@ func optedIn(tb testing.TB, stateDir string) []string {
 func TestNamespacesFollowLabel(t *testing.T) {
 	state := t.TempDir()
 	on := map[string]string{nsoptin.Label: "true"}
-	c := fake.NewClientset(namespace("shop", on), namespace("plain", nil),
+	c := fakeAPI(namespace("shop", on), namespace("plain", nil),
 		namespace("off", map[string]string{nsoptin.Label: "false"}), namespace("kube-system", on))
 	// A file of an earlier run, which the first listing replaces.
 	if err := nsoptin.Write(state, nsoptin.Set{"stale": true}); err != nil {
@@ -48,21 +47,21 @@ func TestNamespacesFollowLabel(t *testing.T) {
 	}
 	expect("the labelled namespace", "shop")
 
-	nsAPI := c.CoreV1().Namespaces()
+	nsAPI := c.Resource(namespacesResource)
 	bg := context.Background()
-	if _, err := nsAPI.Update(bg, namespace("plain", on), metav1.UpdateOptions{}); err != nil {
+	if _, err := nsAPI.Update(bg, toUnstructured(t, namespace("plain", on)), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	expect("label added", "plain", "shop")
-	if _, err := nsAPI.Create(bg, namespace("new", on), metav1.CreateOptions{}); err != nil {
+	if _, err := nsAPI.Create(bg, toUnstructured(t, namespace("new", on)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	expect("labelled namespace created", "new", "plain", "shop")
-	if _, err := nsAPI.Update(bg, namespace("shop", map[string]string{nsoptin.Label: "false"}), metav1.UpdateOptions{}); err != nil {
+	if _, err := nsAPI.Update(bg, toUnstructured(t, namespace("shop", map[string]string{nsoptin.Label: "false"})), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	expect("label set to false", "new", "plain")
-	if _, err := nsAPI.Update(bg, namespace("plain", nil), metav1.UpdateOptions{}); err != nil {
+	if _, err := nsAPI.Update(bg, toUnstructured(t, namespace("plain", nil)), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	expect("label removed", "new")
@@ -79,7 +78,7 @@ func TestNamespacesKeepFileUntilListed(t *testing.T) {
 	if err := nsoptin.Write(state, nsoptin.Set{"shop": true}); err != nil {
 		t.Fatal(err)
 	}
-	c := fake.NewClientset()
+	c := fakeAPI()
 	c.PrependReactor("list", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("connection refused")
 	})

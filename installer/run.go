@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 )
@@ -48,7 +48,7 @@ type Deps struct {
 	// Kube is the API client that posts pod Events and watches namespace
 	// labels; nil: one from the service account (Config.APIHost, SAToken,
 	// SACA), none when that fails.
-	Kube kubernetes.Interface
+	Kube dynamic.Interface
 }
 
 func (d *Deps) defaults() {
