@@ -104,6 +104,9 @@ func newEvents(stateDir string, client dynamic.Interface, log *slog.Logger) *eve
 
 // run posts until ctx is done.
 func (e *events) run(ctx context.Context) {
+	if err := eventspool.Clean(e.dir); err != nil { // what killed plugins left
+		e.log.Warn("event spool not cleaned", "err", err)
+	}
 	wait := eventPoll
 	for {
 		select {
@@ -112,16 +115,18 @@ func (e *events) run(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		if err := e.post(ctx); err != nil {
-			e.log.Warn("pod Events not posted; retrying", "in", wait, "err", err)
 			wait = min(2*wait, eventRetryMax)
+			e.log.Warn("pod Events not posted; retrying", "in", wait, "err", err)
 			continue
 		}
 		wait = eventPoll
 	}
 }
 
-// post posts every record of the spool; it stops at the first failure
-// that is not about one record (the API server is unreachable).
+// post posts every record of the spool. It stops at the first post that
+// fails (the API server unreachable, or the service account not allowed):
+// the rest waits for the next try. A record the API server refuses as such
+// (invalid), or whose pod is gone, is dropped.
 func (e *events) post(ctx context.Context) error {
 	recs, err := eventspool.List(e.dir)
 	if err != nil {
@@ -142,8 +147,8 @@ func (e *events) post(ctx context.Context) error {
 	}
 	for _, r := range recs {
 		err := e.postOne(ctx, r)
-		if errors.Is(err, errPodGone) {
-			e.log.Debug("pod gone: its Event dropped", "pod", r.Namespace+"/"+r.Name)
+		if errors.Is(err, errPodGone) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			e.log.Warn("pod Event dropped", "pod", r.Namespace+"/"+r.Name, "reason", r.Reason, "err", err)
 			if err := eventspool.Drop(e.dir, r.Key()); err != nil {
 				return err
 			}
@@ -162,6 +167,10 @@ func (e *events) post(ctx context.Context) error {
 
 // errPodGone: the record's pod no longer exists.
 var errPodGone = errors.New("pod gone")
+
+// namespaceTerminating is the cause of the API server's refusal to create
+// an object in a namespace being deleted (core/v1 NamespaceTerminatingCause).
+const namespaceTerminating = "NamespaceTerminating"
 
 // postOne makes the record's Event, or adds the record's failures to the
 // Event made for the same pod and reason a short while ago.
@@ -185,6 +194,9 @@ func (e *events) postOne(ctx context.Context, r eventspool.Record) error {
 		// The Event expired meanwhile: a new one.
 	}
 	made, err := e.client.Resource(eventsResource).Namespace(r.Namespace).Create(ctx, e.event(r), metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) || apierrors.HasStatusCause(err, namespaceTerminating) {
+		return fmt.Errorf("%w: its namespace is gone: %w", errPodGone, err)
+	}
 	if err != nil {
 		return fmt.Errorf("create Event: %w", err)
 	}

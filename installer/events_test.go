@@ -9,9 +9,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/scheme"
 	k8stesting "k8s.io/client-go/testing"
@@ -221,4 +223,35 @@ func TestRunCompanions(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		return strings.Contains(stdout.String(), pluginLogPrefix+"level=INFO msg=\"pod accelerated\"\n")
 	})
+}
+
+// TestEventsDropped: a record the API server refuses as invalid, or whose
+// namespace is gone, does not hold up the others.
+func TestEventsDropped(t *testing.T) {
+	state := t.TempDir()
+	c := fakeAPI()
+	c.PrependReactor("create", "events", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		switch a.GetNamespace() {
+		case "bad":
+			return true, nil, apierrors.NewInvalid(schema.GroupKind{Kind: "Event"}, "x", nil)
+		case "gone":
+			return true, nil, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "gone")
+		}
+		return false, nil, nil
+	})
+	e := newEvents(state, c, testLog(t))
+	t0 := time.Now()
+	for i, ns := range []string{"bad", "gone", "shop"} { // posted in this order
+		spool(t, state, eventspool.Record{Namespace: ns, Name: "web", UID: "u-" + ns, Reason: "kernel", Message: "m",
+			Last: t0.Add(time.Duration(i) * time.Second)})
+	}
+	if err := e.post(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if evs := podEvents(t, c, "shop"); len(evs) != 1 {
+		t.Errorf("Events of shop: %+v, want one", evs)
+	}
+	if recs := spooled(t, state); len(recs) != 0 {
+		t.Errorf("records left: %+v", recs)
+	}
 }
