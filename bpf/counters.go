@@ -17,7 +17,7 @@ var counterDefs = [...]struct{ name, help string }{
 	meshCounterC_REJECT_NO_OWNER:      {"rejected_no_owner", "not paired: socket created before its pod was attached (or accepted by MPTCP)"},
 	meshCounterC_REJECT_RULES:         {"rejected_rules", "not paired: the rules said RETURN or had no ACCEPT"},
 	meshCounterC_REJECT_AMBIGUOUS:     {"rejected_ambiguous", "not paired: connecting endpoint shared by two sockets"},
-	meshCounterC_REJECT_UNTRUSTED:     {"rejected_untrusted_readers", "not paired: a reader not trusted to use recvmsg (neither, or one without PodConfig.OneWay)"},
+	meshCounterC_REJECT_UNTRUSTED:     {"rejected_untrusted_readers", "not paired: a reader not trusted to use recvmsg (annotate accel.mesh/app-reads-with-recvmsg or the sidecar-hops profile: a connection is accelerated both ways or not at all)"},
 	meshCounterC_REJECT_SEQ_MISMATCH:  {"rejected_seq_mismatch", "not paired: the connecting endpoint found is another connection (NAT remapped a port)"},
 	meshCounterC_DIR_REDIRECT:         {"directions_redirected", "pair directions set up for redirection"},
 	meshCounterC_DIR_UNTRUSTED:        {"directions_untrusted_reader", "pair directions left on the stack: the reader may splice"},
