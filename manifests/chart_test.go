@@ -20,6 +20,7 @@ import (
 var nonDefault = map[string]any{
 	"image":             map[string]any{"repository": "registry.example/mesh-accel", "tag": "v1.2.3", "digest": "sha256:" + strings.Repeat("ab", 32), "pullPolicy": "Always"},
 	"cni":               map[string]any{"binDir": "/home/kubernetes/bin", "confDir": "/etc/kubernetes/cni/net.d", "confName": "00-multus.conf"},
+	"enabled":           false,
 	"sidecarUID":        1000690000,
 	"excludeNamespaces": []any{"kube-system", "openshift-dns"},
 	"failOnError":       true,
@@ -133,6 +134,9 @@ func TestChartValues(t *testing.T) {
 	cm := r["ConfigMap/mesh-accel-rules"].(*corev1.ConfigMap)
 	if s, err := rules.ParseString("chart rules", cm.Data["rules"]); err != nil || !s.Equal(rules.DefaultFor(1000690000)) {
 		t.Errorf("rules %q (%v): want the defaults for the sidecar uid", cm.Data["rules"], err)
+	}
+	if cm.Data["enabled"] != "false" {
+		t.Errorf("ConfigMap enabled = %q, want the value false", cm.Data["enabled"])
 	}
 	checkPlatformObjects(t, r)
 }
