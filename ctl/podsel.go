@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/annotations"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
-	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
 // podSel is how a command's flags and arguments name a pod, as kubectl
@@ -109,7 +109,7 @@ func (a *app) notOnNode(ref string) error {
 	ns, name, _ := strings.Cut(ref, "/")
 	here := a.nodeName()
 	unknown := fmt.Sprintf("no record of pod %s on this node (%s); is it scheduled here and annotated %s: \"true\"? "+
-		"(records are read from %s, --%s)", ref, here, plugin.AnnotationEnabled, nodestate.PodsDir(a.cfg.StateDir), FlagStateDir)
+		"(records are read from %s, --%s)", ref, here, annotations.Enabled, nodestate.PodsDir(a.cfg.StateDir), FlagStateDir)
 	loc, err := a.deps.Locator()
 	if err != nil {
 		return notOnNodef("%s", unknown) // no API access: not in a pod
@@ -128,7 +128,7 @@ func (a *app) notOnNode(ref string) error {
 		return notOnNodef("pod %s runs on node %s, not on this node (%s): run mesh-accelctl there", ref, node, here)
 	}
 	return notOnNodef("pod %s runs on this node (%s), but the CNI plugin has no record of it: is it annotated "+
-		"%s: \"true\"? mesh-accelctl status shows the setup failures", ref, here, plugin.AnnotationEnabled)
+		"%s: \"true\"? mesh-accelctl status shows the setup failures", ref, here, annotations.Enabled)
 }
 
 // sameNode reports whether the Kubernetes node name node is this node's

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mesh-accel/mesh-accel/plugin"
+	"github.com/mesh-accel/mesh-accel/internal/annotations"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -75,7 +75,7 @@ the errors are printed on stdout, and check still exits 1.`,
 		},
 	}
 	fileFlag(cmd, &file)
-	cmd.Flags().BoolVar(&annotation, FlagAnnot, false, "the input is (or holds) the value of the annotation "+plugin.AnnotationRules)
+	cmd.Flags().BoolVar(&annotation, FlagAnnot, false, "the input is (or holds) the value of the annotation "+annotations.Rules)
 	cmd.Flags().StringVar(&nodeRules, FlagNodeRules, "", "the node's rule file, to count a pod's rules against the limit (default: the 2 default rules)")
 	return cmd
 }
@@ -124,8 +124,8 @@ func (a *app) checkRules(file, nodeRules string, annotation bool) error {
 // node's rules and the pod's Istio exclusions.
 func (a *app) checkLimit(src *ruleSource, nodeFile string) error {
 	node, what := len(rules.Default().Rules), "default node rules"
-	if src.profile == plugin.ProfileSidecarHops {
-		node, what = len(rules.SidecarHops(0).Rules), "rules of profile "+plugin.ProfileSidecarHops
+	if src.profile == annotations.ProfileSidecarHops {
+		node, what = len(rules.SidecarHops(0).Rules), "rules of profile "+annotations.ProfileSidecarHops
 	} else if nodeFile != "" {
 		ns, err := a.readRules(nodeFile, false)
 		if err != nil {
@@ -141,7 +141,7 @@ func (a *app) checkLimit(src *ruleSource, nodeFile string) error {
 		}
 		return rules.ErrorList{{File: src.displayName(), Line: line, Col: 1, Hint: rules.LimitHint,
 			Msg: fmt.Sprintf("too many rules for the pod: %d %s + %d of %s + %d Istio exclusions = %d, the BPF rule table holds %d",
-				node, what, own, plugin.AnnotationRules, src.exclusions, total, rules.MaxRules)}}
+				node, what, own, annotations.Rules, src.exclusions, total, rules.MaxRules)}}
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/mesh-accel/mesh-accel/plugin"
+	"github.com/mesh-accel/mesh-accel/internal/annotations"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -104,17 +104,17 @@ func (s *ruleSource) locate(b []byte) (*yaml.Node, error) {
 		}
 		for _, meta := range []*yaml.Node{get(d, "metadata"), get(d, "spec", "template", "metadata")} {
 			ann := get(meta, "annotations")
-			if v := get(ann, plugin.AnnotationRules); v != nil {
-				s.From = "annotation " + plugin.AnnotationRules + " of " + scalar(get(d, "kind")) + " " + objectName(get(d, "metadata"))
+			if v := get(ann, annotations.Rules); v != nil {
+				s.From = "annotation " + annotations.Rules + " of " + scalar(get(d, "kind")) + " " + objectName(get(d, "metadata"))
 				s.annotation = true
 				s.exclusions = countExclusions(ann)
-				s.profile = scalar(get(ann, plugin.AnnotationProfile))
+				s.profile = scalar(get(ann, annotations.Profile))
 				return v, nil
 			}
 		}
 	}
 	return nil, fmt.Errorf("%s holds no rules: want a ConfigMap with data.rules, or an object annotated %s",
-		s.displayName(), plugin.AnnotationRules)
+		s.displayName(), annotations.Rules)
 }
 
 // get follows keys through YAML mappings; nil when one is missing.
@@ -180,15 +180,15 @@ func blockIndent(b []byte, line int) int {
 // them anyway.
 func countExclusions(ann *yaml.Node) int {
 	seen := map[string]bool{}
-	for _, name := range []string{plugin.AnnotationExcludeInboundPorts, plugin.AnnotationExcludeOutboundPorts,
-		plugin.AnnotationExcludeOutboundIPRanges} {
+	for _, name := range []string{annotations.ExcludeInboundPorts, annotations.ExcludeOutboundPorts,
+		annotations.ExcludeOutboundIPRanges} {
 		for _, item := range strings.Split(scalar(get(ann, name)), ",") {
 			item = strings.TrimSpace(item)
 			switch {
 			case item == "":
 			case item == "*":
 				seen["0.0.0.0/0"], seen["::/0"] = true, true
-			case name == plugin.AnnotationExcludeOutboundIPRanges:
+			case name == annotations.ExcludeOutboundIPRanges:
 				seen["ip "+item] = true
 			default:
 				seen["port "+strings.TrimLeft(item, "0")] = true

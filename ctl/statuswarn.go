@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
-	"github.com/mesh-accel/mesh-accel/plugin"
+	"github.com/mesh-accel/mesh-accel/internal/annotations"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // failureReport is how often the CNI plugin failed to set pods up for one
@@ -24,7 +25,7 @@ type failureReport struct {
 
 // setupFailures reads the plugin's failure counters, by reason.
 func (a *app) setupFailures() ([]failureReport, error) {
-	f, err := plugin.ReadFailures(a.cfg.StateDir)
+	f, err := nodestate.ReadFailures(a.cfg.StateDir)
 	if err != nil {
 		return []failureReport{}, fmt.Errorf("setup failures unknown: %w", needsRoot(err))
 	}
@@ -126,14 +127,14 @@ func rateWarnings(rates map[string]float64) []string {
 			"trusted to read with recvmsg: a reader that uses splice(2) (HAProxy, Go's io.Copy between sockets or "+
 			"into a file) never sees redirected data, so only the sidecar's uid receives it. Expected for app "+
 			"sockets; annotate the pod %s: \"true\" when its app never splices, to accelerate those directions too",
-			r, plugin.AnnotationTrustApp))
+			r, annotations.TrustApp))
 	}
 	if r := rates["rejected_untrusted_readers"]; r > 0 {
 		w = append(w, fmt.Sprintf("%.1f connections per second are not paired because a reader is not trusted to "+
 			"read with recvmsg (a connection is accelerated both ways or not at all). Expected for the app hops of "+
 			"pods annotated %s alone; annotate %s: \"true\" (apps that never splice) or %s: %q (the "+
-			"sidecar-to-sidecar hop)", r, plugin.AnnotationEnabled, plugin.AnnotationTrustApp, plugin.AnnotationProfile,
-			plugin.ProfileSidecarHops))
+			"sidecar-to-sidecar hop)", r, annotations.Enabled, annotations.TrustApp, annotations.Profile,
+			annotations.ProfileSidecarHops))
 	}
 	if r := rates["rejected_no_owner"]; r > 0 {
 		w = append(w, fmt.Sprintf("%.1f connections per second have a socket without owner (created before its pod "+

@@ -2,6 +2,7 @@ package installer
 
 import (
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
@@ -100,7 +102,8 @@ func (m *metrics) setStateDir(stateDir string) {
 }
 
 // failuresCollector exports the plugin's setup failure counts, read at
-// every scrape with plugin.ReadFailures (the owner of their file).
+// every scrape from the file package nodestate owns: every reason the
+// plugin knows from zero, and any other the file holds.
 type failuresCollector struct {
 	desc *prometheus.Desc
 	mu   sync.Mutex
@@ -119,17 +122,19 @@ func (c *failuresCollector) Collect(ch chan<- prometheus.Metric) {
 	if dir == "" {
 		return
 	}
-	f, err := plugin.ReadFailures(dir)
+	f, err := nodestate.ReadFailures(dir)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}
-	reasons := make([]string, 0, len(f))
+	reasons := slices.Clone(plugin.Reasons)
 	for r := range f {
-		reasons = append(reasons, string(r))
+		if !slices.Contains(reasons, r) {
+			reasons = append(reasons, r)
+		}
 	}
 	sort.Strings(reasons)
 	for _, r := range reasons {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(f[plugin.Reason(r)].Count), r)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(f[r].Count), r)
 	}
 }

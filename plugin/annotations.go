@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"fmt"
+	"github.com/mesh-accel/mesh-accel/internal/annotations"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -11,39 +12,22 @@ import (
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
-// The pod annotations the plugin reads.
+// The pod annotations the plugin reads (package annotations names them for
+// the tools too).
 const (
-	// AnnotationEnabled "true" accelerates the pod; any other value
-	// ("false") leaves it alone; a pod without it follows the label of the
-	// same name on its namespace (package nsoptin).
-	AnnotationEnabled = nsoptin.Label
-	// AnnotationRules holds the pod's own rules, one a line, in the
-	// language of package rules; they follow the node's defaults.
-	AnnotationRules = "accel.mesh/rules"
-	// AnnotationTrustApp "true" declares that the pod's app reads its
-	// sockets with recvmsg, never splice (bpf.PodConfig.TrustApp), so data
-	// may be redirected into the app's sockets too; "false" or none keeps
-	// acceleration to the directions towards the sidecar.
-	AnnotationTrustApp = "accel.mesh/app-reads-with-recvmsg"
-	// AnnotationProfile picks the rules the pod's own follow:
-	// ProfileDefault (or none), the node's rules file; ProfileSidecarHops,
-	// every connection of the sidecar, the sidecar-to-sidecar hop to its
-	// inbound port 15006 included (rules.SidecarHops): the profile for pods
-	// whose apps cannot be declared recvmsg readers.
-	AnnotationProfile = "accel.mesh/profile"
-	// Istio's exclusions (comma lists) become RETURN rules: ports as
-	// "chain --port P -j RETURN", ranges as "chain --ip CIDR -j RETURN",
-	// "*" as every address. A port rule matches either end, so an excluded
-	// inbound port is not accelerated outbound either.
-	AnnotationExcludeInboundPorts     = "traffic.sidecar.istio.io/excludeInboundPorts"
-	AnnotationExcludeOutboundPorts    = "traffic.sidecar.istio.io/excludeOutboundPorts"
-	AnnotationExcludeOutboundIPRanges = "traffic.sidecar.istio.io/excludeOutboundIPRanges"
+	AnnotationEnabled                 = annotations.Enabled
+	AnnotationRules                   = annotations.Rules
+	AnnotationTrustApp                = annotations.TrustApp
+	AnnotationProfile                 = annotations.Profile
+	AnnotationExcludeInboundPorts     = annotations.ExcludeInboundPorts
+	AnnotationExcludeOutboundPorts    = annotations.ExcludeOutboundPorts
+	AnnotationExcludeOutboundIPRanges = annotations.ExcludeOutboundIPRanges
 )
 
 // The values of AnnotationProfile.
 const (
-	ProfileDefault     = "default"
-	ProfileSidecarHops = "sidecar-hops"
+	ProfileDefault     = annotations.ProfileDefault
+	ProfileSidecarHops = annotations.ProfileSidecarHops
 )
 
 // enabled reports whether the pod is to be accelerated: its annotation

@@ -9,7 +9,7 @@ import (
 
 // Reason classifies why a pod's acceleration could not be set up (or torn
 // down); failures are counted by reason in the state folder.
-type Reason string
+type Reason = string
 
 // The reasons.
 const (
@@ -25,6 +25,12 @@ const (
 	ReasonAttach     Reason = "attach"           // attaching the pod failed
 	ReasonDetach     Reason = "detach"           // detaching the pod failed (DEL, GC)
 )
+
+// Reasons lists every reason, so that their counts can be reported from
+// zero (a metric series that appears only at its first failure hides the
+// first increase from rate()).
+var Reasons = []Reason{ReasonKernel, ReasonCgroupV1, ReasonCgroup, ReasonAPI, ReasonAnnotation, ReasonRulesFile,
+	ReasonArgs, ReasonState, ReasonNodeState, ReasonAttach, ReasonDetach}
 
 // setupError is a failure to set up a pod's acceleration: fail-open unless
 // the configuration says failOnError.

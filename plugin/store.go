@@ -147,34 +147,16 @@ func writeAtomic(path string, b []byte) error {
 	return nil
 }
 
-// FailureCount is how often setup failed for one reason, and the last time.
-type FailureCount struct {
-	Count     uint64    `json:"count"`
-	LastError string    `json:"lastError"`
-	LastPod   string    `json:"lastPod"`
-	LastTime  time.Time `json:"lastTime"`
-}
-
-// Failures are the setup failures of a node by reason, as kept in
-// <stateDir>/failures.json.
-type Failures map[Reason]FailureCount
+// FailureCount, Failures and ReadFailures are the format of failures.json,
+// which package nodestate owns (the installer and mesh-accelctl read it).
+type (
+	FailureCount = nodestate.FailureCount
+	Failures     = nodestate.Failures
+)
 
 // ReadFailures reads the failure counters of the state folder; empty when
 // nothing ever failed.
-func ReadFailures(stateDir string) (Failures, error) {
-	b, err := os.ReadFile(filepath.Join(stateDir, "failures.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return Failures{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read failure counters: %w", err)
-	}
-	f := Failures{}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("failure counters %s are corrupt: %w", filepath.Join(stateDir, "failures.json"), err)
-	}
-	return f, nil
-}
+func ReadFailures(stateDir string) (Failures, error) { return nodestate.ReadFailures(stateDir) }
 
 // countFailure adds one failure of reason, for pod, to the counters.
 func (s store) countFailure(reason Reason, pod string, cause error) error {
@@ -198,5 +180,5 @@ func (s store) countFailure(reason Reason, pod string, cause error) error {
 	if err != nil {
 		return fmt.Errorf("count failure: %w", err)
 	}
-	return writeAtomic(filepath.Join(s.dir, "failures.json"), b)
+	return writeAtomic(filepath.Join(s.dir, nodestate.FailuresFile), b)
 }

@@ -2,7 +2,8 @@
 // the vocabulary every program uses to find it: the settings shared by the
 // installer and mesh-accelctl (flag names, their environment variables,
 // their defaults and the binder that reads them), and the format of the
-// CNI plugin's pod records, which the plugin writes and the tools read.
+// CNI plugin's pod records and setup failure counts, which the plugin
+// writes and the tools read.
 //
 // A setting has one flag name and one environment variable, [EnvPrefix]
 // followed by the flag's name in upper case with dashes as underscores
