@@ -249,7 +249,9 @@ func (e *events) addTo(ctx context.Context, key string, r eventspool.Record, p p
 func (in *installer) startCompanions(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
 	if in.d.PluginLogOut != nil {
-		wg.Go(func() { newPluginLog(in.cfg.PluginLogFile, in.d.PluginLogOut, in.log).run(ctx) })
+		pl := newPluginLog(in.cfg.PluginLogFile, in.d.PluginLogOut, in.log)
+		pl.setup = func(d time.Duration) { in.m.addDuration.Observe(d.Seconds()) }
+		wg.Go(func() { pl.run(ctx) })
 	}
 	client := in.d.Kube
 	if client == nil {

@@ -3,6 +3,7 @@ package installer
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -222,6 +223,16 @@ func TestRunCompanions(t *testing.T) {
 		appendLog(t, h.cfg.PluginLogFile, "level=INFO msg=\"pod accelerated\"\n")
 		time.Sleep(100 * time.Millisecond)
 		return strings.Contains(stdout.String(), pluginLogPrefix+"level=INFO msg=\"pod accelerated\"\n")
+	})
+	// An ADD's line with its time feeds the ADD latency histogram.
+	appendLog(t, h.cfg.PluginLogFile, "time=x level=INFO msg=\"pod accelerated\" cmd=ADD pod=shop/web setup=7ms\n")
+	waitFor(t, "the ADD time in "+MetricCNIAddDuration, func() bool {
+		f := scrape(t, r)[MetricCNIAddDuration]
+		if f == nil || len(f.Metric) != 1 {
+			return false
+		}
+		hist := f.Metric[0].GetHistogram()
+		return hist.GetSampleCount() == 1 && math.Abs(hist.GetSampleSum()-0.007) < 1e-9
 	})
 }
 

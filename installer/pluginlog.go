@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Defaults of the plugin log's follower.
@@ -44,6 +46,9 @@ type pluginLog struct {
 	out  io.Writer
 	log  *slog.Logger
 	poll time.Duration
+	// setup receives the ADD time of each "pod accelerated" line
+	// (nodestate.ParseSetupDuration); nil: not read.
+	setup func(time.Duration)
 
 	f       *os.File
 	off     int64  // read up to here in f
@@ -169,6 +174,11 @@ func (p *pluginLog) flushPartial() {
 func (p *pluginLog) emit(line []byte) {
 	if len(line) > pluginLogMaxLine {
 		line = line[:pluginLogMaxLine]
+	}
+	if p.setup != nil {
+		if d, ok := nodestate.ParseSetupDuration(line); ok {
+			p.setup(d)
+		}
 	}
 	out := make([]byte, 0, len(pluginLogPrefix)+len(line)+1)
 	out = append(append(append(out, pluginLogPrefix...), line...), '\n')

@@ -10,6 +10,8 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
+	"github.com/mesh-accel/mesh-accel/internal/starttime"
 )
 
 // openNode opens the node state; a failure is classified as missing kernel
@@ -79,7 +81,10 @@ func (d *deps) attachPod(uid, dir string, cfg bpf.PodConfig) error {
 	if err != nil {
 		return fail(ReasonAttach, fmt.Errorf("attach pod %s to %s: %w", uid, dir, err))
 	}
-	d.log.Info("pod accelerated", "cgroup", dir, "rules", count(cfg.Rules), "trustApp", cfg.TrustApp, "update", existed)
+	// The time of the ADD since the process started, last: the installer
+	// reads it from this line (nodestate.ParseSetupDuration).
+	d.log.Info(nodestate.SetupLogMessage, "cgroup", dir, "rules", count(cfg.Rules), "trustApp", cfg.TrustApp,
+		"update", existed, nodestate.SetupLogKey, time.Since(starttime.At))
 	return nil
 }
 

@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
@@ -115,6 +117,17 @@ func TestPluginStdout(t *testing.T) {
 	log, err := os.ReadFile(c.params.LogFile)
 	if err != nil || !strings.Contains(string(log), `msg="pod accelerated" cmd=ADD pod=default/a uid=`+a.UID) {
 		t.Errorf("log file %s (%v) lacks the labelled ADD:\n%s", c.params.LogFile, err, log)
+	}
+	// The ADD's line carries its time since the plugin started, which the
+	// installer turns into the ADD latency histogram.
+	var setup []time.Duration
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		if d, ok := nodestate.ParseSetupDuration(line); ok {
+			setup = append(setup, d)
+		}
+	}
+	if len(setup) == 0 || setup[0] <= 0 || setup[0] > time.Minute {
+		t.Errorf("ADD times in the log: %v, want one between 0 and a minute:\n%s", setup, log)
 	}
 }
 
