@@ -133,6 +133,16 @@ if [ -n "$REV" ]; then
 	git archive "$REV" | tar -x -C "$WORK/src"
 	REPO=$WORK/src
 fi
+# The guest mounts its own tmpfs on /tmp and /run, which hides a checkout
+# there (CI may clone anywhere): such a checkout is copied where it sees it.
+case "$REPO/" in
+/tmp/* | /run/*)
+	log "copying the checkout from $REPO (the guest mounts its own /tmp and /run)"
+	mkdir -p "$WORK/src"
+	tar -C "$REPO" --exclude=./.git --exclude=./bin -cf - . | tar -C "$WORK/src" -xf -
+	REPO=$WORK/src
+	;;
+esac
 log "building test binaries"
 mkdir -p "$WORK/bin"
 (cd "$REPO" && CGO_ENABLED=0 "$GO" test -c -o "$WORK/bin/bpf.test" ./bpf)

@@ -61,7 +61,7 @@ func runApp(a appArgs) error {
 // listenDual listens on [::]:port with IPV6_V6ONLY=0, so that IPv4 clients
 // are accepted as IPv4-mapped IPv6 addresses, like Envoy and most servers.
 // It is plain TCP: Go (1.24 and later) listens with MPTCP by default, whose
-// accepted sockets the data path never accelerates (see README).
+// accepted sockets the data path never accelerates (see "MPTCP" in docs/design.md).
 func listenDual(port uint16) (net.Listener, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
