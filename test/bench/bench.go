@@ -23,6 +23,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -274,7 +275,7 @@ func newPair(ctx context.Context, n *sim.Node, m Mode, dir string) (*pair, error
 		return func(pod *sim.Pod) error { return p.node.AttachPod(pod.Name, pod.CgroupDir, *cfg) }
 	}
 	if ca != nil {
-		node, err := bpf.OpenNode(bpf.Options{Root: fmt.Sprintf("mesh-accel-bench-%s-%s", n.Name, m)})
+		node, err := openNode(bpf.Options{Root: fmt.Sprintf("mesh-accel-bench-%s-%s", n.Name, m)})
 		if err != nil {
 			return nil, err
 		}
@@ -289,6 +290,17 @@ func newPair(ctx context.Context, n *sim.Node, m Mode, dir string) (*pair, error
 		return p, err
 	}
 	return p, p.startServers(ctx, dir)
+}
+
+// openNode opens the node state of a mode; when that fails, it removes
+// what it pinned (the state's maps), which bpf.OpenNode keeps so that the
+// next opener can complete the state.
+func openNode(opts bpf.Options) (*bpf.Node, error) {
+	node, err := bpf.OpenNode(opts)
+	if err != nil {
+		return nil, errors.Join(err, os.RemoveAll(filepath.Dir(opts.Dir())))
+	}
+	return node, nil
 }
 
 // median takes the per-figure median of the rounds' samples; the

@@ -70,7 +70,7 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 // newAccelPair makes an accel-all pair of pods on its own node state.
 func newAccelPair(ctx context.Context, n *sim.Node, name string, opts bpf.Options) (*pair, error) {
 	opts.Root = fmt.Sprintf("mesh-accel-bench-%s-%s", n.Name, name)
-	node, err := bpf.OpenNode(opts)
+	node, err := openNode(opts)
 	if err != nil {
 		return nil, err
 	}
