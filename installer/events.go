@@ -128,6 +128,7 @@ func (e *events) run(ctx context.Context) {
 // the rest waits for the next try. A record the API server refuses as such
 // (invalid), or whose pod is gone, is dropped.
 func (e *events) post(ctx context.Context) error {
+	e.forget()
 	recs, err := eventspool.List(e.dir)
 	if err != nil {
 		e.log.Warn("unreadable Event records removed", "err", err)
@@ -163,6 +164,18 @@ func (e *events) post(ctx context.Context) error {
 		e.log.Info("pod Event posted", "pod", r.Namespace+"/"+r.Name, "reason", r.Reason, "count", r.Count)
 	}
 	return nil
+}
+
+// forget drops the Events made longer than eventAggregate ago: later
+// failures make new ones, so they are not needed, and pods come and go
+// (a node with crash-looping pods would otherwise keep one per pod forever).
+func (e *events) forget() {
+	now := e.now()
+	for key, p := range e.posted {
+		if now.Sub(p.at) >= eventAggregate {
+			delete(e.posted, key)
+		}
+	}
 }
 
 // errPodGone: the record's pod no longer exists.

@@ -112,6 +112,25 @@ func TestEventsPosted(t *testing.T) {
 		!evs[0].FirstTimestamp.Time.Equal(first) {
 		t.Errorf("after another failure: %+v", evs)
 	}
+
+	// Past the aggregation window the installer forgets the Event (pods
+	// come and go: it must not remember every one), and a later failure
+	// makes a new one.
+	now = now.Add(eventAggregate)
+	if err := e.post(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.posted) != 0 {
+		t.Errorf("Events remembered past the aggregation window: %+v", e.posted)
+	}
+	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "uid-web", Reason: "attach",
+		Message: "fourth", Last: now})
+	if err := e.post(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if evs = podEvents(t, c, "shop"); len(evs) != 2 {
+		t.Errorf("%d Events after a failure past the window, want 2 (a new one)", len(evs))
+	}
 }
 
 // TestEventsAPIFailure: a failed post keeps the record, and the next try
