@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -163,6 +165,22 @@ func newHost(tb testing.TB) *host {
 		tb.Fatal(err)
 	}
 	h.rotateToken(tb, "token-1")
+	return h
+}
+
+// newBPFHost is a host whose installer runs on real node state, under a
+// bpffs root of its own (removed at cleanup), with a primary CNI config in
+// place. It needs root and the kernel's BPF features (testenv's policy).
+func newBPFHost(tb testing.TB) *host {
+	tb.Helper()
+	testenv.RequireRoot(tb)
+	if err := bpf.CheckKernel(); err != nil {
+		testenv.Missing(tb, "%v", err)
+	}
+	h := newHost(tb)
+	h.cfg.BPFRoot = bpftest.UniqueRoot()
+	tb.Cleanup(func() { _ = os.RemoveAll(filepath.Join(h.cfg.BPFFS, h.cfg.BPFRoot)) })
+	writeTree(tb, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
 	return h
 }
 

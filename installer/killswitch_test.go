@@ -8,7 +8,6 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
-	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
 // killSwitchEnv is a node state and the mounted ConfigMap folder.
@@ -109,14 +108,7 @@ func TestKillSwitchBadValue(t *testing.T) {
 // TestRunKillSwitch: a running installer on real node state turns the
 // switch off and on again as the mounted ConfigMap key flips.
 func TestRunKillSwitch(t *testing.T) {
-	testenv.RequireRoot(t)
-	if err := bpf.CheckKernel(); err != nil {
-		testenv.Missing(t, "%v", err)
-	}
-	h := newHost(t)
-	h.cfg.BPFRoot = bpftest.UniqueRoot()
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(h.cfg.BPFFS, h.cfg.BPFRoot)) })
-	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
+	h := newBPFHost(t)
 	key := filepath.Join(filepath.Dir(h.cfg.RulesFile), KillSwitchKey)
 	replaceWith(t, key, "false")
 	r := h.start(t, Deps{Engine: BPFEngine{}})

@@ -10,8 +10,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
-	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
-	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/manifests/monitoring"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
@@ -22,14 +20,7 @@ import (
 // the real one lacks. Metrics of other exporters are listed in
 // monitoring.OtherExporters.
 func TestMetricsOfRunningInstaller(t *testing.T) {
-	testenv.RequireRoot(t)
-	if err := bpf.CheckKernel(); err != nil {
-		testenv.Missing(t, "%v", err)
-	}
-	h := newHost(t)
-	h.cfg.BPFRoot = bpftest.UniqueRoot()
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(h.cfg.BPFFS, h.cfg.BPFRoot)) })
-	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
+	h := newBPFHost(t)
 	// The failure metric has a series once the plugin counted a failure.
 	writeFailures(t, h.cfg.StateDir, plugin.Failures{plugin.ReasonAPI: {Count: 1}})
 	r := h.start(t, Deps{Engine: BPFEngine{}})
