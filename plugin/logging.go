@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
 
 // logMaxBytes is the size at which the log file is rotated.
@@ -96,7 +98,7 @@ func (r *rotatingFile) rotateIfFull() error {
 	if err != nil || st.Size() < r.max {
 		return err
 	}
-	unlock, err := flock(r.path+".lock", true)
+	unlock, err := fileio.Flock(r.path+".lock", true)
 	if err != nil {
 		return err
 	}

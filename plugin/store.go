@@ -10,8 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
@@ -44,7 +43,7 @@ func (s store) lock(exclusive bool) (func(), error) {
 	if err := os.MkdirAll(s.podsDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create state folder: %w", err)
 	}
-	return flock(filepath.Join(s.dir, "lock"), exclusive)
+	return fileio.Flock(filepath.Join(s.dir, "lock"), exclusive)
 }
 
 // podLockStripes is the number of pod lock files.
@@ -67,35 +66,12 @@ func (s store) lockPod(uid string) (func(), error) {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(uid))
-	unlockPod, err := flock(filepath.Join(dir, fmt.Sprintf("%02d", h.Sum32()%podLockStripes)), true)
+	unlockPod, err := fileio.Flock(filepath.Join(dir, fmt.Sprintf("%02d", h.Sum32()%podLockStripes)), true)
 	if err != nil {
 		unlock()
 		return nil, err
 	}
 	return func() { unlockPod(); unlock() }, nil
-}
-
-// flock locks the file at path (created if needed).
-func flock(path string, exclusive bool) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	how := unix.LOCK_SH
-	if exclusive {
-		how = unix.LOCK_EX
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
 }
 
 // put writes the pod's record.
@@ -104,7 +80,7 @@ func (s store) put(r record) error {
 	if err != nil {
 		return fmt.Errorf("encode record of pod %s: %w", r.PodUID, err)
 	}
-	return writeAtomic(s.recordPath(r.PodUID), b)
+	return fileio.WriteAtomic(s.recordPath(r.PodUID), b, 0o600)
 }
 
 // get reads the pod's record; nil when there is none.
@@ -128,25 +104,6 @@ func (s store) list() ([]record, error) {
 	return recs, nil
 }
 
-// writeAtomic replaces the file at path with b (mode 0600).
-func writeAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := f.Write(b)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
 // FailureCount, Failures and ReadFailures are the format of failures.json,
 // which package nodestate owns (the installer and mesh-accelctl read it).
 type (
@@ -163,7 +120,7 @@ func (s store) countFailure(reason Reason, pod string, cause error) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("count failure: %w", err)
 	}
-	unlock, err := flock(filepath.Join(s.dir, "failures.lock"), true)
+	unlock, err := fileio.Flock(filepath.Join(s.dir, "failures.lock"), true)
 	if err != nil {
 		return fmt.Errorf("count failure: %w", err)
 	}
@@ -180,5 +137,5 @@ func (s store) countFailure(reason Reason, pod string, cause error) error {
 	if err != nil {
 		return fmt.Errorf("count failure: %w", err)
 	}
-	return writeAtomic(filepath.Join(s.dir, nodestate.FailuresFile), b)
+	return fileio.WriteAtomic(filepath.Join(s.dir, nodestate.FailuresFile), b, 0o600)
 }

@@ -25,7 +25,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
 
 // MaxRecords bounds the files of the spool, so that failures on a node
@@ -264,39 +264,8 @@ func write(dir string, r Record) error {
 	if err != nil {
 		return fmt.Errorf("encode event record: %w", err)
 	}
-	p := path(dir, r.Key())
-	f, err := os.CreateTemp(dir, ".tmp-"+r.Key()+"-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	_, werr := f.Write(b)
-	if err := errors.Join(werr, f.Close()); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	return nil
+	return fileio.WriteAtomic(path(dir, r.Key()), b, 0o600)
 }
 
 // lock takes the spool's flock until the returned function is called.
-func lock(dir string) (func(), error) {
-	p := filepath.Join(dir, ".lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", p, err)
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	return func() { f.Close() }, nil
-}
+func lock(dir string) (func(), error) { return fileio.Flock(filepath.Join(dir, ".lock"), true) }

@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
 
 // Label is the namespace label that opts every pod of the namespace in,
@@ -90,18 +92,5 @@ func Write(stateDir string, s Set) error {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
-	f, err := os.CreateTemp(stateDir, ".tmp-namespaces.json-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	_, werr := f.Write(b)
-	err = errors.Join(werr, f.Chmod(0o644), f.Sync(), f.Close())
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	return nil
+	return fileio.WriteAtomicSync(p, b, 0o644)
 }
