@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 
@@ -77,39 +76,22 @@ type Usage struct {
 	Capacity                                    uint32
 }
 
-// Usage counts the entries of the connection maps (a full scan).
+// Usage counts the entries of the connection maps (a full scan, see
+// countEntries).
 func (n *Node) Usage() (Usage, error) {
-	var u Usage
-	var err error
-	if u.Sockets, err = countKeys(n.maps.SockOpsMap, new(meshSockKey)); err != nil {
-		return u, err
+	u := Usage{Capacity: n.maps.SockProxyMap.MaxEntries()}
+	for _, c := range []struct {
+		m   *ebpf.Map
+		out *int
+	}{
+		{n.maps.SockOpsMap, &u.Sockets}, {n.maps.SockRxMap, &u.Targets}, {n.maps.SockProxyMap, &u.Directions},
+		{n.maps.SockHelperMap, &u.Pending}, {n.maps.SockParamMap, &u.Pods},
+	} {
+		count, err := countEntries(c.m)
+		if err != nil {
+			return u, fmt.Errorf("scan %v: %w", c.m, err)
+		}
+		*c.out = count
 	}
-	if u.Targets, err = countKeys(n.maps.SockRxMap, new(meshSockKey)); err != nil {
-		return u, err
-	}
-	if u.Directions, err = countKeys(n.maps.SockProxyMap, new(meshSockKey)); err != nil {
-		return u, err
-	}
-	if u.Pending, err = countKeys(n.maps.SockHelperMap, new(meshEndpointKey)); err != nil {
-		return u, err
-	}
-	if u.Pods, err = countKeys(n.maps.SockParamMap, new(uint64)); err != nil {
-		return u, err
-	}
-	u.Capacity = n.maps.SockProxyMap.MaxEntries()
 	return u, nil
-}
-
-func countKeys(m *ebpf.Map, key any) (int, error) {
-	count := 0
-	var next any = key
-	err := m.NextKey(nil, next)
-	for err == nil {
-		count++
-		err = m.NextKey(next, next)
-	}
-	if !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return 0, fmt.Errorf("scan %v: %w", m, err)
-	}
-	return count, nil
 }

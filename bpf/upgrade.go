@@ -500,7 +500,7 @@ func countSockets(dir string) (int, error) {
 			continue
 		}
 		if t := m.Type(); t == ebpf.SockHash || t == ebpf.SockMap {
-			n, err := countKeys(m, make([]byte, m.KeySize()))
+			n, err := countEntries(m)
 			if err != nil {
 				m.Close()
 				return 0, fmt.Errorf("count sockets of %s: %w", e.Name(), err)
