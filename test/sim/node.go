@@ -29,6 +29,9 @@ type NodeOptions struct {
 	// the prefix and 6 random hex digits, so that it fits the 15 characters
 	// of an interface name with a pod number appended.
 	Prefix string
+	// Services is the mesh's service registry, which every Envoy sidecar
+	// of the node is configured with ([DefaultServices] if nil).
+	Services []Service
 }
 
 // requiredTools must be in PATH.
@@ -63,6 +66,11 @@ type Node struct {
 	procs   map[*Proc]struct{}
 	nextIdx int
 
+	services []Service // the mesh's registry (NodeOptions.Services)
+	ca       meshCA    // signs the sidecars' workload certificates
+	xdsMu    sync.Mutex
+	meshed   []*Pod // pods with an Envoy sidecar, in the registry (guarded by xdsMu)
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -93,6 +101,13 @@ func NewNode(opts NodeOptions) (*Node, error) {
 	n, err := reserveNode(opts.Prefix, cg)
 	if err != nil {
 		return nil, err
+	}
+	n.services = opts.Services
+	if n.services == nil {
+		n.services = DefaultServices
+	}
+	if err := (envoyInput{Services: n.services}).validate(); err != nil {
+		return nil, errors.Join(fmt.Errorf("new node: %w", err), n.Close())
 	}
 	if err := n.setup(); err != nil {
 		return nil, errors.Join(fmt.Errorf("new node %s: %w", n.Name, err), n.Close())
@@ -229,6 +244,15 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	}
 	return os.Chmod(dst, mode)
 }
+
+// meshPrefixes are the node's pod subnets: the destinations the sidecars
+// treat as meshed pods.
+func (n *Node) meshPrefixes() []netip.Prefix {
+	return []netip.Prefix{n.IPv4Net, n.IPv6Net}
+}
+
+// Services returns the node's service registry.
+func (n *Node) Services() []Service { return append([]Service(nil), n.services...) }
 
 // Pod returns the pod of that name, or nil.
 func (n *Node) Pod(name string) *Pod {

@@ -19,11 +19,17 @@ import (
 // PodOptions configures a pod ([Node.AddPod]).
 type PodOptions struct {
 	Name string // unique within the node: 1-32 characters of [a-z0-9-]
-	// Sidecar starts the sidecar proxy as uid/gid 1337 and installs Istio's
+	// Sidecar starts the sidecar proxy, Envoy configured as istiod
+	// configures it (envoyconfig.go), as uid/gid 1337 and installs Istio's
 	// nat rules (iptables and ip6tables) in the pod.
 	Sidecar bool
-	// SidecarSplice makes the sidecar relay with io.Copy between the two
-	// *net.TCPConn, which Go does with splice(2), instead of read/write.
+	// GoSidecar replaces Envoy by the simulator's Go relay (role_sidecar.go),
+	// for the faults Envoy cannot produce (a sidecar that splices). Tests
+	// that use it say why.
+	GoSidecar bool
+	// SidecarSplice makes the Go sidecar relay with io.Copy between the two
+	// *net.TCPConn, which Go does with splice(2), instead of read/write
+	// (implies GoSidecar).
 	SidecarSplice bool
 	NoApp         bool   // do not start the app server
 	AppPort       uint16 // app server port (8080)
@@ -68,6 +74,8 @@ type Pod struct {
 	cgroupFD *os.File
 	app      *Proc
 	sidecar  *Proc
+	envoy    bool       // the sidecar is Envoy
+	xds      *xdsState  // what the node's "istiod" knows of the Envoy (guarded by node.xdsMu)
 	created  bool       // fully set up (guarded by the node's mu)
 	mu       sync.Mutex // guards cgroupFD, serializes rule changes
 }
@@ -88,7 +96,8 @@ func (n *Node) AddPod(opts PodOptions) (*Pod, error) {
 	if opts.AppUID == 0 && opts.AppGID == 0 {
 		opts.AppUID, opts.AppGID = 1000, 1000
 	}
-	opts.Sidecar = opts.Sidecar || opts.SidecarSplice
+	opts.GoSidecar = opts.GoSidecar || opts.SidecarSplice
+	opts.Sidecar = opts.Sidecar || opts.GoSidecar
 	p, peer, err := n.reservePod(opts)
 	if err != nil {
 		return nil, err
@@ -96,7 +105,7 @@ func (n *Node) AddPod(opts PodOptions) (*Pod, error) {
 	if err := p.create(peer); err != nil {
 		derr := p.destroy()
 		n.dropPod(p)
-		return nil, errors.Join(fmt.Errorf("add pod %s: %w", opts.Name, err), derr)
+		return nil, errors.Join(fmt.Errorf("add pod %s: %w", opts.Name, err), derr, n.leaveMesh(p))
 	}
 	n.mu.Lock()
 	p.created = true
@@ -151,7 +160,7 @@ func (n *Node) reservePod(opts PodOptions) (*Pod, *Pod, error) {
 func (n *Node) RemovePod(p *Pod) error {
 	err := errors.Join(killCgroup(p.CgroupDir, 5*time.Second), p.destroy())
 	n.dropPod(p)
-	return err
+	return errors.Join(err, n.leaveMesh(p))
 }
 
 func (n *Node) dropPod(p *Pod) {
@@ -235,9 +244,17 @@ func (p *Pod) probe(peer *Pod) error {
 // startServers starts the sidecar and the app, then installs the rules.
 func (p *Pod) startServers() error {
 	o := p.Options
-	if o.Sidecar {
+	switch {
+	case o.GoSidecar:
 		args := sidecarArgs{Outbound: OutboundPort, Inbound: InboundPort, Splice: o.SidecarSplice}
 		sc, err := p.startRole(p.node.ctx, "sidecar", roleSidecar, args, SidecarUID, SidecarGID, true)
+		if err != nil {
+			return err
+		}
+		p.sidecar = sc
+	case o.Sidecar:
+		p.envoy = true
+		sc, err := p.startEnvoy()
 		if err != nil {
 			return err
 		}

@@ -95,7 +95,9 @@ func TestAddPodFailures(t *testing.T) {
 // sidecar and app like any other pod; a failing Network removes the pod.
 func TestExternalNetwork(t *testing.T) {
 	n := NewTestNode(t, NodeOptions{})
-	a := n.AddTestPod(t, PodOptions{Name: "a", NoApp: true})
+	// a has a sidecar: a plain-text client that half-closes at once is reset
+	// by Envoy's inbound listener filters (TestEnvoyResetsEarlyHalfClose).
+	a := n.AddTestPod(t, PodOptions{Name: "a", NoApp: true, Sidecar: true})
 	veth := n.Name + "x"
 	t.Cleanup(func() { _ = deleteLink(veth) }) // the caller's, like a CNI bridge
 	ready := false
