@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -327,13 +326,14 @@ func escapeRegexp(s string) string {
 }
 
 // TerminationDrainDuration is how long pilot-agent lets Envoy drain after
-// SIGTERM before it stops it (Istio's terminationDrainDuration, 5 s).
+// the pod's SIGTERM before it kills it (Istio's terminationDrainDuration).
 const TerminationDrainDuration = 5 * time.Second
 
 // ShutdownSidecar stops the pod's Envoy the way pilot-agent does when the
-// pod is deleted: POST /drain_listeners?inboundonly&graceful, wait drain,
-// then stop Envoy (SIGTERM) and wait for it to exit. Istio's rules stay,
-// as they do in a terminating pod.
+// pod is deleted (istio/istio pkg/envoy/agent.go): POST
+// /drain_listeners?inboundonly&graceful, wait drain, then SIGKILL
+// (cmd.Process.Kill), and wait for the exit. Istio's rules stay, as they
+// do in a terminating pod.
 func (p *Pod) ShutdownSidecar(ctx context.Context, drain time.Duration) error {
 	if _, err := p.EnvoyAdmin(http.MethodPost, "/drain_listeners?inboundonly&graceful"); err != nil {
 		return err
@@ -343,14 +343,13 @@ func (p *Pod) ShutdownSidecar(ctx context.Context, drain time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if err := syscall.Kill(p.sidecar.Pid(), syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("stop envoy in %s: %w", p.Name, err)
+	if err := p.sidecar.Kill(); err != nil {
+		return err
 	}
 	select {
 	case <-p.sidecar.Done():
 		return nil
 	case <-ctx.Done():
-		_ = p.sidecar.Kill()
 		return fmt.Errorf("envoy in %s did not exit: %w", p.Name, ctx.Err())
 	}
 }

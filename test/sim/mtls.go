@@ -105,10 +105,14 @@ func (ca *meshCA) issue(dir, pod string, serial int64) (workloadFiles, error) {
 	return f, nil
 }
 
-// writeOwned writes b to path with mode 0600, owned by uid/gid.
+// writeOwned writes b to path with mode 0600, owned by uid/gid (when
+// running as root; a node needs root anyway).
 func writeOwned(path string, b []byte, uid, gid int) error {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return err
+	}
+	if os.Geteuid() != 0 {
+		return nil
 	}
 	return os.Chown(path, uid, gid)
 }
