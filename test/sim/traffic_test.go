@@ -86,6 +86,19 @@ func testThroughSidecars(t *testing.T, tn *trafficNode) {
 			t.Errorf("v6=%v: client sees remote %s, want %s", v6, r.Remote, tn.b.AppTarget(v6))
 		}
 	}
+	// The sidecar-to-sidecar hop was mutual TLS: a's Envoy handshook as a
+	// client of the app's service, b's as the server on 15006.
+	for _, st := range []struct {
+		p    *Pod
+		name string
+	}{
+		{tn.a, "cluster.outbound|8080||app.default.svc.cluster.local.ssl.handshake"},
+		{tn.b, "listener.0.0.0.0_15006.ssl.handshake"},
+	} {
+		if n, err := st.p.EnvoyStat(st.name); err != nil || n < 2 {
+			t.Errorf("pod %s: %s = %d (%v), want at least 2 (one per family)", st.p.Name, st.name, n, err)
+		}
+	}
 }
 
 // testDirect: without sidecars the app sees the client pod's address and no
