@@ -69,11 +69,23 @@ func (s isoSpec) hold() error {
 // client's process dies (FIN_WAIT), the peer closes later (TIME_WAIT).
 // No close callback runs for detached pods, so the sweeper the installer
 // runs removes what the sockets left: within 60 s of the last socket
-// closing every map is back to empty and no connection is listed.
+// closing every map is back to empty and no connection is listed. Once
+// directly between the apps, once through both Envoy sidecars (three hops
+// per connection, Envoy closing its hops as the FINs propagate).
 func TestNoLeakAfterPodDeletion(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sidecar bool
+		hops    int
+	}{{"direct", false, 1}, {"envoy", true, 3}} {
+		t.Run(tc.name, func(t *testing.T) { testNoLeakAfterPodDeletion(t, tc.sidecar, tc.hops) })
+	}
+}
+
+func testNoLeakAfterPodDeletion(t *testing.T, sidecar bool, hops int) {
 	e := newEnv(t, optsDefault)
-	a := e.pod("a", false, &trustedAll)
-	b := e.pod("b", false, &trustedAll)
+	a := e.pod("a", sidecar, &trustedAll)
+	b := e.pod("b", sidecar, &trustedAll)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var swept atomic.Int64
@@ -86,7 +98,7 @@ func TestNoLeakAfterPodDeletion(t *testing.T) {
 	addr := net.JoinHostPort(b.IPv4.String(), "9090")
 	runIso(t, ctx, b, isoSpec{Role: "keeper", Addr: addr, Duration: 2 * time.Second})
 	holder := runIso(t, ctx, a, isoSpec{Role: "holder", Addr: addr})
-	waitUsage(t, e.node, func(u bpf.Usage) bool { return u.Directions == 2*holderConns })
+	waitUsage(t, e.node, func(u bpf.Usage) bool { return u.Directions == 2*hops*holderConns })
 
 	// CNI DEL of both pods while the connections are established.
 	for _, p := range []string{a.Name, b.Name} {

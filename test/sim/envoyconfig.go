@@ -44,6 +44,7 @@ var DefaultServices = []Service{
 	{Name: "redis", Port: 6379, Protocol: ProtocolTCP},
 	{Name: "nginx", Port: 18080, Protocol: ProtocolHTTP},
 	{Name: "fortio", Port: 18081, Protocol: ProtocolHTTP},
+	{Name: "pool", Port: 9090, Protocol: ProtocolTCP}, // the e2e tests' keep-alive pools
 }
 
 // host is the service's fully qualified name, as the outbound cluster's
