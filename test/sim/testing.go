@@ -36,9 +36,15 @@ func NewTestNode(tb testing.TB, opts NodeOptions) *Node {
 	return n
 }
 
-// AddTestPod adds a pod or fails the test. The pod goes away with the node.
+// AddTestPod adds a pod or fails the test (a pod with an Envoy sidecar
+// and no Envoy installed skips it locally, fails it under CI). The pod goes away with the node.
 func (n *Node) AddTestPod(tb testing.TB, opts PodOptions) *Pod {
 	tb.Helper()
+	if opts.Sidecar && !opts.GoSidecar && !opts.SidecarSplice {
+		if _, err := EnvoyPath(); err != nil {
+			testenv.Missing(tb, "%v", err)
+		}
+	}
 	p, err := n.AddPod(opts)
 	if err != nil {
 		tb.Fatalf("%v", err)
