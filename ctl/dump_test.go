@@ -101,7 +101,8 @@ func TestDumpDurationAndDrops(t *testing.T) {
 	if r.code != ExitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	if d := time.Since(start); d < 100*time.Millisecond || d > 5*time.Second {
+	// At least the duration; the upper bound only tells it from a hang.
+	if d := time.Since(start); d < 100*time.Millisecond || d > time.Minute {
 		t.Errorf("dump --duration 100ms took %v", d)
 	}
 	for _, want := range []string{"1 messages captured (34 B); 3 dropped by the kernel", "ring buffer overflowed"} {

@@ -98,14 +98,15 @@ func TestAPIPods(t *testing.T) {
 }
 
 func TestAPIPodsErrors(t *testing.T) {
-	// A server that never answers: the lookup ends at the timeout.
+	// A server that never answers: the lookup ends at the timeout (the bound
+	// only tells a timeout from a hang; it is no speed limit).
 	block := make(chan struct{})
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
 	defer srv.Close()
 	defer close(block)
 	a := &apiPods{kubeconfig: writeKubeconfig(t, srv.URL, serverCA(srv)), timeout: 300 * time.Millisecond, attempts: 3, backoff: 10 * time.Millisecond}
 	start := time.Now()
-	if _, err := a.pod(context.Background(), "prod", "web"); reasonOf(err) != ReasonAPI || time.Since(start) > 2*time.Second {
+	if _, err := a.pod(context.Background(), "prod", "web"); reasonOf(err) != ReasonAPI || time.Since(start) > 30*time.Second {
 		t.Errorf("hanging server: %v after %v", err, time.Since(start))
 	}
 

@@ -99,9 +99,11 @@ func TestInstallerKilledAnywhere(t *testing.T) {
 // uninstall gives the original bytes back. The installer catches SIGTERM
 // from its package earlysignal's init on, about 2 ms after exec; a SIGTERM
 // before that kills it as it kills any program without a handler yet, and
-// then the config must still be valid and a successor must clean up. The
-// test fails when that happens later than 25 ms after the start (a busy
-// machine slows the exec down).
+// then the config must still be valid and a successor must clean up. A
+// SIGTERM that kills the installer after it has written its first log line
+// (main runs after every init, earlysignal's included) fails the test: the
+// handler was missing. No wall-clock limit: a busy machine only moves the
+// moment.
 func TestInstallerTerminatedAnywhere(t *testing.T) {
 	iterations := 30
 	if testing.Short() {
@@ -123,6 +125,7 @@ func TestInstallerTerminatedAnywhere(t *testing.T) {
 			delay = 0 // as early as a signal can come
 		}
 		time.Sleep(delay)
+		logged := inst.out.String() // what main had written (and we had read) before the signal
 		if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -135,8 +138,8 @@ func TestInstallerTerminatedAnywhere(t *testing.T) {
 		var exit *exec.ExitError
 		if errors.As(err, &exit) && exit.Sys().(syscall.WaitStatus).Signaled() {
 			early, latest = early+1, max(latest, delay)
-			if delay > 25*time.Millisecond {
-				t.Errorf("SIGTERM %v after start killed the installer before its handler", delay)
+			if logged != "" {
+				t.Errorf("SIGTERM %v after start killed the installer after it had logged (its handler was missing):\n%s", delay, logged)
 			}
 			h.wantOriginalOrEntry(fmt.Sprintf("SIGTERM %v after start, before the handler", delay))
 			successor := startInstaller(t, h.bin, h.flags(false))
