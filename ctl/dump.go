@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 )
@@ -62,7 +64,8 @@ With -w FILE (- for stdout) the messages are written as a pcap file that tcpdump
 Wireshark read as the TCP conversations they belong to: the packets are synthesised (IPv4 or
 IPv6 and TCP headers with consistent per-direction sequence numbers starting at 1, ACK flags,
 checksums over what was captured), since a redirected message never was a packet. The file is
-created with mode 0600: it holds application data.
+created with mode 0600, as a new file (dump refuses an existing file or a symbolic link): it
+holds application data.
 
 The capture ends after -c messages, after --duration, or on Ctrl-C. At the end dump reports how
 many messages the kernel dropped because the capture ring buffer was full. One capture runs on
@@ -254,7 +257,12 @@ type dumpSink struct {
 func (a *app) dumpSink(o dumpOptions, names podNames) (*dumpSink, error) {
 	out, closeOut := a.deps.Stdout, func() {}
 	if o.write != "" && o.write != "-" {
-		f, err := os.OpenFile(o.write, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		// A new file only: never through a symlink, never another's mode.
+		f, err := os.OpenFile(o.write, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("create pcap file: %s already exists (a file or a symbolic link): "+
+				"dump writes only a new file; remove it or name a new file", o.write)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("create pcap file: %w", err)
 		}

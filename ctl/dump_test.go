@@ -147,6 +147,39 @@ func TestDumpPcap(t *testing.T) {
 	}
 }
 
+// -w creates its file: it refuses an existing file or a symbolic link,
+// leaves them as they were, and says what to do.
+func TestDumpPcapRefusesExisting(t *testing.T) {
+	dir := t.TempDir()
+	existing := writeFileIn(t, dir, "old.pcap", "keep")
+	target := writeFileIn(t, dir, "target", "keep")
+	link := filepath.Join(dir, "link.pcap")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "dangling.pcap")
+	if err := os.Symlink(filepath.Join(dir, "nosuch"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{existing, link, dangling} {
+		eng := newFakeEngine()
+		newFakeCapture(eng, captured()...)
+		r := runCtl(t, eng, "", "dump", "-c", "2", "-w", path)
+		want := path + " already exists"
+		if r.code != ExitError || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "remove it or name a new file") {
+			t.Errorf("-w %s: exit %d, stderr %q; want exit %d and %q", path, r.code, r.stderr, ExitError, want)
+		}
+	}
+	for _, path := range []string{existing, target} {
+		if b, err := os.ReadFile(path); err != nil || string(b) != "keep" {
+			t.Errorf("%s: %q, %v; want it untouched", path, b, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "nosuch")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dangling link's target was created: %v", err)
+	}
+}
+
 func TestDumpBusy(t *testing.T) {
 	eng := &busyEngine{newFakeEngine()}
 	r := runCtl(t, eng, "", "dump")

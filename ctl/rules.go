@@ -123,17 +123,18 @@ func (a *app) checkRules(file, nodeRules string, annotation bool) error {
 // checkLimit checks that a pod's own rules fit the rule table with the
 // node's rules and the pod's Istio exclusions.
 func (a *app) checkLimit(src *ruleSource, nodeFile string) error {
-	node, what := len(rules.Default().Rules), "default node rules"
-	if src.profile == annotations.ProfileSidecarHops {
-		node, what = len(rules.SidecarHops(0).Rules), "rules of profile "+annotations.ProfileSidecarHops
-	} else if nodeFile != "" {
+	set, what := rules.Default(), "default node rules"
+	if nodeFile != "" {
 		ns, err := a.readRules(nodeFile, false)
 		if err != nil {
 			return fmt.Errorf("--%s: %w", FlagNodeRules, err)
 		}
-		node, what = len(ns.set.Rules), "node rules ("+nodeFile+")"
+		set, what = ns.set, "node rules ("+nodeFile+")"
 	}
-	own := len(src.set.Rules)
+	if src.profile == annotations.ProfileSidecarHops {
+		set, what = rules.SidecarHopsUnder(set, 0), "rules of profile "+annotations.ProfileSidecarHops+" under the "+what
+	}
+	node, own := len(set.Rules), len(src.set.Rules)
 	if total := node + own + src.exclusions; total > rules.MaxRules {
 		line := 1
 		if own > 0 {

@@ -71,6 +71,22 @@ func TestRulesCheckManifests(t *testing.T) {
 	}
 }
 
+// rules check counts a pod's rules as the plugin builds them: under the
+// sidecar-hops profile, the node's RETURN rules stay.
+func TestRulesCheckProfileKeepsNodeReturns(t *testing.T) {
+	dir := t.TempDir()
+	node := writeFileIn(t, dir, "node", "chain -u 1337 -j ACCEPT\nchain -p 15006 -j RETURN\n"+
+		"chain -p 9997 -j RETURN\nchain -p 9998 -j RETURN\nchain -p 9999 -j RETURN\n")
+	pod := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n    accel.mesh/profile: sidecar-hops\n" +
+		"    accel.mesh/rules: |\n" + strings.Repeat("      chain -p 80 -j RETURN\n", 61) + "spec:\n  containers: []\n"
+	path := writeFileIn(t, dir, "pod.yaml", pod)
+	r := runCtl(t, nil, "", "rules", "check", "-f", path, "--node-rules", node)
+	want := "too many rules for the pod: 4 rules of profile sidecar-hops"
+	if r.code != ExitError || !strings.Contains(r.stderr, want) {
+		t.Errorf("exit %d, stdout %.80q, stderr %q; want exit %d and %q", r.code, r.stdout, r.stderr, ExitError, want)
+	}
+}
+
 // -f - reads stdin, for check and apply.
 func TestRulesFromStdin(t *testing.T) {
 	r := runWith(t, ctlRun{stdin: goodRules}, "rules", "check", "-f", "-")

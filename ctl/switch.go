@@ -1,10 +1,15 @@
 package ctl
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // switchResult is what enable and disable did.
@@ -51,7 +56,8 @@ the normal stack until they close.`,
 connection (of that pod) is accelerated. Connections already accelerated stay so until they
 close, unless --drain is given: then they are moved back to the normal stack at once. Neither
 loses, duplicates or reorders a byte of live traffic: data already redirected is read before
-what then arrives through the stack.`
+what then arrives through the stack. The node's switch turned off by hand stays off, whatever
+the ConfigMap's enabled key says, until enable.`
 		cmd.Flags().BoolVar(&drain, FlagDrain, false, "also move the connections accelerated now back to the normal stack")
 	}
 	podFlags(cmd, &sel, "only this pod")
@@ -70,6 +76,11 @@ func (a *app) setSwitch(podRef string, on, drain bool) (*switchResult, error) {
 	if podRef == "" {
 		if err := eng.SetEnabled(on); err != nil {
 			return nil, err
+		}
+		if !on {
+			if err := a.takeSwitchFromConfigMap(); err != nil {
+				return nil, err
+			}
 		}
 	} else {
 		pods, err := eng.Pods()
@@ -103,6 +114,18 @@ func (a *app) setSwitch(podRef string, on, drain bool) (*switchResult, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// takeSwitchFromConfigMap makes a global switch turned off by hand stay
+// off until enable: it removes the installer's record that the ConfigMap's
+// enabled: "false" turned it off, after which "true" would turn it on.
+func (a *app) takeSwitchFromConfigMap() error {
+	path := nodestate.SwitchOffByConfigMapPath(a.cfg.StateDir)
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("switch off, but the ConfigMap's enabled: \"true\" would turn it on again: %w; "+
+			"remove %s", err, path)
+	}
+	return nil
 }
 
 // countDirections counts the recorded pair directions of pod cgroup cg

@@ -2,11 +2,14 @@ package ctl
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // liveDirections are two connections: pod a's app to its sidecar (both
@@ -63,6 +66,37 @@ func TestSwitch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// disable by hand takes the node's switch over from the ConfigMap: the
+// installer's record that the ConfigMap's enabled: "false" turned it off
+// goes, so that "true" again leaves the switch off until enable. A pod's
+// switch and enable leave the record alone.
+func TestDisableTakesSwitchFromConfigMap(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		kept bool
+	}{
+		{[]string{"disable"}, false},
+		{[]string{"disable", "--drain"}, false},
+		{[]string{"disable", "--pod", "shop/pay"}, true},
+		{[]string{"enable"}, true},
+	} {
+		stateDir := defaultRecords(t)
+		marker := nodestate.SwitchOffByConfigMapPath(stateDir)
+		if err := os.MkdirAll(filepath.Dir(marker), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(marker, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		eng := newFakeEngine()
+		eng.enabled = false // as the ConfigMap left it
+		mustRun(t, eng, stateDir, tc.args...)
+		if _, err := os.Stat(marker); (err == nil) != tc.kept {
+			t.Errorf("%q: the ConfigMap's record: %v, want kept %v", tc.args, err, tc.kept)
+		}
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // KillSwitchKey is the key of the rules ConfigMap (mesh-accel-rules) that
@@ -32,10 +34,11 @@ type switchNode interface {
 //
 // Whoever turned the switch off decides when it goes on again: the marker
 // file records that the ConfigMap did. A switch an operator turned off by
-// hand stays off when the ConfigMap says "true" again. While the ConfigMap
-// says "false" the switch is kept off: turned off again at every re-check
-// (also after a reboot, whose new node state starts on), even after a
-// `mesh-accelctl enable` on the node.
+// hand stays off when the ConfigMap says "true" again (`mesh-accelctl
+// disable` removes the marker, also while the ConfigMap holds the switch
+// off). While the ConfigMap says "false" the switch is kept off: turned
+// off again at every re-check (also after a reboot, whose new node state
+// starts on), even after a `mesh-accelctl enable` on the node.
 type killSwitch struct {
 	path   string // the mounted key
 	marker string // exists while the ConfigMap holds the switch off
@@ -46,7 +49,7 @@ type killSwitch struct {
 func newKillSwitch(cfg *Config, log *slog.Logger) *killSwitch {
 	return &killSwitch{
 		path:   filepath.Join(filepath.Dir(cfg.RulesFile), KillSwitchKey),
-		marker: filepath.Join(cfg.installerDir(), "disabled-by-configmap"),
+		marker: nodestate.SwitchOffByConfigMapPath(cfg.StateDir),
 		log:    log,
 	}
 }

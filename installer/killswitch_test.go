@@ -1,6 +1,8 @@
 package installer
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
+	"github.com/mesh-accel/mesh-accel/ctl"
 )
 
 // killSwitchEnv is a node state and the mounted ConfigMap folder.
@@ -15,6 +18,7 @@ type killSwitchEnv struct {
 	t    *testing.T
 	node *bpf.Node
 	k    *killSwitch
+	cfg  *Config
 }
 
 func newKillSwitchEnv(t *testing.T) *killSwitchEnv {
@@ -26,7 +30,7 @@ func newKillSwitchEnv(t *testing.T) *killSwitchEnv {
 			t.Fatal(err)
 		}
 	}
-	return &killSwitchEnv{t: t, node: bpftest.NewNode(t, bpf.Options{}), k: newKillSwitch(cfg, testLog(t))}
+	return &killSwitchEnv{t: t, node: bpftest.NewNode(t, bpf.Options{}), k: newKillSwitch(cfg, testLog(t)), cfg: cfg}
 }
 
 // set writes the ConfigMap key; "" removes it.
@@ -91,6 +95,34 @@ func TestKillSwitchRespectsManualDisable(t *testing.T) {
 	e.set("true")
 	e.expect("ConfigMap true: still off by hand", false)
 	e.byHand(true)
+	e.expect("on by hand", true)
+}
+
+// ctl runs mesh-accelctl on the node's state, as an operator does.
+func (e *killSwitchEnv) ctl(args ...string) {
+	e.t.Helper()
+	root := filepath.Dir(e.node.Dir()) // <bpffs>/<root>/<layout>
+	global := []string{"--" + ctl.FlagBPFFS, filepath.Dir(root), "--" + ctl.FlagBPFRoot, filepath.Base(root),
+		"--" + ctl.FlagStateDir, e.cfg.StateDir}
+	var out bytes.Buffer
+	if code := ctl.Main(context.Background(), append(global, args...), ctl.Deps{Stdout: &out, Stderr: &out,
+		Getenv: func(string) string { return "" }}); code != ctl.ExitOK {
+		e.t.Fatalf("mesh-accelctl %s: exit %d: %s", strings.Join(args, " "), code, out.String())
+	}
+}
+
+// TestKillSwitchKeepsDisableWhileOff: mesh-accelctl disable while the
+// ConfigMap holds the switch off is a switch-off by hand too: "true" again
+// leaves it off, until mesh-accelctl enable.
+func TestKillSwitchKeepsDisableWhileOff(t *testing.T) {
+	e := newKillSwitchEnv(t)
+	e.set("false")
+	e.expect("ConfigMap false", false)
+	e.ctl("disable")
+	e.expect("off by hand too", false)
+	e.set("true")
+	e.expect("ConfigMap true: still off by hand", false)
+	e.ctl("enable")
 	e.expect("on by hand", true)
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
@@ -87,9 +88,10 @@ func (p *pluginLog) start() {
 	}
 }
 
-// open opens the file at the path; false when there is none (yet).
+// open opens the file at the path; false when there is none (yet), or
+// when it is refused (a symlink, a file not the installer's user's).
 func (p *pluginLog) open() bool {
-	f, err := os.Open(p.path)
+	f, err := fileio.OpenOwned(p.path, os.O_RDONLY, 0) // as the plugin writes it
 	if err != nil {
 		if !p.missing {
 			p.missing = true

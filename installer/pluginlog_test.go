@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +91,45 @@ func TestPluginLogFollows(t *testing.T) {
 	appendLog(t, path, "msg=back\n")
 	want += fromPlugin("msg=back")
 	check("file back", want)
+}
+
+// The follower opens the log as the plugin's writer does (the log folder is
+// a hostPath): never through a symlink, nor a file that is not regular or
+// not owned by the installer's user. It copies nothing from such a file
+// and says why.
+func TestPluginLogRefusesLinksAndStrangers(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere")
+	appendLog(t, target, "")
+	link := filepath.Join(dir, "link.log")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(path, text, why string) {
+		t.Helper()
+		var out, log bytes.Buffer
+		p := newPluginLog(path, &out, slog.New(slog.NewTextHandler(&log, nil)))
+		p.start()
+		defer p.close()
+		if text != "" {
+			appendLog(t, path, text)
+		}
+		p.step()
+		if out.String() != "" || !strings.Contains(log.String(), "plugin log not followed") || !strings.Contains(log.String(), why) {
+			t.Errorf("%s: copied %q, logged %q; want nothing copied and a warning naming %q", path, out.String(), log.String(), why)
+		}
+	}
+	refused(link, "msg=secret\n", "symbolic link")
+	refused(os.DevNull, "", "not a regular file")
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "root privileges (to give a file to another uid)")
+	}
+	foreign := filepath.Join(dir, "foreign.log")
+	appendLog(t, foreign, "")
+	if err := os.Chown(foreign, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	refused(foreign, "msg=forged\n", "owned by uid 4242")
 }
 
 func TestPluginLogLongLine(t *testing.T) {

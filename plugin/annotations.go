@@ -72,8 +72,8 @@ func nodeRules(conf *Config) (*rules.Set, error) {
 }
 
 // podConfig derives a pod's configuration: the node's rules (or those of
-// the pod's profile), then the pod's own, then its Istio exclusions; trust
-// from its annotation.
+// the pod's profile, under the node's RETURN rules), then the pod's own,
+// then its Istio exclusions; trust from its annotation.
 func podConfig(node *rules.Set, ann map[string]string, sidecarUID uint32) (bpf.PodConfig, error) {
 	cfg := bpf.PodConfig{SidecarUID: sidecarUID}
 	switch v := ann[AnnotationTrustApp]; v {
@@ -86,7 +86,7 @@ func podConfig(node *rules.Set, ann map[string]string, sidecarUID uint32) (bpf.P
 	switch v := ann[AnnotationProfile]; v {
 	case "", ProfileDefault:
 	case ProfileSidecarHops:
-		node = rules.SidecarHops(cfg.SidecarUID)
+		node = rules.SidecarHopsUnder(node, cfg.SidecarUID)
 	default:
 		return cfg, failf(ReasonAnnotation, "annotation %s: %q is neither %q nor %q", AnnotationProfile, v,
 			ProfileDefault, ProfileSidecarHops)

@@ -47,9 +47,9 @@ func TestPodConfig(t *testing.T) {
 	}
 }
 
-// The sidecar-hops profile replaces the node's rules: every connection of
-// the sidecar's uid, port 15006 included; the pod's own rules and
-// exclusions still follow.
+// The sidecar-hops profile replaces the node's default rules: every
+// connection of the sidecar's uid, port 15006 included; the pod's own rules
+// and exclusions still follow.
 func TestPodConfigProfile(t *testing.T) {
 	cfg, err := podConfig(rules.Default(), map[string]string{AnnotationProfile: ProfileSidecarHops,
 		AnnotationExcludeInboundPorts: "81"}, 4242)
@@ -63,6 +63,27 @@ func TestPodConfigProfile(t *testing.T) {
 	cfg, err = podConfig(rules.Default(), map[string]string{AnnotationProfile: ProfileDefault}, 1337)
 	if err != nil || !cfg.Rules.Equal(rules.Default()) {
 		t.Errorf("default profile: %v, %v", cfg.Rules, err)
+	}
+}
+
+// Under the sidecar-hops profile the node's RETURN rules stay (an
+// operator's exclusions), before the profile's ACCEPT rule; only the
+// default's port 15006 exclusion, which the profile exists to lift, goes.
+func TestPodConfigProfileKeepsNodeReturns(t *testing.T) {
+	node, err := rules.ParseString("node", "chain -u 1337 -j ACCEPT\nchain --port 15006 -j RETURN\n"+
+		"chain --port 9999 -j RETURN\nchain -i 10.1.0.0/16 -j RETURN\nchain -p 8080 -j ACCEPT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := podConfig(node, map[string]string{AnnotationProfile: ProfileSidecarHops,
+		AnnotationExcludeInboundPorts: "81"}, 1337)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := rules.ParseString("want", "chain --port 9999 -j RETURN\nchain --ip 10.1.0.0/16 -j RETURN\n"+
+		"chain --uid-owner 1337 -j ACCEPT\nchain --port 81 -j RETURN")
+	if !cfg.Rules.Equal(want) {
+		t.Errorf("sidecar-hops profile under node rules with exclusions: rules\n%v\nwant\n%v", cfg.Rules, want)
 	}
 }
 

@@ -1,16 +1,12 @@
 package plugin
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
@@ -60,26 +56,11 @@ func openRotating(path string, max int64) (*rotatingFile, error) {
 }
 
 // openLog opens the log file for appending as root does safely in a
-// hostPath folder others may write: never through a symlink (O_NOFOLLOW),
-// only a regular file, and only one owned by this process's user.
+// hostPath folder others may write (fileio.OpenOwned).
 func openLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o640)
-	if errors.Is(err, unix.ELOOP) {
-		return nil, fmt.Errorf("log file %s is a symbolic link: refused", path)
-	}
+	f, err := fileio.OpenOwned(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open log file: %w", err)
-	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("not a regular file (%s)", st.Mode().Type())
-	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); err == nil && ok && int(sys.Uid) != os.Geteuid() {
-		err = fmt.Errorf("owned by uid %d, not %d", sys.Uid, os.Geteuid())
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open log file %s: %w", path, err)
 	}
 	return f, nil
 }

@@ -211,6 +211,23 @@ func SidecarHops(uid uint32) *Set {
 	return &Set{Rules: []Rule{{File: DefaultFile, Line: 1, UID: uid, HasUID: true, Target: Accept}}}
 }
 
+// SidecarHopsUnder is SidecarHops under the node's rules node: their
+// RETURN rules (an operator's exclusions) stay, before the profile's ACCEPT
+// rule, but for the default's port 15006 rule, which the profile lifts.
+func SidecarHopsUnder(node *Set, uid uint32) *Set {
+	lifted := DefaultFor(uid).Rules[1] // chain --port 15006 -j RETURN
+	out := &Set{}
+	if node != nil {
+		for _, r := range node.Rules {
+			if r.Target == Return && !r.Equal(lifted) {
+				out.Rules = append(out.Rules, r)
+			}
+		}
+	}
+	out.Rules = append(out.Rules, SidecarHops(uid).Rules...)
+	return out
+}
+
 // String returns the rules in canonical form, one per line, each line
 // ending in a newline. ParseString of the result gives a set Equal to s.
 func (s *Set) String() string {

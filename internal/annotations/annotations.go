@@ -17,7 +17,8 @@ const (
 	TrustApp = "accel.mesh/app-reads-with-recvmsg"
 	// Profile picks the rules the pod's own follow: ProfileDefault (or
 	// none), the node's rules; ProfileSidecarHops, every connection of
-	// the sidecar, the sidecar-to-sidecar hop to 15006 included.
+	// the sidecar, the sidecar-to-sidecar hop to 15006 included, but for
+	// the node's other RETURN rules.
 	Profile = "accel.mesh/profile"
 	// Istio's exclusions (comma lists), which become RETURN rules.
 	ExcludeInboundPorts     = "traffic.sidecar.istio.io/excludeInboundPorts"

@@ -1,7 +1,9 @@
 // Package fileio writes the small files mesh-accel shares between its
 // programs on a node (the plugin's pod records and failure counts, the
 // Event spool, the namespace opt-in file) so that a reader never sees half
-// of one, and serialises their writers with flock.
+// of one, and serialises their writers with flock. It also opens the files
+// of folders others may write (the plugin's log) for writer and reader
+// alike.
 package fileio
 
 import (
@@ -10,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -72,4 +75,31 @@ func Flock(path string, exclusive bool) (func(), error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// OpenOwned opens the file at path with flag (and perm, when flag creates
+// it) as root does safely in a hostPath folder others may write: never
+// through a symlink (O_NOFOLLOW), only a regular file (O_NONBLOCK: a FIFO
+// does not hang the open), and only one owned by this process's user. The
+// plugin appends to its log with it, and the installer follows the log.
+func OpenOwned(path string, flag int, perm fs.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK, perm)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link: refused", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("not a regular file (%s)", st.Mode().Type())
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); err == nil && ok && int(sys.Uid) != os.Geteuid() {
+		err = fmt.Errorf("owned by uid %d, not %d", sys.Uid, os.Geteuid())
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
 }

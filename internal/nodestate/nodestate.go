@@ -141,6 +141,18 @@ func (l Location) Validate() error {
 	return nil
 }
 
+// InstallerDir is the folder of the installer's own files.
+func InstallerDir(stateDir string) string { return filepath.Join(stateDir, "installer") }
+
+// SwitchOffByConfigMapPath is the file that exists while the rules
+// ConfigMap's enabled key holds the node's global switch off: the
+// installer writes it as it turns the switch off, and turns the switch on
+// again only while it exists; mesh-accelctl disable removes it, so that a
+// switch turned off by hand stays off until mesh-accelctl enable.
+func SwitchOffByConfigMapPath(stateDir string) string {
+	return filepath.Join(InstallerDir(stateDir), "disabled-by-configmap")
+}
+
 // PodsDir is the folder of the plugin's pod records.
 func PodsDir(stateDir string) string { return filepath.Join(stateDir, "pods") }
 
