@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,7 @@ const (
 	FlagExcludeNamespaces  = "exclude-namespaces"
 	FlagPodQuota           = "pod-quota"
 	FlagBacklogLimit       = "backlog-limit"
+	FlagNoPluginKubeconfig = "no-plugin-kubeconfig"
 )
 
 // NoNamespaces is the value of --exclude-namespaces that excludes no
@@ -105,17 +107,25 @@ type Config struct {
 	SidecarUID uint32
 	// StateDir is shared with the plugin (its pod records are in pods/);
 	// the installer keeps its own files in StateDir/installer.
-	StateDir        string
-	PluginLogFile   string // the plugin's log file
-	CgroupRoot      string // the host's cgroup root (for the kernel check)
-	Listen          string // address of /readyz and /metrics
+	StateDir      string
+	PluginLogFile string // the plugin's log file
+	CgroupRoot    string // the host's cgroup root (for the kernel check)
+	// Listen is the address of /readyz, /livez and /metrics, host:port
+	// (a host in brackets, IPv6 or not: the DaemonSet passes
+	// "[$(status.hostIP)]:9753"); an empty host listens on every address.
+	Listen          string
 	RemoveBPFOnExit bool   // remove the node's BPF state on SIGTERM
 	SAToken         string // service account token (projected, rotates)
 	SACA            string // service account CA bundle
 	// APIHost is the API server URL written into the kubeconfig; by default
 	// https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT.
-	APIHost  string
-	LogLevel slog.Level
+	APIHost string
+	// NoPluginKubeconfig keeps the service account's token off the node's
+	// disk: no kubeconfig for the plugin, none named in its entry. The
+	// plugin reads pods only when its entry lacks the pod-annotations
+	// capability, which the installer's entry declares.
+	NoPluginKubeconfig bool
+	LogLevel           slog.Level
 	// MountBPFFS only mounts bpffs at BPFFS (when nothing is mounted there)
 	// and exits: the job of the DaemonSet's privileged init container.
 	MountBPFFS  bool
@@ -157,11 +167,13 @@ func NewConfig(args []string, getenv func(string) string, out io.Writer) (*Confi
 	b.Uint32(&c.SidecarUID, FlagSidecarUID, nodestate.DefaultSidecarUID, "the sidecar's uid: trusted to read with recvmsg, accelerated by the built-in rules")
 	b.String(&c.PluginLogFile, FlagPluginLogFile, DefaultPluginLogFile, "the plugin's log file on the host")
 	b.String(&c.CgroupRoot, FlagCgroupRoot, DefaultCgroupRoot, "the host's cgroup root, for the kernel check")
-	b.String(&c.Listen, FlagListen, DefaultListen, "address serving /readyz and /metrics")
+	b.String(&c.Listen, FlagListen, DefaultListen, "host:port serving /readyz, /livez and /metrics (host in brackets for IPv6; no host: every address)")
 	b.Bool(&c.RemoveBPFOnExit, FlagRemoveBPFOnExit, "remove the node's BPF state on SIGTERM (uninstall); keep it for upgrades when false")
 	b.String(&c.SAToken, FlagSAToken, DefaultSAToken, "service account token for the plugin's kubeconfig")
 	b.String(&c.SACA, FlagSACA, DefaultSACA, "service account CA bundle for the plugin's kubeconfig")
 	b.String(&c.APIHost, FlagAPIHost, defaultAPIHost(getenv), "API server URL for the plugin's kubeconfig (default from KUBERNETES_SERVICE_HOST/PORT)")
+	b.Bool(&c.NoPluginKubeconfig, FlagNoPluginKubeconfig, "write no kubeconfig (the service account's token) for the plugin on the host; "+
+		"the plugin then cannot read pods from the API server, which it does only when its entry lacks the pod-annotations capability")
 	level := new(string)
 	b.String(level, FlagLogLevel, "info", "log level: debug, info, warn or error")
 	b.Bool(&c.MountBPFFS, FlagMountBPFFS, "only mount bpffs at --"+FlagBPFFS+" if nothing is mounted there, then exit (init container)")
@@ -253,6 +265,8 @@ func (c *Config) validate() error {
 	}
 	if c.Listen == "" {
 		errs = append(errs, fmt.Errorf("--%s must not be empty", FlagListen))
+	} else if err := checkListen(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--%s %q: %w", FlagListen, c.Listen, err))
 	}
 	for _, ns := range c.ExcludeNamespaces {
 		if len(validation.IsDNS1123Label(ns)) > 0 {
@@ -269,6 +283,22 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
+// checkListen checks a --listen address: host:port, the host empty, a
+// name or an IP address (in brackets for IPv6), the port a number.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, an IPv6 address in brackets (\"[fd00::1]:9753\"): %w", err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q: want a number from 1 to 65535", port)
+	}
+	if strings.ContainsAny(host, "$()[] ") {
+		return fmt.Errorf("host %q is not an address (an unset variable of the DaemonSet?)", host)
+	}
+	return nil
+}
+
 // bpfOptions locate the node state.
 func (c *Config) bpfOptions() bpf.Options {
 	return bpf.Options{BPFFS: c.BPFFS, Root: c.BPFRoot, BacklogLimit: c.BacklogLimit}
@@ -276,4 +306,4 @@ func (c *Config) bpfOptions() bpf.Options {
 
 // installerDir holds the installer's own state: the conflist backup and the
 // last applied rules.
-func (c *Config) installerDir() string { return filepath.Join(c.StateDir, "installer") }
+func (c *Config) installerDir() string { return nodestate.InstallerDir(c.StateDir) }

@@ -116,7 +116,8 @@ func TestConfigHelp(t *testing.T) {
 	for _, f := range []string{FlagHostCNIBinDir, FlagHostCNIConfDir, FlagCNIConfName, FlagPluginBinary, FlagKubeconfigPath,
 		FlagHostKubeconfigPath, FlagRulesFile, FlagRulesCopyPath, FlagHostRulesFile, FlagBPFFS, FlagBPFRoot, FlagStateDir,
 		FlagPluginLogFile, FlagCgroupRoot, FlagListen, FlagRemoveBPFOnExit, FlagSAToken, FlagSACA, FlagAPIHost, FlagLogLevel,
-		FlagMountBPFFS, FlagVersion, FlagSweepInterval, FlagFailOnError, FlagExcludeNamespaces, FlagPodQuota, FlagBacklogLimit} {
+		FlagMountBPFFS, FlagVersion, FlagSweepInterval, FlagFailOnError, FlagExcludeNamespaces, FlagPodQuota, FlagBacklogLimit,
+		FlagNoPluginKubeconfig} {
 		if !strings.Contains(out.String(), "--"+f) || !strings.Contains(out.String(), "(env "+EnvName(f)+")") {
 			t.Errorf("help lacks --%s or its variable %s", f, EnvName(f))
 		}
@@ -168,5 +169,55 @@ func TestBacklogLimitReachesNode(t *testing.T) {
 	defer again.Close()
 	if got, err := n.BacklogLimit(); err != nil || got != 131072 {
 		t.Errorf("reused state: bound %d, %v; want 131072", got, err)
+	}
+}
+
+// --listen takes host:port, the host an address in brackets (what the
+// DaemonSet passes for the node's IPv4 or IPv6 address), a name or nothing;
+// an IPv6 address without brackets, a variable the kubelet did not expand
+// and a bad port are refused at start, with the reason.
+func TestListenAddress(t *testing.T) {
+	for _, tc := range []struct {
+		listen, err string
+	}{
+		{":9753", ""},
+		{"[10.1.2.3]:9753", ""},
+		{"[fd00::1]:9753", ""},
+		{"10.1.2.3:19753", ""},
+		{"localhost:9753", ""},
+		{"fd00::1:9753", "too many colons"},
+		{"[$(MESH_ACCEL_HOST_IP)]:9753", "not an address"},
+		{"10.1.2.3", "missing port"},
+		{"10.1.2.3:0", "want a number from 1"},
+		{"10.1.2.3:metrics", "want a number from 1"},
+	} {
+		_, err := NewConfig(nil, func(k string) string {
+			if k == EnvName(FlagListen) {
+				return tc.listen
+			}
+			return ""
+		}, io.Discard)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("--listen %q: %v, want %q", tc.listen, err, tc.err)
+		}
+	}
+}
+
+// --no-plugin-kubeconfig (MESH_ACCEL_NO_PLUGIN_KUBECONFIG) takes the
+// kubeconfig out of the plugin's entry; by default the entry names it.
+func TestNoPluginKubeconfigEntry(t *testing.T) {
+	for env, want := range map[string]string{"": DefaultHostKubeconfigPath, "true": ""} {
+		c, err := NewConfig(nil, func(k string) string {
+			if k == EnvName(FlagNoPluginKubeconfig) {
+				return env
+			}
+			return ""
+		}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := NewEntry(c).Kubeconfig; got != want || c.NoPluginKubeconfig != (env == "true") {
+			t.Errorf("%s=%q: entry kubeconfig %q, want %q", EnvName(FlagNoPluginKubeconfig), env, got, want)
+		}
 	}
 }

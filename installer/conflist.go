@@ -25,9 +25,10 @@ type Entry struct {
 	// Capabilities make containerd pass the pod's annotations and cgroup
 	// in runtimeConfig (plugin.CapPodAnnotations, plugin.CapCgroupPath).
 	Capabilities map[string]bool `json:"capabilities"`
-	Kubeconfig   string          `json:"kubeconfig"`
-	RulesFile    string          `json:"rulesFile"`
-	LogFile      string          `json:"logFile"`
+	// Kubeconfig is left out with Config.NoPluginKubeconfig.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	RulesFile  string `json:"rulesFile"`
+	LogFile    string `json:"logFile"`
 	// BPFRoot and StateDir are written only when they differ from the
 	// plugin's defaults.
 	BPFRoot  string `json:"bpfRoot,omitempty"`
@@ -47,9 +48,11 @@ func NewEntry(c *Config) Entry {
 	e := Entry{
 		Type:         PluginType,
 		Capabilities: map[string]bool{plugin.CapPodAnnotations: true, plugin.CapCgroupPath: true},
-		Kubeconfig:   c.HostKubeconfigPath,
 		RulesFile:    c.HostRulesFile,
 		LogFile:      c.PluginLogFile,
+	}
+	if !c.NoPluginKubeconfig {
+		e.Kubeconfig = c.HostKubeconfigPath
 	}
 	if root := filepath.Join(c.BPFFS, c.BPFRoot); root != plugin.DefaultBPFRoot {
 		e.BPFRoot = root

@@ -38,8 +38,17 @@ func (in *installer) reconcileConflist() {
 	in.installed = true
 }
 
-// syncKubeconfig rewrites the plugin's kubeconfig when the token rotated.
+// syncKubeconfig rewrites the plugin's kubeconfig when the token rotated,
+// or removes it with Config.NoPluginKubeconfig.
 func (in *installer) syncKubeconfig() {
+	if in.cfg.NoPluginKubeconfig {
+		if err := removeFile(in.cfg.KubeconfigPath); err != nil {
+			in.report("kubeconfig", "plugin kubeconfig (the service account's token) not removed", err)
+			return
+		}
+		in.resolved("kubeconfig", "no plugin kubeconfig")
+		return
+	}
 	wrote, err := in.kube.sync()
 	if err != nil {
 		in.report("kubeconfig", "plugin kubeconfig not written: the plugin cannot read pods from the API server "+

@@ -28,6 +28,7 @@ var nonDefault = map[string]any{
 	"backlogLimit":      1 << 20,
 	"metrics":           map[string]any{"address": "127.0.0.1", "port": 19753, "scrapeAnnotations": false},
 	"removeBPFOnExit":   true,
+	"pluginKubeconfig":  false,
 	"logLevel":          "debug",
 	"seccompProfile":    "Unconfined",
 	"priorityClassName": "mesh-critical",
@@ -98,7 +99,7 @@ func TestChartValues(t *testing.T) {
 		t.Errorf("conflist entry %+v", e)
 	}
 	if !cfg.RemoveBPFOnExit || cfg.LogLevel.String() != "DEBUG" || cfg.BacklogLimit != 1<<20 || cfg.Listen != "127.0.0.1:19753" ||
-		cfg.CNIConfName != "00-multus.conf" {
+		cfg.CNIConfName != "00-multus.conf" || !cfg.NoPluginKubeconfig {
 		t.Errorf("installer config %+v", cfg)
 	}
 	if got := hostPathOf(ds, cfg.HostCNIBinDir); got != "/home/kubernetes/bin" {

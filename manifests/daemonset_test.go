@@ -1,6 +1,7 @@
 package manifests_test
 
 import (
+	"net"
 	"path"
 	"slices"
 	"strconv"
@@ -49,7 +50,10 @@ func TestDaemonSetScheduling(t *testing.T) {
 	}
 	c := spec.Containers[0]
 	cfg := installerConfig(t, c)
-	_, port, _ := strings.Cut(cfg.Listen, ":")
+	_, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := c.ReadinessProbe
 	if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != installer.PathReady || p.HTTPGet.Port.String() != port {
 		t.Fatalf("readiness probe %+v, want GET %s on port %s", p, installer.PathReady, port)

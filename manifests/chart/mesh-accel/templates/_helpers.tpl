@@ -21,9 +21,20 @@ app.kubernetes.io/component: node
 {{ .Values.image.repository }}:{{ include "mesh-accel.version" . }}{{ with .Values.image.digest }}@{{ . }}{{ end }}
 {{- end }}
 
-{{/* The address the installer serves on (--listen). */}}
+{{/* The address the installer serves on (--listen): metrics.address, by
+default the node's (HOST_IP, status.hostIP), in brackets for IPv6. */}}
 {{- define "mesh-accel.listen" -}}
-{{ .Values.metrics.address }}:{{ int64 .Values.metrics.port }}
+{{ .Values.metrics.address | default "[$(HOST_IP)]" }}:{{ int64 .Values.metrics.port }}
+{{- end }}
+
+{{/* The host the kubelet probes: metrics.address without brackets when it
+is one address; empty (the pod's IP, which is the node's) by default and
+for the wildcard addresses. */}}
+{{- define "mesh-accel.probeHost" -}}
+{{- $a := .Values.metrics.address | trimPrefix "[" | trimSuffix "]" -}}
+{{- if and $a (ne $a "0.0.0.0") (ne $a "::") -}}
+{{ $a }}
+{{- end -}}
 {{- end }}
 
 {{/* The node rules: the values' text, else the defaults for sidecarUID
