@@ -18,6 +18,13 @@
 // standard tools (sockperf, redis-benchmark, wrk against nginx, iperf3)
 // run in the pods as the app's user; the benchmark's own Go clients add
 // request/response rates and new connections per second.
+//
+// The sidecars are Envoy, configured as istiod configures a sidecar (the
+// simulator's default: mutual TLS on the sidecar-to-sidecar hop, tcp_proxy
+// for the TCP services, an HTTP connection manager for nginx), or the
+// simulator's Go relay for comparison ([SidecarGo], BENCH_SIDECAR=go).
+// Through Envoy, every measurement checks that the server's sidecar
+// accepted its connections over mutual TLS, and fails otherwise.
 package bench
 
 import (
@@ -27,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -90,6 +98,62 @@ func ParseModes(list string) ([]Mode, error) {
 	return out, nil
 }
 
+// SidecarKind is the sidecar proxy the pods run.
+type SidecarKind string
+
+// The sidecars (BENCH_SIDECAR).
+const (
+	// SidecarEnvoy is Envoy as istiod configures it (sim.PodOptions.Sidecar).
+	SidecarEnvoy SidecarKind = "envoy"
+	// SidecarGo is the simulator's Go relay (sim.PodOptions.GoSidecar):
+	// plain text, 32 KiB reads, no HTTP parsing.
+	SidecarGo SidecarKind = "go"
+)
+
+// ParseSidecar reads BENCH_SIDECAR: "envoy" (the default, also for "") or "go".
+func ParseSidecar(s string) (SidecarKind, error) {
+	switch k := SidecarKind(strings.TrimSpace(s)); k {
+	case "", SidecarEnvoy:
+		return SidecarEnvoy, nil
+	case SidecarGo:
+		return k, nil
+	default:
+		return "", fmt.Errorf("unknown sidecar %q: want %q or %q", s, SidecarEnvoy, SidecarGo)
+	}
+}
+
+// podOptions are the options of a pod with this sidecar (none if !on).
+func (k SidecarKind) podOptions(name string, on bool) sim.PodOptions {
+	return sim.PodOptions{Name: name, Sidecar: on && k != SidecarGo, GoSidecar: on && k == SidecarGo}
+}
+
+// Describe names the sidecar for the report, e.g. "Envoy 1.40.0 (istiod's
+// configuration, mutual TLS between the sidecars)".
+func (k SidecarKind) Describe() string {
+	if k == SidecarGo {
+		return "the simulator's Go relay (plain text between the sidecars)"
+	}
+	return "Envoy " + envoyVersion() + " (istiod's configuration, mutual TLS between the sidecars)"
+}
+
+// envoyVersion is the version of the sidecars' Envoy binary ("?" when
+// unknown): 1.40.0 of "PATH  version: HASH/1.40.0/Clean/RELEASE/BoringSSL".
+func envoyVersion() string {
+	bin, err := sim.EnvoyPath()
+	if err != nil {
+		return "?"
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	_, v, ok := strings.Cut(string(out), "version: ")
+	if parts := strings.Split(strings.TrimSpace(v), "/"); ok && len(parts) >= 2 {
+		return parts[1]
+	}
+	return "?"
+}
+
 // Config tunes a run.
 type Config struct {
 	Duration time.Duration // of each measurement (BENCH_SECONDS)
@@ -104,19 +168,37 @@ type Config struct {
 	// (BENCH_ONLY, e.g. "connections|sockperf 64 B"); the capture's cost
 	// is measured only when it matches "capture".
 	Only *regexp.Regexp
+	// Sidecar is the pods' sidecar proxy (default SidecarEnvoy).
+	Sidecar SidecarKind
+}
+
+func (c Config) sidecar() SidecarKind {
+	if c.Sidecar == "" {
+		return SidecarEnvoy
+	}
+	return c.Sidecar
 }
 
 // Results are a run's figures: per mode, and the CNI plugin's timing.
 type Results struct {
-	Modes   map[Mode]Result
-	CNI     *CNIResult     // nil when not measured
-	Capture *CaptureResult // what the capture code costs
+	// Sidecar is the sidecar every mode but direct ran, SidecarDesc its
+	// description (with Envoy's version).
+	Sidecar     SidecarKind
+	SidecarDesc string
+	Modes       map[Mode]Result
+	CNI         *CNIResult     // nil when not measured
+	Capture     *CaptureResult // what the capture code costs
 }
 
 // MarshalJSON writes one object keyed by mode (each an object of figures
-// keyed as in [Figures]), plus "cni" and "capture" when measured.
+// keyed as in [Figures] and the counts of [summedKeys]), plus
+// "sidecar_proxy" (kind "envoy" or "go", and a description), and "cni" and
+// "capture" when measured.
 func (r *Results) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(r.Modes)+1)
+	m := make(map[string]any, len(r.Modes)+3)
+	if r.Sidecar != "" {
+		m[keySidecarProxy] = map[string]string{"kind": string(r.Sidecar), "description": r.SidecarDesc}
+	}
 	for mode, res := range r.Modes {
 		m[string(mode)] = res
 	}
@@ -129,15 +211,22 @@ func (r *Results) MarshalJSON() ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// Result holds the figures of one mode, keyed as in [Figures], and
-// keyRedirected.
+// keySidecarProxy is the JSON key of the sidecar a run used ("sidecar" is
+// a mode).
+const keySidecarProxy = "sidecar_proxy"
+
+// Result holds the figures of one mode, keyed as in [Figures], and the
+// counts of [summedKeys].
 type Result map[string]float64
 
 // pair is one mode's client pod (a) and server pod (b).
 type pair struct {
 	mode Mode
 	a, b *sim.Pod
-	node *bpf.Node // nil when not accelerated
+	// envoy says the pods run Envoy sidecars: the server's inbound
+	// listener must see mutual TLS.
+	envoy bool
+	node  *bpf.Node // nil when not accelerated
 	// redisRate is the last SET/GET rate per connection count, which
 	// sizes the next redis-benchmark run.
 	redisRate map[int]float64
@@ -151,7 +240,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Results{Modes: modes}
+	res := &Results{Modes: modes, Sidecar: cfg.sidecar(), SidecarDesc: cfg.sidecar().Describe()}
 	if cfg.Only == nil || cfg.Only.MatchString("capture") {
 		if res.Capture, err = RunCapture(ctx, cfg); err != nil {
 			return nil, err
@@ -197,7 +286,7 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, err
 		}
-		p, err := newPair(ctx, n, m, dir)
+		p, err := newPair(ctx, n, m, cfg.sidecar(), dir)
 		if p != nil {
 			pairs = append(pairs, p)
 		}
@@ -221,12 +310,29 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 			// no mode always runs first or last.
 			for i := range pairs {
 				p := pairs[(i+r)%len(pairs)]
-				if err := p.measure(ctx, m, cfg, samples[p.mode][r]); err != nil {
+				res := samples[p.mode][r]
+				held, resumed := res[keyFCHeld], res[keyFCResumed]
+				if err := p.measure(ctx, m, cfg, res); err != nil {
 					return nil, fmt.Errorf("round %d, %s, mode %s: %w", r+1, m.name, p.mode, err)
+				}
+				if d := res[keyFCHeld] - held; cfg.Log != nil && d > 0 {
+					fmt.Fprintf(cfg.Log, "round %d/%d: %s, mode %s: flow control held %.0f directions, resumed %.0f\n",
+						r+1, cfg.Rounds, m.name, p.mode, d, res[keyFCResumed]-resumed)
 				}
 			}
 			if cfg.Log != nil {
 				fmt.Fprintf(cfg.Log, "round %d/%d: %s done\n", r+1, cfg.Rounds, m.name)
+			}
+		}
+		// Once per run: the first round's pods are new, so the server
+		// sidecar must have completed mutual TLS handshakes (later rounds
+		// may reuse the HTTP connections Envoy pools).
+		for _, p := range pairs {
+			if r > 0 {
+				break
+			}
+			if err := p.checkMTLS(samples[p.mode][r]); err != nil {
+				return nil, fmt.Errorf("round %d: %w", r+1, err)
 			}
 		}
 	}
@@ -265,8 +371,8 @@ func podConfigs(m Mode) (client, server *bpf.PodConfig) {
 	return nil, nil
 }
 
-func newPair(ctx context.Context, n *sim.Node, m Mode, dir string) (*pair, error) {
-	p := &pair{mode: m}
+func newPair(ctx context.Context, n *sim.Node, m Mode, kind SidecarKind, dir string) (*pair, error) {
+	p := &pair{mode: m, envoy: m != Direct && kind == SidecarEnvoy}
 	ca, cb := podConfigs(m)
 	setup := func(cfg *bpf.PodConfig) func(*sim.Pod) error {
 		if cfg == nil {
@@ -282,11 +388,13 @@ func newPair(ctx context.Context, n *sim.Node, m Mode, dir string) (*pair, error
 		p.node = node
 	}
 	sidecar := m != Direct
+	oa, ob := kind.podOptions(string(m)+"-a", sidecar), kind.podOptions(string(m)+"-b", sidecar)
+	oa.NoApp, oa.BeforeStart, ob.BeforeStart = true, setup(ca), setup(cb)
 	var err error
-	if p.a, err = n.AddPod(sim.PodOptions{Name: string(m) + "-a", Sidecar: sidecar, NoApp: true, BeforeStart: setup(ca)}); err != nil {
+	if p.a, err = n.AddPod(oa); err != nil {
 		return p, err
 	}
-	if p.b, err = n.AddPod(sim.PodOptions{Name: string(m) + "-b", Sidecar: sidecar, BeforeStart: setup(cb)}); err != nil {
+	if p.b, err = n.AddPod(ob); err != nil {
 		return p, err
 	}
 	return p, p.startServers(ctx, dir)
@@ -303,8 +411,8 @@ func openNode(opts bpf.Options) (*bpf.Node, error) {
 	return node, nil
 }
 
-// median takes the per-figure median of the rounds' samples; the
-// redirected bytes are summed.
+// median takes the per-figure median of the rounds' samples; the counts
+// of summedKeys are summed.
 func median(rs []Result) Result {
 	out := Result{}
 	keys := map[string]bool{}
@@ -314,7 +422,7 @@ func median(rs []Result) Result {
 		}
 	}
 	for k := range keys {
-		if k == keyRedirected {
+		if slices.Contains(summedKeys, k) {
 			for _, r := range rs {
 				out[k] += r[k]
 			}

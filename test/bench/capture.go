@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/test/sim"
@@ -30,7 +31,7 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 	defer n.Close()
 	var pairs [2]*pair
 	for i, nocap := range []bool{true, false} {
-		p, err := newAccelPair(ctx, n, fmt.Sprintf("cap%d", i), bpf.Options{NoCapture: nocap})
+		p, err := newAccelPair(ctx, n, fmt.Sprintf("cap%d", i), cfg.sidecar(), bpf.Options{NoCapture: nocap})
 		if p != nil && p.node != nil {
 			defer p.node.Remove()
 		}
@@ -41,6 +42,10 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 	}
 	var nocap, idle, capt []float64
 	res := &CaptureResult{}
+	rr := measurement{"capture cost", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+		return p.goRR(ctx, d, 64, 1, r, "rr64_per_s")
+	}}
+	counts := map[*pair]Result{pairs[0]: {}, pairs[1]: {}} // what each pair's measurements counted
 	for r := 0; r < cfg.Rounds; r++ {
 		for _, step := range []struct {
 			p       *pair
@@ -48,7 +53,7 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 			out     *[]float64
 		}{{pairs[0], false, &nocap}, {pairs[1], false, &idle}, {pairs[1], true, &capt}} {
 			fig := Result{}
-			run := func() error { return step.p.goRR(ctx, cfg.Duration, 64, 1, fig, "rr64_per_s") }
+			run := func() error { return step.p.measure(ctx, rr, cfg, fig) }
 			if step.capture {
 				err = withCapture(step.p.node, res, run)
 			} else {
@@ -58,6 +63,16 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 				return nil, fmt.Errorf("capture cost, round %d: %w", r+1, err)
 			}
 			*step.out = append(*step.out, fig["rr64_per_s"])
+			for _, k := range summedKeys {
+				counts[step.p][k] += fig[k]
+			}
+		}
+		if r == 0 {
+			for _, p := range pairs {
+				if err := p.checkMTLS(counts[p]); err != nil {
+					return nil, fmt.Errorf("capture cost: %w", err)
+				}
+			}
 		}
 		if cfg.Log != nil {
 			fmt.Fprintf(cfg.Log, "round %d/%d: capture cost done\n", r+1, cfg.Rounds)
@@ -67,20 +82,23 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 	return res, nil
 }
 
-// newAccelPair makes an accel-all pair of pods on its own node state.
-func newAccelPair(ctx context.Context, n *sim.Node, name string, opts bpf.Options) (*pair, error) {
+// newAccelPair makes an accel-all pair of pods with the kind's sidecars on
+// its own node state.
+func newAccelPair(ctx context.Context, n *sim.Node, name string, kind SidecarKind, opts bpf.Options) (*pair, error) {
 	opts.Root = fmt.Sprintf("mesh-accel-bench-%s-%s", n.Name, name)
 	node, err := openNode(opts)
 	if err != nil {
 		return nil, err
 	}
-	p := &pair{mode: AccelAll, node: node}
+	p := &pair{mode: AccelAll, node: node, envoy: kind == SidecarEnvoy}
 	cfg, _ := podConfigs(AccelAll)
 	setup := func(pod *sim.Pod) error { return node.AttachPod(pod.Name, pod.CgroupDir, *cfg) }
-	if p.a, err = n.AddPod(sim.PodOptions{Name: name + "-a", Sidecar: true, NoApp: true, BeforeStart: setup}); err != nil {
+	oa, ob := kind.podOptions(name+"-a", true), kind.podOptions(name+"-b", true)
+	oa.NoApp, oa.BeforeStart, ob.BeforeStart = true, setup, setup
+	if p.a, err = n.AddPod(oa); err != nil {
 		return p, err
 	}
-	if p.b, err = n.AddPod(sim.PodOptions{Name: name + "-b", Sidecar: true, BeforeStart: setup}); err != nil {
+	if p.b, err = n.AddPod(ob); err != nil {
 		return p, err
 	}
 	return p, nil

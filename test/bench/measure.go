@@ -60,10 +60,34 @@ var Figures = []Figure{
 	{"rr64_8conn_per_s", "Go rr 64 B x8 /s", false},
 }
 
-// keyRedirected counts the bytes the data path redirected during a mode's
-// measurements: proof that acceleration ran (0 for the others). It is
-// summed over rounds, not a median.
-const keyRedirected = "redirected_bytes"
+// Counts per mode, summed over rounds (not medians), besides [Figures]:
+const (
+	// keyRedirected counts the bytes the data path redirected during a
+	// mode's measurements: proof that acceleration ran (0 for the others).
+	keyRedirected = "redirected_bytes"
+	// keyFCHeld and keyFCResumed count how often flow control moved a
+	// direction to the stack (its reader held the backlog limit of unread
+	// bytes) and redirected it again (bpf counters flow_control_held and
+	// flow_control_resumed).
+	keyFCHeld    = "flow_control_held"
+	keyFCResumed = "flow_control_resumed"
+	// keyHandshakes and keyInboundConns count the TLS handshakes and the
+	// connections of the server sidecar's inbound listener (Envoy's
+	// listener.0.0.0.0_15006.ssl.handshake and downstream_cx_total):
+	// through Envoy, proof that the sidecar-to-sidecar hop ran over mutual
+	// TLS (the listener requires client certificates).
+	keyHandshakes   = "mtls_handshakes"
+	keyInboundConns = "inbound_connections"
+)
+
+// summedKeys are the counts that rounds sum.
+var summedKeys = []string{keyRedirected, keyFCHeld, keyFCResumed, keyHandshakes, keyInboundConns}
+
+// Envoy's stats of the inbound listener (virtualInbound, 0.0.0.0:15006).
+const (
+	statHandshakes   = "listener.0.0.0.0_15006.ssl.handshake"
+	statInboundConns = "listener.0.0.0.0_15006.downstream_cx_total"
+)
 
 // measurement is one or more figures measured the same way in every mode.
 type measurement struct {
@@ -107,26 +131,71 @@ var measurements = []measurement{
 	}},
 }
 
-// measure runs one measurement and adds the bytes redirected meanwhile.
+// measure runs one measurement and adds what the data path's counters
+// and the server sidecar's inbound listener counted meanwhile. Through
+// Envoy, a measurement whose connections reached the server's sidecar in
+// plain text fails: the sidecar-to-sidecar hop must be mutual TLS.
 func (p *pair) measure(ctx context.Context, m measurement, cfg Config, r Result) error {
-	before, err := p.redirected()
+	before, err := p.counts()
 	if err != nil {
 		return err
 	}
 	if err := m.run(ctx, p, cfg.Duration, r); err != nil {
 		return err
 	}
-	after, err := p.redirected()
-	r[keyRedirected] += float64(after - before)
-	return err
+	after, err := p.counts()
+	if err != nil {
+		return err
+	}
+	for k, v := range after { // only the counts this mode has
+		r[k] += v - before[k]
+	}
+	if !p.envoy {
+		return nil
+	}
+	conns, tls := after[keyInboundConns]-before[keyInboundConns], after[keyHandshakes]-before[keyHandshakes]
+	if conns > tls {
+		return fmt.Errorf("NO MUTUAL TLS: the server sidecar's inbound listener accepted %.0f connections and completed %.0f TLS handshakes "+
+			"(%s, %s): a connection reached it in plain text, so this figure does not measure Istio's sidecar hop", conns, tls, statInboundConns, statHandshakes)
+	}
+	return nil
 }
 
-func (p *pair) redirected() (uint64, error) {
-	if p.node == nil {
-		return 0, nil
+// counts reads the counters of summedKeys: the data path's (0 when the
+// mode is not accelerated) and the server Envoy's (only when it runs
+// Envoy).
+func (p *pair) counts() (Result, error) {
+	r := Result{keyRedirected: 0, keyFCHeld: 0, keyFCResumed: 0} // 0 when not accelerated
+	if p.node != nil {
+		c, err := p.node.Counters()
+		if err != nil {
+			return nil, err
+		}
+		r[keyRedirected] = float64(c["bytes_redirected"])
+		r[keyFCHeld] = float64(c["flow_control_held"])
+		r[keyFCResumed] = float64(c["flow_control_resumed"])
 	}
-	c, err := p.node.Counters()
-	return c["bytes_redirected"], err
+	if p.envoy {
+		for k, stat := range map[string]string{keyHandshakes: statHandshakes, keyInboundConns: statInboundConns} {
+			v, err := p.b.EnvoyStat(stat)
+			if err != nil {
+				return nil, err
+			}
+			r[k] = float64(v)
+		}
+	}
+	return r, nil
+}
+
+// checkMTLS fails a mode run through Envoy whose server sidecar completed
+// no mutual TLS handshake in a round: its figures would not measure the
+// sidecar hop as Istio runs it.
+func (p *pair) checkMTLS(r Result) error {
+	if p.envoy && r[keyHandshakes] == 0 {
+		return fmt.Errorf("NO MUTUAL TLS in mode %s: the server sidecar (%s) completed no TLS handshake on its inbound listener "+
+			"(%s = 0) during a whole round; the benchmark would be measuring something other than Istio's sidecar hop", p.mode, p.b.Name, statHandshakes)
+	}
+	return nil
 }
 
 // startServers starts iperf3, sockperf, redis-server and nginx in the

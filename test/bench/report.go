@@ -3,16 +3,24 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
 
-// WriteTable prints the figures per mode and, below, each mode's ratio to
-// the sidecar mode (for latency: sidecar / mode, so >1 is better); then
-// the CNI plugin's timing when it was measured.
+// WriteTable prints which sidecar the modes ran, the figures per mode and,
+// below, each mode's ratio to the sidecar mode (for latency: sidecar /
+// mode, so >1 is better); then the CNI plugin's timing when it was
+// measured.
 func WriteTable(w io.Writer, r *Results) error {
+	if r.Sidecar != "" {
+		if _, err := fmt.Fprintf(w, "sidecars (BENCH_SIDECAR=%s): %s\n\n", r.Sidecar, r.SidecarDesc); err != nil {
+			return err
+		}
+	}
 	if err := writeModes(w, r.Modes); err != nil {
 		return err
 	}
@@ -63,11 +71,28 @@ func writeModes(w io.Writer, res map[Mode]Result) error {
 		}
 	}
 	rows("figure", func(m Mode, f Figure) string { return formatFigure(res[m][f.Key]) })
-	fmt.Fprint(tw, "redirected MiB\t")
-	for _, m := range modes {
-		fmt.Fprintf(tw, "%.0f\t", res[m][keyRedirected]/(1<<20))
+	count := func(label string, scale float64, key string, only func(Result) bool) {
+		if !slices.ContainsFunc(modes, func(m Mode) bool { return only(res[m]) }) {
+			return // e.g. no mode ran Envoy
+		}
+		fmt.Fprintf(tw, "%s\t", label)
+		for _, m := range modes {
+			if only(res[m]) {
+				fmt.Fprintf(tw, "%.0f\t", res[m][key]/scale)
+			} else {
+				fmt.Fprint(tw, "-\t")
+			}
+		}
+		fmt.Fprint(tw, "\n")
 	}
-	fmt.Fprint(tw, "\n\n")
+	always := func(Result) bool { return true }
+	envoy := func(r Result) bool { _, ok := r[keyInboundConns]; return ok }
+	count("redirected MiB", 1<<20, keyRedirected, always)
+	count("flow control held", 1, keyFCHeld, always)
+	count("flow control resumed", 1, keyFCResumed, always)
+	count("server sidecar mTLS handshakes", 1, keyHandshakes, envoy)
+	count("server sidecar inbound connections", 1, keyInboundConns, envoy)
+	fmt.Fprint(tw, "\n")
 	rows("ratio to sidecar (>1 is better)", func(m Mode, f Figure) string {
 		if r, ok := Ratio(res, m, f); ok {
 			return fmt.Sprintf("%.2fx", r)
@@ -127,7 +152,8 @@ var modeColors = map[Mode]string{Direct: "#9e9e9e", Sidecar: "#616161", Annotati
 // WriteChart writes an SVG bar chart of the figures: one group of bars per
 // figure, one bar per mode, each bar the mode's ratio to the sidecar mode
 // (above 1 is better; latencies inverted), with a line at 1.
-func WriteChart(path string, res map[Mode]Result) error {
+func WriteChart(path string, r *Results) error {
+	res := r.Modes
 	modes := present(res)
 	const (
 		barW, gap, top, plotH, labelH, left = 9, 18, 60, 320, 170, 50
@@ -148,7 +174,12 @@ func WriteChart(path string, res map[Mode]Result) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">mesh-accel: each mode against the sidecars (ratio, above 1 is better; latencies inverted)</text>`+"\n", left)
+	sidecars := ""
+	if r.Sidecar != "" {
+		sidecars = "; sidecars: " + r.SidecarDesc
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">mesh-accel: each mode against the sidecars (ratio, above 1 is better; latencies inverted)%s</text>`+"\n",
+		left, html.EscapeString(sidecars))
 	for i, m := range modes {
 		x := left + i*130
 		fmt.Fprintf(&b, `<rect x="%d" y="30" width="10" height="10" fill="%s"/><text x="%d" y="39">%s</text>`+"\n", x, modeColors[m], x+14, m)

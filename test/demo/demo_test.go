@@ -29,7 +29,8 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	for _, want := range []string{"acceleration off", "on (sidecar-hops)", "on (app trusted)", "127.0.0.1:15001 (uid 1337)",
-		"redirected", "chain --port 15006 -j RETURN", ":15006 (uid 1337)"} {
+		"redirected", "chain --port 15006 -j RETURN", ":15006 (uid 1337)",
+		"sidecar (uid 1337) configured as istiod configures one: mutual TLS", "mutual TLS handshakes completed by the server sidecars"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
+	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
 // MinKernel is the oldest kernel the demo accepts (sockops, sk_msg, socket
@@ -40,6 +41,9 @@ func Preflight() error {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, fmt.Errorf("the %s command (make deps installs it)", tool))
 		}
+	}
+	if _, err := sim.EnvoyPath(); err != nil {
+		missing = append(missing, fmt.Errorf("Envoy, the sidecars' proxy: %w", err))
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("this machine cannot run the demo; missing:\n  - %w", joinLines(missing))

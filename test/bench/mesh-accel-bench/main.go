@@ -7,6 +7,9 @@
 // mesh-accel CNI plugin binary to time (default: mesh-accel beside this
 // program; "-" or a missing binary skips the timing). BENCH_ONLY=REGEXP runs only the
 // measurements whose name matches (the capture's cost only when it matches "capture").
+// BENCH_SIDECAR=envoy|go picks the pods' sidecar: Envoy as istiod configures it,
+// with mutual TLS between the sidecars (the default), or the simulator's Go relay,
+// for comparison; the table and the JSON say which ran.
 package main
 
 import (
@@ -49,6 +52,10 @@ func run() error {
 	if os.Getenv("BENCH_MODES") == "" {
 		modes = nil
 	}
+	sidecar, err := bench.ParseSidecar(os.Getenv("BENCH_SIDECAR"))
+	if err != nil {
+		return fmt.Errorf("BENCH_SIDECAR: %w", err)
+	}
 	var only *regexp.Regexp
 	if v := os.Getenv("BENCH_ONLY"); v != "" {
 		if only, err = regexp.Compile(v); err != nil {
@@ -64,6 +71,7 @@ func run() error {
 		Plugin:   pluginPath(),
 		Modes:    modes,
 		Only:     only,
+		Sidecar:  sidecar,
 	})
 	if err != nil {
 		return err
@@ -75,7 +83,7 @@ func run() error {
 		if err := bench.WriteJSON(path, res); err != nil {
 			return err
 		}
-		return bench.WriteChart(strings.TrimSuffix(path, ".json")+".svg", res.Modes)
+		return bench.WriteChart(strings.TrimSuffix(path, ".json")+".svg", res)
 	}
 	return nil
 }

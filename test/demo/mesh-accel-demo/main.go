@@ -1,7 +1,9 @@
 // Command mesh-accel-demo runs mesh-accel's demo on this machine (root,
-// Linux 5.15 or later, cgroup v2): a simulated node with two meshed pods
-// created through a real CNI chain, traffic with acceleration off and on,
-// and what is accelerated. DEMO_SECONDS sets each measurement (default 3).
+// Linux 5.15 or later, cgroup v2, Envoy): a simulated node with two meshed
+// pods created through a real CNI chain, each with an Envoy sidecar
+// configured as istiod configures one (mutual TLS between the sidecars),
+// traffic with acceleration off and on, and what is accelerated.
+// DEMO_SECONDS sets each measurement (default 3).
 package main
 
 import (

@@ -1,0 +1,78 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mesh-accel/mesh-accel/test/sim"
+)
+
+func TestMain(m *testing.M) {
+	sim.RoleMain()
+	os.Exit(m.Run())
+}
+
+func TestParseSidecar(t *testing.T) {
+	for in, want := range map[string]SidecarKind{"": SidecarEnvoy, "envoy": SidecarEnvoy, " go ": SidecarGo} {
+		if got, err := ParseSidecar(in); err != nil || got != want {
+			t.Errorf("ParseSidecar(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseSidecar("istio"); err == nil {
+		t.Error("ParseSidecar(istio): no error")
+	}
+	if o := SidecarGo.podOptions("x", true); !o.GoSidecar || o.Sidecar {
+		t.Errorf("go sidecar options: %+v", o)
+	}
+	if o := SidecarEnvoy.podOptions("x", true); o.GoSidecar || !o.Sidecar {
+		t.Errorf("envoy sidecar options: %+v", o)
+	}
+	if o := SidecarEnvoy.podOptions("x", false); o.GoSidecar || o.Sidecar {
+		t.Errorf("no sidecar options: %+v", o)
+	}
+}
+
+// Through Envoy, a measurement to a mesh service passes the mutual TLS
+// check, and one whose connections reach the server's sidecar in plain
+// text (a port the registry does not list: Istio's passthrough) fails it
+// loudly; a round without a handshake fails too.
+func TestMeasureChecksMutualTLS(t *testing.T) {
+	n := sim.NewTestNode(t, sim.NodeOptions{Prefix: "mt"})
+	a := n.AddTestPod(t, sim.PodOptions{Name: "a", Sidecar: true, NoApp: true})
+	meshed := &pair{mode: Sidecar, envoy: true, a: a, b: n.AddTestPod(t, sim.PodOptions{Name: "b", Sidecar: true})}
+	plain := &pair{mode: Sidecar, envoy: true, a: a, b: n.AddTestPod(t, sim.PodOptions{Name: "c", Sidecar: true, AppPort: 9999})}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := Config{Duration: 300 * time.Millisecond}
+	i := slices.IndexFunc(measurements, func(m measurement) bool { return m.name == "Go rr 64 B" }) // to the app
+	if i < 0 {
+		t.Fatal("no measurement Go rr 64 B")
+	}
+	rr := measurements[i]
+
+	r := Result{}
+	if err := meshed.measure(ctx, rr, cfg, r); err != nil {
+		t.Fatalf("to the mesh service: %v", err)
+	}
+	if r[keyHandshakes] == 0 || r[keyHandshakes] != r[keyInboundConns] {
+		t.Errorf("to the mesh service: %v handshakes, %v inbound connections", r[keyHandshakes], r[keyInboundConns])
+	}
+	if err := meshed.checkMTLS(r); err != nil {
+		t.Errorf("checkMTLS: %v", err)
+	}
+
+	r = Result{}
+	err := plain.measure(ctx, rr, cfg, r)
+	if err == nil || !strings.Contains(err.Error(), "NO MUTUAL TLS") {
+		t.Errorf("to a port outside the registry: error %v, want NO MUTUAL TLS", err)
+	} else {
+		t.Logf("to a port outside the registry: %v", err)
+	}
+	if err := plain.checkMTLS(r); err == nil || !strings.Contains(err.Error(), "NO MUTUAL TLS") {
+		t.Errorf("checkMTLS of a round in plain text: %v, want NO MUTUAL TLS", err)
+	}
+}
