@@ -23,8 +23,14 @@ type Direction struct {
 	Held  bool
 	Holds uint32
 	// Backlog is the reader's unread bytes seen at the direction's last
-	// message.
-	Backlog         uint32
+	// message (0 once the reader is gone).
+	Backlog uint32
+	// PeerGone is set when the reader recorded at pairing is gone although
+	// the direction is still recorded: it closed while its pod was
+	// detached (no close callback ran). Its sender found it so (the
+	// direction takes the stack for good), or the reader has left both
+	// socket maps. The sweep removes such a direction.
+	PeerGone        bool
 	Bytes, Messages uint64
 }
 
@@ -37,6 +43,10 @@ func (n *Node) Directions() ([]Direction, error) {
 	)
 	it := n.maps.SockProxyMap.Iterate()
 	for it.Next(&k, &v) {
+		gone := v.Flags&proxyPeerGone != 0 || !n.inSocketMaps(&v.Peer)
+		if gone {
+			v.Backlog = 0
+		}
 		out = append(out, Direction{
 			From:       netip.AddrPortFrom(keyAddr(k.LocalIp), uint16(k.LocalPort)),
 			To:         netip.AddrPortFrom(keyAddr(v.Peer.LocalIp), uint16(v.Peer.LocalPort)),
@@ -51,6 +61,7 @@ func (n *Node) Directions() ([]Direction, error) {
 			Held:       v.Flags&proxyHeld != 0,
 			Holds:      v.Holds,
 			Backlog:    v.Backlog,
+			PeerGone:   gone,
 			Bytes:      v.Bytes,
 			Messages:   v.Msgs,
 		})
@@ -66,6 +77,7 @@ const (
 	proxyRedirect = uint32(meshProxyFlagPROXY_REDIRECT)
 	proxyActive   = uint32(meshProxyFlagPROXY_ACTIVE)
 	proxyHeld     = uint32(meshProxyFlagPROXY_HELD)
+	proxyPeerGone = uint32(meshProxyFlagPROXY_PEER_GONE)
 )
 
 // Usage counts the entries of the connection maps.

@@ -37,6 +37,7 @@ var counterDefs = [...]struct{ name, help string }{
 	meshCounterC_FC_MSG_STACK:         {"flow_control_stack_messages", "flow control: messages sent on the stack while their direction was held"},
 	meshCounterC_STACK_ZEROCOPY:       {"stack_zerocopy_sender", "directions moved to the stack for good: the sender uses MSG_ZEROCOPY, whose completions only the stack reports"},
 	meshCounterC_STACK_RCVLOWAT:       {"stack_rcvlowat_reader", "messages sent on the stack: the reader has SO_RCVLOWAT above 1, which only the stack honours"},
+	meshCounterC_STALE_PEER:           {"fallback_stale_peer", "directions moved to the stack for good: the reader socket recorded at pairing was closed unseen (its pod detached) or its memory reused, found before its state was trusted"},
 	meshCounterC_REJECT_QUOTA:         {"rejected_pod_quota", "not paired: the pod holds its quota of connection-map entries"},
 	meshCounterC_REJECT_TUPLE_IN_USE:  {"rejected_tuple_in_use", "not paired: another socket of the network namespace still holds the connection's tuple in a socket map"},
 }

@@ -70,7 +70,8 @@ const (
 	meshCounterC_REJECT_QUOTA         meshCounter = 28
 	meshCounterC_STACK_ZEROCOPY       meshCounter = 29
 	meshCounterC_STACK_RCVLOWAT       meshCounter = 30
-	meshCounterC_MAX                  meshCounter = 31
+	meshCounterC_STALE_PEER           meshCounter = 31
+	meshCounterC_MAX                  meshCounter = 32
 )
 
 type meshEndpointKey struct {
@@ -106,6 +107,7 @@ type meshHelperVal struct {
 	RcvNxt   uint32
 	Pad      uint32
 	Sk       uint64
+	Cookie   uint64
 }
 
 type meshLimit uint32
@@ -137,25 +139,27 @@ const (
 type meshProxyFlag uint32
 
 const (
-	meshProxyFlagPROXY_REDIRECT meshProxyFlag = 1
-	meshProxyFlagPROXY_ACTIVE   meshProxyFlag = 2
-	meshProxyFlagPROXY_HELD     meshProxyFlag = 4
+	meshProxyFlagPROXY_REDIRECT  meshProxyFlag = 1
+	meshProxyFlagPROXY_ACTIVE    meshProxyFlag = 2
+	meshProxyFlagPROXY_HELD      meshProxyFlag = 4
+	meshProxyFlagPROXY_PEER_GONE meshProxyFlag = 8
 )
 
 type meshProxyVal struct {
-	_        structs.HostLayout
-	Peer     meshSockKey
-	Pod      uint64
-	PeerPod  uint64
-	StartSeq uint32
-	Flags    uint32
-	Uid      uint32
-	PeerUid  uint32
-	Bytes    uint64
-	Msgs     uint64
-	PeerSk   uint64
-	Backlog  uint32
-	Holds    uint32
+	_          structs.HostLayout
+	Peer       meshSockKey
+	Pod        uint64
+	PeerPod    uint64
+	StartSeq   uint32
+	Flags      uint32
+	Uid        uint32
+	PeerUid    uint32
+	Bytes      uint64
+	Msgs       uint64
+	PeerSk     uint64
+	PeerCookie uint64
+	Backlog    uint32
+	Holds      uint32
 }
 
 type meshRule struct {

@@ -58,7 +58,8 @@ const (
 	meshnocapCounterC_REJECT_QUOTA         meshnocapCounter = 28
 	meshnocapCounterC_STACK_ZEROCOPY       meshnocapCounter = 29
 	meshnocapCounterC_STACK_RCVLOWAT       meshnocapCounter = 30
-	meshnocapCounterC_MAX                  meshnocapCounter = 31
+	meshnocapCounterC_STALE_PEER           meshnocapCounter = 31
+	meshnocapCounterC_MAX                  meshnocapCounter = 32
 )
 
 type meshnocapEndpointKey struct {
@@ -87,6 +88,7 @@ type meshnocapHelperVal struct {
 	RcvNxt   uint32
 	Pad      uint32
 	Sk       uint64
+	Cookie   uint64
 }
 
 type meshnocapPodConfig struct {
@@ -108,19 +110,20 @@ type meshnocapPodConfig struct {
 }
 
 type meshnocapProxyVal struct {
-	_        structs.HostLayout
-	Peer     meshnocapSockKey
-	Pod      uint64
-	PeerPod  uint64
-	StartSeq uint32
-	Flags    uint32
-	Uid      uint32
-	PeerUid  uint32
-	Bytes    uint64
-	Msgs     uint64
-	PeerSk   uint64
-	Backlog  uint32
-	Holds    uint32
+	_          structs.HostLayout
+	Peer       meshnocapSockKey
+	Pod        uint64
+	PeerPod    uint64
+	StartSeq   uint32
+	Flags      uint32
+	Uid        uint32
+	PeerUid    uint32
+	Bytes      uint64
+	Msgs       uint64
+	PeerSk     uint64
+	PeerCookie uint64
+	Backlog    uint32
+	Holds      uint32
 }
 
 type meshnocapSockKey struct {

@@ -25,7 +25,7 @@ import (
 // LayoutVersion names the layout of the pinned maps and programs. It changes
 // whenever a map's key or value changes, so that an upgrade can create the
 // new state beside the old one.
-const LayoutVersion = "v2"
+const LayoutVersion = "v3"
 
 // DefaultBPFFS is where bpffs is mounted on a node.
 const DefaultBPFFS = "/sys/fs/bpf"

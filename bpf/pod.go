@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -204,7 +205,9 @@ func (n *Node) DetachPod(id string) error {
 	if !ValidPodID(id) {
 		return fmt.Errorf("invalid pod id %q", id)
 	}
-	var errs []error
+	// What a move staged first: those are second pins of links the older
+	// state's folder holds.
+	errs := []error{os.RemoveAll(n.stagingPodDir(id))}
 	for _, dir := range n.siblings() {
 		errs = append(errs, detachIn(dir, id))
 	}
@@ -239,32 +242,79 @@ func (n *Node) DetachPod(id string) error {
 	return errors.Join(errs...)
 }
 
-// PodInfo describes an attached pod.
+// ErrPodBroken is wrapped by PodInfo.Broken.
+var ErrPodBroken = errors.New("pod state incomplete")
+
+// PodInfo describes a pod with state in this node state.
 type PodInfo struct {
 	ID       string
-	CgroupID uint64
+	CgroupID uint64 // 0 when Broken and no link names the cgroup
 	Config   PodConfig
+	// Broken, when set, wraps ErrPodBroken and says what is missing: a
+	// link of the pod (its cgroup may lack a program), its cgroup (gone),
+	// or its configuration. The fields above hold what could be read. The
+	// rest of the node is unaffected; the pod's DEL removes what is left,
+	// and a new ADD (after the DEL) attaches it afresh.
+	Broken error
 }
 
-// Pods lists the attached pods with their configuration.
+// Pods lists the pods with state here and their configuration. A pod whose
+// state is incomplete is listed with Broken set; only a failure to list
+// the pods at all is an error.
 func (n *Node) Pods() ([]PodInfo, error) {
 	ids, err := n.podIDs()
 	if err != nil {
 		return nil, err
 	}
-	var out []PodInfo
+	out := make([]PodInfo, 0, len(ids))
 	for _, id := range ids {
-		cgID, err := n.podCgroupID(id)
-		if err != nil {
-			return nil, err
-		}
-		var pc meshPodConfig
-		if err := n.maps.SockParamMap.Lookup(cgID, &pc); err != nil {
-			return nil, fmt.Errorf("read rules of pod %s: %w", id, err)
-		}
-		out = append(out, PodInfo{ID: id, CgroupID: cgID, Config: decodePodConfig(&pc)})
+		out = append(out, n.podInfo(id))
 	}
 	return out, nil
+}
+
+// podInfo reads one pod's state and says what is missing from it.
+func (n *Node) podInfo(id string) PodInfo {
+	info := PodInfo{ID: id}
+	var missing []string
+	cg := map[string]uint64{}
+	for _, name := range []string{linkSockops, linkSockCreate} {
+		cgID, err := linkCgroupID(filepath.Join(n.podDir(id), name))
+		switch {
+		case errors.Is(err, ErrPodNotAttached):
+			missing = append(missing, "its "+name+" link")
+		case err != nil:
+			missing = append(missing, fmt.Sprintf("its %s link (%v)", name, err))
+		default:
+			cg[name] = cgID
+		}
+	}
+	ops, hasOps := cg[linkSockops]
+	create, hasCreate := cg[linkSockCreate]
+	switch {
+	case hasOps && hasCreate && ops != create:
+		missing = append(missing, fmt.Sprintf("a sock_create link on its cgroup (on cgroup %d, sockops on %d)", create, ops))
+		info.CgroupID = ops
+	case hasOps:
+		info.CgroupID = ops
+	case hasCreate:
+		info.CgroupID = create
+	}
+	if info.CgroupID == 0 && (hasOps || hasCreate) {
+		missing = append(missing, "its cgroup (removed)")
+	}
+	if info.CgroupID != 0 {
+		var pc meshPodConfig
+		if err := n.maps.SockParamMap.Lookup(info.CgroupID, &pc); err != nil {
+			missing = append(missing, fmt.Sprintf("its configuration (%v)", err))
+		} else {
+			info.Config = decodePodConfig(&pc)
+		}
+	}
+	if len(missing) > 0 {
+		info.Broken = fmt.Errorf("%w: pod %s lacks %s", ErrPodBroken, id, strings.Join(missing, ", "))
+	}
+	return info
 }
 
 func (n *Node) podIDs() ([]string, error) {

@@ -15,10 +15,10 @@ const DefaultSweepInterval = 10 * time.Second
 
 // Swept counts the entries one [Node.Sweep] removed.
 type Swept struct {
-	// Directions are pair entries whose socket had left both socket maps
-	// (closed) without the close callback removing them; Pending are
-	// registrations of such sockets.
-	Directions, Pending int
+	// Directions are pair entries whose socket, or whose peer (PeerGone
+	// of them), had left both socket maps (closed) without the close
+	// callback removing them; Pending are registrations of such sockets.
+	Directions, PeerGone, Pending int
 }
 
 // Sweep removes map entries left by sockets that closed unseen. The close
@@ -27,7 +27,11 @@ type Swept struct {
 // alive pools, FIN_WAIT and TIME_WAIT after the process ended). A closed
 // socket has left the socket maps (the kernel unlinks it at close), so a
 // pair entry whose socket is in neither socket map, and a registration
-// whose socket is not in sock_ops_map, belong to no live socket.
+// whose socket is not in sock_ops_map, belong to no live socket. A pair
+// entry whose peer is in neither socket map has no reader: its socket may
+// live on (a connection whose reader closed while its pod was detached,
+// kept open by its writer), but its data can only take the stack, and the
+// address it holds of the reader is stale.
 //
 // Racing the data path is harmless: a socket joins its socket maps before
 // its entries are written, and an entry removed by mistake costs that
@@ -42,7 +46,7 @@ func (n *Node) Sweep() (Swept, error) {
 	usage := map[uint64]int64{}
 	it := n.maps.SockProxyMap.Iterate()
 	for it.Next(&k, &v) {
-		if !n.inSocketMap(n.maps.SockOpsMap, &k) && !n.inSocketMap(n.maps.SockRxMap, &k) {
+		if n.directionStale(&k, &v) != live {
 			stale = append(stale, k)
 		} else {
 			usage[payer(&v)]++
@@ -52,14 +56,22 @@ func (n *Node) Sweep() (Swept, error) {
 		return s, fmt.Errorf("scan sock_proxy_map: %w", err)
 	}
 	for _, key := range stale {
-		// A new socket may have taken the tuple meanwhile.
-		if n.inSocketMap(n.maps.SockOpsMap, &key) || n.inSocketMap(n.maps.SockRxMap, &key) {
+		// A new socket may have taken the tuple, or a new pair been
+		// recorded under it, meanwhile.
+		if err := n.maps.SockProxyMap.Lookup(&key, &v); err != nil {
+			continue
+		}
+		why := n.directionStale(&key, &v)
+		if why == live {
 			continue
 		}
 		if deleted, err := deleteIfPresent(n.maps.SockProxyMap, key); err != nil {
 			return s, err
 		} else if deleted {
 			s.Directions++
+			if why == peerGone {
+				s.PeerGone++
+			}
 		}
 	}
 
@@ -109,6 +121,33 @@ func (n *Node) Sweep() (Swept, error) {
 }
 
 const helperUntrusted = uint32(meshHelperFlagHELPER_UNTRUSTED)
+
+// Why a pair direction is stale.
+const (
+	live     = iota
+	ownGone  // its socket is in neither socket map
+	peerGone // its peer is in neither socket map
+)
+
+// directionStale tells whether the pair direction k (value v) has lost its
+// socket or its peer. A live pair's sockets are in a socket map before its
+// directions are recorded: the connecting socket from its registration on,
+// the accepted one in sock_ops_map when its own direction may be
+// redirected, else in sock_rx_map.
+func (n *Node) directionStale(k *meshSockKey, v *meshProxyVal) int {
+	switch {
+	case !n.inSocketMaps(k):
+		return ownGone
+	case !n.inSocketMaps(&v.Peer):
+		return peerGone
+	}
+	return live
+}
+
+// inSocketMaps reports whether a socket is in either socket map under k.
+func (n *Node) inSocketMaps(k *meshSockKey) bool {
+	return n.inSocketMap(n.maps.SockOpsMap, k) || n.inSocketMap(n.maps.SockRxMap, k)
+}
 
 // payer is the pod charged for a pair direction: the connecting side's
 // (payer_of in c/mesh_accel.c).

@@ -36,8 +36,9 @@ import (
 //     drop the data redirected to it and not yet read. Each of its pods gets
 //     its configuration translated into the new layout (by the field names
 //     of the BTF both data paths carry) and its cgroup links switched to the
-//     new programs and moved under the new state. Once neither pods nor
-//     sockets are left, the older state is removed.
+//     new programs and moved under the new state, all or nothing: staged
+//     under moving/<pod id>, then renamed into pods/ (podmove.go). Once
+//     neither pods nor sockets are left, the older state is removed.
 //
 // The socket owners (cgroup/sock_create's socket storage) are shared by the
 // states of every layout whose struct sock_owner is the same, so that
@@ -145,10 +146,14 @@ func removeState(dir string) error {
 }
 
 // detachIn detaches a pod from the state in dir, of any layout: it unpins
-// the pod's links (its programs leave the cgroup) and deletes its entries
-// from the per-pod maps when they are keyed by cgroup id.
+// the pod's links (its programs leave the cgroup), also those a move into
+// that state staged, and deletes its entries from the per-pod maps when
+// they are keyed by cgroup id.
 func detachIn(dir, id string) error {
 	podDir := filepath.Join(dir, "pods", id)
+	if err := os.RemoveAll(filepath.Join(dir, stagingDir, id)); err != nil {
+		return fmt.Errorf("remove staged pod state: %w", err)
+	}
 	cgID, err := linkCgroupID(filepath.Join(podDir, linkSockops))
 	var errs []error
 	if err == nil {
@@ -294,9 +299,12 @@ func (n *Node) Upgrade() (UpgradeReport, error) {
 		return r, err
 	}
 	for _, id := range ids {
-		k, err := n.relink(n.podDir(id), n.podDir(id))
+		k, err := n.relink(n.podDir(id))
 		r.Relinked += k
 		errs = append(errs, err)
+	}
+	if err := n.rollBackMoves(); err != nil {
+		return r, errors.Join(append(errs, err)...)
 	}
 	for _, dir := range n.siblings() {
 		moved, err := n.adoptPods(spec, dir)
@@ -359,19 +367,15 @@ func (n *Node) replacePrograms(spec *ebpf.CollectionSpec) error {
 	return n.updateGlobal(func(c *meshGlobalConfig) { c.Build = dataPathID(false) })
 }
 
-// relink switches the links pinned in from (a pod's folder) to this
-// state's programs and moves them to to (the pod's folder here). It
-// returns how many links it switched or moved.
-func (n *Node) relink(from, to string) (int, error) {
-	if err := os.MkdirAll(to, 0o700); err != nil {
-		return 0, fmt.Errorf("create pod state dir: %w", err)
-	}
+// relink switches the links pinned in a pod's folder here to this state's
+// programs, in place. It returns how many links it switched.
+func (n *Node) relink(podDir string) (int, error) {
 	switched := 0
 	for _, a := range []struct {
 		name string
 		prog *ebpf.Program
 	}{{linkSockCreate, n.sockCreate}, {linkSockops, n.sockops}} {
-		p := filepath.Join(from, a.name)
+		p := filepath.Join(podDir, a.name)
 		l, err := link.LoadPinnedLink(p, nil)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -380,9 +384,6 @@ func (n *Node) relink(from, to string) (int, error) {
 			return switched, fmt.Errorf("load pinned link %s: %w", p, err)
 		}
 		changed, err := switchLink(l, a.prog)
-		if err == nil && from != to {
-			changed, err = true, moveLink(l, p, filepath.Join(to, a.name))
-		}
 		l.Close()
 		if err != nil {
 			return switched, fmt.Errorf("link %s: %w", p, err)
@@ -411,22 +412,11 @@ func switchLink(l link.Link, prog *ebpf.Program) (bool, error) {
 	return true, l.Update(prog)
 }
 
-// moveLink pins l at to and removes its pin at from.
-func moveLink(l link.Link, from, to string) error {
-	_ = os.Remove(to)
-	if err := l.Pin(to); err != nil {
-		return err
-	}
-	if err := os.Remove(from); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-// adoptPods moves the pods of the state in dir (another layout) here: the
-// pod's configuration is translated into this layout, then its links are
-// switched to this state's programs and moved. A pod attached here as well
-// (its sandbox was added again) only leaves dir.
+// adoptPods moves the pods of the state in dir (another layout) here, each
+// all or nothing (movePod): the pod's configuration is translated into this
+// layout, then its links are switched to this state's programs and moved.
+// A pod attached here as well (its sandbox was added again) only leaves
+// dir.
 func (n *Node) adoptPods(loadSpec func() (*ebpf.CollectionSpec, error), dir string) (int, error) {
 	ents, err := os.ReadDir(filepath.Join(dir, "pods"))
 	if err != nil || len(ents) == 0 {
@@ -445,46 +435,33 @@ func (n *Node) adoptPods(loadSpec func() (*ebpf.CollectionSpec, error), dir stri
 	var errs []error
 	for _, e := range ents {
 		id := e.Name()
-		from := filepath.Join(dir, "pods", id)
-		if _, err := os.Stat(n.podDir(id)); err == nil {
-			errs = append(errs, detachIn(dir, id))
-			continue
-		}
-		cgID, err := linkCgroupID(filepath.Join(from, linkSockops))
+		ok, err := n.movePod(dir, id, func(cgID uint64) (*meshPodConfig, error) {
+			return convertPodConfig(params, cgID, spec)
+		})
 		if err != nil {
-			// Half attached by an older plugin right now, or half
-			// detached: the next pass looks again.
-			continue
+			errs = append(errs, fmt.Errorf("move pod %s from %s: %w", id, dir, err))
 		}
-		raw := make([]byte, spec.Maps[paramMapName].ValueSize)
-		if err := readConverted(params, cgID, "pod_config", spec.Maps[paramMapName].Value, raw); err != nil {
-			errs = append(errs, fmt.Errorf("configuration of pod %s in %s: %w", id, dir, err))
-			continue
+		if ok {
+			moved++
 		}
-		var pc meshPodConfig
-		if err := decodeRaw(raw, &pc); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		// Through PodConfig, so that fields the older layout lacked get
-		// their defaults.
-		enc, err := encodePodConfig(decodePodConfig(&pc))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("configuration of pod %s: %w", id, err))
-			continue
-		}
-		if err := n.putPodConfig(cgID, enc); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if _, err := n.relink(from, n.podDir(id)); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		errs = append(errs, detachIn(dir, id))
-		moved++
 	}
 	return moved, errors.Join(errs...)
+}
+
+// convertPodConfig reads the configuration of the pod on cgroup cgID from
+// params, a state of another layout, into this layout.
+func convertPodConfig(params *ebpf.Map, cgID uint64, spec *ebpf.CollectionSpec) (*meshPodConfig, error) {
+	raw := make([]byte, spec.Maps[paramMapName].ValueSize)
+	if err := readConverted(params, cgID, "pod_config", spec.Maps[paramMapName].Value, raw); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	var pc meshPodConfig
+	if err := decodeRaw(raw, &pc); err != nil {
+		return nil, err
+	}
+	// Through PodConfig, so that fields the older layout lacked get their
+	// defaults.
+	return encodePodConfig(decodePodConfig(&pc))
 }
 
 // countSockets counts the sockets in the socket maps of the state in dir.

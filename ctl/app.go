@@ -239,7 +239,9 @@ type podNames map[uint64]string
 func (a *app) podNames(pods []bpf.PodInfo) podNames {
 	n := make(podNames, len(pods))
 	for _, p := range pods {
-		n[p.CgroupID] = a.directory().Name(p.ID)
+		if p.CgroupID != 0 { // a broken pod may have none
+			n[p.CgroupID] = a.directory().Name(p.ID)
+		}
 	}
 	return n
 }

@@ -58,6 +58,9 @@ type dirReport struct {
 	Backlog uint32 `json:"backlog"`
 	Held    bool   `json:"held"`
 	Holds   uint32 `json:"holds"`
+	// ReaderGone is set when the reader closed unseen (its pod detached):
+	// the data takes the stack, and the sweep removes the direction.
+	ReaderGone bool `json:"reader_gone,omitempty"`
 }
 
 func (a *app) connsCmd() *cobra.Command {
@@ -112,7 +115,9 @@ func (a *app) filter(pods []bpf.PodInfo, pod, addr string, port uint16) (connFil
 		if err != nil {
 			return f, err
 		}
-		f.Pod = p.CgroupID
+		if f.Pod, err = podCgroup(p); err != nil {
+			return f, err
+		}
 	}
 	return f, nil
 }
@@ -174,7 +179,7 @@ func pairDirections(ds []bpf.Direction, names podNames) []connRow {
 			keys = append(keys, k)
 		}
 		dir := &dirReport{Redirect: d.Redirect, Bytes: d.Bytes, Messages: d.Messages,
-			Backlog: d.Backlog, Held: d.Held, Holds: d.Holds}
+			Backlog: d.Backlog, Held: d.Held, Holds: d.Holds, ReaderGone: d.PeerGone}
 		from := endReport{Addr: d.From, Pod: names.of(d.FromPod), PodCgroup: d.FromPod, UID: d.FromUID}
 		to := endReport{Addr: d.To, Pod: names.of(d.ToPod), PodCgroup: d.ToPod, UID: d.ToUID}
 		if d.Connecting {
@@ -219,6 +224,8 @@ func dirCell(d *dirReport) string {
 	switch {
 	case d == nil:
 		return "-"
+	case d.ReaderGone:
+		return "stack, reader gone"
 	case !d.Redirect:
 		return "stack"
 	}

@@ -84,10 +84,11 @@ func TestConnsTable(t *testing.T) {
 	eng.dirs[0].Bytes, eng.dirs[0].Messages = 3<<20+512<<10, 12
 	eng.dirs[0].Backlog, eng.dirs[0].Held, eng.dirs[0].Holds = 4<<20, true, 2
 	eng.dirs[2].Backlog, eng.dirs[2].Holds = 64<<10, 1
+	eng.dirs[3].PeerGone = true // its reader closed unseen
 	got := mustRun(t, eng, defaultRecords(t), "conns")
 	want := `CLIENT           CLIENT POD  SERVER           SERVER POD  CLIENT->SERVER                                  SERVER->CLIENT
 10.0.0.2:40000   shop/cart   127.0.0.1:15001  shop/cart   3.5 MiB in 12 msgs, backlog 4.0 MiB, held (2x)  stack
-127.0.0.6:41000  shop/cart   10.0.0.3:8080    shop/pay    0 B in 0 msgs, backlog 64.0 KiB, was held 1x    0 B in 0 msgs, backlog 0 B
+127.0.0.6:41000  shop/cart   10.0.0.3:8080    shop/pay    0 B in 0 msgs, backlog 64.0 KiB, was held 1x    stack, reader gone
 2 accelerated connections
 `
 	if got != want {

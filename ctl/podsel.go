@@ -86,6 +86,15 @@ func (a *app) attachedPod(pods []bpf.PodInfo, ref string) (bpf.PodInfo, error) {
 	return bpf.PodInfo{}, fmt.Errorf("pod %s: %w on this node (%s)", ref, bpf.ErrPodNotAttached, a.nodeName())
 }
 
+// podCgroup is the cgroup id of a pod selected to act on or to filter by;
+// a broken pod whose cgroup is unknown cannot be.
+func podCgroup(p bpf.PodInfo) (uint64, error) {
+	if p.CgroupID == 0 {
+		return 0, fmt.Errorf("pod %s: its cgroup is unknown: %w", p.ID, p.Broken)
+	}
+	return p.CgroupID, nil
+}
+
 // ErrNotOnNode is returned for a pod that this node has no record of.
 var ErrNotOnNode = errors.New("pod not on this node")
 

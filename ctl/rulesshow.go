@@ -53,14 +53,17 @@ func (a *app) renderPodRules(w io.Writer, pods []podReport) error {
 			rs = []string{noRules}
 		}
 		for _, r := range rs {
-			t.row(a.cells([]any{p.Name, podState(p.Enabled), r}, p.ID, p.CgroupID, p.SidecarUID, yesNo(p.TrustApp))...)
+			t.row(a.cells([]any{p.Name, podState(p), r}, p.ID, p.CgroupID, p.SidecarUID, yesNo(p.TrustApp))...)
 		}
 	}
 	return t.flush()
 }
 
-func podState(enabled bool) string {
-	if enabled {
+func podState(p podReport) string {
+	switch {
+	case p.Broken != "":
+		return "BROKEN"
+	case p.Enabled:
 		return "enabled"
 	}
 	return "DISABLED"

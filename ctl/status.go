@@ -81,11 +81,17 @@ type podReport struct {
 	TrustApp   bool     `json:"trust_app"`
 	SidecarUID uint32   `json:"sidecar_uid"`
 	Rules      []string `json:"rules"`
+	// Broken says what the pod's state lacks (bpf.PodInfo.Broken); the
+	// fields above hold what could be read.
+	Broken string `json:"broken,omitempty"`
 }
 
 func (a *app) podReport(p bpf.PodInfo) podReport {
 	r := podReport{Name: a.directory().Name(p.ID), ID: p.ID, CgroupID: p.CgroupID, Enabled: !p.Config.Disabled,
 		TrustApp: p.Config.TrustApp, SidecarUID: p.Config.SidecarUID, Rules: []string{}}
+	if p.Broken != nil {
+		r.Broken = p.Broken.Error()
+	}
 	if p.Config.Rules != nil {
 		for _, rule := range p.Config.Rules.Rules {
 			r.Rules = append(r.Rules, rule.String())
@@ -279,7 +285,7 @@ func (a *app) renderStatus(w io.Writer, r *statusReport) error {
 func (a *app) renderPods(w io.Writer, pods []podReport) error {
 	t := a.table(w, a.columns([]string{"POD", "STATE", "SIDECAR UID", "APP TRUSTED", "RULES"}, "UID", "CGROUP")...)
 	for _, p := range pods {
-		t.row(a.cells([]any{p.Name, podState(p.Enabled), p.SidecarUID, yesNo(p.TrustApp), len(p.Rules)}, p.ID, p.CgroupID)...)
+		t.row(a.cells([]any{p.Name, podState(p), p.SidecarUID, yesNo(p.TrustApp), len(p.Rules)}, p.ID, p.CgroupID)...)
 	}
 	return t.flush()
 }

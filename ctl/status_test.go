@@ -3,6 +3,7 @@ package ctl
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,10 @@ func TestStatusWarnings(t *testing.T) {
 		{"pod disabled, no rules", true,
 			[]bpf.PodInfo{{ID: "uid-b", Config: bpf.PodConfig{Rules: &rules.Set{}, Disabled: true}}}, bpf.Usage{}, nil,
 			[]string{"pod shop/pay is disabled", "pod shop/pay: rules: no rules: every connection is accelerated"}},
+		{"pod broken", true, []bpf.PodInfo{okPod, {ID: "uid-b", Config: bpf.PodConfig{Rules: &rules.Set{}},
+			Broken: fmt.Errorf("%w: pod uid-b lacks its sockops link", bpf.ErrPodBroken)}}, bpf.Usage{}, nil,
+			[]string{"pod shop/pay is broken, its new connections may not be accelerated (pod state incomplete: " +
+				"pod uid-b lacks its sockops link): restart the pod"}},
 		{"untrusted readers", true, nil, bpf.Usage{}, map[string]float64{"directions_untrusted_reader": 6},
 			[]string{"6.0 pair directions per second take the normal stack because their reader is not trusted"}},
 		{"splice and owners", true, nil, bpf.Usage{},
@@ -80,6 +85,37 @@ func TestStatus(t *testing.T) {
 	if !r.Kernel.Ready || !r.State.Present || !r.Enabled || len(r.Pods) != 2 || r.Pods[0].Name != "shop/cart" ||
 		len(r.Pods[0].Rules) != 2 || r.Usage.Capacity != 65536 || len(r.Warnings) != 3 {
 		t.Errorf("status JSON: %+v", r)
+	}
+}
+
+// A broken pod is one pod's state: status lists it as BROKEN with what it
+// lacks, the other pods as they are; acting on it by cgroup is refused
+// with the reason.
+func TestStatusBrokenPod(t *testing.T) {
+	eng := newFakeEngine()
+	eng.pods[1] = bpf.PodInfo{ID: "uid-b", Broken: fmt.Errorf("%w: pod uid-b lacks its sockops link, its sock_create link",
+		bpf.ErrPodBroken)}
+	out := mustRun(t, eng, defaultRecords(t), "status")
+	for _, want := range []string{"Pods (2):", "shop/cart  enabled", "shop/pay   BROKEN", "! pod shop/pay is broken"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	var r statusReport
+	if err := json.Unmarshal([]byte(mustRun(t, eng, defaultRecords(t), "status", "-o", "json")), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Pods) != 2 || r.Pods[0].Broken != "" || !strings.Contains(r.Pods[1].Broken, "lacks its sockops link") {
+		t.Errorf("status JSON pods: %+v", r.Pods)
+	}
+	for _, args := range [][]string{{"conns", "-n", "shop", "pay"}, {"disable", "--drain", "-n", "shop", "pay"}} {
+		res := runCtl(t, eng, defaultRecords(t), args...)
+		if res.code == ExitOK || !strings.Contains(res.stderr, "its cgroup is unknown") {
+			t.Errorf("%v on a broken pod: exit %d, stderr %q", args, res.code, res.stderr)
+		}
+	}
+	if out := mustRun(t, eng, defaultRecords(t), "conns", "-n", "shop", "cart"); out == "" {
+		t.Error("conns of a whole pod beside a broken one printed nothing")
 	}
 }
 

@@ -96,6 +96,11 @@ func statusWarnings(enabled bool, pods []bpf.PodInfo, u bpf.Usage, rates map[str
 	}
 	for _, p := range pods {
 		name := dir.Name(p.ID)
+		if p.Broken != nil {
+			w = append(w, fmt.Sprintf("pod %s is broken, its new connections may not be accelerated (%v): restart "+
+				"the pod, whose DEL removes what is left and whose ADD attaches it afresh", name, p.Broken))
+			continue
+		}
 		if p.Config.Disabled {
 			w = append(w, fmt.Sprintf("pod %s is disabled: its new connections are not accelerated "+
 				"(mesh-accelctl enable %s)", name, podArgsOf(name)))

@@ -91,7 +91,10 @@ func (a *app) setSwitch(podRef string, on, drain bool) (*switchResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.Pod, res.PodID, cg = a.directory().Name(p.ID), p.ID, p.CgroupID
+		if cg, err = podCgroup(p); err != nil {
+			return nil, err // 0 would drain every pod
+		}
+		res.Pod, res.PodID = a.directory().Name(p.ID), p.ID
 		if err := eng.SetPodEnabled(p.ID, on); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package installer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -329,6 +330,7 @@ type fakeNode struct {
 	mu                     sync.Mutex
 	dir                    string
 	pods                   map[string]bpf.PodConfig
+	broken                 map[string]bool // pods listed with Broken set
 	counters               bpf.Counters
 	opens, closes, removes int
 	updates                []string
@@ -372,7 +374,11 @@ func (n *fakeNode) Pods() ([]bpf.PodInfo, error) {
 	defer n.mu.Unlock()
 	var out []bpf.PodInfo
 	for id, cfg := range n.pods {
-		out = append(out, bpf.PodInfo{ID: id, Config: cfg})
+		p := bpf.PodInfo{ID: id, Config: cfg}
+		if n.broken[id] {
+			p.Broken = fmt.Errorf("%w: pod %s lacks its sockops link", bpf.ErrPodBroken, id)
+		}
+		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
@@ -423,6 +429,17 @@ func (n *fakeNode) setPod(id string, cfg bpf.PodConfig) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.pods[id] = cfg
+}
+
+// setBroken lists the pod with its state broken (bpf.PodInfo.Broken).
+func (n *fakeNode) setBroken(id string, cfg bpf.PodConfig) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pods[id] = cfg
+	if n.broken == nil {
+		n.broken = map[string]bool{}
+	}
+	n.broken[id] = true
 }
 
 func (n *fakeNode) stats() (opens, closes, removes int) {

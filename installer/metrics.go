@@ -19,6 +19,7 @@ import (
 // metrics_engine.go.
 const (
 	MetricPodsAttached      = "mesh_accel_pods_attached"
+	MetricPodsBroken        = "mesh_accel_pods_broken"
 	MetricRuleReloadErrors  = "mesh_accel_rule_reload_errors_total"
 	MetricConflistRepairs   = "mesh_accel_conflist_repairs_total"
 	MetricSweptEntries      = "mesh_accel_swept_entries_total"

@@ -60,6 +60,7 @@ var counterMetrics = map[string]counterMetric{
 	"stack_after_half_close":      {MetricFallbackDirections, "half_close"},
 	"stack_zerocopy_sender":       {MetricFallbackDirections, "zerocopy_sender"},
 	"flow_control_held":           {MetricFallbackDirections, "flow_control"},
+	"fallback_stale_peer":         {MetricFallbackDirections, "stale_peer"},
 	"flow_control_resumed":        {MetricResumedDirections, ""},
 	"messages_redirected":         {MetricRedirectedMessages, ""},
 	"bytes_redirected":            {MetricRedirectedBytes, ""},
@@ -85,7 +86,7 @@ var counterMetricHelp = map[string]string{
 	MetricRedirectedDirections: "Pair directions set up for redirection past the TCP/IP stack.",
 	MetricFallbackDirections: "Pair directions left on or moved to the TCP/IP stack, by reason (untrusted_reader: " +
 		"the reader may splice; half_close: the reader sent its FIN; zerocopy_sender: the sender uses MSG_ZEROCOPY; " +
-		"flow_control: the reader reached the backlog limit).",
+		"flow_control: the reader reached the backlog limit; stale_peer: the reader closed unseen, its pod detached).",
 	MetricResumedDirections:  "Directions that flow control held, redirected again once their reader caught up.",
 	MetricRedirectedMessages: "Messages redirected past the TCP/IP stack.",
 	MetricRedirectedBytes:    "Bytes redirected past the TCP/IP stack.",
@@ -114,13 +115,15 @@ type engineCollector struct {
 	mu       sync.Mutex
 	node     Node // nil until the node state is open
 	counters map[string]*prometheus.Desc
-	pods, enabled, entries, maxEntries,
+	pods, broken, enabled, entries, maxEntries,
 	dataPath, dataPathSkewed, olderSockets *prometheus.Desc
 }
 
 func newEngineCollector() *engineCollector {
 	c := &engineCollector{counters: map[string]*prometheus.Desc{},
-		pods:    prometheus.NewDesc(MetricPodsAttached, "Pods attached on this node.", nil, nil),
+		pods: prometheus.NewDesc(MetricPodsAttached, "Pods attached on this node.", nil, nil),
+		broken: prometheus.NewDesc(MetricPodsBroken, "Pods attached on this node whose state is incomplete (a program "+
+			"link or their configuration missing): they may run unaccelerated; mesh-accelctl status names them.", nil, nil),
 		enabled: prometheus.NewDesc(MetricEnabled, "1 when the node's switch accelerates new connections (mesh-accelctl enable), 0 when off.", nil, nil),
 		entries: prometheus.NewDesc(MetricMapEntries, "Entries in the node state's map.", []string{"map"}, nil),
 		maxEntries: prometheus.NewDesc(MetricMapMaxEntries,
@@ -158,7 +161,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.counters {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.pods, c.enabled, c.entries, c.maxEntries, c.dataPath, c.dataPathSkewed,
+	for _, d := range []*prometheus.Desc{c.pods, c.broken, c.enabled, c.entries, c.maxEntries, c.dataPath, c.dataPathSkewed,
 		c.olderSockets} {
 		ch <- d
 	}
@@ -234,7 +237,14 @@ func (c *engineCollector) collectState(ch chan<- prometheus.Metric) {
 			return
 		}
 	}
+	broken := 0
+	for _, p := range pods {
+		if p.Broken != nil {
+			broken++
+		}
+	}
 	ch <- prometheus.MustNewConstMetric(c.pods, prometheus.GaugeValue, float64(len(pods)))
+	ch <- prometheus.MustNewConstMetric(c.broken, prometheus.GaugeValue, float64(broken))
 	ch <- prometheus.MustNewConstMetric(c.enabled, prometheus.GaugeValue, boolValue(enabled))
 	for _, f := range fill {
 		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(f.Entries), f.Name)

@@ -120,7 +120,7 @@ func writeFailures(tb testing.TB, stateDir string, f plugin.Failures) {
 }
 
 // startWithMetrics runs an installer whose node has every counter set (the
-// i-th engine counter is i+1), two pods, a switch on, filled maps, an older
+// i-th engine counter is i+1), two pods (one broken), a switch on, filled maps, an older
 // layout and plugin failures.
 func startWithMetrics(t *testing.T) (*run, statusEngine) {
 	t.Helper()
@@ -129,7 +129,7 @@ func startWithMetrics(t *testing.T) (*run, statusEngine) {
 	writeFailures(t, h.cfg.StateDir, plugin.Failures{plugin.ReasonAttach: {Count: 3}, plugin.ReasonAPI: {Count: 1}})
 	eng := newStatusEngine(t)
 	eng.node.setPod("a", bpf.PodConfig{})
-	eng.node.setPod("b", bpf.PodConfig{})
+	eng.node.setBroken("b", bpf.PodConfig{})
 	eng.node.older = []bpf.Retiring{{Dir: "/sys/fs/bpf/mesh-accel/v1", Sockets: 3}}
 	eng.node.mu.Lock()
 	for i, name := range bpf.CounterNames() {
@@ -170,6 +170,7 @@ func TestMetrics(t *testing.T) {
 		want        float64
 	}{
 		{MetricPodsAttached, "", 2},
+		{MetricPodsBroken, "", 1},
 		{MetricEnabled, "", 1},
 		{MetricReady, "", 1},
 		{MetricNodeActive, "", 1},

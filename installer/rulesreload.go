@@ -138,7 +138,9 @@ func (r *ruleSet) keep() error {
 // the new ones (one map update each, keeping the rest of its configuration)
 // and counts the pods left alone because their rules differ. The engine
 // keeps only a pod's merged rules, so a pod with rules of its own cannot be
-// re-merged here; the plugin merges the new defaults at its next ADD.
+// re-merged here; the plugin merges the new defaults at its next ADD. A pod
+// whose state is broken (bpf.PodInfo.Broken) is left alone: its
+// configuration may be unknown, and the other pods are updated.
 func applyDefaults(n Node, old, set *rules.Set) (updated, owned int, err error) {
 	pods, err := n.Pods()
 	if err != nil {
@@ -146,6 +148,9 @@ func applyDefaults(n Node, old, set *rules.Set) (updated, owned int, err error) 
 	}
 	var errs []error
 	for _, p := range pods {
+		if p.Broken != nil {
+			continue
+		}
 		if !p.Config.Rules.Equal(old) {
 			owned++
 			continue

@@ -230,8 +230,9 @@ func TestRunTokenRotation(t *testing.T) {
 
 // A new rules file (a ConfigMap update swaps a symlink) is copied for the
 // plugin and applied to the pods running the old defaults; pods with rules
-// of their own keep them. A bad file changes nothing, counts a reload error
-// and leaves the node ready.
+// of their own keep them, and a pod whose state is broken is left alone
+// without failing the others. A bad file changes nothing, counts a reload
+// error and leaves the node ready.
 func TestRunRulesReload(t *testing.T) {
 	h := newHost(t)
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
@@ -239,6 +240,7 @@ func TestRunRulesReload(t *testing.T) {
 	own := mustRules(t, DefaultRulesText(rules.DefaultSidecarUID)+"chain --port 8080 -j RETURN\n")
 	eng.node.setPod("plain", bpf.PodConfig{Rules: rules.Default(), TrustApp: true})
 	eng.node.setPod("own", bpf.PodConfig{Rules: own})
+	eng.node.setBroken("broken", bpf.PodConfig{Rules: rules.Default()})
 	r := h.start(t, Deps{Engine: eng})
 	r.waitReady(t)
 
@@ -250,6 +252,9 @@ func TestRunRulesReload(t *testing.T) {
 	}
 	if !eng.node.pod("own").Rules.Equal(own) {
 		t.Error("a pod with rules of its own was changed")
+	}
+	if !eng.node.pod("broken").Rules.Equal(rules.Default()) {
+		t.Error("a broken pod's rules were changed")
 	}
 	waitFor(t, "the rules copy", func() bool { return sameContent(h.cfg.RulesCopyPath, []byte(newRules)) })
 

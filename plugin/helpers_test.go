@@ -38,6 +38,7 @@ type fakeEngine struct {
 type fakePod struct {
 	cgroup string
 	cfg    bpf.PodConfig
+	broken error // listed as bpf.PodInfo.Broken
 }
 
 func newFakeEngine() *fakeEngine { return &fakeEngine{pods: map[string]fakePod{}} }
@@ -88,7 +89,7 @@ func (n fakeNode) AttachPod(id, dir string, cfg bpf.PodConfig) error {
 	if p, ok := n.e.pods[id]; ok && p.cgroup != dir {
 		return fmt.Errorf("pod %s is attached to another cgroup", id)
 	}
-	n.e.pods[id] = fakePod{dir, cfg}
+	n.e.pods[id] = fakePod{cgroup: dir, cfg: cfg}
 	return nil
 }
 
@@ -109,7 +110,7 @@ func (n fakeNode) Pods() ([]bpf.PodInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, bpf.PodInfo{ID: id, CgroupID: inode(st), Config: p.cfg})
+		out = append(out, bpf.PodInfo{ID: id, CgroupID: inode(st), Config: p.cfg, Broken: p.broken})
 	}
 	return out, nil
 }

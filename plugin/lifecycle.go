@@ -174,6 +174,9 @@ func (d *deps) check(conf *Config, spec *podSpec) error {
 	if info == nil {
 		return errors.New("acceleration expected (" + AnnotationEnabled + `: "true"), but the pod has no state`)
 	}
+	if info.Broken != nil {
+		return fmt.Errorf("acceleration expected, but the pod's state is broken (a DEL and ADD attach it afresh): %w", info.Broken)
+	}
 	cg, err := d.cgroups()
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
@@ -260,6 +261,32 @@ func TestCheck(t *testing.T) {
 	if err := check(); err != nil {
 		t.Errorf("CHECK after ADD = %v", err)
 	}
+	// A broken pod fails its own CHECK, not the others'.
+	setBroken := func(own, other bool) {
+		e.eng.mu.Lock()
+		defer e.eng.mu.Unlock()
+		delete(e.eng.pods, "uid-other")
+		var cg string
+		for id, fp := range e.eng.pods {
+			fp.broken, cg = nil, fp.cgroup
+			if own {
+				fp.broken = fmt.Errorf("%w: pod %s lacks its sockops link", bpf.ErrPodBroken, id)
+			}
+			e.eng.pods[id] = fp
+		}
+		if other {
+			e.eng.pods["uid-other"] = fakePod{cgroup: cg, broken: bpf.ErrPodBroken}
+		}
+	}
+	setBroken(false, true)
+	if err := check(); err != nil {
+		t.Errorf("CHECK beside a broken pod = %v", err)
+	}
+	setBroken(true, false)
+	if err := check(); errCode(err) != CodeNotAccelerated || !strings.Contains(err.Error(), "lacks its sockops link") {
+		t.Errorf("CHECK of a broken pod = %v, want code %d", err, CodeNotAccelerated)
+	}
+	setBroken(false, false)
 	p.ann[AnnotationTrustApp] = "true"
 	if err := check(); errCode(err) != CodeNotAccelerated || !strings.Contains(err.Error(), "trustApp") {
 		t.Errorf("CHECK with another annotation = %v, want a difference", err)

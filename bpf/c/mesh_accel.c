@@ -52,7 +52,12 @@ typedef struct {
 	int counter;
 } atomic_t;
 
+typedef struct {
+	long long counter;
+} atomic64_t;
+
 struct sock_common {
+	atomic64_t skc_cookie;   /* sk_cookie, set by bpf_get_socket_cookie */
 	unsigned long skc_flags; /* sk_flags */
 } __attribute__((preserve_access_index));
 
@@ -64,8 +69,10 @@ struct sock {
 	int sk_rcvlowat;
 } __attribute__((preserve_access_index));
 
-/* The bit of sk_flags set by SO_ZEROCOPY (relocated by CO-RE). */
+/* Bits of sk_flags (relocated by CO-RE): SOCK_DEAD is set when the
+ * socket's process closed it (sock_orphan), SOCK_ZEROCOPY by SO_ZEROCOPY. */
 enum sock_flags {
+	SOCK_DEAD = 0,
 	SOCK_ZEROCOPY = 18,
 };
 
@@ -472,6 +479,7 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	h.start_seq = ops->snd_nxt;
 	h.rcv_nxt = ops->rcv_nxt;
 	h.sk = sock_addr(ops);
+	h.cookie = bpf_get_socket_cookie(ops);
 
 	/* A connection is accelerated both ways or not at all, unless its
 	 * pods allow one way (POD_ONE_WAY). When this socket's own reader is
@@ -609,6 +617,7 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.uid = o->uid;
 	v.peer_uid = h->uid;
 	v.peer_sk = h->sk;
+	v.peer_cookie = h->cookie;
 	err = bpf_map_update_elem(&sock_proxy_map, pk, &v, BPF_ANY);
 	if (err)
 		goto fail;
@@ -621,6 +630,7 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.uid = h->uid;
 	v.peer_uid = o->uid;
 	v.peer_sk = sock_addr(ops);
+	v.peer_cookie = bpf_get_socket_cookie(ops);
 	err = bpf_map_update_elem(&sock_proxy_map, &h->key, &v, BPF_ANY);
 	if (err) {
 		bpf_map_delete_elem(&sock_proxy_map, pk);
@@ -881,9 +891,17 @@ static __always_inline void capture(struct sk_msg_md *msg,
 	if (caplen && !bpf_msg_pull_data(msg, 0, caplen, 0)) {
 		void *data = (void *)(long)msg->data;
 		void *end = (void *)(long)msg->data_end;
-		if (data + caplen <= end &&
-		    !bpf_probe_read_kernel(ev->data, caplen & (MAX_SNAPLEN * 2 - 1), data))
-			ev->caplen = caplen;
+		if (data + caplen <= end) {
+			/* Bound the length in the register the helper gets:
+			 * the compiler may spill a value checked earlier, and
+			 * 6.1's verifier keeps no bound through the stack. */
+			__u64 n = caplen;
+			barrier_var(n);
+			if (n > MAX_SNAPLEN)
+				n = MAX_SNAPLEN;
+			if (!bpf_probe_read_kernel(ev->data, n, data))
+				ev->caplen = caplen;
+		}
 	}
 	bpf_ringbuf_submit(ev, 0);
 	count(C_CAPTURE_EVENTS);
@@ -911,10 +929,16 @@ static __always_inline void capture(struct sk_msg_md *msg,
  * SO_RCVLOWAT above 1 waits inside the stack's recvmsg for more stack bytes
  * and would not see redirected ones: such a direction stays on the stack.
  *
- * The address is read with bpf_probe_read_kernel and can only be stale once
- * the receiver left the socket map (the map holds a reference while it is
- * in). Then the redirect below fails and the message takes the stack: a
- * stale address can cost acceleration, never data. */
+ * The address is read with bpf_probe_read_kernel. It stays the receiver's
+ * while the receiver is in the socket map (the map holds a reference), but
+ * a receiver that closes while its pod is detached runs no close callback:
+ * its socket is freed once its FIN is acknowledged, and its memory may
+ * become another socket (TCP sockets are SLAB_TYPESAFE_BY_RCU). So what is
+ * read there counts only if, read after it, the socket still carries the
+ * cookie recorded at pairing (a later socket has another, or none yet) and
+ * is not closed (SOCK_DEAD: freed memory not reused yet keeps its cookie).
+ * Otherwise the receiver is gone: the direction takes the stack for good
+ * (PROXY_PEER_GONE) and its address is never read again. */
 static __always_inline __u32 backlog_limit(void)
 {
 	__u32 zero = 0;
@@ -963,6 +987,19 @@ static __always_inline int own_zerocopy(struct tcp_sock *tp)
 	       (1UL << bpf_core_enum_value(enum sock_flags, SOCK_ZEROCOPY));
 }
 
+/* Whether the socket at addr is still the receiver recorded at pairing:
+ * it carries the recorded cookie and its process has not closed it. */
+static __always_inline int peer_recorded(__u64 addr, __u64 cookie)
+{
+	struct sock *sk = (struct sock *)(long)addr;
+
+	if (!addr || !cookie ||
+	    BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) != (long long)cookie)
+		return 0;
+	return !(BPF_CORE_READ(sk, __sk_common.skc_flags) &
+		 (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DEAD)));
+}
+
 SEC("sk_msg")
 int mesh_sk_msg(struct sk_msg_md *msg)
 {
@@ -986,19 +1023,28 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 	}
 	__u32 size = msg->size;
 	__u32 limit = backlog_limit();
-	__u32 backlog = peer_backlog(v->peer_sk);
+	__u64 peer = v->peer_sk;
+	__u32 write_seq = tp->write_seq;
+	/* Everything read of the receiver is read before it is validated. */
+	__u32 backlog = peer_backlog(peer);
+	int lowat = peer_lowat(peer);
+	int caught_up = write_seq == v->start_seq || peer_caught_up(peer, write_seq);
+	if (!peer_recorded(peer, v->peer_cookie)) {
+		v->flags = (v->flags & ~(PROXY_REDIRECT | PROXY_HELD)) | PROXY_PEER_GONE;
+		v->backlog = 0;
+		count(C_STALE_PEER);
+		return SK_PASS;
+	}
 	v->backlog = backlog;
-	if (peer_lowat(v->peer_sk)) {
+	if (lowat) {
 		count(C_STACK_RCVLOWAT);
 		return SK_PASS;
 	}
-	__u32 write_seq = tp->write_seq;
 	if (write_seq != v->start_seq) {
 		/* Bytes of this direction took the stack (before the pair was
 		 * recorded, or held by flow control): redirect again only once
 		 * the reader read them all, with room to spare. */
-		if (!peer_caught_up(v->peer_sk, write_seq) ||
-		    backlog > limit / 2) {
+		if (!caught_up || backlog > limit / 2) {
 			count((v->flags & PROXY_HELD) ? C_FC_MSG_STACK
 						      : C_FALLBACK_STACK_FIRST);
 			return SK_PASS;

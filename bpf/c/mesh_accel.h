@@ -78,12 +78,14 @@ struct helper_val {
 	__u32 rcv_nxt;   /* rcv_nxt when established: the peer's ISN + 1 */
 	__u32 pad;
 	__u64 sk;        /* kernel address of the socket (flow control) */
+	__u64 cookie;    /* its socket cookie: tells it from a later socket at sk */
 };
 
 enum proxy_flag {
 	PROXY_REDIRECT = 1, /* this direction may be redirected */
 	PROXY_ACTIVE = 2,   /* the sender is the connecting side */
 	PROXY_HELD = 4,     /* flow control: on the stack until the reader caught up */
+	PROXY_PEER_GONE = 8, /* the reader recorded at pairing closed: on the stack for good */
 };
 
 /* sock_proxy_map value: one direction of an accelerated pair. */
@@ -98,6 +100,9 @@ struct proxy_val {
 	__u64 bytes;     /* redirected by this sender */
 	__u64 msgs;
 	__u64 peer_sk;   /* kernel address of the receiver (flow control) */
+	/* The receiver's socket cookie: what peer_sk holds is the receiver's
+	 * only while the socket there carries it and is not closed. */
+	__u64 peer_cookie;
 	__u32 backlog;   /* receiver's unread bytes at the last message */
 	__u32 holds;     /* times flow control moved it to the stack */
 };
@@ -211,6 +216,7 @@ enum counter {
 	C_REJECT_QUOTA,       /* the pod holds its quota of map entries */
 	C_STACK_ZEROCOPY,     /* directions moved to the stack: the sender uses MSG_ZEROCOPY */
 	C_STACK_RCVLOWAT,     /* messages sent on the stack: the reader has SO_RCVLOWAT above 1 */
+	C_STALE_PEER,         /* directions moved to the stack for good: the reader recorded at pairing closed */
 	C_MAX,
 };
 
