@@ -181,9 +181,16 @@ func TestNoRulesAllHops(t *testing.T) {
 				"directions_redirected":       tc.redirected,
 				"directions_untrusted_reader": 6 - tc.redirected,
 			})
-			// Request and response cross the sidecar -> sidecar hop redirected.
-			if c["bytes_redirected"] < 2*(4<<20) {
-				t.Errorf("bytes_redirected = %d, want >= 8 MiB", c["bytes_redirected"])
+			// The request crosses the app -> sidecar and the sidecar ->
+			// sidecar hops redirected: 8 MiB, unless flow control held a
+			// direction while its reader (Envoy) fell behind and carried
+			// part of it on the stack.
+			min := uint64(2 * (4 << 20))
+			if c["flow_control_held"] > 0 {
+				min = 4<<20 + 1
+			}
+			if c["bytes_redirected"] < min {
+				t.Errorf("bytes_redirected = %d, want >= %d (flow control held %d directions)", c["bytes_redirected"], min, c["flow_control_held"])
 			}
 		})
 	}
