@@ -185,12 +185,12 @@ func TestNoRulesAllHops(t *testing.T) {
 			// sidecar hops redirected: 8 MiB, unless flow control held a
 			// direction while its reader (Envoy) fell behind and carried
 			// part of it on the stack.
-			min := uint64(2 * (4 << 20))
+			least := uint64(2 * (4 << 20))
 			if c["flow_control_held"] > 0 {
-				min = 4<<20 + 1
+				least = 4<<20 + 1
 			}
-			if c["bytes_redirected"] < min {
-				t.Errorf("bytes_redirected = %d, want >= %d (flow control held %d directions)", c["bytes_redirected"], min, c["flow_control_held"])
+			if c["bytes_redirected"] < least {
+				t.Errorf("bytes_redirected = %d, want >= %d (flow control held %d directions)", c["bytes_redirected"], least, c["flow_control_held"])
 			}
 		})
 	}
