@@ -14,10 +14,16 @@
 //	             attached: the shape of traffic to a pod on another node
 //
 // Each mode has its own pair of pods (and each accelerated mode its own
-// node state), so modes never share a socket, a map or a counter. The
-// standard tools (sockperf, redis-benchmark, wrk against nginx, iperf3)
-// run in the pods as the app's user; the benchmark's own Go clients add
-// request/response rates and new connections per second.
+// node state), so modes never share a socket, a map or a counter. Istio's
+// load generator, fortio, runs first: HTTP/1.1 at Istio's published setup
+// (1 KiB payload, 16 connections, 1000 requests/s), then a rate sweep to
+// saturation; its latency percentiles minus direct's are the latency the
+// sidecars add. The standard tools (sockperf, redis-benchmark, wrk
+// against nginx, iperf3) run in the pods as the app's user; the
+// benchmark's own Go clients add request/response rates and new
+// connections per second. Every measurement also gives the CPU it took
+// per request (per MiB for iperf3, per connection for new connections):
+// the pods' cgroups' and the whole node's (cpu.go).
 //
 // The sidecars are Envoy, configured as istiod configures a sidecar (the
 // simulator's default: mutual TLS on the sidecar-to-sidecar hop, tcp_proxy
@@ -28,6 +34,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -219,6 +226,46 @@ const keySidecarProxy = "sidecar_proxy"
 // counts of [summedKeys].
 type Result map[string]float64
 
+// MarshalJSON writes the figures in [Figures] order (fortio's first), then
+// the other keys in sorted order.
+func (r Result) MarshalJSON() ([]byte, error) {
+	keys := make([]string, 0, len(r))
+	listed := map[string]bool{}
+	for _, f := range Figures {
+		if _, ok := r[f.Key]; ok {
+			keys = append(keys, f.Key)
+			listed[f.Key] = true
+		}
+	}
+	var rest []string
+	for k := range r {
+		if !listed[k] {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, k := range append(keys, rest...) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		kb, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		vb, err := json.Marshal(r[k])
+		if err != nil {
+			return nil, fmt.Errorf("figure %s: %w", k, err)
+		}
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(vb)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
 // pair is one mode's client pod (a) and server pod (b).
 type pair struct {
 	mode Mode
@@ -230,6 +277,9 @@ type pair struct {
 	// redisRate is the last SET/GET rate per connection count, which
 	// sizes the next redis-benchmark run.
 	redisRate map[int]float64
+	// fortio is the fortio binary, whose server runs in pod b ("" when
+	// the run does not measure fortio).
+	fortio string
 }
 
 // Run builds the node, measures every mode Rounds times interleaved and
@@ -281,12 +331,18 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
+	var fortio string
+	if wantsFortio(cfg) {
+		if fortio, err = buildFortio(ctx, tmp); err != nil {
+			return nil, err
+		}
+	}
 	for _, m := range modes {
 		dir := filepath.Join(tmp, string(m))
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, err
 		}
-		p, err := newPair(ctx, n, m, cfg.sidecar(), dir)
+		p, err := newPair(ctx, n, m, cfg.sidecar(), dir, fortio)
 		if p != nil {
 			pairs = append(pairs, p)
 		}
@@ -294,8 +350,24 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 			return nil, fmt.Errorf("set up mode %s: %w", m, err)
 		}
 	}
-	samples := map[Mode][]Result{}
+	samples, err := measureRounds(ctx, cfg, pairs)
+	if err != nil {
+		return nil, err
+	}
+	out := map[Mode]Result{}
 	for _, m := range modes {
+		out[m] = median(samples[m])
+	}
+	deriveFortio(out)
+	return out, nil
+}
+
+// measureRounds measures the pairs' modes cfg.Rounds times, interleaved,
+// and returns each mode's samples, one per round.
+func measureRounds(ctx context.Context, cfg Config, pairs []*pair) (map[Mode][]Result, error) {
+	samples := map[Mode][]Result{}
+	for _, p := range pairs {
+		m := p.mode
 		samples[m] = make([]Result, cfg.Rounds)
 		for r := range samples[m] {
 			samples[m][r] = Result{}
@@ -336,11 +408,7 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 			}
 		}
 	}
-	out := map[Mode]Result{}
-	for _, m := range modes {
-		out[m] = median(samples[m])
-	}
-	return out, nil
+	return samples, nil
 }
 
 // podConfigs are the acceleration of a mode's client and server pods
@@ -371,8 +439,8 @@ func podConfigs(m Mode) (client, server *bpf.PodConfig) {
 	return nil, nil
 }
 
-func newPair(ctx context.Context, n *sim.Node, m Mode, kind SidecarKind, dir string) (*pair, error) {
-	p := &pair{mode: m, envoy: m != Direct && kind == SidecarEnvoy}
+func newPair(ctx context.Context, n *sim.Node, m Mode, kind SidecarKind, dir, fortio string) (*pair, error) {
+	p := &pair{mode: m, envoy: m != Direct && kind == SidecarEnvoy, fortio: fortio}
 	ca, cb := podConfigs(m)
 	setup := func(cfg *bpf.PodConfig) func(*sim.Pod) error {
 		if cfg == nil {

@@ -76,3 +76,37 @@ func TestMeasureChecksMutualTLS(t *testing.T) {
 		t.Errorf("checkMTLS of a round in plain text: %v, want NO MUTUAL TLS", err)
 	}
 }
+
+// fortio's server and load run in the pods through both Envoy sidecars,
+// over mutual TLS, and the measurement records its percentiles and the
+// CPU per request.
+func TestFortioThroughEnvoy(t *testing.T) {
+	n := sim.NewTestNode(t, sim.NodeOptions{Prefix: "ft"})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin, err := buildFortio(ctx, n.TempDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pair{mode: Sidecar, envoy: true, fortio: bin,
+		a: n.AddTestPod(t, sim.PodOptions{Name: "a", Sidecar: true, NoApp: true}),
+		b: n.AddTestPod(t, sim.PodOptions{Name: "b", Sidecar: true, NoApp: true})}
+	if err := p.startFortio(ctx, n.TempDir); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(measurements, func(m measurement) bool { return m.name == "fortio 1000/s" })
+	if i < 0 {
+		t.Fatal("no measurement fortio 1000/s")
+	}
+	r := Result{}
+	if err := p.measure(ctx, measurements[i], Config{Duration: 500 * time.Millisecond}, r); err != nil {
+		t.Fatal(err)
+	}
+	pods, node := cpuKeys("fortio", "req")
+	for _, k := range []string{"fortio_qps", "fortio_p50_ms", "fortio_p999_ms", pods, node, keyHandshakes} {
+		if r[k] <= 0 {
+			t.Errorf("%s = %v, want > 0 (all: %v)", k, r[k], r)
+		}
+	}
+	t.Logf("fortio 1000/s for 0.5 s through Envoy: %v", r)
+}

@@ -42,7 +42,7 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 	}
 	var nocap, idle, capt []float64
 	res := &CaptureResult{}
-	rr := measurement{"capture cost", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	rr := measurement{name: "capture cost", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.goRR(ctx, d, 64, 1, r, "rr64_per_s")
 	}}
 	counts := map[*pair]Result{pairs[0]: {}, pairs[1]: {}} // what each pair's measurements counted

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,34 +32,67 @@ type Figure struct {
 	Lower bool   // lower is better (latency)
 }
 
-// Figures lists every figure in table order: the standard tools first,
-// then the benchmark's own Go clients. The keys of earlier versions stay
-// (p50_us, p99_us, bulk_gbit_s, conn_per_s, rr*_per_s).
-var Figures = []Figure{
-	{"p50_us", "sockperf 64 B p50 µs", true},
-	{"p99_us", "sockperf 64 B p99 µs", true},
-	{"sockperf64_avg_us", "sockperf 64 B avg µs", true},
-	{"sockperf4k_p50_us", "sockperf 4 KiB p50 µs", true},
-	{"sockperf4k_p99_us", "sockperf 4 KiB p99 µs", true},
-	{"sockperf4k_avg_us", "sockperf 4 KiB avg µs", true},
-	{"redis_get_c1_per_s", "redis GET -c 1 /s", false},
-	{"redis_set_c1_per_s", "redis SET -c 1 /s", false},
-	{"redis_get_c8_per_s", "redis GET -c 8 /s", false},
-	{"redis_set_c8_per_s", "redis SET -c 8 /s", false},
-	{"redis_get_c50_per_s", "redis GET -c 50 /s", false},
-	{"redis_set_c50_per_s", "redis SET -c 50 /s", false},
-	{"wrk_1k_per_s", "wrk nginx 1 KiB req/s", false},
-	{"wrk_1k_p99_ms", "wrk nginx 1 KiB p99 ms", true},
-	{"wrk_100k_per_s", "wrk nginx 100 KiB req/s", false},
-	{"wrk_100k_p99_ms", "wrk nginx 100 KiB p99 ms", true},
-	{"bulk_gbit_s", "iperf3 1 stream Gbit/s", false},
-	{"bulk4_gbit_s", "iperf3 4 streams Gbit/s", false},
-	{"conn_per_s", "new connections /s", false},
-	{"bpf_conn_us", "BPF µs per new connection", true},
-	{"rr64_per_s", "Go rr 64 B /s", false},
-	{"rr4k_per_s", "Go rr 4 KiB /s", false},
-	{"rr64_8conn_per_s", "Go rr 64 B x8 /s", false},
-}
+// Figures lists every figure in table order: fortio's first (at Istio's
+// fixed rate, the latency the sidecars add and the CPU per request lead),
+// then the standard tools, then the benchmark's own Go clients; each
+// measurement's CPU per unit of work beside its figures ([cpuFigures]).
+// The keys of earlier versions stay (p50_us, p99_us, bulk_gbit_s,
+// conn_per_s, rr*_per_s).
+var Figures = slices.Concat(
+	fortioFigures(),
+	[]Figure{
+		{"p50_us", "sockperf 64 B p50 µs", true},
+		{"p99_us", "sockperf 64 B p99 µs", true},
+		{"sockperf64_avg_us", "sockperf 64 B avg µs", true},
+	},
+	cpuFigures("sockperf64", "req", "sockperf 64 B"),
+	[]Figure{
+		{"sockperf4k_p50_us", "sockperf 4 KiB p50 µs", true},
+		{"sockperf4k_p99_us", "sockperf 4 KiB p99 µs", true},
+		{"sockperf4k_avg_us", "sockperf 4 KiB avg µs", true},
+	},
+	cpuFigures("sockperf4k", "req", "sockperf 4 KiB"),
+	[]Figure{
+		{"redis_get_c1_per_s", "redis GET -c 1 /s", false},
+		{"redis_set_c1_per_s", "redis SET -c 1 /s", false},
+	},
+	cpuFigures("redis_c1", "req", "redis -c 1"),
+	[]Figure{
+		{"redis_get_c8_per_s", "redis GET -c 8 /s", false},
+		{"redis_set_c8_per_s", "redis SET -c 8 /s", false},
+	},
+	cpuFigures("redis_c8", "req", "redis -c 8"),
+	[]Figure{
+		{"redis_get_c50_per_s", "redis GET -c 50 /s", false},
+		{"redis_set_c50_per_s", "redis SET -c 50 /s", false},
+	},
+	cpuFigures("redis_c50", "req", "redis -c 50"),
+	[]Figure{
+		{"wrk_1k_per_s", "wrk nginx 1 KiB req/s", false},
+		{"wrk_1k_p99_ms", "wrk nginx 1 KiB p99 ms", true},
+	},
+	cpuFigures("wrk_1k", "req", "wrk 1 KiB"),
+	[]Figure{
+		{"wrk_100k_per_s", "wrk nginx 100 KiB req/s", false},
+		{"wrk_100k_p99_ms", "wrk nginx 100 KiB p99 ms", true},
+	},
+	cpuFigures("wrk_100k", "req", "wrk 100 KiB"),
+	[]Figure{{"bulk_gbit_s", "iperf3 1 stream Gbit/s", false}},
+	cpuFigures("bulk", "MiB", "iperf3 1 stream"),
+	[]Figure{{"bulk4_gbit_s", "iperf3 4 streams Gbit/s", false}},
+	cpuFigures("bulk4", "MiB", "iperf3 4 streams"),
+	[]Figure{
+		{"conn_per_s", "new connections /s", false},
+		{"bpf_conn_us", "BPF µs per new connection", true},
+	},
+	cpuFigures("conn", "conn", "new connections"),
+	[]Figure{{"rr64_per_s", "Go rr 64 B /s", false}},
+	cpuFigures("rr64", "req", "Go rr 64 B"),
+	[]Figure{{"rr4k_per_s", "Go rr 4 KiB /s", false}},
+	cpuFigures("rr4k", "req", "Go rr 4 KiB"),
+	[]Figure{{"rr64_8conn_per_s", "Go rr 64 B x8 /s", false}},
+	cpuFigures("rr64_8conn", "req", "Go rr 64 B x8"),
+)
 
 // Counts per mode, summed over rounds (not medians), besides [Figures]:
 const (
@@ -90,49 +124,67 @@ const (
 )
 
 // measurement is one or more figures measured the same way in every mode.
+// Its run returns the work it did (requests or round trips, connections,
+// or MiB), by which the CPU spent meanwhile is divided into the figures
+// named by [cpuKeys] after its cpu stem and unit.
 type measurement struct {
 	name string
-	run  func(ctx context.Context, p *pair, d time.Duration, r Result) error
+	cpu  string // key stem of the CPU figures ("" for none)
+	unit string // unit of the work: "req", "conn" or "MiB"
+	run  func(ctx context.Context, p *pair, d time.Duration, r Result) (work float64, err error)
+	// warm, if set, runs before the CPU window and the run, unmeasured:
+	// new connections and TLS handshakes are then outside the figures
+	// (the mutual TLS check still counts them).
+	warm func(ctx context.Context, p *pair) error
 }
 
-var measurements = []measurement{
-	{"sockperf 64 B", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+// measurements are run in this order in every round: fortio first.
+var measurements = slices.Concat(fortioMeasurements(), []measurement{
+	{name: "sockperf 64 B", cpu: "sockperf64", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.sockperf(ctx, d, 64, r, "p50_us", "p99_us", "sockperf64_avg_us")
 	}},
-	{"sockperf 4 KiB", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	{name: "sockperf 4 KiB", cpu: "sockperf4k", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.sockperf(ctx, d, 4096, r, "sockperf4k_p50_us", "sockperf4k_p99_us", "sockperf4k_avg_us")
 	}},
-	{"redis -c 1", func(ctx context.Context, p *pair, d time.Duration, r Result) error { return p.redis(ctx, d, 1, r) }},
-	{"redis -c 8", func(ctx context.Context, p *pair, d time.Duration, r Result) error { return p.redis(ctx, d, 8, r) }},
-	{"redis -c 50", func(ctx context.Context, p *pair, d time.Duration, r Result) error { return p.redis(ctx, d, 50, r) }},
-	{"wrk 1 KiB", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	{name: "redis -c 1", cpu: "redis_c1", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
+		return p.redis(ctx, d, 1, r)
+	}},
+	{name: "redis -c 8", cpu: "redis_c8", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
+		return p.redis(ctx, d, 8, r)
+	}},
+	{name: "redis -c 50", cpu: "redis_c50", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
+		return p.redis(ctx, d, 50, r)
+	}},
+	{name: "wrk 1 KiB", cpu: "wrk_1k", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.wrk(ctx, d, "1k", r, "wrk_1k_per_s", "wrk_1k_p99_ms")
 	}},
-	{"wrk 100 KiB", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	{name: "wrk 100 KiB", cpu: "wrk_100k", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.wrk(ctx, d, "100k", r, "wrk_100k_per_s", "wrk_100k_p99_ms")
 	}},
-	{"iperf3 1 stream", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	{name: "iperf3 1 stream", cpu: "bulk", unit: "MiB", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.iperf(ctx, d, 1, r, "bulk_gbit_s")
 	}},
-	{"iperf3 4 streams", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	{name: "iperf3 4 streams", cpu: "bulk4", unit: "MiB", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.iperf(ctx, d, 4, r, "bulk4_gbit_s")
 	}},
-	{"connections", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	{name: "connections", cpu: "conn", unit: "conn", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.connections(ctx, d, r)
 	}},
-	{"Go rr 64 B", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	{name: "Go rr 64 B", cpu: "rr64", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.goRR(ctx, d, 64, 1, r, "rr64_per_s")
 	}},
-	{"Go rr 4 KiB", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	{name: "Go rr 4 KiB", cpu: "rr4k", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.goRR(ctx, d, 4096, 1, r, "rr4k_per_s")
 	}},
-	{"Go rr 64 B x8", func(ctx context.Context, p *pair, d time.Duration, r Result) error {
+	{name: "Go rr 64 B x8", cpu: "rr64_8conn", unit: "req", run: func(ctx context.Context, p *pair, d time.Duration, r Result) (float64, error) {
 		return p.goRR(ctx, d, 64, 8, r, "rr64_8conn_per_s")
 	}},
-}
+})
 
-// measure runs one measurement and adds what the data path's counters
-// and the server sidecar's inbound listener counted meanwhile. Through
+// measure runs one measurement and adds the CPU it took per unit of work
+// (the pods' cgroups and the node, read right around the run: see cpu.go),
+// and what the data path's counters and the server sidecar's inbound
+// listener counted meanwhile. Through
 // Envoy, a measurement whose connections reached the server's sidecar in
 // plain text fails: the sidecar-to-sidecar hop must be mutual TLS.
 func (p *pair) measure(ctx context.Context, m measurement, cfg Config, r Result) error {
@@ -140,8 +192,25 @@ func (p *pair) measure(ctx context.Context, m measurement, cfg Config, r Result)
 	if err != nil {
 		return err
 	}
-	if err := m.run(ctx, p, cfg.Duration, r); err != nil {
+	if m.warm != nil {
+		if err := m.warm(ctx, p); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	cpu0, err := readCPU(p.a.CgroupDir, p.b.CgroupDir)
+	if err != nil {
 		return err
+	}
+	work, err := m.run(ctx, p, cfg.Duration, r)
+	if err != nil {
+		return err
+	}
+	cpu1, err := readCPU(p.a.CgroupDir, p.b.CgroupDir)
+	if err != nil {
+		return err
+	}
+	if m.cpu != "" {
+		cpu1.since(cpu0).record(r, m.cpu, m.unit, work)
 	}
 	after, err := p.counts()
 	if err != nil {
@@ -198,8 +267,9 @@ func (p *pair) checkMTLS(r Result) error {
 	return nil
 }
 
-// startServers starts iperf3, sockperf, redis-server and nginx in the
-// server pod as the app user, after the pod's acceleration is in place.
+// startServers starts iperf3, sockperf, redis-server, nginx and, when the
+// run measures fortio, fortio's echo server in the server pod as the app
+// user, after the pod's acceleration is in place.
 func (p *pair) startServers(ctx context.Context, dir string) error {
 	uid, gid := p.b.Options.AppUID, p.b.Options.AppGID
 	if _, err := p.b.Start(ctx, sim.ProcSpec{Argv: []string{"iperf3", "-s", "--forceflush", "-p", strconv.Itoa(iperfPort)},
@@ -225,7 +295,10 @@ func (p *pair) startServers(ctx context.Context, dir string) error {
 		dir, conf}, UID: uid, GID: gid, Ready: "start worker process"}); err != nil {
 		return fmt.Errorf("start nginx: %w", err)
 	}
-	return nil
+	if p.fortio == "" {
+		return nil
+	}
+	return p.startFortio(ctx, dir)
 }
 
 // nginxConfig writes an nginx configuration serving /1k and /100k with
@@ -286,13 +359,16 @@ func (p *pair) client(ctx context.Context, spec sim.ClientSpec) (*sim.ClientResu
 	return res, nil
 }
 
-func (p *pair) goRR(ctx context.Context, d time.Duration, size, streams int, r Result, key string) error {
+// goRR measures the rate of size-byte round trips on streams connections
+// with the simulator's Go client; it returns the round trips done.
+func (p *pair) goRR(ctx context.Context, d time.Duration, size, streams int, r Result, key string) (float64, error) {
 	res, err := p.client(ctx, sim.ClientSpec{Mode: sim.ModeRR, Target: p.b.AppTarget(false),
 		Size: size, Streams: streams, Duration: d})
-	if err == nil {
-		r[key] = res.RatePerSec
+	if err != nil {
+		return 0, err
 	}
-	return err
+	r[key] = res.RatePerSec
+	return res.RatePerSec * res.ElapsedSec, nil
 }
 
 // runTool runs a tool in the client pod as the app user and returns its
@@ -315,15 +391,17 @@ func seconds(d time.Duration) string { return strconv.Itoa(max(1, int(d.Seconds(
 var (
 	percentileRE = regexp.MustCompile(`percentile (50|99)\.000 =\s*([0-9.]+)`)
 	avgRE        = regexp.MustCompile(`avg-latency=([0-9.]+)`)
+	// sockperfRunRE is the whole run's count of answers (warm-up included).
+	sockperfRunRE = regexp.MustCompile(`\[Total Run\].*ReceivedMessages=([0-9]+)`)
 )
 
 // sockperf measures ping-pong latency (p50, p99, average) of size-byte
-// messages with sockperf.
-func (p *pair) sockperf(ctx context.Context, d time.Duration, size int, r Result, p50, p99, avg string) error {
+// messages with sockperf; it returns the round trips of the whole run.
+func (p *pair) sockperf(ctx context.Context, d time.Duration, size int, r Result, p50, p99, avg string) (float64, error) {
 	out, err := p.runTool(ctx, d, "sockperf", "pp", "--tcp", "-i", p.b.IPv4.String(),
 		"-p", strconv.Itoa(sockperfPort), "-m", strconv.Itoa(size), "-t", seconds(d))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, m := range percentileRE.FindAllStringSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(m[2], 64)
@@ -336,33 +414,38 @@ func (p *pair) sockperf(ctx context.Context, d time.Duration, size int, r Result
 	if m := avgRE.FindStringSubmatch(out); m != nil {
 		r[avg], _ = strconv.ParseFloat(m[1], 64)
 	}
-	if r[p50] == 0 || r[p99] == 0 || r[avg] == 0 {
-		return fmt.Errorf("no latencies in sockperf output: %s", out)
+	m := sockperfRunRE.FindStringSubmatch(out)
+	if r[p50] == 0 || r[p99] == 0 || r[avg] == 0 || m == nil {
+		return 0, fmt.Errorf("no latencies or message count in sockperf output: %s", out)
 	}
-	return nil
+	n, err := strconv.ParseFloat(m[1], 64)
+	return n, err
 }
 
 // redis runs redis-benchmark's SET and GET with conns connections. It
 // counts requests, not time: the count is sized for d from the pair's
-// last rate, measured first with a short run.
-func (p *pair) redis(ctx context.Context, d time.Duration, conns int, r Result) error {
+// last rate, measured first with a short run. It returns the requests
+// done, the short run's included.
+func (p *pair) redis(ctx context.Context, d time.Duration, conns int, r Result) (float64, error) {
 	if p.redisRate == nil {
 		p.redisRate = map[int]float64{}
 	}
 	set, get := redisKeys(conns)
+	var work float64
 	if p.redisRate[conns] == 0 {
 		probe := Result{}
 		if err := p.redisRun(ctx, d, conns, 200*conns, probe); err != nil {
-			return err
+			return 0, err
 		}
 		p.redisRate[conns] = min(probe[set], probe[get])
+		work += 2 * 200 * float64(conns)
 	}
 	n := max(200*conns, int(p.redisRate[conns]*d.Seconds()/2)) // SET, then GET: d in all
 	if err := p.redisRun(ctx, d, conns, n, r); err != nil {
-		return err
+		return 0, err
 	}
 	p.redisRate[conns] = min(r[set], r[get])
-	return nil
+	return work + 2*float64(n), nil
 }
 
 // redisKeys are the JSON keys of the SET and GET rates at conns connections.
@@ -405,82 +488,88 @@ func (p *pair) redisRun(ctx context.Context, d time.Duration, conns, n int, r Re
 var (
 	wrkRateRE = regexp.MustCompile(`Requests/sec:\s*([0-9.]+)`)
 	wrkP99RE  = regexp.MustCompile(`\n\s*99%\s+([0-9.]+)(us|ms|s)`)
+	wrkReqsRE = regexp.MustCompile(`([0-9]+) requests in `)
 )
 
 // wrk measures HTTP/1.1 keep-alive requests against nginx: rate and p99.
-func (p *pair) wrk(ctx context.Context, d time.Duration, path string, r Result, rate, p99 string) error {
+// It returns the requests done.
+func (p *pair) wrk(ctx context.Context, d time.Duration, path string, r Result, rate, p99 string) (float64, error) {
 	out, err := p.runTool(ctx, d, "wrk", "-t", "1", "-c", "8", "-d", seconds(d)+"s", "--latency",
 		fmt.Sprintf("http://%s:%d/%s", p.b.IPv4, nginxPort, path))
 	if err != nil {
-		return err
+		return 0, err
 	}
-	m, q := wrkRateRE.FindStringSubmatch(out), wrkP99RE.FindStringSubmatch(out)
-	if m == nil || q == nil || strings.Contains(out, "Non-2xx") || strings.Contains(out, "Socket errors") {
-		return fmt.Errorf("wrk: no rate and p99, or errors: %s", out)
+	m, q, n := wrkRateRE.FindStringSubmatch(out), wrkP99RE.FindStringSubmatch(out), wrkReqsRE.FindStringSubmatch(out)
+	if m == nil || q == nil || n == nil || strings.Contains(out, "Non-2xx") || strings.Contains(out, "Socket errors") {
+		return 0, fmt.Errorf("wrk: no rate, p99 and count, or errors: %s", out)
 	}
 	r[rate], _ = strconv.ParseFloat(m[1], 64)
 	v, _ := strconv.ParseFloat(q[1], 64)
 	r[p99] = v * map[string]float64{"us": 1e-3, "ms": 1, "s": 1e3}[q[2]]
-	return nil
+	return strconv.ParseFloat(n[1], 64)
 }
 
-// iperf measures bulk throughput with iperf3 and streams parallel streams.
-func (p *pair) iperf(ctx context.Context, d time.Duration, streams int, r Result, key string) error {
+// iperf measures bulk throughput with iperf3 and streams parallel
+// streams. It returns the MiB received.
+func (p *pair) iperf(ctx context.Context, d time.Duration, streams int, r Result, key string) (float64, error) {
 	out, err := p.runTool(ctx, d, "iperf3", "-c", p.b.IPv4.String(), "-p", strconv.Itoa(iperfPort),
 		"-t", seconds(d), "-P", strconv.Itoa(streams), "-J")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var rep struct {
 		End struct {
 			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		return fmt.Errorf("parse iperf3 -J output: %w", err)
+		return 0, fmt.Errorf("parse iperf3 -J output: %w", err)
 	}
 	if rep.Error != "" || rep.End.SumReceived.BitsPerSecond == 0 {
-		return fmt.Errorf("iperf3: %q", rep.Error)
+		return 0, fmt.Errorf("iperf3: %q", rep.Error)
 	}
 	r[key] = rep.End.SumReceived.BitsPerSecond / 1e9
-	return nil
+	return rep.End.SumReceived.Bytes / (1 << 20), nil
 }
 
 // connections measures new connections per second through both sidecars
 // and, where the data path runs, the time its programs took per
 // connection, as the kernel counts it (BPF statistics are on meanwhile):
-// a figure the machine's noise does not move.
-func (p *pair) connections(ctx context.Context, d time.Duration, r Result) error {
+// a figure the machine's noise does not move. It returns the connections
+// completed.
+func (p *pair) connections(ctx context.Context, d time.Duration, r Result) (float64, error) {
 	var before []bpf.ProgramStat
 	if p.node != nil {
 		stats, err := bpf.EnableStats()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		defer stats.Close()
 		if before, err = p.node.ProgramStats(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	res, err := p.client(ctx, sim.ClientSpec{Mode: sim.ModeConnRate, Target: p.b.AppTarget(false), Duration: d})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	r["conn_per_s"] = res.RatePerSec
+	conns := float64(res.Conns)
 	if p.node == nil || res.Conns == 0 {
-		return nil
+		return conns, nil
 	}
 	after, err := p.node.ProgramStats()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var spent time.Duration
 	for i := range after {
 		spent += after[i].Runtime - before[i].Runtime
 	}
 	r["bpf_conn_us"] = float64(spent.Microseconds()) / float64(res.Conns)
-	return nil
+	return conns, nil
 }

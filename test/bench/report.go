@@ -21,6 +21,9 @@ func WriteTable(w io.Writer, r *Results) error {
 			return err
 		}
 	}
+	if _, err := fmt.Fprint(w, cpuNote); err != nil {
+		return err
+	}
 	if err := writeModes(w, r.Modes); err != nil {
 		return err
 	}
@@ -42,6 +45,17 @@ func WriteTable(w io.Writer, r *Results) error {
 	return nil
 }
 
+// cpuNote says what the table's fortio and CPU rows are.
+const cpuNote = `fortio: HTTP/1.1 through both sidecars, 16 connections, 1 KiB payload; "added" is the mode minus direct
+(medians). CPU per request (MiB for iperf3, connection for new connections), over each tool's whole run:
+  pods = CPU time charged to the two pods' cgroups (cpu.stat usage_usec: apps, tools and sidecars, with the
+         kernel work done in their context); the steadier figure
+  node = the whole machine's busy time (/proc/stat user+nice+system+irq+softirq; idle, iowait and steal
+         excluded), this benchmark and any other work on the node included
+vCPU per 1000 req/s (Istio's unit) = CPU µs per request / 1000, at fortio's fixed 1000 req/s.
+
+`
+
 // present lists the modes of res in table order.
 func present(res map[Mode]Result) []Mode {
 	var out []Mode
@@ -53,8 +67,23 @@ func present(res map[Mode]Result) []Mode {
 	return out
 }
 
+// measured lists the figures that some mode of res has (BENCH_ONLY may
+// leave measurements out), in table order.
+func measured(res map[Mode]Result) []Figure {
+	var out []Figure
+	for _, f := range Figures {
+		for _, r := range res {
+			if _, ok := r[f.Key]; ok {
+				out = append(out, f)
+				break
+			}
+		}
+	}
+	return out
+}
+
 func writeModes(w io.Writer, res map[Mode]Result) error {
-	modes := present(res)
+	modes, figures := present(res), measured(res)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	rows := func(head string, cell func(Mode, Figure) string) {
 		fmt.Fprintf(tw, "%s\t", head)
@@ -62,7 +91,7 @@ func writeModes(w io.Writer, res map[Mode]Result) error {
 			fmt.Fprintf(tw, "%s\t", m)
 		}
 		fmt.Fprint(tw, "\n")
-		for _, f := range Figures {
+		for _, f := range figures {
 			fmt.Fprintf(tw, "%s\t", f.Label)
 			for _, m := range modes {
 				fmt.Fprintf(tw, "%s\t", cell(m, f))
@@ -109,7 +138,7 @@ func Ratio(res map[Mode]Result, m Mode, f Figure) (float64, bool) {
 	if f.Lower {
 		a, b = b, a
 	}
-	if a == 0 || b == 0 {
+	if a <= 0 || b <= 0 { // an added latency within the noise may be negative
 		return 0, false
 	}
 	return a / b, true
@@ -154,15 +183,15 @@ var modeColors = map[Mode]string{Direct: "#9e9e9e", Sidecar: "#616161", Annotati
 // (above 1 is better; latencies inverted), with a line at 1.
 func WriteChart(path string, r *Results) error {
 	res := r.Modes
-	modes := present(res)
+	modes, figures := present(res), measured(res)
 	const (
 		barW, gap, top, plotH, labelH, left = 9, 18, 60, 320, 170, 50
 	)
 	groupW := barW*len(modes) + gap
-	width := left + groupW*len(Figures) + 20
+	width := left + groupW*len(figures) + 20
 	height := top + plotH + labelH
 	maxR := 2.0
-	for _, f := range Figures {
+	for _, f := range figures {
 		for _, m := range modes {
 			if r, ok := Ratio(res, m, f); ok && r > maxR {
 				maxR = r
@@ -192,7 +221,7 @@ func WriteChart(path string, r *Results) error {
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/><text x="%d" y="%.1f" text-anchor="end">%.1f</text>`+"\n",
 			left, width-20, y(r), y(r), stroke, left-4, y(r)+4, r)
 	}
-	for i, f := range Figures {
+	for i, f := range figures {
 		gx := left + i*groupW + gap/2
 		for j, m := range modes {
 			r, ok := Ratio(res, m, f)

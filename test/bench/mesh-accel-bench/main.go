@@ -6,7 +6,10 @@
 // ratios to the sidecar mode beside it (FILE without .json, plus .svg). BENCH_PLUGIN names the
 // mesh-accel CNI plugin binary to time (default: mesh-accel beside this
 // program; "-" or a missing binary skips the timing). BENCH_ONLY=REGEXP runs only the
-// measurements whose name matches (the capture's cost only when it matches "capture").
+// measurements whose name matches (the capture's cost only when it matches "capture";
+// "fortio" picks fortio's runs, "fortio 1000/s" Istio's fixed rate alone). When fortio
+// runs, the benchmark builds it (`go build fortio.org/fortio`, a tool of go.mod), so it
+// must run inside the repository with the go command in PATH.
 // BENCH_SIDECAR=envoy|go picks the pods' sidecar: Envoy as istiod configures it,
 // with mutual TLS between the sidecars (the default), or the simulator's Go relay,
 // for comparison; the table and the JSON say which ran.
