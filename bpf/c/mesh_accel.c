@@ -67,6 +67,7 @@ struct sock {
 		atomic_t rmem_alloc;
 	} sk_backlog;
 	int sk_rcvlowat;
+	int sk_rcvbuf;
 } __attribute__((preserve_access_index));
 
 /* Bits of sk_flags (relocated by CO-RE): SOCK_DEAD is set when the
@@ -938,7 +939,26 @@ static __always_inline void capture(struct sk_msg_md *msg,
  * cookie recorded at pairing (a later socket has another, or none yet) and
  * is not closed (SOCK_DEAD: freed memory not reused yet keeps its cookie).
  * Otherwise the receiver is gone: the direction takes the stack for good
- * (PROXY_PEER_GONE) and its address is never read again. */
+ * (PROXY_PEER_GONE) and its address is never read again.
+ *
+ * The backlog limit is also bounded by the receiver's drop limit. A packet
+ * that arrives while the receiver's socket is locked (its process in
+ * recvmsg, or a sender redirecting into it) waits on the socket's backlog,
+ * and tcp_add_backlog drops it when the backlog plus sk_rmem_alloc pass
+ * 2 * sk_rcvbuf + sk_sndbuf / 2 + 64 KiB. Unread redirected bytes count in
+ * sk_rmem_alloc, and a redirect reader's sk_rcvbuf is not autotuned (it
+ * stays at tcp_rmem[1], 128 KiB, unless the app sets SO_RCVBUF): with
+ * megabytes unread, every packet arriving at a locked receiver is dropped.
+ * Data and FIN are retransmitted, a reset is not: the receiver never sees
+ * its peer's reset (an app's SO_LINGER 0 close) and waits for good. Plain
+ * TCP stays below the drop limit by its window (at most about sk_rcvbuf
+ * unread plus as much in flight). So the direction is also held once the
+ * unread bytes would pass 2 * sk_rcvbuf (and redirected again below
+ * sk_rcvbuf, as below half the limit): the kernel's own headroom
+ * (sk_sndbuf / 2 + 64 KiB) stays for what arrives while the receiver is
+ * locked (a reset, ACKs; stack data only within the window, which the
+ * redirected bytes close). Envoy's writev and iperf3's 128 KiB writes fit
+ * into an empty receiver. */
 static __always_inline __u32 backlog_limit(void)
 {
 	__u32 zero = 0;
@@ -954,6 +974,19 @@ static __always_inline __u32 peer_backlog(__u64 addr)
 	if (!sk)
 		return 0xffffffff;
 	return (__u32)BPF_CORE_READ(sk, sk_backlog.rmem_alloc.counter);
+}
+
+/* The most unread bytes the receiver may hold and still take a reset
+ * while locked: its drop limit for the socket backlog (tcp_add_backlog:
+ * 2 * sk_rcvbuf + sk_sndbuf / 2 + 64 KiB) less the headroom the kernel
+ * leaves there, 2 * sk_rcvbuf. */
+static __always_inline __u64 peer_safe_backlog(__u64 addr)
+{
+	struct sock *sk = (struct sock *)(long)addr;
+
+	if (!sk)
+		return 0;
+	return 2 * (__u64)(__u32)BPF_CORE_READ(sk, sk_rcvbuf);
 }
 
 /* Whether the receiver has read every byte of this direction that took the
@@ -1027,6 +1060,7 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 	__u32 write_seq = tp->write_seq;
 	/* Everything read of the receiver is read before it is validated. */
 	__u32 backlog = peer_backlog(peer);
+	__u64 safe = peer_safe_backlog(peer);
 	int lowat = peer_lowat(peer);
 	int caught_up = write_seq == v->start_seq || peer_caught_up(peer, write_seq);
 	if (!peer_recorded(peer, v->peer_cookie)) {
@@ -1036,6 +1070,10 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 		return SK_PASS;
 	}
 	v->backlog = backlog;
+	/* Hold before the receiver's drop limit, resume below half of it
+	 * (see above). */
+	if (safe < limit)
+		limit = safe;
 	if (lowat) {
 		count(C_STACK_RCVLOWAT);
 		return SK_PASS;

@@ -271,7 +271,10 @@ func TestSameAddressOtherPod(t *testing.T) {
 
 // A connection reset while its reader has not read its redirected data,
 // then a new connection on the same tuple in the same pod: the first
-// reader still gets every byte, then the reset; the new connection is not
+// reader still gets every byte that was redirected to it (flow control
+// carries the rest on the stack once the reader holds about its receive
+// buffer, and the reset discards what the stack had not sent, as without
+// acceleration), in order, then the reset; the new connection is not
 // accelerated (rejected_tuple_in_use).
 func TestTupleReuseAfterReset(t *testing.T) {
 	e := newEnv(t, optsDefault)
@@ -280,12 +283,16 @@ func TestTupleReuseAfterReset(t *testing.T) {
 	ctx := roleCtx(t)
 	before := e.counters()
 	res := isoWait(t, runIso(t, ctx, a, isoSpec{Role: "reuse", Addr: sharedAddr + ":8080", Source: sharedAddr + ":40000"}))
-	if res.Error != "" || res.Received != 1<<20 || !res.InOrder || !res.Reset {
-		t.Fatalf("first client: %+v, want 1 MiB in order, then a reset", res)
+	if res.Error != "" || res.Received == 0 || res.Received > 1<<20 || !res.InOrder || !res.Reset {
+		t.Fatalf("first client: %+v, want a prefix of 1 MiB in order, then a reset", res)
 	}
 	e.waitNoConns()
 	c := e.counters().Sub(before)
 	wantPositive(t, c, "bytes_redirected", "rejected_tuple_in_use")
+	if uint64(res.Received) < c["bytes_redirected"] {
+		t.Errorf("first client received %d bytes, but %d were redirected to it: the reset lost redirected bytes",
+			res.Received, c["bytes_redirected"])
+	}
 }
 
 func runCmd(name string, args ...string) (string, error) {

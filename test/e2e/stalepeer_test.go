@@ -157,7 +157,7 @@ func (s stalePeerSpec) write(res *stalePeerResult) error {
 // connected but idle keeps its socket in the socket map: the sweep removes
 // its direction because its reader is in none.
 func TestStalePeerAfterUnseenClose(t *testing.T) {
-	const streamed = 1 << 20
+	const streamed = 128 << 10
 	e := newEnv(t, optsDefault)
 	a := e.pod("a", false, &trustedAll)
 	b := e.pod("b", false, &trustedAll)
