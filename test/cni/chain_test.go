@@ -94,7 +94,11 @@ func TestChainAccelerates(t *testing.T) {
 		t.Fatalf("want 1 pair (outbound sidecar <-> inbound sidecar), both directions redirected; got %+v", ds)
 	}
 	_, got := c.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: 4 << 20, MaxWrite: 64 << 10})
-	if got["connections_accepted"] != 1 || got["bytes_redirected"] < 4<<20 {
+	// The stream is redirected on the sidecar hop: all 4 MiB, unless flow
+	// control held the direction while the inbound Envoy fell behind (it
+	// then carries part on the stack).
+	if got["connections_accepted"] != 1 || got["bytes_redirected"] == 0 ||
+		(got["flow_control_held"] == 0 && got["bytes_redirected"] < 4<<20) {
 		t.Errorf("annotated pods: counters %v, want 1 pair and the stream redirected", got)
 	}
 	if rc, err := b.RedirectCounts(); err != nil || rc.Inbound4 == 0 {
