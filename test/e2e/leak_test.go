@@ -98,6 +98,16 @@ func testNoLeakAfterPodDeletion(t *testing.T, sidecar bool, hops int) {
 	addr := net.JoinHostPort(b.IPv4.String(), "9090")
 	runIso(t, ctx, b, isoSpec{Role: "keeper", Addr: addr, Duration: 2 * time.Second})
 	holder := runIso(t, ctx, a, isoSpec{Role: "holder", Addr: addr})
+	if sidecar { // say where a connection stopped if the pairs do not all appear
+		t.Cleanup(func() {
+			if t.Failed() {
+				for _, p := range []*sim.Pod{a, b} {
+					st, err := p.EnvoyAdmin("GET", "/stats?usedonly&filter=cx_|ssl|9090")
+					t.Logf("envoy of %s (%v):\n%s", p.Name, err, st)
+				}
+			}
+		})
+	}
 	waitUsage(t, e.node, func(u bpf.Usage) bool { return u.Directions == 2*hops*holderConns })
 
 	// CNI DEL of both pods while the connections are established.

@@ -213,14 +213,18 @@ func (p *Pod) envoyRunning() bool {
 }
 
 // waitListenersApplied waits until the pod's Envoy has accepted every LDS
-// file written so far (a rejected file is an error, with Envoy's reason).
+// file written so far and no listener is still warming (a rejected file is
+// an error, with Envoy's reason).
 func (p *Pod) waitListenersApplied() error {
 	want := uint64(p.xds.writes)
 	deadline := time.Now().Add(envoyReadyTimeout)
 	for {
 		ok, err := p.EnvoyStat("listener_manager.lds.update_success")
 		if err == nil && ok >= want {
-			return nil
+			// Accepted listeners warm before they take connections.
+			if warming, werr := p.EnvoyStat("listener_manager.total_listeners_warming"); werr == nil && warming == 0 {
+				return nil
+			}
 		}
 		if rej, _ := p.EnvoyStat("listener_manager.lds.update_rejected"); rej > 0 {
 			return fmt.Errorf("envoy in %s rejected its listeners: stderr: %s", p.Name, tail(p.sidecar.Stderr()))
