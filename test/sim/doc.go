@@ -10,9 +10,13 @@
 //
 //   - an app server (role "app", uid/gid 1000 by default) speaking the small
 //     protocol of protocol.go on [::]:8080;
-//   - an Envoy-like sidecar (role "sidecar", uid/gid 1337) on [::]:15001
-//     (outbound) and [::]:15006 (inbound), with Istio's nat rules installed by
-//     iptables-restore and ip6tables-restore inside the pod's namespace;
+//   - a sidecar, uid/gid 1337, on 15001 (outbound) and 15006 (inbound),
+//     with Istio's nat rules installed by iptables-restore and
+//     ip6tables-restore inside the pod's namespace: real Envoy configured as
+//     istiod configures a sidecar (envoyconfig.go, envoy.go; mutual TLS
+//     between sidecars, listeners pushed from a file as pods come and go;
+//     docs/envoy.md), or, for faults Envoy cannot produce, the simulator's
+//     Go relay (role "sidecar", [PodOptions.GoSidecar]);
 //   - one-shot clients (role "client", [Pod.RunClient]) that check what they
 //     receive and print a [ClientResult] as JSON;
 //   - any other program ([Pod.Start]), e.g. iperf3 or sockperf.
@@ -52,8 +56,9 @@
 // packet counters of Istio's two REDIRECT rules, one count per connection)
 // grow in the client pod (outbound) and the server pod (inbound), and when the
 // app, asked with [OpPeer] (client mode "peer"), reports 127.0.0.6 or ::6 as
-// its peer: only the inbound sidecar connects from there. The sidecar itself
-// counts nothing.
+// its peer: only the inbound sidecar connects from there. Envoy's own
+// counters are at [Pod.EnvoyStat] and [Pod.EnvoyAdmin]; the Go relay counts
+// nothing.
 //
 // # Design choices
 //

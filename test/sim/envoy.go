@@ -115,7 +115,9 @@ func (p *Pod) startEnvoy() (*Proc, error) {
 		<-proc.Done()
 		return nil, err
 	}
+	n.xdsMu.Lock() // pushes of other pods read it
 	p.sidecar = proc
+	n.xdsMu.Unlock()
 	if err := n.pushListeners(p); err != nil {
 		return nil, err
 	}

@@ -245,12 +245,6 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	return os.Chmod(dst, mode)
 }
 
-// meshPrefixes are the node's pod subnets: the destinations the sidecars
-// treat as meshed pods.
-func (n *Node) meshPrefixes() []netip.Prefix {
-	return []netip.Prefix{n.IPv4Net, n.IPv6Net}
-}
-
 // Services returns the node's service registry.
 func (n *Node) Services() []Service { return append([]Service(nil), n.services...) }
 

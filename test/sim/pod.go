@@ -254,11 +254,9 @@ func (p *Pod) startServers() error {
 		p.sidecar = sc
 	case o.Sidecar:
 		p.envoy = true
-		sc, err := p.startEnvoy()
-		if err != nil {
+		if _, err := p.startEnvoy(); err != nil { // sets p.sidecar
 			return err
 		}
-		p.sidecar = sc
 	}
 	if !o.NoApp {
 		app, err := p.startRole(p.node.ctx, "app", roleApp, appArgs{Port: o.AppPort, Pod: p.Name}, o.AppUID, o.AppGID, true)
