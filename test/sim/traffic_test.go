@@ -159,8 +159,13 @@ func testModes(t *testing.T, from *Pod, target string) {
 			t.Errorf("rr: rate %.0f/s p50 %.1f us p99 %.1f us", r.RatePerSec, r.P50us, r.P99us)
 		}
 	}
+	// The app's reset reaches the client as a reset, but through an Envoy
+	// older than 1.40 (Istio 1.28's 1.36) as a clean close: its tcp_proxy
+	// then closed the downstream connection with a FIN. Either way what
+	// arrives before it is a prefix of the stream (a reset discards what
+	// was in flight).
 	r := from.RunTestClient(t, ClientSpec{Mode: ModeReset, Target: target, Bytes: 1 << 20})
-	if !r.OK || !r.ResetSeen || !r.PrefixOK {
+	if !r.OK || !r.PrefixOK || !r.ResetSeen && !from.envoy {
 		t.Errorf("reset: %+v", r)
 	}
 	t.Logf("reset: %d bytes before the reset", r.ReceivedBeforeReset)
