@@ -689,6 +689,23 @@ func longStreams(t *testing.T, ctx context.Context, a, b *sim.Pod) *sim.Proc {
 		Bytes: 1 << 30, ReadSleep: 10 * time.Millisecond, ReadyAfter: 1 << 20, Seed: 41, Timeout: time.Minute}, true)
 }
 
+// killSidecarUnder SIGKILLs p's Envoy while the long streams run, then
+// checks how they ended (checkCut) and that the maps empty again.
+func (e *env) killSidecarUnder(name string, p *sim.Pod, long *sim.Proc) probeResult {
+	e.t.Helper()
+	if err := p.Sidecar().Kill(); err != nil {
+		e.t.Fatal(err)
+	}
+	<-p.Sidecar().Done()
+	res := waitRole[probeResult](e.t, long)
+	if res.Error != "" {
+		e.t.Fatal(res.Error)
+	}
+	checkCut(e.t, name, res)
+	e.waitNoConns()
+	return res
+}
+
 // checkCut checks the long streams' result: every stream ended with an
 // error (the proxy died under it), none stalled until its deadline, none
 // received wrong bytes.

@@ -406,16 +406,7 @@ func TestEnvoyGracefulShutdown(t *testing.T) {
 				t.Fatalf("server Envoy exited during the drain: %s", b.Sidecar().Stderr())
 			default:
 			}
-			if err := b.Sidecar().Kill(); err != nil {
-				t.Fatal(err)
-			}
-			<-b.Sidecar().Done()
-			res := waitRole[probeResult](t, long)
-			if res.Error != "" {
-				t.Fatal(res.Error)
-			}
-			checkCut(t, name, res)
-			e.waitNoConns()
+			res := e.killSidecarUnder(name, b, long)
 			t.Logf("%s: during the drain: short streams %v (%d bytes), HTTP %v with %d drain closes; long streams %v %v",
 				name, short.Outcomes, short.Bytes, httpRes.Outcomes, drainCloses, res.Outcomes, res.Notes)
 		})
@@ -441,16 +432,7 @@ func TestEnvoyCrashMidStream(t *testing.T) {
 				defer cancel()
 				long := longStreams(t, ctx, a, b)
 				victim := map[string]*sim.Pod{"client": a, "server": b}[side]
-				if err := victim.Sidecar().Kill(); err != nil {
-					t.Fatal(err)
-				}
-				<-victim.Sidecar().Done()
-				res := waitRole[probeResult](t, long)
-				if res.Error != "" {
-					t.Fatal(res.Error)
-				}
-				checkCut(t, name, res)
-				e.waitNoConns()
+				res := e.killSidecarUnder(name, victim, long)
 				t.Logf("%s: %v %v", name, res.Outcomes, res.Notes)
 			})
 		}
