@@ -119,6 +119,11 @@ const (
 	meshLimitDEFAULT_BACKLOG_LIMIT meshLimit = 4194304
 )
 
+type meshOlderOwner struct {
+	_     structs.HostLayout
+	Bytes [24]uint8
+}
+
 type meshPodConfig struct {
 	_          structs.HostLayout
 	Nrules     uint32
@@ -210,6 +215,7 @@ const (
 	meshMapMeshCaptureCfg     = "mesh_capture_cfg"
 	meshMapMeshConfig         = "mesh_config"
 	meshMapMeshCounters       = "mesh_counters"
+	meshMapOlderOwnerMap      = "older_owner_map"
 	meshMapPodUsage           = "pod_usage"
 	meshMapSockHelperMap      = "sock_helper_map"
 	meshMapSockOpsMap         = "sock_ops_map"
@@ -220,6 +226,10 @@ const (
 	meshProgMeshSkMsg         = "mesh_sk_msg"
 	meshProgMeshSockCreate    = "mesh_sock_create"
 	meshProgMeshSockops       = "mesh_sockops"
+	meshVarOlderGid           = "older_gid"
+	meshVarOlderPod           = "older_pod"
+	meshVarOlderSeen          = "older_seen"
+	meshVarOlderUid           = "older_uid"
 	meshVarUnusedCaptureEvent = "unused_capture_event"
 	meshVarUnusedHelperFlag   = "unused_helper_flag"
 	meshVarUnusedLimit        = "unused_limit"
@@ -283,6 +293,7 @@ type meshMapSpecs struct {
 	MeshCaptureCfg *ebpf.MapSpec `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.MapSpec `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.MapSpec `ebpf:"mesh_counters"`
+	OlderOwnerMap  *ebpf.MapSpec `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.MapSpec `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.MapSpec `ebpf:"sock_ops_map"`
@@ -296,6 +307,10 @@ type meshMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type meshVariableSpecs struct {
+	OlderGid           *ebpf.VariableSpec `ebpf:"older_gid"`
+	OlderPod           *ebpf.VariableSpec `ebpf:"older_pod"`
+	OlderSeen          *ebpf.VariableSpec `ebpf:"older_seen"`
+	OlderUid           *ebpf.VariableSpec `ebpf:"older_uid"`
 	UnusedCaptureEvent *ebpf.VariableSpec `ebpf:"unused_capture_event"`
 	UnusedHelperFlag   *ebpf.VariableSpec `ebpf:"unused_helper_flag"`
 	UnusedLimit        *ebpf.VariableSpec `ebpf:"unused_limit"`
@@ -328,6 +343,7 @@ type meshMaps struct {
 	MeshCaptureCfg *ebpf.Map `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.Map `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.Map `ebpf:"mesh_counters"`
+	OlderOwnerMap  *ebpf.Map `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.Map `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.Map `ebpf:"sock_ops_map"`
@@ -343,6 +359,7 @@ func (m *meshMaps) Close() error {
 		m.MeshCaptureCfg,
 		m.MeshConfig,
 		m.MeshCounters,
+		m.OlderOwnerMap,
 		m.PodUsage,
 		m.SockHelperMap,
 		m.SockOpsMap,
@@ -357,6 +374,10 @@ func (m *meshMaps) Close() error {
 //
 // It can be passed to loadMeshObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meshVariables struct {
+	OlderGid           *ebpf.Variable `ebpf:"older_gid"`
+	OlderPod           *ebpf.Variable `ebpf:"older_pod"`
+	OlderSeen          *ebpf.Variable `ebpf:"older_seen"`
+	OlderUid           *ebpf.Variable `ebpf:"older_uid"`
 	UnusedCaptureEvent *ebpf.Variable `ebpf:"unused_capture_event"`
 	UnusedHelperFlag   *ebpf.Variable `ebpf:"unused_helper_flag"`
 	UnusedLimit        *ebpf.Variable `ebpf:"unused_limit"`

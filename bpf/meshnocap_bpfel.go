@@ -91,6 +91,11 @@ type meshnocapHelperVal struct {
 	Cookie   uint64
 }
 
+type meshnocapOlderOwner struct {
+	_     structs.HostLayout
+	Bytes [24]uint8
+}
+
 type meshnocapPodConfig struct {
 	_          structs.HostLayout
 	Nrules     uint32
@@ -152,6 +157,7 @@ const (
 	meshnocapMapMeshCaptureCfg   = "mesh_capture_cfg"
 	meshnocapMapMeshConfig       = "mesh_config"
 	meshnocapMapMeshCounters     = "mesh_counters"
+	meshnocapMapOlderOwnerMap    = "older_owner_map"
 	meshnocapMapPodUsage         = "pod_usage"
 	meshnocapMapSockHelperMap    = "sock_helper_map"
 	meshnocapMapSockOpsMap       = "sock_ops_map"
@@ -162,6 +168,10 @@ const (
 	meshnocapProgMeshSkMsg       = "mesh_sk_msg"
 	meshnocapProgMeshSockCreate  = "mesh_sock_create"
 	meshnocapProgMeshSockops     = "mesh_sockops"
+	meshnocapVarOlderGid         = "older_gid"
+	meshnocapVarOlderPod         = "older_pod"
+	meshnocapVarOlderSeen        = "older_seen"
+	meshnocapVarOlderUid         = "older_uid"
 	meshnocapVarUnusedHelperFlag = "unused_helper_flag"
 	meshnocapVarUnusedLimit      = "unused_limit"
 	meshnocapVarUnusedPodFlag    = "unused_pod_flag"
@@ -224,6 +234,7 @@ type meshnocapMapSpecs struct {
 	MeshCaptureCfg *ebpf.MapSpec `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.MapSpec `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.MapSpec `ebpf:"mesh_counters"`
+	OlderOwnerMap  *ebpf.MapSpec `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.MapSpec `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.MapSpec `ebpf:"sock_ops_map"`
@@ -237,6 +248,10 @@ type meshnocapMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type meshnocapVariableSpecs struct {
+	OlderGid         *ebpf.VariableSpec `ebpf:"older_gid"`
+	OlderPod         *ebpf.VariableSpec `ebpf:"older_pod"`
+	OlderSeen        *ebpf.VariableSpec `ebpf:"older_seen"`
+	OlderUid         *ebpf.VariableSpec `ebpf:"older_uid"`
 	UnusedHelperFlag *ebpf.VariableSpec `ebpf:"unused_helper_flag"`
 	UnusedLimit      *ebpf.VariableSpec `ebpf:"unused_limit"`
 	UnusedPodFlag    *ebpf.VariableSpec `ebpf:"unused_pod_flag"`
@@ -268,6 +283,7 @@ type meshnocapMaps struct {
 	MeshCaptureCfg *ebpf.Map `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.Map `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.Map `ebpf:"mesh_counters"`
+	OlderOwnerMap  *ebpf.Map `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.Map `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.Map `ebpf:"sock_ops_map"`
@@ -283,6 +299,7 @@ func (m *meshnocapMaps) Close() error {
 		m.MeshCaptureCfg,
 		m.MeshConfig,
 		m.MeshCounters,
+		m.OlderOwnerMap,
 		m.PodUsage,
 		m.SockHelperMap,
 		m.SockOpsMap,
@@ -297,6 +314,10 @@ func (m *meshnocapMaps) Close() error {
 //
 // It can be passed to loadMeshnocapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meshnocapVariables struct {
+	OlderGid         *ebpf.Variable `ebpf:"older_gid"`
+	OlderPod         *ebpf.Variable `ebpf:"older_pod"`
+	OlderSeen        *ebpf.Variable `ebpf:"older_seen"`
+	OlderUid         *ebpf.Variable `ebpf:"older_uid"`
 	UnusedHelperFlag *ebpf.Variable `ebpf:"unused_helper_flag"`
 	UnusedLimit      *ebpf.Variable `ebpf:"unused_limit"`
 	UnusedPodFlag    *ebpf.Variable `ebpf:"unused_pod_flag"`

@@ -182,7 +182,7 @@ func OpenNode(o Options) (*Node, error) {
 		return nil, err
 	}
 	defer owner.Close() // n.maps holds its own handle
-	if err := spec.LoadAndAssign(&n.maps, n.loadOptions(owner)); err != nil {
+	if err := n.loadAgainstState(spec, owner, &n.maps); err != nil {
 		return nil, fmt.Errorf("load node maps (pinned at %s): %w", n.mapsDir(), err)
 	}
 	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil {
@@ -211,6 +211,9 @@ func (n *Node) loadPinned() error {
 		}
 		p := filepath.Join(n.mapsDir(), name)
 		m, err := ebpf.LoadPinnedMap(p, nil)
+		if name == olderOwnersName && errors.Is(err, os.ErrNotExist) {
+			continue // state of an earlier build: the next upgrade pins it
+		}
 		if err != nil {
 			return fmt.Errorf("load pinned map %s: %w", p, err)
 		}
@@ -242,7 +245,7 @@ func (n *Node) loadPinnedProgs() error {
 // programs, sk_msg last. It runs under the node lock.
 func (n *Node) create(spec *ebpf.CollectionSpec, limit uint32) error {
 	var progs meshPrograms
-	if err := spec.LoadAndAssign(&progs, n.loadOptions(n.maps.SockOwnerMap)); err != nil {
+	if err := n.loadAgainstState(spec, n.maps.SockOwnerMap, &progs); err != nil {
 		return fmt.Errorf("load BPF programs: %w", verifierError(err))
 	}
 	defer progs.MeshSkMsg.Close()

@@ -62,13 +62,32 @@ const (
 	configMapName = "mesh_config"
 )
 
-// loadOptions load a collection against the state's pinned maps, with the
-// shared socket owner map.
-func (n *Node) loadOptions(owner *ebpf.Map) *ebpf.CollectionOptions {
+// loadOptions load spec against the state's pinned maps, with the shared
+// socket owner map and the older release's (olderowners.go). It runs
+// under the state's lock; the caller calls done once loaded.
+func (n *Node) loadOptions(spec *ebpf.CollectionSpec, owner *ebpf.Map) (opts *ebpf.CollectionOptions, done func(), err error) {
+	older, err := n.olderOwners(spec.Maps[olderOwnersName], owner)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := useOlderOwners(spec, older); err != nil {
+		older.Close()
+		return nil, nil, err
+	}
 	return &ebpf.CollectionOptions{
 		Maps:            ebpf.MapOptions{PinPath: n.mapsDir()},
-		MapReplacements: map[string]*ebpf.Map{ownerMapName: owner},
+		MapReplacements: map[string]*ebpf.Map{ownerMapName: owner, olderOwnersName: older},
+	}, func() { older.Close() }, nil
+}
+
+// loadAgainstState loads spec into objs with loadOptions.
+func (n *Node) loadAgainstState(spec *ebpf.CollectionSpec, owner *ebpf.Map, objs any) error {
+	opts, done, err := n.loadOptions(spec, owner)
+	if err != nil {
+		return err
 	}
+	defer done()
+	return spec.LoadAndAssign(objs, opts)
 }
 
 // openOwnerMap opens, or creates, the socket owner map of spec's layout
@@ -334,7 +353,7 @@ func (n *Node) Upgrade() (UpgradeReport, error) {
 // pins (each replaced by a rename), then the recorded build.
 func (n *Node) replacePrograms(spec *ebpf.CollectionSpec) error {
 	var progs meshPrograms
-	if err := spec.LoadAndAssign(&progs, n.loadOptions(n.maps.SockOwnerMap)); err != nil {
+	if err := n.loadAgainstState(spec, n.maps.SockOwnerMap, &progs); err != nil {
 		return fmt.Errorf("load BPF programs against the pinned maps: %w", verifierError(err))
 	}
 	defer progs.MeshSkMsg.Close()

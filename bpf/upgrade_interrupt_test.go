@@ -261,6 +261,12 @@ func pairHelper() error {
 		return err
 	}
 	defer ln.Close()
+	return pairOver(ln)
+}
+
+// pairOver connects to ln and exchanges 64 KiB each way over the
+// connection, checking the bytes.
+func pairOver(ln net.Listener) error {
 	var d net.Dialer
 	d.SetMultipathTCP(false)
 	c, err := d.Dial("tcp4", ln.Addr().String())

@@ -188,6 +188,31 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_owner_map SEC(".maps");
 
+/* The owner storage of an older release whose struct sock_owner differs
+ * (bpf/olderowners.go). States whose struct is the same share one storage;
+ * otherwise a socket created under the older release (a server's listener
+ * above all, which lives as long as its server) has its owner only there,
+ * and so do the sockets it accepts (the storage is cloned). owner_of takes
+ * such an owner over, translated member by member. The loader replaces
+ * this map by that storage (its value size too), or by an empty one, and
+ * sets where each member of struct sock_owner sits in the older value
+ * (-1: no such member, it stays zero; older_pod -1: no older storage). */
+struct older_owner {
+	__u8 bytes[sizeof(struct sock_owner)];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct older_owner);
+} older_owner_map SEC(".maps");
+
+volatile const __s32 older_uid = -1;
+volatile const __s32 older_gid = -1;
+volatile const __s32 older_pod = -1;
+volatile const __s32 older_seen = -1;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -428,13 +453,30 @@ static __always_inline int trusted(const struct pod_config *cfg, __u32 uid)
 	return (cfg->flags & POD_TRUST_APP) || uid == cfg->trusted_uid;
 }
 
+/* The socket's owner: in this release's storage, or taken over from the
+ * older release's (see older_owner_map). */
 static __always_inline struct sock_owner *owner_of(struct bpf_sock_ops *ops)
 {
 	struct bpf_sock *sk = ops->sk;
 
 	if (!sk)
 		return 0;
-	return bpf_sk_storage_get(&sock_owner_map, sk, 0, 0);
+	struct sock_owner *o = bpf_sk_storage_get(&sock_owner_map, sk, 0, 0);
+	if (o || older_pod < 0)
+		return o;
+	const __u8 *old = bpf_sk_storage_get(&older_owner_map, sk, 0, 0);
+	if (!old)
+		return 0;
+	struct sock_owner n = {};
+	if (older_uid >= 0)
+		n.uid = *(const __u32 *)(old + older_uid);
+	if (older_gid >= 0)
+		n.gid = *(const __u32 *)(old + older_gid);
+	n.pod = *(const __u64 *)(old + older_pod);
+	if (older_seen >= 0)
+		n.seen = *(const __u32 *)(old + older_seen);
+	return bpf_sk_storage_get(&sock_owner_map, sk, &n,
+				  BPF_SK_STORAGE_GET_F_CREATE);
 }
 
 /* The kernel address of the socket of ops. Stored as a number, it lets the

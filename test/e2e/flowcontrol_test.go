@@ -45,9 +45,12 @@ func (e *env) slowStream(a, b *sim.Pod, streams int, mib int64, fast bool, pause
 	}
 	stop := sampleMemory(e.t, a, b)
 	before := e.counters()
-	res := a.RunCheckedClient(e.t, sim.ClientSpec{Mode: sim.ModeBulk, Op: sim.OpSinkSlow, Target: b.AppTarget(false),
+	res := e.runWatchedAfter(a, sim.ClientSpec{Mode: sim.ModeBulk, Op: sim.OpSinkSlow, Target: b.AppTarget(false),
 		Streams: streams, Bytes: mib << 20, MinWrite: 128 << 10, MaxWrite: 128 << 10, Seed: 11,
-		ReadSleep: readSleep, PauseAfter: pauseAfter, Pause: pause, Timeout: pause + 60*time.Second})
+		ReadSleep: readSleep, PauseAfter: pauseAfter, Pause: pause, Timeout: pause + 60*time.Second}, pause+20*time.Second, a, b)
+	if !res.OK {
+		e.t.Fatalf("slow stream: %d errors, %d mismatches: %v", res.ErrorCount, res.Mismatches, res.Errors)
+	}
 	peak := stop()
 	if res.Bytes != int64(streams)*mib<<20 || res.Conns != streams {
 		e.t.Fatalf("verified %d bytes over %d streams, want %d MiB over %d", res.Bytes, res.Conns, int64(streams)*mib, streams)
