@@ -67,6 +67,11 @@ type Options struct {
 	// NoCapture loads the data path built without the capture code. It
 	// exists for the benchmark, to measure what an idle capture costs.
 	NoCapture bool
+	// CgroupRoot is the cgroup v2 hierarchy as this process sees it (the
+	// installer sees the host's under its host mount), where an upgrade
+	// finds the cgroups of the pods it moves; the mount of cgroup v2 in
+	// this process's mount namespace when empty.
+	CgroupRoot string
 
 	// layout replaces LayoutVersion in the state's path: tests make state
 	// of an "older layout" with it.
@@ -117,7 +122,8 @@ func (o Options) dir() string {
 // the pinned state stays until Remove.
 type Node struct {
 	dir        string
-	noCapture  bool // opened with Options.NoCapture
+	noCapture  bool   // opened with Options.NoCapture
+	cgroupRoot string // Options.CgroupRoot
 	maps       meshMaps
 	sockops    *ebpf.Program
 	sockCreate *ebpf.Program
@@ -139,7 +145,7 @@ func OpenNode(o Options) (*Node, error) {
 		return nil, err
 	}
 	dir := o.dir()
-	n := &Node{dir: dir, noCapture: o.NoCapture}
+	n := &Node{dir: dir, noCapture: o.NoCapture, cgroupRoot: o.CgroupRoot}
 	// Complete state (the sk_msg pin is made last) opens without the lock
 	// and without parsing the BPF objects: the path of every CNI ADD.
 	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil && !o.NoCapture {

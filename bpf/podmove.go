@@ -23,6 +23,14 @@ import (
 //  4. its folder in the older state goes (the links live on by their pins
 //     here).
 //
+// Between steps 2 and 3, the older state's sockops program is attached to
+// the pod's cgroup once more, after this state's, by a link pinned in the
+// older state under retiring/<pod id> (keepOlderSockops): connections
+// paired under the older state live on with the older maps, and only the
+// older program knows them (a half-close must move the data towards the
+// socket that closed first to the stack, a close must drop the pair).
+// It goes with the older state.
+//
 // Before step 3 the pod belongs to the older state, and the staging folder
 // holds only second pins of links pinned there: a pass that finds one
 // removes it (rolls the move back, which detaches nothing) and moves the
@@ -58,10 +66,11 @@ func (n *Node) rollBackMoves() error {
 }
 
 // movePod moves pod id from the state in dir (another layout) here, with
-// its configuration translated by convert. It says whether the pod moved;
+// its configuration translated by convert; cgroupDir finds its cgroup
+// ("" when gone). It says whether the pod moved;
 // a pod half attached or half detached in dir right now (its sockops link
 // missing) stays for the next pass.
-func (n *Node) movePod(dir, id string, convert func(cgID uint64) (*meshPodConfig, error)) (bool, error) {
+func (n *Node) movePod(dir, id string, convert func(cgID uint64) (*meshPodConfig, error), cgroupDir func(cgID uint64) string) (bool, error) {
 	from := filepath.Join(dir, "pods", id)
 	if _, err := os.Stat(n.podDir(id)); err == nil {
 		return n.settleTwice(dir, id)
@@ -82,6 +91,12 @@ func (n *Node) movePod(dir, id string, convert func(cgID uint64) (*meshPodConfig
 	}
 	stage := n.stagingPodDir(id)
 	if err := n.stageLinks(from, stage); err != nil {
+		return false, errors.Join(err, os.RemoveAll(stage))
+	}
+	if err := keepOlderSockops(dir, id, cgroupDir(cgID)); err != nil {
+		return false, errors.Join(err, os.RemoveAll(stage))
+	}
+	if err := afterStep("keep older sockops"); err != nil {
 		return false, errors.Join(err, os.RemoveAll(stage))
 	}
 	if err := os.MkdirAll(n.podsDir(), 0o700); err != nil {
@@ -191,4 +206,47 @@ func pinAgain(l link.Link, p string) error {
 	}
 	defer dup.Close()
 	return dup.Pin(p)
+}
+
+// retiringDir is the folder of an older state holding, per pod moved out
+// of it, the link that runs its sockops program on the pod's cgroup after
+// this state's: retiring/<pod id>.
+const retiringDir = "retiring"
+
+// keepOlderSockops attaches the sockops program of the older state in dir
+// to the pod's cgroup (at cgroup, "" when it is gone) once more, and pins
+// the link there under retiring/<id>. Attached after the pod's own link,
+// it runs after this state's program: a connection this state pairs is
+// marked handled in the shared owner storage before the older program
+// sees it, and a connection of the older state is unknown to this one.
+// Nothing to do when the link exists, or when the older state has no
+// program (half created) or the cgroup is gone.
+func keepOlderSockops(dir, id, cgroup string) error {
+	pin := filepath.Join(dir, retiringDir, id)
+	if _, err := os.Stat(pin); err == nil || cgroup == "" {
+		return nil
+	}
+	prog, err := ebpf.LoadPinnedProgram(filepath.Join(dir, "progs", pinSockops), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("older sockops program: %w", err)
+	}
+	defer prog.Close()
+	if err := os.MkdirAll(filepath.Dir(pin), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(pin), err)
+	}
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupSockOps, Program: prog})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // the pod's cgroup went meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("attach the older sockops program to %s: %w", cgroup, err)
+	}
+	defer l.Close() // the pin holds it; unpinned, it detaches with the process
+	if err := l.Pin(pin); err != nil {
+		return fmt.Errorf("pin %s: %w", pin, err)
+	}
+	return nil
 }

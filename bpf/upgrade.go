@@ -14,6 +14,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
 )
 
 // Upgrades. A node keeps its state across installer restarts, so a new
@@ -450,13 +452,14 @@ func (n *Node) adoptPods(loadSpec func() (*ebpf.CollectionSpec, error), dir stri
 		return 0, fmt.Errorf("pod configuration of the older state %s: %w", dir, err)
 	}
 	defer params.Close()
+	cgroups := n.podCgroups(dir, ents)
 	moved := 0
 	var errs []error
 	for _, e := range ents {
 		id := e.Name()
 		ok, err := n.movePod(dir, id, func(cgID uint64) (*meshPodConfig, error) {
 			return convertPodConfig(params, cgID, spec)
-		})
+		}, func(cgID uint64) string { return cgroups[cgID] })
 		if err != nil {
 			errs = append(errs, fmt.Errorf("move pod %s from %s: %w", id, dir, err))
 		}
@@ -465,6 +468,28 @@ func (n *Node) adoptPods(loadSpec func() (*ebpf.CollectionSpec, error), dir stri
 		}
 	}
 	return moved, errors.Join(errs...)
+}
+
+// podCgroups finds the cgroup directories of the pods of the state in dir
+// (one walk of the cgroup hierarchy for them all). A pod whose cgroup is
+// not found gets no retiring link (keepOlderSockops); a failed walk is
+// not an error for the move.
+func (n *Node) podCgroups(dir string, pods []os.DirEntry) map[uint64]string {
+	ids := map[uint64]bool{}
+	for _, e := range pods {
+		if id, err := linkCgroupID(filepath.Join(dir, "pods", e.Name(), linkSockops)); err == nil {
+			ids[id] = true
+		}
+	}
+	root := n.cgroupRoot
+	if root == "" {
+		root, _ = cgroupv2.Mount()
+	}
+	if len(ids) == 0 || root == "" {
+		return nil
+	}
+	found, _ := cgroupv2.Find(root, ids)
+	return found
 }
 
 // convertPodConfig reads the configuration of the pod on cgroup cgID from

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
@@ -299,9 +300,22 @@ func checkListen(addr string) error {
 	return nil
 }
 
-// bpfOptions locate the node state.
+// bpfOptions locate the node state, and the host's cgroup v2 hierarchy
+// where an upgrade finds the pods' cgroups.
 func (c *Config) bpfOptions() bpf.Options {
-	return bpf.Options{BPFFS: c.BPFFS, Root: c.BPFRoot, BacklogLimit: c.BacklogLimit}
+	return bpf.Options{BPFFS: c.BPFFS, Root: c.BPFRoot, BacklogLimit: c.BacklogLimit, CgroupRoot: hostCgroup2(c.CgroupRoot)}
+}
+
+// hostCgroup2 is the cgroup v2 hierarchy under the host's cgroup root:
+// the root itself, or its unified/ folder on a hybrid host; "" (this
+// process's own mount) when root is unset or holds neither.
+func hostCgroup2(root string) string {
+	for _, p := range []string{root, filepath.Join(root, "unified")} {
+		if root != "" && cgroupv2.IsCgroup2(p) {
+			return p
+		}
+	}
+	return ""
 }
 
 // installerDir holds the installer's own state: the conflist backup and the

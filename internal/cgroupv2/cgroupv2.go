@@ -11,8 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -103,4 +106,38 @@ func IsCgroup2(path string) bool {
 		return false
 	}
 	return st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+// Find returns the directories of the cgroups whose IDs are in ids, found
+// by walking the cgroup v2 hierarchy mounted at root (a cgroup's ID is not
+// a path: this is the only way from one to the other). IDs not found are
+// absent from the result: their cgroups are gone.
+func Find(root string, ids map[uint64]bool) (map[uint64]string, error) {
+	found := make(map[uint64]string, len(ids))
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p != root && errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while walking
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && ids[st.Ino] {
+			found[st.Ino] = p
+			if len(found) == len(ids) {
+				return filepath.SkipAll
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find cgroups under %s: %w", root, err)
+	}
+	return found, nil
 }
