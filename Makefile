@@ -60,10 +60,14 @@ image: deps
 		-o $(BIN)/image/ ./installer/cmd/mesh-accel-installer ./plugin/cmd/mesh-accel ./ctl/cmd/mesh-accelctl
 	buildah build --layers=false -f Containerfile -t $(IMAGE) $(BIN)/image
 
-# Release manifests in $(BIN)/release: the kustomize and Helm renderings and
-# the packaged chart, with the image by version and digest. VERSION=v1.2.3
-# IMAGE=registry/mesh-accel (no tag); DIGEST=sha256:... or, when empty, the
-# digest of the image `make image` built as IMAGE:VERSION (buildah inspect).
+# Release manifests in $(BIN)/release: the kustomize and Helm renderings, the
+# monitoring objects (mesh-accel-monitoring.yaml) and the packaged chart, with
+# the image by version and digest (the chart's digest applies to its own tag
+# only). It refuses a chart whose generated files (README's values table,
+# monitoring copies) are stale: `go generate ./manifests/render`.
+# VERSION=v1.2.3 IMAGE=registry/mesh-accel (no tag); DIGEST=sha256:... or,
+# when empty, the digest of the image `make image` built as IMAGE:VERSION
+# (buildah inspect).
 release-manifests:
 	@GO="$(GO)" VERSION="$(VERSION)" IMAGE="$(IMAGE)" DIGEST="$(DIGEST)" OUT="$(BIN)/release" ./scripts/release-manifests.sh
 

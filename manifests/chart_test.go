@@ -33,14 +33,25 @@ var nonDefault = map[string]any{
 	"seccompProfile":    "Unconfined",
 	"priorityClassName": "mesh-critical",
 	"tolerations":       []any{map[string]any{"key": "dedicated", "operator": "Equal", "value": "mesh", "effect": "NoSchedule"}},
-	"resources":         map[string]any{"installer": map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "64Mi"}}},
+	"resources":         map[string]any{"installer": map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "64Mi"}, "limits": map[string]any{"memory": "512Mi"}}},
 	"platform":          map[string]any{"gke": map[string]any{"criticalPodsQuota": true}, "openshift": map[string]any{"privilegedSCC": true}},
+	"imagePullSecrets":  []any{map[string]any{"name": "regcred"}},
+	"updateStrategy":    map[string]any{"type": "RollingUpdate", "rollingUpdate": map[string]any{"maxUnavailable": "10%"}},
+	"nodeSelector":      map[string]any{"pool": "mesh"},
+	"affinity": map[string]any{"nodeAffinity": map[string]any{"requiredDuringSchedulingIgnoredDuringExecution": map[string]any{
+		"nodeSelectorTerms": []any{map[string]any{"matchExpressions": []any{map[string]any{"key": "mesh-accel", "operator": "NotIn", "values": []any{"off"}}}}},
+	}}},
+	"podLabels":      map[string]any{"team": "mesh"},
+	"podAnnotations": map[string]any{"example.com/owner": "mesh"},
+	"extraEnv":       []any{map[string]any{"name": "GODEBUG", "value": "madvdontneed=1"}},
+	// The monitoring objects: withMonitoring (their kinds are not decoded
+	// into k8s.io/api types).
 }
 
 // helm lint, strict (warnings fail), passes with the defaults and with
 // every value changed.
 func TestChartLint(t *testing.T) {
-	for name, values := range map[string]map[string]any{"defaults": nil, "non-default": nonDefault} {
+	for name, values := range map[string]map[string]any{"defaults": nil, "non-default": nonDefault, "monitoring": withMonitoring(nonDefault)} {
 		l := lint.All(render.ChartDir, values, "mesh-accel", true)
 		for _, m := range l.Messages {
 			if m.Severity >= support.WarningSev {

@@ -223,6 +223,9 @@ func installerConfigOn(t *testing.T, c corev1.Container, nodeIP string) *install
 			env[e.Name] = expandEnv(e.Value, env)
 		case e.ValueFrom.FieldRef != nil && (e.ValueFrom.FieldRef.FieldPath == "status.hostIP" || e.ValueFrom.FieldRef.FieldPath == "status.podIP"):
 			env[e.Name] = nodeIP
+		case e.Name == "GOMEMLIMIT" && e.ValueFrom.ResourceFieldRef != nil:
+			// The Go runtime's soft limit (the memory limit's bytes), not
+			// an installer setting.
 		default:
 			t.Fatalf("container %s: env %s from %+v", c.Name, e.Name, e.ValueFrom)
 		}

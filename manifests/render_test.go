@@ -95,9 +95,13 @@ func (r rendered) keys() []string {
 	return k
 }
 
+// helmOnlyLabels are the labels the chart sets and kustomize does not (the
+// Helm release and chart): TestChartLabels checks them.
+var helmOnlyLabels = []string{"app.kubernetes.io/instance", "helm.sh/chart"}
+
 // withoutManagedBy sets the managed-by label of every object (and pod
-// template) to one value, so that the chart's ("Helm") and kustomize's
-// renderings compare.
+// template) to one value and drops helmOnlyLabels, so that the chart's
+// ("Helm") and kustomize's renderings compare.
 func (r rendered) withoutManagedBy() rendered {
 	for _, obj := range r {
 		metas := []*metav1.ObjectMeta{meta(obj)}
@@ -107,6 +111,9 @@ func (r rendered) withoutManagedBy() rendered {
 		for _, m := range metas {
 			if _, ok := m.Labels[managedBy]; ok {
 				m.Labels[managedBy] = "-"
+			}
+			for _, k := range helmOnlyLabels {
+				delete(m.Labels, k)
 			}
 		}
 	}

@@ -18,24 +18,34 @@ import (
 
 // Release files, in the release folder.
 const (
-	KustomizeFile = "mesh-accel.yaml"      // kubectl apply -f: the kustomization's objects
-	ChartFile     = "mesh-accel-helm.yaml" // the chart's objects (namespace.create)
+	KustomizeFile  = "mesh-accel.yaml"            // kubectl apply -f: the kustomization's objects
+	ChartFile      = "mesh-accel-helm.yaml"       // the chart's objects (namespace.create)
+	MonitoringFile = "mesh-accel-monitoring.yaml" // manifests/monitoring's objects (Prometheus Operator)
 )
+
+// ImageDigestAnnotation is the annotation of a released chart's Chart.yaml
+// that holds the digest of the release's image: the chart applies it when
+// the image's tag is the chart's appVersion and image.digest is empty.
+const ImageDigestAnnotation = "accel.mesh/image-digest"
 
 // ComponentFile is the release file of a platform component.
 func ComponentFile(component string) string { return "mesh-accel-" + component + ".yaml" }
 
 // WriteRelease writes the manifests of a release into dir: the
-// kustomization's objects, those of every platform component, the chart's
-// objects, and the chart packaged as mesh-accel-VERSION.tgz with the image
-// as its default. img.Tag is the release's version (v1.2.3: the chart's
-// version is 1.2.3); every object refers to the image by tag and digest.
-// It returns the files written, each written atomically.
+// kustomization's objects, those of every platform component, the
+// monitoring objects, the chart's objects, and the chart packaged as
+// mesh-accel-VERSION.tgz with the image as its default. img.Tag is the
+// release's version (v1.2.3: the chart's version is 1.2.3); every object
+// refers to the image by tag and digest. It returns the files written,
+// each written atomically.
 func WriteRelease(img Image, dir string) ([]string, error) {
 	if img.Repository == "" || img.Tag == "" || img.Digest == "" {
 		return nil, fmt.Errorf("release image %q: want a repository, a version and a digest", img.Ref())
 	}
 	if err := img.check(); err != nil {
+		return nil, err
+	}
+	if err := CheckChartGenerated(); err != nil {
 		return nil, err
 	}
 	sv, err := semver.StrictNewVersion(strings.TrimPrefix(img.Tag, "v"))
@@ -47,6 +57,9 @@ func WriteRelease(img Image, dir string) ([]string, error) {
 	}
 	files := map[string][]byte{}
 	if files[KustomizeFile], err = Kustomize(img); err != nil {
+		return nil, err
+	}
+	if files[MonitoringFile], err = Monitoring(img); err != nil {
 		return nil, err
 	}
 	components, err := ComponentNames()
@@ -96,9 +109,11 @@ func ComponentNames() ([]string, error) {
 }
 
 // releaseChart is the chart with the release's version as its version and
-// appVersion (the default image tag) and the image's repository and digest
-// as the defaults of its values.yaml (the text is edited, so that its
-// comments stay).
+// appVersion (the default image tag), the image's repository as the
+// default of its values.yaml (the text is edited, so that its comments
+// stay), and the image's digest as its ImageDigestAnnotation: the chart
+// applies that digest to the appVersion's tag only, so that an image.tag
+// given at install does not keep it.
 func releaseChart(img Image, version string) (*chart.Chart, error) {
 	c, err := LoadChart()
 	if err != nil {
@@ -106,19 +121,19 @@ func releaseChart(img Image, version string) (*chart.Chart, error) {
 	}
 	c.Metadata.Version = version
 	c.Metadata.AppVersion = img.Tag
+	if c.Metadata.Annotations == nil {
+		c.Metadata.Annotations = map[string]string{}
+	}
+	c.Metadata.Annotations[ImageDigestAnnotation] = img.Digest
 	for _, f := range c.Raw {
 		if f.Name != chartutil.ValuesfileName {
 			continue
 		}
-		for _, r := range []struct{ old, new string }{
-			{"\n  repository: " + c.Values["image"].(map[string]any)["repository"].(string) + "\n", "\n  repository: " + img.Repository + "\n"},
-			{"\n  digest: \"\"\n", "\n  digest: \"" + img.Digest + "\"\n"},
-		} {
-			if bytes.Count(f.Data, []byte(r.old)) != 1 {
-				return nil, fmt.Errorf("chart values.yaml: want one line %q", strings.TrimSpace(r.old))
-			}
-			f.Data = bytes.Replace(f.Data, []byte(r.old), []byte(r.new), 1)
+		old := "\n  repository: " + c.Values["image"].(map[string]any)["repository"].(string) + "\n"
+		if bytes.Count(f.Data, []byte(old)) != 1 {
+			return nil, fmt.Errorf("chart values.yaml: want one line %q", strings.TrimSpace(old))
 		}
+		f.Data = bytes.Replace(f.Data, []byte(old), []byte("\n  repository: "+img.Repository+"\n"), 1)
 		vals, err := chartutil.ReadValues(f.Data)
 		if err != nil {
 			return nil, fmt.Errorf("chart values.yaml after the edit: %w", err)

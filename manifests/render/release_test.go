@@ -20,7 +20,8 @@ var release = render.Image{Repository: "registry.example:5000/mesh-accel", Tag: 
 
 // checkRendering checks that every object of a rendering carries the
 // release's version label (the DaemonSet's pod template too, its selector
-// not) and that every container runs the image by tag and digest.
+// not) and that every container runs the image by tag and digest; every
+// rendering but the monitoring's has the DaemonSet.
 func checkRendering(t *testing.T, name string, data []byte) {
 	t.Helper()
 	var sawDS bool
@@ -58,7 +59,7 @@ func checkRendering(t *testing.T, name string, data []byte) {
 			}
 		}
 	}
-	if !sawDS {
+	if !sawDS && name != render.MonitoringFile {
 		t.Errorf("%s: no DaemonSet", name)
 	}
 }
@@ -75,7 +76,7 @@ func TestWriteRelease(t *testing.T) {
 	if err != nil || len(components) < 4 {
 		t.Fatalf("components %v, %v", components, err)
 	}
-	want := []string{render.KustomizeFile, render.ChartFile, "mesh-accel-1.2.3.tgz"}
+	want := []string{render.KustomizeFile, render.ChartFile, render.MonitoringFile, "mesh-accel-1.2.3.tgz"}
 	for _, c := range components {
 		want = append(want, render.ComponentFile(c))
 	}
@@ -148,4 +149,113 @@ func TestReleaseScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRendering(t, "script's "+render.KustomizeFile, data)
+}
+
+// The release's monitoring file holds the PodMonitor, the alerts and the
+// dashboard's ConfigMap.
+func TestReleaseMonitoring(t *testing.T) {
+	out, err := render.Monitoring(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, doc := range bytes.Split(out, []byte("\n---")) {
+		var obj struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, obj.Kind)
+	}
+	slices.Sort(kinds)
+	if want := []string{"ConfigMap", "PodMonitor", "PrometheusRule"}; !slices.Equal(kinds, want) {
+		t.Errorf("kinds %v, want %v", kinds, want)
+	}
+}
+
+// The released chart pins its image by digest for its own tag only: an
+// image.tag given at install renders repository:tag without the release's
+// digest (image.digest given with it pins that tag), and another
+// repository (a mirror) keeps the digest of the release's tag. The package
+// carries the schema, the README and the monitoring files.
+func TestReleasedChartImage(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := render.WriteRelease(release, dir); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loader.Load(filepath.Join(dir, "mesh-accel-1.2.3.tgz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Metadata.Annotations[render.ImageDigestAnnotation] != release.Digest {
+		t.Errorf("annotations %v", c.Metadata.Annotations)
+	}
+	if d := c.Values["image"].(map[string]any)["digest"]; d != "" {
+		t.Errorf("values.yaml image.digest %q: the release's digest belongs to the annotation", d)
+	}
+	if c.Schema == nil {
+		t.Error("the package has no values.schema.json")
+	}
+	var names []string
+	for _, f := range c.Files {
+		names = append(names, f.Name)
+	}
+	for _, want := range []string{"README.md", "files/monitoring/podmonitor.yaml", "files/monitoring/prometheusrule.yaml", "files/monitoring/dashboard.json"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the package has no %s (%v)", want, names)
+		}
+	}
+	other := "sha256:" + strings.Repeat("1e", 32)
+	for _, tc := range []struct {
+		image        map[string]any
+		want, labelV string
+	}{
+		{nil, release.Ref(), "v1.2.3"},
+		{map[string]any{"tag": "v1.2.3"}, release.Ref(), "v1.2.3"},
+		{map[string]any{"tag": "v1.2.4"}, release.Repository + ":v1.2.4", "v1.2.4"},
+		{map[string]any{"tag": "v1.2.4", "digest": other}, release.Repository + ":v1.2.4@" + other, "v1.2.4"},
+		{map[string]any{"digest": other}, release.Repository + ":v1.2.3@" + other, "v1.2.3"},
+		{map[string]any{"repository": "mirror.example/mesh-accel"}, "mirror.example/mesh-accel:v1.2.3@" + release.Digest, "v1.2.3"},
+	} {
+		var values map[string]any
+		if tc.image != nil {
+			values = map[string]any{"image": tc.image}
+		}
+		out, err := render.RenderChart(c, "mesh-accel", "mesh-accel", values)
+		if err != nil {
+			t.Fatalf("image %v: %v", tc.image, err)
+		}
+		ds := daemonSetOf(t, out)
+		for _, ctr := range append(ds.Spec.Template.Spec.InitContainers, ds.Spec.Template.Spec.Containers...) {
+			if ctr.Image != tc.want {
+				t.Errorf("image %v: container %s runs %q, want %q", tc.image, ctr.Name, ctr.Image, tc.want)
+			}
+		}
+		if v := ds.Spec.Template.Labels[render.VersionLabel]; v != tc.labelV {
+			t.Errorf("image %v: version label %q, want %q", tc.image, v, tc.labelV)
+		}
+	}
+}
+
+// daemonSetOf decodes the DaemonSet of a rendering.
+func daemonSetOf(t *testing.T, data []byte) *appsv1.DaemonSet {
+	t.Helper()
+	for _, doc := range bytes.Split(data, []byte("\n---")) {
+		var obj struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			t.Fatal(err)
+		}
+		if obj.Kind == "DaemonSet" {
+			var ds appsv1.DaemonSet
+			if err := yaml.UnmarshalStrict(doc, &ds); err != nil {
+				t.Fatal(err)
+			}
+			return &ds
+		}
+	}
+	t.Fatal("no DaemonSet")
+	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mesh-accel/mesh-accel/manifests"
+	"github.com/mesh-accel/mesh-accel/manifests/monitoring"
 )
 
 // ChartDir is the chart's folder in [manifests.Chart].
@@ -90,6 +91,39 @@ func Kustomize(img Image, components ...string) ([]byte, error) {
 	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, dir)
 	if err != nil {
 		return nil, fmt.Errorf("kustomize build: %w", err)
+	}
+	return res.AsYaml()
+}
+
+// Monitoring renders manifests/monitoring's kustomization (the
+// PodMonitor, the alerts and the dashboard's ConfigMap) with, unless img
+// is zero, the version label of img's tag.
+func Monitoring(img Image) ([]byte, error) {
+	if err := img.check(); err != nil {
+		return nil, err
+	}
+	mem := filesys.MakeFsInMemory()
+	if err := copyFS(mem, monitoring.Files, ".", "/monitoring"); err != nil {
+		return nil, err
+	}
+	dir := "/monitoring"
+	if img != (Image{}) {
+		k, err := yaml.Marshal(types.Kustomization{
+			TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
+			Resources: []string{"../monitoring"},
+			Labels:    []types.Label{{Pairs: map[string]string{VersionLabel: img.Tag}}},
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := mem.WriteFile("/overlay/kustomization.yaml", k); err != nil {
+			return nil, err
+		}
+		dir = "/overlay"
+	}
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, dir)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build of the monitoring: %w", err)
 	}
 	return res.AsYaml()
 }
