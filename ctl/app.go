@@ -139,8 +139,22 @@ A pod is named as kubectl names it, NAME with -n NAMESPACE (or --pod NAMESPACE/N
 UID; names come from the records of the CNI plugin in --state-dir. Every command prints a table by
 default (-o wide adds columns, --no-headers drops the header line), JSON with -o json and YAML with
 -o yaml. Exit status: 0 on success, 1 when the command failed, 2 when the command line is wrong.
+
 Most commands need root (CAP_BPF and CAP_NET_ADMIN): run mesh-accelctl with sudo on the node, or in
-the installer pod (kubectl -n mesh-accel exec ds/mesh-accel-node -- mesh-accelctl status).`,
+the installer pod of the node. Its image has no shell: name the binary by its path, /mesh-accelctl,
+and redirect output on your side of kubectl (dump -w - > capture.pcap). Find the pod by its node
+(naming the DaemonSet instead would pick the pod of any node):
+
+    POD=$(` + installerPodCmd + `)
+    ` + strings.Replace(execCmd, "POD", "$POD", 1) + ` status`,
+		Example: `  # the installer pod on the node of pod shop/cart, then its view of that pod
+  NODE=$(kubectl -n shop get pod cart -o jsonpath='{.spec.nodeName}')
+  POD=$(` + strings.Replace(installerPodCmd, "NODE", "$NODE", 1) + `)
+  ` + strings.Replace(execCmd, "POD", "$POD", 1) + ` conns -n shop cart
+  ` + strings.Replace(execCmd, "POD", "$POD", 1) + ` health
+
+  # on the node itself
+  sudo mesh-accelctl status`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
@@ -157,9 +171,10 @@ the installer pod (kubectl -n mesh-accel exec ds/mesh-accel-node -- mesh-accelct
 	root.SetErr(a.deps.Stderr)
 	root.SetFlagErrorFunc(flagError)
 	root.SuggestionsMinimumDistance = 2
-	root.AddCommand(a.statusCmd(), a.switchCmd(true), a.switchCmd(false), a.rulesCmd(),
+	root.AddCommand(a.statusCmd(), a.healthCmd(), a.switchCmd(true), a.switchCmd(false), a.rulesCmd(),
 		a.connsCmd(), a.statsCmd(), a.dumpCmd())
 	root.AddCommand(a.versionCmd())
+	a.completions(root)
 	return root
 }
 

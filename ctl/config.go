@@ -60,12 +60,20 @@ func bindConfig(fs *pflag.FlagSet, getenv func(string) string) (*Config, *nodest
 
 // validate checks the values the flags and environment gave.
 func (c *Config) validate() error {
-	if !slices.Contains(outputs, c.Output) {
-		return usageErrorf("--%s (or %s) %q: want one of %s", FlagOutput, nodestate.EnvName(FlagOutput), c.Output,
-			strings.Join(outputs, ", "))
+	if err := c.validateOutput(); err != nil {
+		return err
 	}
 	if err := c.Location.Validate(); err != nil {
 		return usageErrorf("%v", err)
+	}
+	return nil
+}
+
+// validateOutput checks -o.
+func (c *Config) validateOutput() error {
+	if !slices.Contains(outputs, c.Output) {
+		return usageErrorf("--%s (or %s) %q: want one of %s", FlagOutput, nodestate.EnvName(FlagOutput), c.Output,
+			strings.Join(outputs, ", "))
 	}
 	return nil
 }

@@ -76,6 +76,9 @@ through iptables REDIRECT the server end is the sidecar's 127.0.0.1:15001, for i
 Each direction is either redirected, with the bytes and messages redirected so far, or on
 the normal stack (its reader is not trusted to use recvmsg, or bytes went the stack way
 before the pair was recorded). Filters match either end.`,
+		Example: `  mesh-accelctl conns
+  mesh-accelctl conns -n shop cart -o wide
+  mesh-accelctl conns --port 8080 -o json`,
 		Args: podArgs,
 		RunE: func(_ *cobra.Command, args []string) error {
 			pod, err := sel.ref(args)
@@ -89,13 +92,13 @@ before the pair was recorded). Filters match either end.`,
 			return a.emit(rows, func(w io.Writer) error { return a.renderConns(w, rows) })
 		},
 	}
-	connFilterFlags(cmd, &sel, &addr, &port)
+	a.connFilterFlags(cmd, &sel, &addr, &port)
 	return cmd
 }
 
 // connFilterFlags adds --pod, -n, --addr and --port (conns, dump).
-func connFilterFlags(cmd *cobra.Command, sel *podSel, addr *string, port *uint16) {
-	podFlags(cmd, sel, "only connections of this pod (either end)")
+func (a *app) connFilterFlags(cmd *cobra.Command, sel *podSel, addr *string, port *uint16) {
+	a.podFlags(cmd, sel, "only connections of this pod (either end)")
 	cmd.Flags().StringVar(addr, FlagAddr, "", "only connections with this address at either end")
 	cmd.Flags().Uint16Var(port, FlagPort, 0, "only connections with this port at either end")
 }

@@ -60,16 +60,24 @@ traffic that never crosses a network device, so tcpdump on an interface cannot s
 message is printed live with its time, both ends' local addresses, pods, length and a hex/ASCII
 dump of its first --snaplen bytes; with -o json, one JSON object per line.
 
-With -w FILE (- for stdout) the messages are written as a pcap file that tcpdump -r and
-Wireshark read as the TCP conversations they belong to: the packets are synthesised (IPv4 or
-IPv6 and TCP headers with consistent per-direction sequence numbers starting at 1, ACK flags,
-checksums over what was captured), since a redirected message never was a packet. The file is
-created with mode 0600, as a new file (dump refuses an existing file or a symbolic link): it
-holds application data.
+With -w FILE the messages are written as a pcap file that tcpdump -r and Wireshark read as
+the TCP conversations they belong to: the packets are synthesised (IPv4 or IPv6 and TCP
+headers with consistent per-direction sequence numbers starting at 1, ACK flags, checksums
+over what was captured), since a redirected message never was a packet. The file is created
+with mode 0600, as a new file (dump refuses an existing file or a symbolic link): it holds
+application data. -w - writes the pcap to stdout instead, the notes staying on stderr: the
+way out of the installer pod, whose root file system is read-only and which has no scratch
+folder, is to redirect kubectl's output on your side (see the examples).
 
 The capture ends after -c messages, after --duration, or on Ctrl-C. At the end dump reports how
 many messages the kernel dropped because the capture ring buffer was full. One capture runs on
 a node at a time. Messages on the normal stack (not redirected) are not captured.`,
+		Example: `  mesh-accelctl dump -n shop cart -c 20
+  mesh-accelctl dump --port 8080 --duration 10s -w cart.pcap
+
+  # in the installer pod (read-only root): the pcap on stdout, into a file where kubectl runs
+  ` + execCmd + ` dump -n shop cart --duration 10s -w - > cart.pcap
+  ` + execCmd + ` dump --port 8080 -c 100 -w - | tcpdump -r - -A`,
 		Args: podArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -79,7 +87,7 @@ a node at a time. Messages on the normal stack (not redirected) are not captured
 			return a.dump(cmd.Context(), o)
 		},
 	}
-	connFilterFlags(cmd, &o.sel, &o.addr, &o.port)
+	a.connFilterFlags(cmd, &o.sel, &o.addr, &o.port)
 	f := cmd.Flags()
 	f.Uint32Var(&o.snapLen, FlagSnapLen, bpf.DefaultSnapLen, fmt.Sprintf("payload bytes kept per message, 1..%d", bpf.MaxSnapLen))
 	f.IntVarP(&o.count, FlagCount, "c", 0, "stop after this many messages (0: no limit)")
@@ -264,7 +272,7 @@ func (a *app) dumpSink(o dumpOptions, names podNames) (*dumpSink, error) {
 				"dump writes only a new file; remove it or name a new file", o.write)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("create pcap file: %w", err)
+			return nil, createError(err)
 		}
 		out, closeOut = f, func() { _ = f.Close() }
 	}
@@ -301,6 +309,21 @@ func (a *app) dumpSink(o dumpOptions, names podNames) (*dumpSink, error) {
 		return nil
 	}
 	return s, nil
+}
+
+// createError explains why the pcap file could not be created. On a
+// read-only file system, the installer pod's root, it says how to get the
+// capture out of the pod instead: that pod has no folder meant for it (its
+// writable mounts are the host's CNI, BPF, state and log folders; a test
+// checks the DaemonSet), so the pcap goes to stdout, redirected where
+// kubectl runs.
+func createError(err error) error {
+	if errors.Is(err, unix.EROFS) {
+		return fmt.Errorf("create pcap file: %w: in the installer pod the root file system is read-only and no "+
+			"folder is meant for captures; write the pcap to stdout with -w - and redirect it where kubectl runs: "+
+			"%s dump ... -w - > capture.pcap", err, execCmd)
+	}
+	return fmt.Errorf("create pcap file: %w", err)
 }
 
 // writeMessage prints one message: a header line and a hex/ASCII dump of

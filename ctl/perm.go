@@ -9,8 +9,8 @@ import (
 // ErrNeedsRoot is returned when the kernel or bpffs refuses mesh-accelctl
 // for lack of privileges (EPERM, EACCES).
 var ErrNeedsRoot = errors.New("mesh-accelctl needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, and access to " +
-	"bpffs): run it with sudo, or in the installer pod (kubectl -n mesh-accel exec ds/mesh-accel-node -- " +
-	"mesh-accelctl ...)")
+	"bpffs): run it with sudo, or in the installer pod of the node (" + execCmd + " ..., POD from `" +
+	installerPodCmd + "`)")
 
 // needsRoot returns err, or for a permission error one that says
 // mesh-accelctl needs root and wraps both.

@@ -76,3 +76,23 @@ func (d *FileDirectory) Name(id string) string {
 	}
 	return id
 }
+
+// Records returns the pods the records name, sorted by namespace and name
+// (shell completion offers them).
+func (d *FileDirectory) Records() []PodRecord {
+	d.once.Do(d.load)
+	out := make([]PodRecord, 0, len(d.byID))
+	for _, r := range d.byID {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].UID < out[j].UID
+	})
+	return out
+}

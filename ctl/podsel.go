@@ -22,11 +22,12 @@ type podSel struct {
 	pod, namespace string
 }
 
-// podFlags adds --pod and -n/--namespace to cmd; what says what the pod
-// selects.
-func podFlags(cmd *cobra.Command, s *podSel, what string) {
+// podFlags adds --pod and -n/--namespace to cmd, and the completion of
+// them and of the pod NAME argument; what says what the pod selects.
+func (a *app) podFlags(cmd *cobra.Command, s *podSel, what string) {
 	cmd.Flags().StringVar(&s.pod, FlagPod, "", what+": NAMESPACE/NAME or pod UID (or NAME with -n)")
 	cmd.Flags().StringVarP(&s.namespace, FlagNamespace, "n", "", "the namespace of the pod NAME given as argument")
+	a.podCompletions(cmd)
 }
 
 // ref returns the pod reference the flags and the optional argument give

@@ -27,6 +27,9 @@ The rule language is that of the original tool:
 manifests/configmap.yaml) or a pod or workload annotated accel.mesh/rules. A file with an
 error changes nothing; each error names file:line:column in the file given, with a hint
 for the common mistakes.`,
+		Example: `  mesh-accelctl rules check -f rules.txt
+  mesh-accelctl rules show -n shop cart
+  mesh-accelctl rules apply -f rules.txt --all --dry-run`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRun,
 	}
@@ -66,6 +69,13 @@ taken from a manifest even if it is a ConfigMap. A pod's own rules share the tab
 with the node's rules (the default 2, or --node-rules FILE) and its Istio exclusions:
 check counts them all. Errors name positions in the file given. With -o json or -o yaml
 the errors are printed on stdout, and check still exits 1.`,
+		Example: `  mesh-accelctl rules check -f rules.txt
+  mesh-accelctl rules check -f pod.yaml -o json
+  kubectl -n shop get deployment cart -o yaml | mesh-accelctl rules check -f - --node-rules node.rules
+
+  # in the installer pod: the file the installer reads (the ConfigMap's rules), or a manifest on stdin
+  ` + execCmd + ` rules check -f /etc/mesh-accel/rules/rules
+  kubectl -n shop get deployment cart -o yaml | ` + strings.Replace(execCmd, " exec ", " exec -i ", 1) + ` rules check -f -`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			if file == "" {
@@ -82,17 +92,43 @@ the errors are printed on stdout, and check still exits 1.`,
 
 func (a *app) checkRules(file, nodeRules string, annotation bool) error {
 	src, err := a.readRules(file, annotation)
-	if err == nil && src.annotation {
-		err = a.checkLimit(src, nodeRules)
+	var none *noRulesError
+	switch {
+	case errors.As(err, &none) && src.ownOnly != nil:
+		// A pod annotated accel.mesh/* without rules of its own: its
+		// annotations are what there is to check; the node's rules apply.
+		d := src.ownOnly
+		src.From = "annotations of " + scalar(get(d, "kind")) + " " + objectName(get(d, "metadata"))
+		for _, meta := range podMetadata(d) {
+			if ann := get(meta, "annotations"); hasOwn(ann) {
+				src.pod(ann)
+				break
+			}
+		}
+		src.set, err = &rules.Set{}, nil
+	case errors.As(err, &none) && len(src.configErrors()) > 0:
+		// A ConfigMap without rules, with a bad switch key: that is the
+		// error to report.
+		src.set, err = &rules.Set{}, nil
 	}
 	var list rules.ErrorList
 	if err != nil && !errors.As(err, &list) {
 		return err
 	}
-	res := checkResult{ruleSource: *src, Valid: err == nil, Rules: ruleStrings(src.set), Warnings: nonNil(src.set.Warnings())}
+	list = append(list, src.configErrors()...)
+	var node *rules.Set
+	if len(list) == 0 && src.annotation {
+		var what string
+		if node, what, err = a.nodeRulesOf(src, nodeRules); err != nil {
+			return err
+		}
+		if err := checkLimit(src, node, what); err != nil {
+			list = err
+		}
+	}
+	res := checkResult{ruleSource: *src, Valid: len(list) == 0, Rules: ruleStrings(src.set), Warnings: []string{}}
 	res.File = src.displayName()
-	if err != nil {
-		res.Warnings = []string{}
+	if len(list) > 0 {
 		for _, e := range list {
 			res.Errors = append(res.Errors, checkError{e.File, e.Line, e.Col, e.Token, e.Msg, e.Hint})
 		}
@@ -104,12 +140,21 @@ func (a *app) checkRules(file, nodeRules string, annotation bool) error {
 		}
 		return &reportedError{rulesError(src, list, "")}
 	}
+	if src.annotation {
+		res.Warnings = podWarnings(node, src.set)
+	} else {
+		res.Warnings = nonNil(src.set.Warnings())
+	}
 	return a.emit(res, func(w io.Writer) error {
 		from := ""
 		if src.From != "" {
 			from = " (" + src.From + ")"
 		}
-		fmt.Fprintf(w, "%s%s: %d rules, valid\n", src.displayName(), from, len(res.Rules))
+		if src.annotation && len(res.Rules) == 0 {
+			fmt.Fprintf(w, "%s%s: no rules of its own (the node's rules apply), valid\n", src.displayName(), from)
+		} else {
+			fmt.Fprintf(w, "%s%s: %d rules, valid\n", src.displayName(), from, len(res.Rules))
+		}
 		for _, r := range res.Rules {
 			fmt.Fprintf(w, "  %s\n", r)
 		}
@@ -120,31 +165,66 @@ func (a *app) checkRules(file, nodeRules string, annotation bool) error {
 	})
 }
 
-// checkLimit checks that a pod's own rules fit the rule table with the
-// node's rules and the pod's Istio exclusions.
-func (a *app) checkLimit(src *ruleSource, nodeFile string) error {
+// nodeRulesOf returns the rules a pod's own follow: the node's (the default
+// ones, or those of nodeFile), or with the profile sidecar-hops those of
+// the profile under the node's; and how to name them.
+func (a *app) nodeRulesOf(src *ruleSource, nodeFile string) (*rules.Set, string, error) {
 	set, what := rules.Default(), "default node rules"
 	if nodeFile != "" {
 		ns, err := a.readRules(nodeFile, false)
 		if err != nil {
-			return fmt.Errorf("--%s: %w", FlagNodeRules, err)
+			return nil, "", fmt.Errorf("--%s: %w", FlagNodeRules, err)
 		}
 		set, what = ns.set, "node rules ("+nodeFile+")"
 	}
 	if src.profile == annotations.ProfileSidecarHops {
 		set, what = rules.SidecarHopsUnder(set, 0), "rules of profile "+annotations.ProfileSidecarHops+" under the "+what
 	}
-	node, own := len(set.Rules), len(src.set.Rules)
-	if total := node + own + src.exclusions; total > rules.MaxRules {
+	return set, what, nil
+}
+
+// checkLimit checks that a pod's own rules fit the rule table with the
+// node's rules and the pod's Istio exclusions.
+func checkLimit(src *ruleSource, node *rules.Set, what string) rules.ErrorList {
+	n, own := len(node.Rules), len(src.set.Rules)
+	if total := n + own + src.exclusions; total > rules.MaxRules {
 		line := 1
 		if own > 0 {
 			line = src.set.Rules[0].Line
 		}
 		return rules.ErrorList{{File: src.displayName(), Line: line, Col: 1, Hint: rules.LimitHint,
 			Msg: fmt.Sprintf("too many rules for the pod: %d %s + %d of %s + %d Istio exclusions = %d, the BPF rule table holds %d",
-				node, what, own, annotations.Rules, src.exclusions, total, rules.MaxRules)}}
+				n, what, own, annotations.Rules, src.exclusions, total, rules.MaxRules)}}
 	}
 	return nil
+}
+
+// podWarnings are the warnings about a pod's own rules, which follow the
+// node's: those about the whole set ("no rules", "no ACCEPT rule") are
+// about the pod's complete rules, the node's included.
+func podWarnings(node, own *rules.Set) []string {
+	w := []string{}
+	if !hasAccept(node) && !hasAccept(own) {
+		w = append(w, "no ACCEPT rule, neither the node's nor the pod's: no connection of the pod is accelerated")
+	}
+	if len(own.Rules) == 0 {
+		return w
+	}
+	for _, s := range own.Warnings() {
+		if !strings.HasPrefix(s, "no ACCEPT rule") {
+			w = append(w, s)
+		}
+	}
+	return w
+}
+
+func hasAccept(s *rules.Set) bool {
+	for _, r := range s.Rules {
+		if r.Target == rules.Accept {
+			return true
+		}
+	}
+	return false
 }
 
 // rulesError reports the errors of a rule input, one per line, each hint

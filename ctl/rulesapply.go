@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -49,6 +50,9 @@ new ones; the pods are updated one after the other. The pods keep their switch, 
 trusted sidecar uid and whether their app is trusted. A file with an error changes nothing.
 Rules decide when a connection is established: open connections keep their verdict.
 --dry-run changes nothing and prints, per pod, the rules in force (-) and the new ones (+).`,
+		Example: `  mesh-accelctl rules apply -f rules.txt --all --dry-run
+  mesh-accelctl rules apply -f rules.txt -n shop cart
+  kubectl -n mesh-accel get configmap mesh-accel-rules -o yaml | ` + strings.Replace(execCmd, " exec ", " exec -i ", 1) + ` rules apply -f - --all`,
 		Args: podArgs,
 		RunE: func(_ *cobra.Command, args []string) error {
 			pod, err := o.sel.ref(args)
@@ -70,7 +74,7 @@ Rules decide when a connection is established: open connections keep their verdi
 		},
 	}
 	fileFlag(cmd, &o.file)
-	podFlags(cmd, &o.sel, "only this pod")
+	a.podFlags(cmd, &o.sel, "only this pod")
 	cmd.Flags().BoolVar(&o.all, FlagAll, false, "every pod attached on this node")
 	cmd.Flags().BoolVar(&o.dryRun, FlagDryRun, false, "change nothing; print what would change, per pod")
 	return cmd

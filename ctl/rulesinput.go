@@ -29,6 +29,15 @@ type ruleSource struct {
 	annotation bool
 	exclusions int
 	profile    string // the pod's accel.mesh/profile
+	// podAnnotations are the annotation maps of the pods (and pod
+	// templates) of a manifest, whose own annotations (accel.mesh/*) rules
+	// check validates; configData the data of its ConfigMaps (their
+	// enabled key).
+	podAnnotations []*yaml.Node
+	configData     []*yaml.Node
+	// ownOnly is the first pod of a manifest annotated accel.mesh/* but
+	// not accel.mesh/rules (rules check validates its annotations).
+	ownOnly *yaml.Node
 }
 
 // displayName names the input in messages.
@@ -58,7 +67,7 @@ func (a *app) readRules(file string, annotation bool) (*ruleSource, error) {
 	src := &ruleSource{File: file, annotation: annotation}
 	value, err := src.locate(b)
 	if err != nil {
-		return nil, err
+		return src, err
 	}
 	if value == nil { // a rule file
 		src.set, err = rules.ParseString(src.displayName(), string(b))
@@ -98,23 +107,69 @@ func (s *ruleSource) locate(b []byte) (*yaml.Node, error) {
 		return nil, nil
 	}
 	for _, d := range docs {
+		if scalar(get(d, "kind")) == "ConfigMap" && !s.annotation {
+			if data := get(d, "data"); data != nil {
+				s.configData = append(s.configData, data)
+			}
+			continue
+		}
+		for _, meta := range podMetadata(d) {
+			if ann := get(meta, "annotations"); ann != nil {
+				s.podAnnotations = append(s.podAnnotations, ann)
+				if s.ownOnly == nil && get(ann, annotations.Rules) == nil && hasOwn(ann) {
+					s.ownOnly = d
+				}
+			}
+		}
+	}
+	for _, d := range docs {
 		if v := get(d, "data", "rules"); v != nil && !s.annotation && scalar(get(d, "kind")) == "ConfigMap" {
 			s.From = "ConfigMap " + objectName(get(d, "metadata")) + ", data.rules"
 			return v, nil
 		}
-		for _, meta := range []*yaml.Node{get(d, "metadata"), get(d, "spec", "template", "metadata")} {
+		for _, meta := range podMetadata(d) {
 			ann := get(meta, "annotations")
 			if v := get(ann, annotations.Rules); v != nil {
 				s.From = "annotation " + annotations.Rules + " of " + scalar(get(d, "kind")) + " " + objectName(get(d, "metadata"))
-				s.annotation = true
-				s.exclusions = countExclusions(ann)
-				s.profile = scalar(get(ann, annotations.Profile))
+				s.pod(ann)
 				return v, nil
 			}
 		}
 	}
-	return nil, fmt.Errorf("%s holds no rules: want a ConfigMap with data.rules, or an object annotated %s",
-		s.displayName(), annotations.Rules)
+	return nil, &noRulesError{fmt.Sprintf("%s holds no rules: want a ConfigMap with data.rules, or an object annotated %s",
+		s.displayName(), annotations.Rules)}
+}
+
+// noRulesError says that a manifest holds no rules.
+type noRulesError struct{ msg string }
+
+func (e *noRulesError) Error() string { return e.msg }
+
+// pod takes the settings of a pod, annotated ann, that count with its own
+// rules.
+func (s *ruleSource) pod(ann *yaml.Node) {
+	s.annotation = true
+	s.exclusions = countExclusions(ann)
+	s.profile = scalar(get(ann, annotations.Profile))
+}
+
+// podMetadata returns the metadata of the pods a manifest object d makes:
+// its own (a pod), its pod template's (a workload), or its job template's
+// pod template's (a CronJob).
+func podMetadata(d *yaml.Node) []*yaml.Node {
+	return []*yaml.Node{get(d, "metadata"), get(d, "spec", "template", "metadata"),
+		get(d, "spec", "jobTemplate", "spec", "template", "metadata")}
+}
+
+// hasOwn reports whether the annotations ann hold one of mesh-accel's own
+// (accel.mesh/*).
+func hasOwn(ann *yaml.Node) bool {
+	for i := 0; ann != nil && ann.Kind == yaml.MappingNode && i+1 < len(ann.Content); i += 2 {
+		if annotations.Own(ann.Content[i].Value) {
+			return true
+		}
+	}
+	return false
 }
 
 // get follows keys through YAML mappings; nil when one is missing.

@@ -18,6 +18,8 @@ func (a *app) rulesShowCmd() *cobra.Command {
 pod (or only of the pod named), with the pod's switch; -o wide adds the pod's UID, cgroup,
 trusted sidecar uid and whether its app is trusted. Pods without rules accelerate every
 connection.`,
+		Example: `  mesh-accelctl rules show
+  mesh-accelctl rules show -n shop cart -o wide`,
 		Args: podArgs,
 		RunE: func(_ *cobra.Command, args []string) error {
 			pod, err := sel.ref(args)
@@ -37,7 +39,7 @@ connection.`,
 			})
 		},
 	}
-	podFlags(cmd, &sel, "only this pod")
+	a.podFlags(cmd, &sel, "only this pod")
 	return cmd
 }
 

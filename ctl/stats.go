@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/metricnames"
 )
 
 // statsSample is one reading of the counters; PerSec is set when watching.
@@ -28,8 +29,12 @@ func (a *app) statsCmd() *cobra.Command {
 		Short: "Show the data path's counters; --watch prints them with rates per second until Ctrl-C",
 		Long: `stats prints the data path's counters, summed over CPUs, with what each counts. With --watch
 it prints them every INTERVAL (1s by default; --watch 5s or --watch=5s) with the rate per second
-of each over the last interval, until interrupted. -o wide adds what each counter counts. With
+of each over the last interval, until interrupted. -o wide adds the series of the installer's
+/metrics that exports each counter (mesh_accel_..., with its reason label) and what it counts. With
 -o json, --watch prints one JSON object per line; with -o yaml, one YAML document per sample.`,
+		Example: `  mesh-accelctl stats
+  mesh-accelctl stats -o wide       # with each counter's metric of the installer's /metrics
+  mesh-accelctl stats --watch 5s`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			watching := cmd.Flags().Changed(FlagWatch)
@@ -68,9 +73,9 @@ func (a *app) statsOnce() error {
 	}
 	s := statsSample{Time: time.Now(), Counters: c}
 	return a.emit(s, func(w io.Writer) error {
-		t := a.table(w, a.columns([]string{"COUNTER", "VALUE"}, "COUNTS")...)
+		t := a.table(w, a.columns([]string{"COUNTER", "VALUE"}, "METRIC", "COUNTS")...)
 		for _, name := range counterOrder(c) {
-			t.row(a.cells([]any{name, c[name]}, bpf.CounterHelp(name))...)
+			t.row(a.cells([]any{name, c[name]}, counterSeries(name), bpf.CounterHelp(name))...)
 		}
 		return t.flush()
 	})
@@ -131,15 +136,25 @@ func rates(prev, cur bpf.Counters, elapsed time.Duration) statsSample {
 
 func (a *app) renderRates(w io.Writer, s statsSample) error {
 	fmt.Fprintf(w, "%s (rates over %.1fs)\n", s.Time.Format("15:04:05"), s.Interval)
-	t := a.table(w, a.columns([]string{"COUNTER", "TOTAL", "PER SEC"}, "COUNTS")...)
+	t := a.table(w, a.columns([]string{"COUNTER", "TOTAL", "PER SEC"}, "METRIC", "COUNTS")...)
 	for _, name := range counterOrder(s.Counters) {
-		t.row(a.cells([]any{name, s.Counters[name], fmt.Sprintf("%.1f", s.PerSec[name])}, bpf.CounterHelp(name))...)
+		t.row(a.cells([]any{name, s.Counters[name], fmt.Sprintf("%.1f", s.PerSec[name])}, counterSeries(name),
+			bpf.CounterHelp(name))...)
 	}
 	if err := t.flush(); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintln(w)
 	return err
+}
+
+// counterSeries names the series of the installer's /metrics that exports
+// the engine counter name ("" when none does).
+func counterSeries(name string) string {
+	if c, ok := metricnames.Of(name); ok {
+		return c.Series()
+	}
+	return ""
 }
 
 // counterOrder lists the counters of c: in the engine's order, then any

@@ -113,6 +113,10 @@ reader is not trusted, maps near full, questionable rules. The warnings about tr
 from the counters' rates over --window (status reads them twice, that long apart), not from
 their totals since the node state was created: they describe what happens now. It fails
 (exit 1) when the node has no mesh-accel state.`,
+		Example: `  mesh-accelctl status
+  mesh-accelctl status -o wide
+  mesh-accelctl status --window 5s -o json
+  ` + execCmd + ` status`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if window < 0 {

@@ -36,6 +36,9 @@ func (a *app) switchCmd(on bool) *cobra.Command {
 		Long: `enable turns the global switch on, or for one pod (NAME -n NAMESPACE, or --pod) clears one pod's switch. New connections are
 accelerated again (as the rules say); connections opened while acceleration was off stay on
 the normal stack until they close.`,
+		Example: `  mesh-accelctl enable
+  mesh-accelctl enable -n shop cart
+  ` + execCmd + ` enable`,
 		Args: podArgs,
 		RunE: func(_ *cobra.Command, args []string) error {
 			pod, err := sel.ref(args)
@@ -58,9 +61,13 @@ close, unless --drain is given: then they are moved back to the normal stack at 
 loses, duplicates or reorders a byte of live traffic: data already redirected is read before
 what then arrives through the stack. The node's switch turned off by hand stays off, whatever
 the ConfigMap's enabled key says, until enable.`
+		cmd.Example = `  mesh-accelctl disable
+  mesh-accelctl disable --drain
+  mesh-accelctl disable -n shop cart --drain
+  ` + execCmd + ` disable`
 		cmd.Flags().BoolVar(&drain, FlagDrain, false, "also move the connections accelerated now back to the normal stack")
 	}
-	podFlags(cmd, &sel, "only this pod")
+	a.podFlags(cmd, &sel, "only this pod")
 	return cmd
 }
 

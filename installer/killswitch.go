@@ -66,10 +66,18 @@ func (k *killSwitch) wanted() (bool, error) {
 	v := strings.TrimSpace(string(b))
 	on, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("ConfigMap key %s (%s) is %q, neither \"true\" nor \"false\": the node's switch stays as it is",
-			KillSwitchKey, k.path, v)
+		return false, &switchValueError{path: k.path, value: v}
 	}
 	return on, nil
+}
+
+// switchValueError is a value of the key that is not a boolean; the
+// metric MetricSwitchKeyInvalid says so.
+type switchValueError struct{ path, value string }
+
+func (e *switchValueError) Error() string {
+	return fmt.Sprintf("ConfigMap key %s (%s) is %q, neither \"true\" nor \"false\": the node's switch stays as it is",
+		KillSwitchKey, e.path, e.value)
 }
 
 // apply sets the node's switch as the key says.
@@ -141,9 +149,14 @@ func (k *killSwitch) logOnce(state string, level slog.Level, msg string) {
 }
 
 // applyKillSwitch sets the node's switch as the ConfigMap's key says; a
-// failure is reported once and tried again at the next re-check.
+// failure is reported once and tried again at the next re-check, and a
+// value that is not a boolean is a metric (MetricSwitchKeyInvalid) until
+// it is fixed.
 func (in *installer) applyKillSwitch() {
-	if err := in.kill.apply(in.node); err != nil {
+	err := in.kill.apply(in.node)
+	var bad *switchValueError
+	in.m.config.switchRead(errors.As(err, &bad))
+	if err != nil {
 		in.report("killswitch", "the node's switch does not follow the ConfigMap key "+KillSwitchKey, err)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // reconcileConflist puts the entry into the primary config when it is
@@ -62,9 +63,12 @@ func (in *installer) syncKubeconfig() {
 }
 
 // reloadRules applies the mounted rules when they changed; a bad file is
-// counted and reported, and the rules in force stay.
+// counted and reported, and the rules in force stay. Every reload, good or
+// bad, is recorded in the reload gauges (metrics_config.go), which a fixed
+// file clears.
 func (in *installer) reloadRules() {
 	res, err := in.rules.reload(in.node)
+	in.m.config.rulesReloaded(time.Now(), err)
 	if err != nil {
 		in.m.reloadErrors.Inc()
 		in.log.Error("rules not reloaded", "err", err)

@@ -48,6 +48,7 @@ type metrics struct {
 	engine       *engineCollector
 	failures     *failuresCollector
 	addDuration  prometheus.Histogram
+	config       *configCollector // the rules ConfigMap: last reload, switch key
 
 	mu    sync.Mutex
 	ready func() error // readiness.check; nil until the server runs
@@ -65,6 +66,7 @@ func newMetrics() *metrics {
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricNodeActive,
 			Help: "1 when this node's kernel runs the data path; 0 when it cannot (nothing installed, /readyz says why)."}),
 		engine: newEngineCollector(),
+		config: newConfigCollector(),
 		failures: &failuresCollector{desc: prometheus.NewDesc(MetricPodSetupFailures,
 			"Pod setups that failed open (the pod started without acceleration), by reason, as the plugin counts them.",
 			[]string{"reason"}, nil)},
@@ -79,7 +81,7 @@ func newMetrics() *metrics {
 	build.Set(1)
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricReady,
 		Help: "1 when /readyz answers ready (an inactive node included), 0 when it answers not ready."}, m.readyValue)
-	m.reg.MustRegister(m.reloadErrors, m.repairs, m.swept, m.active, m.engine, m.failures, m.addDuration, build, ready,
+	m.reg.MustRegister(m.reloadErrors, m.repairs, m.swept, m.active, m.engine, m.config, m.failures, m.addDuration, build, ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -7,30 +7,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/metricnames"
 )
 
 // Metric names of the data path's counters (package bpf), one unit per
 // metric: sockets, connections, pair directions, messages, bytes or map
 // updates. A counter counting the same thing as others for another reason
-// is a reason label of their metric.
+// is a reason label of their metric. Package metricnames defines them, for
+// mesh-accelctl too.
 const (
-	MetricSocketsTagged        = "mesh_accel_sockets_tagged_total"
-	MetricConnectingRegistered = "mesh_accel_connecting_sockets_registered_total"
-	MetricConnectingReleased   = "mesh_accel_connecting_sockets_released_total"
-	MetricConnectionsSeen      = "mesh_accel_connections_seen_total"
-	MetricConnectionsAccepted  = "mesh_accel_connections_accepted_total"
-	MetricConnectionsRejected  = "mesh_accel_connections_rejected_total"
-	MetricConnectionsClosed    = "mesh_accel_connections_closed_total"
-	MetricRedirectedDirections = "mesh_accel_redirected_directions_total"
-	MetricFallbackDirections   = "mesh_accel_fallback_directions_total"
-	MetricResumedDirections    = "mesh_accel_flow_control_resumed_directions_total"
-	MetricRedirectedMessages   = "mesh_accel_redirected_messages_total"
-	MetricRedirectedBytes      = "mesh_accel_redirected_bytes_total"
-	MetricFallbackMessages     = "mesh_accel_fallback_messages_total"
-	MetricUnpairedMessages     = "mesh_accel_unpaired_messages_total"
-	MetricMapFullErrors        = "mesh_accel_map_full_errors_total"
-	MetricCapturedMessages     = "mesh_accel_captured_messages_total"
-	MetricCaptureDropped       = "mesh_accel_capture_dropped_messages_total"
+	MetricSocketsTagged        = metricnames.SocketsTagged
+	MetricConnectingRegistered = metricnames.ConnectingRegistered
+	MetricConnectingReleased   = metricnames.ConnectingReleased
+	MetricConnectionsSeen      = metricnames.ConnectionsSeen
+	MetricConnectionsAccepted  = metricnames.ConnectionsAccepted
+	MetricConnectionsRejected  = metricnames.ConnectionsRejected
+	MetricConnectionsClosed    = metricnames.ConnectionsClosed
+	MetricRedirectedDirections = metricnames.RedirectedDirections
+	MetricFallbackDirections   = metricnames.FallbackDirections
+	MetricResumedDirections    = metricnames.ResumedDirections
+	MetricRedirectedMessages   = metricnames.RedirectedMessages
+	MetricRedirectedBytes      = metricnames.RedirectedBytes
+	MetricFallbackMessages     = metricnames.FallbackMessages
+	MetricUnpairedMessages     = metricnames.UnpairedMessages
+	MetricMapFullErrors        = metricnames.MapFullErrors
+	MetricCapturedMessages     = metricnames.CapturedMessages
+	MetricCaptureDropped       = metricnames.CaptureDropped
 )
 
 // counterMetric is where one engine counter is exported: its metric and,
@@ -38,41 +40,16 @@ const (
 type counterMetric struct{ metric, reason string }
 
 // counterMetrics maps every engine counter (bpf.CounterNames) to its
-// metric; a test fails when a counter is missing.
-var counterMetrics = map[string]counterMetric{
-	"sockets_tagged":              {MetricSocketsTagged, ""},
-	"connecting_registered":       {MetricConnectingRegistered, ""},
-	"released_remote_peer":        {MetricConnectingReleased, ""},
-	"connections_seen":            {MetricConnectionsSeen, ""},
-	"connections_accepted":        {MetricConnectionsAccepted, ""},
-	"rejected_disabled":           {MetricConnectionsRejected, "disabled"},
-	"rejected_no_local_peer":      {MetricConnectionsRejected, "no_local_peer"},
-	"rejected_no_owner":           {MetricConnectionsRejected, "no_owner"},
-	"rejected_rules":              {MetricConnectionsRejected, "rules"},
-	"rejected_ambiguous":          {MetricConnectionsRejected, "ambiguous"},
-	"rejected_untrusted_readers":  {MetricConnectionsRejected, "untrusted_readers"},
-	"rejected_seq_mismatch":       {MetricConnectionsRejected, "seq_mismatch"},
-	"rejected_pod_quota":          {MetricConnectionsRejected, "pod_quota"},
-	"rejected_tuple_in_use":       {MetricConnectionsRejected, "tuple_in_use"},
-	"accelerated_pairs_closed":    {MetricConnectionsClosed, ""},
-	"directions_redirected":       {MetricRedirectedDirections, ""},
-	"directions_untrusted_reader": {MetricFallbackDirections, "untrusted_reader"},
-	"stack_after_half_close":      {MetricFallbackDirections, "half_close"},
-	"stack_zerocopy_sender":       {MetricFallbackDirections, "zerocopy_sender"},
-	"flow_control_held":           {MetricFallbackDirections, "flow_control"},
-	"fallback_stale_peer":         {MetricFallbackDirections, "stale_peer"},
-	"flow_control_resumed":        {MetricResumedDirections, ""},
-	"messages_redirected":         {MetricRedirectedMessages, ""},
-	"bytes_redirected":            {MetricRedirectedBytes, ""},
-	"fallback_stack_first":        {MetricFallbackMessages, "stack_first"},
-	"fallback_peer_gone":          {MetricFallbackMessages, "peer_gone"},
-	"flow_control_stack_messages": {MetricFallbackMessages, "flow_control"},
-	"stack_rcvlowat_reader":       {MetricFallbackMessages, "rcvlowat_reader"},
-	"messages_unpaired":           {MetricUnpairedMessages, ""},
-	"fallback_map_full":           {MetricMapFullErrors, ""},
-	"capture_events":              {MetricCapturedMessages, ""},
-	"capture_dropped":             {MetricCaptureDropped, ""},
-}
+// metric, as package metricnames does; a test fails when a counter is
+// missing.
+var counterMetrics = func() map[string]counterMetric {
+	m := map[string]counterMetric{}
+	for _, name := range metricnames.Counters() {
+		c, _ := metricnames.Of(name)
+		m[name] = counterMetric{c.Metric, c.Reason}
+	}
+	return m
+}()
 
 // counterMetricHelp is the help of each counter metric.
 var counterMetricHelp = map[string]string{

@@ -86,8 +86,8 @@ func TestPrometheusRule(t *testing.T) {
 		}
 	}
 	for _, m := range []string{"mesh_accel_ready", "mesh_accel_pod_setup_failures_total", "mesh_accel_map_entries",
-		"mesh_accel_map_full_errors_total", "mesh_accel_rule_reload_errors_total", "mesh_accel_conflist_repairs_total",
-		"mesh_accel_enabled", "container_memory_working_set_bytes"} {
+		"mesh_accel_map_full_errors_total", "mesh_accel_rules_last_reload_successful", "mesh_accel_conflist_repairs_total",
+		"mesh_accel_enabled", "mesh_accel_configmap_enabled_invalid", "container_memory_working_set_bytes"} {
 		if !used[m] {
 			t.Errorf("no alert on %s", m)
 		}
