@@ -177,6 +177,10 @@ type Config struct {
 	Only *regexp.Regexp
 	// Sidecar is the pods' sidecar proxy (default SidecarEnvoy).
 	Sidecar SidecarKind
+	// Profile, when set, picks the measurements during which perf samples
+	// every CPU, for the breakdown of where the time goes (BENCH_PROFILE,
+	// e.g. "fortio 1000/s"; profile.go).
+	Profile *regexp.Regexp
 }
 
 func (c Config) sidecar() SidecarKind {

@@ -40,6 +40,7 @@ type Figure struct {
 // conn_per_s, rr*_per_s).
 var Figures = slices.Concat(
 	fortioFigures(),
+	profileFigures(),
 	[]Figure{
 		{"p50_us", "sockperf 64 B p50 µs", true},
 		{"p99_us", "sockperf 64 B p99 µs", true},
@@ -201,8 +202,17 @@ func (p *pair) measure(ctx context.Context, m measurement, cfg Config, r Result)
 	if err != nil {
 		return err
 	}
+	var prof *profiler
+	if cfg.Profile != nil && cfg.Profile.MatchString(m.name) && m.cpu != "" {
+		if prof, err = startProfile(ctx, os.TempDir()); err != nil {
+			return err
+		}
+	}
 	work, err := m.run(ctx, p, cfg.Duration, r)
 	if err != nil {
+		if prof != nil {
+			_, _ = prof.stop(ctx)
+		}
 		return err
 	}
 	cpu1, err := readCPU(p.a.CgroupDir, p.b.CgroupDir)
@@ -211,6 +221,13 @@ func (p *pair) measure(ctx context.Context, m measurement, cfg Config, r Result)
 	}
 	if m.cpu != "" {
 		cpu1.since(cpu0).record(r, m.cpu, m.unit, work)
+	}
+	if prof != nil {
+		secs, err := prof.stop(ctx)
+		if err != nil {
+			return err
+		}
+		recordProfile(r, m.cpu, secs, work)
 	}
 	after, err := p.counts()
 	if err != nil {

@@ -10,6 +10,10 @@
 // "fortio" picks fortio's runs, "fortio 1000/s" Istio's fixed rate alone). When fortio
 // runs, the benchmark builds it (`go build fortio.org/fortio`, a tool of go.mod), so it
 // must run inside the repository with the go command in PATH.
+// BENCH_PROFILE=REGEXP samples every CPU with perf while the measurements it names run
+// ("fortio 1000/s" for Istio's fixed rate) and reports where the time went per request:
+// Envoy, the apps, our BPF programs, sockmap, netfilter, the TCP/IP stack, wake-ups,
+// syscalls (test/bench/profile.go).
 // BENCH_SIDECAR=envoy|go picks the pods' sidecar: Envoy as istiod configures it,
 // with mutual TLS between the sidecars (the default), or the simulator's Go relay,
 // for comparison; the table and the JSON say which ran.
@@ -65,6 +69,12 @@ func run() error {
 			return fmt.Errorf("BENCH_ONLY=%q: %w", v, err)
 		}
 	}
+	var profile *regexp.Regexp
+	if v := os.Getenv("BENCH_PROFILE"); v != "" {
+		if profile, err = regexp.Compile(v); err != nil {
+			return fmt.Errorf("BENCH_PROFILE=%q: %w", v, err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := bench.Run(ctx, bench.Config{
@@ -75,6 +85,7 @@ func run() error {
 		Modes:    modes,
 		Only:     only,
 		Sidecar:  sidecar,
+		Profile:  profile,
 	})
 	if err != nil {
 		return err
