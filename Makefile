@@ -49,7 +49,7 @@ test-short:
 bench: deps build
 	$(BIN)/mesh-accel-bench
 
-# The one-command demo (root, Linux 5.15+, cgroup v2): DEMO_SECONDS shortens it.
+# The one-command demo (root, Linux 6.1+, cgroup v2): DEMO_SECONDS sets each fortio run (default 4 s).
 demo: deps build
 	$(BIN)/mesh-accel-demo
 

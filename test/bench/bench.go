@@ -337,7 +337,7 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 	}
 	var fortio string
 	if wantsFortio(cfg) {
-		if fortio, err = buildFortio(ctx, tmp); err != nil {
+		if fortio, err = BuildFortio(ctx, tmp); err != nil {
 			return nil, err
 		}
 	}

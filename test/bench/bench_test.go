@@ -84,7 +84,7 @@ func TestFortioThroughEnvoy(t *testing.T) {
 	n := sim.NewTestNode(t, sim.NodeOptions{Prefix: "ft"})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, err := buildFortio(ctx, n.TempDir)
+	bin, err := BuildFortio(ctx, n.TempDir)
 	if err != nil {
 		t.Fatal(err)
 	}

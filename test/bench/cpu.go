@@ -140,3 +140,11 @@ func cpuFigures(stem, unit, what string) []Figure {
 		{node, what + " CPU µs/" + unit + " node", true},
 	}
 }
+
+// PodsCPU is the CPU time charged so far to the cgroups (cgroup v2
+// cpu.stat usage_usec, summed), for callers outside the benchmark (the
+// demo).
+func PodsCPU(cgroups ...string) (time.Duration, error) {
+	r, err := readCPU(cgroups...)
+	return r.pods, err
+}

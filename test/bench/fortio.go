@@ -145,8 +145,8 @@ func deriveFortio(res map[Mode]Result) {
 	}
 }
 
-// fortioRun is what parseFortio takes from `fortio load -json -`.
-type fortioRun struct {
+// FortioRun is what parseFortio takes from `fortio load -json -`.
+type FortioRun struct {
 	QPS      float64             // achieved requests/s
 	Requests float64             // requests done, the warm-up's included
 	PctMS    map[float64]float64 // percentile -> latency in ms
@@ -171,14 +171,14 @@ type fortioReport struct {
 // but 200 is an error, as are missing percentiles. The requests counted
 // include fortio's warm-up (one per connection), which falls in the CPU
 // window too.
-func parseFortio(out []byte) (fortioRun, error) {
+func parseFortio(out []byte) (FortioRun, error) {
 	var rep fortioReport
 	if err := json.Unmarshal(out, &rep); err != nil {
-		return fortioRun{}, fmt.Errorf("parse fortio -json output: %w", err)
+		return FortioRun{}, fmt.Errorf("parse fortio -json output: %w", err)
 	}
 	h := rep.DurationHistogram
 	if rep.RunType != "HTTP" || h.Count == 0 || rep.ActualQPS <= 0 {
-		return fortioRun{}, fmt.Errorf("fortio: no HTTP requests measured (run type %q, %d requests, %.0f/s)", rep.RunType, h.Count, rep.ActualQPS)
+		return FortioRun{}, fmt.Errorf("fortio: no HTTP requests measured (run type %q, %d requests, %.0f/s)", rep.RunType, h.Count, rep.ActualQPS)
 	}
 	var bad []string
 	for code, n := range rep.RetCodes {
@@ -188,15 +188,15 @@ func parseFortio(out []byte) (fortioRun, error) {
 	}
 	if len(bad) > 0 {
 		sort.Strings(bad)
-		return fortioRun{}, fmt.Errorf("fortio: %s of %d requests (-1: connection errors)", strings.Join(bad, ", "), h.Count)
+		return FortioRun{}, fmt.Errorf("fortio: %s of %d requests (-1: connection errors)", strings.Join(bad, ", "), h.Count)
 	}
-	run := fortioRun{QPS: rep.ActualQPS, Requests: float64(h.Count + int64(rep.NumThreads)), PctMS: map[float64]float64{}}
+	run := FortioRun{QPS: rep.ActualQPS, Requests: float64(h.Count + int64(rep.NumThreads)), PctMS: map[float64]float64{}}
 	for _, p := range h.Percentiles {
 		run.PctMS[p.Percentile] = p.Value * 1e3
 	}
 	for _, q := range fortioPercentiles {
 		if _, ok := run.PctMS[q.p]; !ok {
-			return fortioRun{}, fmt.Errorf("fortio: no P%g in the result", q.p)
+			return FortioRun{}, fmt.Errorf("fortio: no P%g in the result", q.p)
 		}
 	}
 	return run, nil
@@ -213,36 +213,17 @@ func (p *pair) fortioWarm(ctx context.Context) error {
 	if p.fortio == "" {
 		return fmt.Errorf("fortio: not started in this run")
 	}
-	_, err := p.runTool(ctx, 0, p.fortio, "load", "-qps", "-1", "-c", strconv.Itoa(fortioConns),
-		"-n", strconv.Itoa(fortioConns*fortioWarmPerConn), "-payload-size", strconv.Itoa(fortioPayload),
-		fmt.Sprintf("http://%s:%d/", p.b.IPv4, fortioPort))
-	return err
+	return WarmFortio(ctx, p.fortio, p.a, p.b)
 }
 
-// fortioLoad runs `fortio load` in the client pod against the server pod's
-// fortio at qps requests/s (0: as fast as it goes) for d, with Istio's
-// setup (16 connections, 1 KiB payload, HTTP/1.1), and records the
-// achieved rate and the percentiles under the rate's stem. It returns the
-// requests done.
+// fortioLoad runs Istio's setup at qps requests/s (0: as fast as it goes)
+// for d ([LoadFortio]) and records the achieved rate and the percentiles
+// under the rate's stem. It returns the requests done.
 func (p *pair) fortioLoad(ctx context.Context, d time.Duration, qps int, r Result) (float64, error) {
 	if p.fortio == "" {
 		return 0, fmt.Errorf("fortio: not started in this run")
 	}
-	rate := strconv.Itoa(qps)
-	if qps <= 0 {
-		rate = "-1"
-	}
-	pcts := make([]string, len(fortioPercentiles))
-	for i, q := range fortioPercentiles {
-		pcts[i] = strconv.FormatFloat(q.p, 'f', -1, 64)
-	}
-	out, err := p.runTool(ctx, d, p.fortio, "load", "-qps", rate, "-c", strconv.Itoa(fortioConns), "-t", d.String(),
-		"-payload-size", strconv.Itoa(fortioPayload), "-r", fortioResolution, "-p", strings.Join(pcts, ","), "-json", "-",
-		fmt.Sprintf("http://%s:%d/", p.b.IPv4, fortioPort))
-	if err != nil {
-		return 0, err
-	}
-	run, err := parseFortio([]byte(out))
+	run, err := LoadFortio(ctx, p.fortio, p.a, p.b, qps, d)
 	if err != nil {
 		return 0, err
 	}
@@ -254,15 +235,59 @@ func (p *pair) fortioLoad(ctx context.Context, d time.Duration, qps int, r Resul
 	return run.Requests, nil
 }
 
+// WarmFortio runs an unmeasured `fortio load` from client to server's
+// fortio, fortioWarmPerConn requests per connection as fast as they go.
+func WarmFortio(ctx context.Context, bin string, client, server *sim.Pod) error {
+	_, err := runIn(ctx, client, 0, bin, "load", "-qps", "-1", "-c", strconv.Itoa(fortioConns),
+		"-n", strconv.Itoa(fortioConns*fortioWarmPerConn), "-payload-size", strconv.Itoa(fortioPayload),
+		fmt.Sprintf("http://%s:%d/", server.IPv4, fortioPort))
+	return err
+}
+
+// LoadFortio runs `fortio load` in the client pod against the server
+// pod's fortio ([StartFortio]) at qps requests/s (0: as fast as it goes)
+// for d, with Istio's setup (16 connections, 1 KiB payload, HTTP/1.1).
+func LoadFortio(ctx context.Context, bin string, client, server *sim.Pod, qps int, d time.Duration) (FortioRun, error) {
+	rate := strconv.Itoa(qps)
+	if qps <= 0 {
+		rate = "-1"
+	}
+	pcts := make([]string, len(fortioPercentiles))
+	for i, q := range fortioPercentiles {
+		pcts[i] = strconv.FormatFloat(q.p, 'f', -1, 64)
+	}
+	out, err := runIn(ctx, client, d, bin, "load", "-qps", rate, "-c", strconv.Itoa(fortioConns), "-t", d.String(),
+		"-payload-size", strconv.Itoa(fortioPayload), "-r", fortioResolution, "-p", strings.Join(pcts, ","), "-json", "-",
+		fmt.Sprintf("http://%s:%d/", server.IPv4, fortioPort))
+	if err != nil {
+		return FortioRun{}, err
+	}
+	return parseFortio([]byte(out))
+}
+
+// runIn runs a tool in pod p as its app user and returns its output.
+func runIn(ctx context.Context, p *sim.Pod, d time.Duration, argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+60*time.Second)
+	defer cancel()
+	proc, err := p.Start(ctx, sim.ProcSpec{Argv: argv, UID: p.Options.AppUID, GID: p.Options.AppGID})
+	if err != nil {
+		return "", err
+	}
+	if err := proc.Wait(); err != nil {
+		return "", fmt.Errorf("%s: %w: %s", argv[0], err, proc.Stderr()+proc.Stdout())
+	}
+	return proc.Stdout(), nil
+}
+
 // wantsFortio says whether a run measures fortio (BENCH_ONLY may leave it out).
 func wantsFortio(cfg Config) bool {
 	return cfg.Only == nil || slices.ContainsFunc(fortioRates, func(q int) bool { return cfg.Only.MatchString(fortioName(q)) })
 }
 
-// buildFortio builds fortio (a tool of go.mod) into dir, where the pods'
+// BuildFortio builds fortio (a tool of go.mod) into dir, where the pods'
 // users can run it, and returns its path. It runs the go command in the
 // working directory, which must be inside this module.
-func buildFortio(ctx context.Context, dir string) (string, error) {
+func BuildFortio(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "fortio")
 	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "fortio.org/fortio").CombinedOutput()
 	if err != nil {
@@ -271,14 +296,19 @@ func buildFortio(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// startFortio starts fortio's echo server on fortioPort in the server pod as
-// the app user, its other servers off. fortio logs to stderr, which the
-// shell gives stdout, where Start watches for the ready line.
+// startFortio starts fortio's echo server in the server pod ([StartFortio]).
 func (p *pair) startFortio(ctx context.Context, dir string) error {
-	uid, gid := p.b.Options.AppUID, p.b.Options.AppGID
-	_, err := p.b.Start(ctx, sim.ProcSpec{Argv: []string{"sh", "-c",
+	return StartFortio(ctx, p.fortio, p.b, dir)
+}
+
+// StartFortio starts fortio's echo server on fortioPort in pod p as the app
+// user, its other servers off. fortio logs to stderr, which the shell
+// gives stdout, where Start watches for the ready line.
+func StartFortio(ctx context.Context, bin string, p *sim.Pod, dir string) error {
+	uid, gid := p.Options.AppUID, p.Options.AppGID
+	_, err := p.Start(ctx, sim.ProcSpec{Argv: []string{"sh", "-c",
 		`exec "$0" server -http-port "$1" -grpc-port disabled -redirect-port disabled -tcp-port disabled -udp-port disabled -data-dir "$2" 2>&1`,
-		p.fortio, strconv.Itoa(fortioPort), dir}, UID: uid, GID: gid, Ready: "http-echo server listening"})
+		bin, strconv.Itoa(fortioPort), dir}, UID: uid, GID: gid, Ready: "http-echo server listening"})
 	if err != nil {
 		return fmt.Errorf("start fortio server: %w", err)
 	}

@@ -389,18 +389,9 @@ func (p *pair) goRR(ctx context.Context, d time.Duration, size, streams int, r R
 }
 
 // runTool runs a tool in the client pod as the app user and returns its
-// standard output.
+// output ([runIn]).
 func (p *pair) runTool(ctx context.Context, d time.Duration, argv ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, d+60*time.Second)
-	defer cancel()
-	proc, err := p.a.Start(ctx, sim.ProcSpec{Argv: argv, UID: p.a.Options.AppUID, GID: p.a.Options.AppGID})
-	if err != nil {
-		return "", err
-	}
-	if err := proc.Wait(); err != nil {
-		return "", fmt.Errorf("%s: %w: %s", argv[0], err, proc.Stderr()+proc.Stdout())
-	}
-	return proc.Stdout(), nil
+	return runIn(ctx, p.a, d, argv...)
 }
 
 func seconds(d time.Duration) string { return strconv.Itoa(max(1, int(d.Seconds()+0.5))) }
