@@ -1,8 +1,9 @@
 // Command mesh-accel-demo runs mesh-accel's demo on this machine (root,
-// Linux 5.15 or later, cgroup v2, Envoy): a simulated node with two meshed
-// pods created through a real CNI chain, each with an Envoy sidecar
-// configured as istiod configures one (mutual TLS between the sidecars),
-// traffic with acceleration off and on, and what is accelerated.
+// Linux 6.1 or later, cgroup v2, Envoy): a simulated node with meshed pods
+// created through a real CNI chain, each with an Envoy sidecar configured
+// as istiod configures one (mutual TLS between the sidecars), Istio's
+// measurement without and with each opt-in, and what is accelerated
+// (package demo). Run it from the repository: it builds fortio.
 // DEMO_SECONDS sets each fortio run (default 4; 5 rounds of 4 columns).
 package main
 
