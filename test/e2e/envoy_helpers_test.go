@@ -670,6 +670,14 @@ func (e *env) dumpState(pods ...*sim.Pod) {
 		t.Logf("pod %s nstat (%v): %s", p.Name, err, strings.Join(nz, " "))
 		if p.Sidecar() != nil {
 			t.Logf("pod %s Envoy: %s", p.Name, envoyStats(t, p, "flow_control|cx_active|buffered|rx_bytes|tx_bytes"))
+			// Its log (sim.EnvEnvoyLogLevel=debug tells why it closed
+			// or waits) goes to a file: it may be megabytes.
+			f, err := os.CreateTemp("", "mesh-accel-stall-"+p.Name+"-envoy-*.log")
+			if err == nil {
+				_, err = f.WriteString(p.Sidecar().Stderr())
+				f.Close()
+				t.Logf("pod %s Envoy log: %s (%v)", p.Name, f.Name(), err)
+			}
 		}
 	}
 	ds, err := e.node.Directions()
