@@ -14,6 +14,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -670,6 +671,7 @@ func (e *env) dumpState(pods ...*sim.Pod) {
 		t.Logf("pod %s nstat (%v): %s", p.Name, err, strings.Join(nz, " "))
 		if p.Sidecar() != nil {
 			t.Logf("pod %s Envoy: %s", p.Name, envoyStats(t, p, "flow_control|cx_active|buffered|rx_bytes|tx_bytes"))
+			t.Logf("pod %s Envoy epoll: %s", p.Name, envoyEpoll(p.Sidecar().Pid()))
 			// Its log (sim.EnvEnvoyLogLevel=debug tells why it closed
 			// or waits) goes to a file: it may be megabytes.
 			f, err := os.CreateTemp("", "mesh-accel-stall-"+p.Name+"-envoy-*.log")
@@ -730,4 +732,75 @@ func checkCut(t *testing.T, name string, res probeResult) {
 	if n != 4 {
 		t.Errorf("%s: %d streams reported, want 4", name, n)
 	}
+}
+
+// envoyEpoll describes what Envoy (pid or its descendant named envoy)
+// waits for: each socket registered in its epoll instances with the
+// events asked (EPOLLIN 0x1, EPOLLOUT 0x4, EPOLLRDHUP 0x2000, EPOLLET
+// 0x80000000) and the socket's inode (ss -e shows it as ino:), so that a
+// stall tells a reading disabled from a wake-up lost.
+func envoyEpoll(pid int) string {
+	envoy := findProc(pid, "envoy", 4)
+	if envoy == 0 {
+		return "no envoy process"
+	}
+	fdDir := fmt.Sprintf("/proc/%d/fd", envoy)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return err.Error()
+	}
+	inode := map[string]string{}
+	var epolls []string
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(target, "socket:["):
+			inode[e.Name()] = strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")
+		case target == "anon_inode:[eventpoll]":
+			epolls = append(epolls, e.Name())
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "envoy pid %d", envoy)
+	for _, ep := range epolls {
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", envoy, ep))
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "\n  epoll fd %s:", ep)
+		for _, l := range strings.Split(string(info), "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 4 && f[0] == "tfd:" && inode[f[1]] != "" {
+				fmt.Fprintf(&b, " [fd %s ino %s events %s]", f[1], inode[f[1]], f[3])
+			}
+		}
+	}
+	return b.String()
+}
+
+// findProc returns pid or its first descendant (depth levels down) whose
+// command is comm, 0 when none.
+func findProc(pid int, comm string, depth int) int {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(b)) == comm {
+		return pid
+	}
+	if depth == 0 {
+		return 0
+	}
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	for _, k := range strings.Fields(string(kids)) {
+		var c int
+		if _, err := fmt.Sscan(k, &c); err == nil {
+			if found := findProc(c, comm, depth-1); found != 0 {
+				return found
+			}
+		}
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
@@ -53,6 +54,7 @@ type env struct {
 	t    *testing.T
 	node *bpf.Node
 	sim  *sim.Node
+	pods []*sim.Pod // in the order added, for the state dump of a stall
 }
 
 func newEnv(t *testing.T, opts bpf.Options) *env {
@@ -71,7 +73,9 @@ func (e *env) pod(name string, sidecar bool, cfg *bpf.PodConfig) *sim.Pod {
 		c := *cfg
 		opts.BeforeStart = func(p *sim.Pod) error { return e.node.AttachPod(p.Name, p.CgroupDir, c) }
 	}
-	return e.sim.AddTestPod(e.t, opts)
+	p := e.sim.AddTestPod(e.t, opts)
+	e.pods = append(e.pods, p)
+	return p
 }
 
 func (e *env) counters() bpf.Counters {
@@ -88,7 +92,12 @@ func (e *env) counters() bpf.Counters {
 func (e *env) run(p *sim.Pod, spec sim.ClientSpec) (*sim.ClientResult, bpf.Counters) {
 	e.t.Helper()
 	before := e.counters()
-	res := p.RunCheckedClient(e.t, spec)
+	// A run stalled for 20 s (these take a few seconds) logs the state of
+	// every pod of the test before the client's own deadline ends it.
+	res := e.runWatchedAfter(p, spec, 20*time.Second, e.pods...)
+	if !res.OK {
+		e.t.Fatalf("client %s in %s: %d errors, %d mismatches: %v", spec.Mode, p.Name, res.ErrorCount, res.Mismatches, res.Errors)
+	}
 	e.waitNoConns()
 	return res, e.counters().Sub(before)
 }
