@@ -804,3 +804,20 @@ func findProc(pid int, comm string, depth int) int {
 	}
 	return 0
 }
+
+// watchdog logs the state of pods (dumpState) if stop is not called
+// within after: for runs that end only at their own deadline.
+func (e *env) watchdog(after time.Duration, pods ...*sim.Pod) (stop func()) {
+	done := make(chan struct{})
+	fired := make(chan struct{})
+	go func() {
+		defer close(fired)
+		select {
+		case <-done:
+		case <-time.After(after):
+			e.t.Logf("still running after %v: state", after)
+			e.dumpState(pods...)
+		}
+	}()
+	return func() { close(done); <-fired }
+}

@@ -182,7 +182,9 @@ func TestRawWriters(t *testing.T) {
 		}{{"plain", pa, pb}, {"accelerated", a, b}} {
 			spec := rawWriterSpec{NonBlocking: nb, Bytes: 64 << 20, PauseAfter: 8 << 20, PauseMs: 3000}
 			before := e.counters()
+			stop := e.watchdog(40*time.Second, e.pods...)
 			res := runRawWriter(t, pair.a, pair.b, spec)
+			stop()
 			e.waitNoConns()
 			c := e.counters().Sub(before)
 			t.Logf("%s non-blocking=%v: %+v; redirected %d MiB, held %d", pair.name, nb, res,
