@@ -34,7 +34,10 @@ type Direction struct {
 	Bytes, Messages uint64
 }
 
-// Directions lists the recorded pair directions.
+// Directions lists the recorded pair directions. Released ones
+// (PROXY_RELEASED: drained, or their reader gone) are no longer directions
+// of a pair; their entries only keep their socket charged, and are not
+// listed.
 func (n *Node) Directions() ([]Direction, error) {
 	var (
 		k   meshSockKey
@@ -43,6 +46,9 @@ func (n *Node) Directions() ([]Direction, error) {
 	)
 	it := n.maps.SockProxyMap.Iterate()
 	for it.Next(&k, &v) {
+		if v.Flags&proxyReleased != 0 {
+			continue
+		}
 		gone := v.Flags&proxyPeerGone != 0 || !n.inSocketMaps(&v.Peer)
 		if gone {
 			v.Backlog = 0
@@ -78,20 +84,30 @@ const (
 	proxyActive   = uint32(meshProxyFlagPROXY_ACTIVE)
 	proxyHeld     = uint32(meshProxyFlagPROXY_HELD)
 	proxyPeerGone = uint32(meshProxyFlagPROXY_PEER_GONE)
+	proxyReleased = uint32(meshProxyFlagPROXY_RELEASED)
 )
 
 // Usage counts the entries of the connection maps.
 type Usage struct {
 	// Sockets are in sock_ops_map (their writes run sk_msg), Targets in
 	// sock_rx_map (they receive redirected data); a socket can be in both.
+	// Directions are the entries of sock_proxy_map (released ones
+	// included), Pending the registrations waiting for a local peer.
 	Sockets, Targets, Directions, Pending, Pods int
 	Capacity                                    uint32
+	// Share is the node-wide part of the quota: every pod's guaranteed
+	// share and the pool they share beyond it.
+	Share Share
 }
 
 // Usage counts the entries of the connection maps (a full scan, see
 // countEntries).
 func (n *Node) Usage() (Usage, error) {
 	u := Usage{Capacity: n.maps.SockProxyMap.MaxEntries()}
+	var err error
+	if u.Share, err = n.Share(); err != nil {
+		return u, err
+	}
 	for _, c := range []struct {
 		m   *ebpf.Map
 		out *int

@@ -26,12 +26,15 @@ func (n *Node) SetPodEnabled(id string, on bool) error {
 	return n.putPodConfig(cgID, &pc)
 }
 
-// Drain moves recorded pairs back to the normal stack: it deletes the pair
-// directions whose sender or receiver is in the pod with cgroup id
-// podCgroup (0: every pair) and returns how many it removed. It is safe on
-// live traffic: a message already redirected sits in the receiver's redirect
-// queue, which the receiver reads before the normal queue, and a drained
-// direction (its entry gone) never returns to redirection.
+// Drain moves recorded pairs back to the normal stack: it releases the
+// pair directions whose sender or receiver is in the pod with cgroup id
+// podCgroup (0: every pair) and returns how many it released. It is safe
+// on live traffic: a message already redirected sits in the receiver's
+// redirect queue, which the receiver reads before the normal queue, and a
+// drained direction never returns to redirection. A released direction
+// (replaced whole, PROXY_RELEASED) keeps its socket, which stays in the
+// socket maps until it closes, charged to its pod's quota; its close, or
+// the sweep, removes it.
 func (n *Node) Drain(podCgroup uint64) (int, error) {
 	var (
 		k    meshSockKey
@@ -40,7 +43,7 @@ func (n *Node) Drain(podCgroup uint64) (int, error) {
 	)
 	it := n.maps.SockProxyMap.Iterate()
 	for it.Next(&k, &v) {
-		if podCgroup == 0 || v.Pod == podCgroup || v.PeerPod == podCgroup {
+		if v.Flags&proxyReleased == 0 && (podCgroup == 0 || v.Pod == podCgroup || v.PeerPod == podCgroup) {
 			keys = append(keys, k)
 		}
 	}
@@ -49,7 +52,10 @@ func (n *Node) Drain(podCgroup uint64) (int, error) {
 	}
 	removed := 0
 	for _, key := range keys {
-		err := n.maps.SockProxyMap.Delete(key)
+		if err := n.maps.SockProxyMap.Lookup(&key, &v); err != nil || v.Flags&proxyReleased != 0 {
+			continue
+		}
+		err := n.maps.SockProxyMap.Update(&key, releasedDirection(&v), ebpf.UpdateExist)
 		if err == nil {
 			removed++
 		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {

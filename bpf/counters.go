@@ -39,6 +39,7 @@ var counterDefs = [...]struct{ name, help string }{
 	meshCounterC_STACK_RCVLOWAT:       {"stack_rcvlowat_reader", "messages sent on the stack: the reader has SO_RCVLOWAT above 1, which only the stack honours"},
 	meshCounterC_STALE_PEER:           {"fallback_stale_peer", "directions moved to the stack for good: the reader socket recorded at pairing was closed unseen (its pod detached) or its memory reused, found before its state was trusted"},
 	meshCounterC_REJECT_QUOTA:         {"rejected_pod_quota", "not paired: the pod holds its quota of connection-map entries"},
+	meshCounterC_REJECT_SHARED:        {"rejected_shared_pool", "not paired: the pod holds more than its guaranteed share of connection-map entries and the node's shared pool is used up"},
 	meshCounterC_REJECT_TUPLE_IN_USE:  {"rejected_tuple_in_use", "not paired: another socket of the network namespace still holds the connection's tuple in a socket map"},
 }
 

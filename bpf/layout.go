@@ -53,9 +53,9 @@ func membersLayout(ms []btf.Member) string {
 	return b.String()
 }
 
-// Layout describes the format of every pinned map of this binary's data path,
-// for the test that makes a map change without a LayoutVersion change
-// fail.
+// Layout describes the format of every pinned map of this binary's data path
+// (and the size of its arrays, the counters' among them), for the test that
+// makes a map change without a LayoutVersion change fail.
 func Layout() (string, error) {
 	spec, err := loadMesh()
 	if err != nil {
@@ -73,7 +73,15 @@ func Layout() (string, error) {
 	sort.Strings(names)
 	var b strings.Builder
 	for _, name := range names {
-		fmt.Fprintf(&b, "%s %s\n", name, mapLayout(spec.Maps[name]))
+		m := spec.Maps[name]
+		fmt.Fprintf(&b, "%s %s", name, mapLayout(m))
+		// An array's size is fixed by the data path (mesh_counters has
+		// one element per counter of enum counter): a pinned array of
+		// another size does not load.
+		if m.Type == ebpf.Array || m.Type == ebpf.PerCPUArray {
+			fmt.Fprintf(&b, " [%d]", m.MaxEntries)
+		}
+		b.WriteString("\n")
 	}
 	return b.String(), nil
 }

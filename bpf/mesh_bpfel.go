@@ -71,7 +71,8 @@ const (
 	meshCounterC_STACK_ZEROCOPY       meshCounter = 29
 	meshCounterC_STACK_RCVLOWAT       meshCounter = 30
 	meshCounterC_STALE_PEER           meshCounter = 31
-	meshCounterC_MAX                  meshCounter = 32
+	meshCounterC_REJECT_SHARED        meshCounter = 32
+	meshCounterC_MAX                  meshCounter = 33
 )
 
 type meshEndpointKey struct {
@@ -105,7 +106,7 @@ type meshHelperVal struct {
 	StartSeq uint32
 	Flags    uint32
 	RcvNxt   uint32
-	Pad      uint32
+	Born     uint32
 	Sk       uint64
 	Cookie   uint64
 }
@@ -148,6 +149,7 @@ const (
 	meshProxyFlagPROXY_ACTIVE    meshProxyFlag = 2
 	meshProxyFlagPROXY_HELD      meshProxyFlag = 4
 	meshProxyFlagPROXY_PEER_GONE meshProxyFlag = 8
+	meshProxyFlagPROXY_RELEASED  meshProxyFlag = 16
 )
 
 type meshProxyVal struct {
@@ -189,6 +191,15 @@ const (
 	meshRuleFlagRULE_IP6    meshRuleFlag = 32
 )
 
+type meshShareState struct {
+	_          structs.HostLayout
+	Borrowed   int64
+	Guaranteed uint32
+	Pool       uint32
+	Pods       uint32
+	Capacity   uint32
+}
+
 type meshSockKey struct {
 	_          structs.HostLayout
 	LocalIp    [4]uint32
@@ -207,6 +218,35 @@ type meshSockOwner struct {
 	Pad  uint32
 }
 
+type meshUsageOp struct {
+	_        structs.HostLayout
+	Pod      uint64
+	N        int64
+	Word     uint64
+	Borrowed int64
+	Op       uint32
+	Found    uint32
+}
+
+type meshUsageOpKind uint32
+
+const (
+	meshUsageOpKindUSAGE_READ meshUsageOpKind = 1
+	meshUsageOpKindUSAGE_ADD  meshUsageOpKind = 2
+)
+
+type meshUsageVal struct {
+	_    structs.HostLayout
+	Word uint64
+}
+
+type meshUsageWord uint32
+
+const (
+	meshUsageWordUSAGE_BIAS_SHIFT meshUsageWord = 31
+	meshUsageWordUSAGE_GEN_SHIFT  meshUsageWord = 32
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -215,6 +255,7 @@ const (
 	meshMapMeshCaptureCfg     = "mesh_capture_cfg"
 	meshMapMeshConfig         = "mesh_config"
 	meshMapMeshCounters       = "mesh_counters"
+	meshMapMeshShare          = "mesh_share"
 	meshMapOlderOwnerMap      = "older_owner_map"
 	meshMapPodUsage           = "pod_usage"
 	meshMapSockHelperMap      = "sock_helper_map"
@@ -226,6 +267,7 @@ const (
 	meshProgMeshSkMsg         = "mesh_sk_msg"
 	meshProgMeshSockCreate    = "mesh_sock_create"
 	meshProgMeshSockops       = "mesh_sockops"
+	meshProgMeshUsage         = "mesh_usage"
 	meshVarOlderGid           = "older_gid"
 	meshVarOlderPod           = "older_pod"
 	meshVarOlderSeen          = "older_seen"
@@ -236,6 +278,8 @@ const (
 	meshVarUnusedPodFlag      = "unused_pod_flag"
 	meshVarUnusedProxyFlag    = "unused_proxy_flag"
 	meshVarUnusedRuleFlag     = "unused_rule_flag"
+	meshVarUnusedUsageOpKind  = "unused_usage_op_kind"
+	meshVarUnusedUsageWord    = "unused_usage_word"
 )
 
 // loadMesh returns the embedded CollectionSpec for mesh.
@@ -283,6 +327,7 @@ type meshProgramSpecs struct {
 	MeshSkMsg      *ebpf.ProgramSpec `ebpf:"mesh_sk_msg"`
 	MeshSockCreate *ebpf.ProgramSpec `ebpf:"mesh_sock_create"`
 	MeshSockops    *ebpf.ProgramSpec `ebpf:"mesh_sockops"`
+	MeshUsage      *ebpf.ProgramSpec `ebpf:"mesh_usage"`
 }
 
 // meshMapSpecs contains maps before they are loaded into the kernel.
@@ -293,6 +338,7 @@ type meshMapSpecs struct {
 	MeshCaptureCfg *ebpf.MapSpec `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.MapSpec `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.MapSpec `ebpf:"mesh_counters"`
+	MeshShare      *ebpf.MapSpec `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.MapSpec `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.MapSpec `ebpf:"sock_helper_map"`
@@ -317,6 +363,8 @@ type meshVariableSpecs struct {
 	UnusedPodFlag      *ebpf.VariableSpec `ebpf:"unused_pod_flag"`
 	UnusedProxyFlag    *ebpf.VariableSpec `ebpf:"unused_proxy_flag"`
 	UnusedRuleFlag     *ebpf.VariableSpec `ebpf:"unused_rule_flag"`
+	UnusedUsageOpKind  *ebpf.VariableSpec `ebpf:"unused_usage_op_kind"`
+	UnusedUsageWord    *ebpf.VariableSpec `ebpf:"unused_usage_word"`
 }
 
 // meshObjects contains all objects after they have been loaded into the kernel.
@@ -343,6 +391,7 @@ type meshMaps struct {
 	MeshCaptureCfg *ebpf.Map `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.Map `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.Map `ebpf:"mesh_counters"`
+	MeshShare      *ebpf.Map `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.Map `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.Map `ebpf:"sock_helper_map"`
@@ -359,6 +408,7 @@ func (m *meshMaps) Close() error {
 		m.MeshCaptureCfg,
 		m.MeshConfig,
 		m.MeshCounters,
+		m.MeshShare,
 		m.OlderOwnerMap,
 		m.PodUsage,
 		m.SockHelperMap,
@@ -384,6 +434,8 @@ type meshVariables struct {
 	UnusedPodFlag      *ebpf.Variable `ebpf:"unused_pod_flag"`
 	UnusedProxyFlag    *ebpf.Variable `ebpf:"unused_proxy_flag"`
 	UnusedRuleFlag     *ebpf.Variable `ebpf:"unused_rule_flag"`
+	UnusedUsageOpKind  *ebpf.Variable `ebpf:"unused_usage_op_kind"`
+	UnusedUsageWord    *ebpf.Variable `ebpf:"unused_usage_word"`
 }
 
 // meshPrograms contains all programs after they have been loaded into the kernel.
@@ -393,6 +445,7 @@ type meshPrograms struct {
 	MeshSkMsg      *ebpf.Program `ebpf:"mesh_sk_msg"`
 	MeshSockCreate *ebpf.Program `ebpf:"mesh_sock_create"`
 	MeshSockops    *ebpf.Program `ebpf:"mesh_sockops"`
+	MeshUsage      *ebpf.Program `ebpf:"mesh_usage"`
 }
 
 func (p *meshPrograms) Close() error {
@@ -400,6 +453,7 @@ func (p *meshPrograms) Close() error {
 		p.MeshSkMsg,
 		p.MeshSockCreate,
 		p.MeshSockops,
+		p.MeshUsage,
 	)
 }
 

@@ -59,7 +59,8 @@ const (
 	meshnocapCounterC_STACK_ZEROCOPY       meshnocapCounter = 29
 	meshnocapCounterC_STACK_RCVLOWAT       meshnocapCounter = 30
 	meshnocapCounterC_STALE_PEER           meshnocapCounter = 31
-	meshnocapCounterC_MAX                  meshnocapCounter = 32
+	meshnocapCounterC_REJECT_SHARED        meshnocapCounter = 32
+	meshnocapCounterC_MAX                  meshnocapCounter = 33
 )
 
 type meshnocapEndpointKey struct {
@@ -86,7 +87,7 @@ type meshnocapHelperVal struct {
 	StartSeq uint32
 	Flags    uint32
 	RcvNxt   uint32
-	Pad      uint32
+	Born     uint32
 	Sk       uint64
 	Cookie   uint64
 }
@@ -131,6 +132,15 @@ type meshnocapProxyVal struct {
 	Holds      uint32
 }
 
+type meshnocapShareState struct {
+	_          structs.HostLayout
+	Borrowed   int64
+	Guaranteed uint32
+	Pool       uint32
+	Pods       uint32
+	Capacity   uint32
+}
+
 type meshnocapSockKey struct {
 	_          structs.HostLayout
 	LocalIp    [4]uint32
@@ -149,34 +159,43 @@ type meshnocapSockOwner struct {
 	Pad  uint32
 }
 
+type meshnocapUsageVal struct {
+	_    structs.HostLayout
+	Word uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	meshnocapMapMeshCapture      = "mesh_capture"
-	meshnocapMapMeshCaptureCfg   = "mesh_capture_cfg"
-	meshnocapMapMeshConfig       = "mesh_config"
-	meshnocapMapMeshCounters     = "mesh_counters"
-	meshnocapMapOlderOwnerMap    = "older_owner_map"
-	meshnocapMapPodUsage         = "pod_usage"
-	meshnocapMapSockHelperMap    = "sock_helper_map"
-	meshnocapMapSockOpsMap       = "sock_ops_map"
-	meshnocapMapSockOwnerMap     = "sock_owner_map"
-	meshnocapMapSockParamMap     = "sock_param_map"
-	meshnocapMapSockProxyMap     = "sock_proxy_map"
-	meshnocapMapSockRxMap        = "sock_rx_map"
-	meshnocapProgMeshSkMsg       = "mesh_sk_msg"
-	meshnocapProgMeshSockCreate  = "mesh_sock_create"
-	meshnocapProgMeshSockops     = "mesh_sockops"
-	meshnocapVarOlderGid         = "older_gid"
-	meshnocapVarOlderPod         = "older_pod"
-	meshnocapVarOlderSeen        = "older_seen"
-	meshnocapVarOlderUid         = "older_uid"
-	meshnocapVarUnusedHelperFlag = "unused_helper_flag"
-	meshnocapVarUnusedLimit      = "unused_limit"
-	meshnocapVarUnusedPodFlag    = "unused_pod_flag"
-	meshnocapVarUnusedProxyFlag  = "unused_proxy_flag"
-	meshnocapVarUnusedRuleFlag   = "unused_rule_flag"
+	meshnocapMapMeshCapture       = "mesh_capture"
+	meshnocapMapMeshCaptureCfg    = "mesh_capture_cfg"
+	meshnocapMapMeshConfig        = "mesh_config"
+	meshnocapMapMeshCounters      = "mesh_counters"
+	meshnocapMapMeshShare         = "mesh_share"
+	meshnocapMapOlderOwnerMap     = "older_owner_map"
+	meshnocapMapPodUsage          = "pod_usage"
+	meshnocapMapSockHelperMap     = "sock_helper_map"
+	meshnocapMapSockOpsMap        = "sock_ops_map"
+	meshnocapMapSockOwnerMap      = "sock_owner_map"
+	meshnocapMapSockParamMap      = "sock_param_map"
+	meshnocapMapSockProxyMap      = "sock_proxy_map"
+	meshnocapMapSockRxMap         = "sock_rx_map"
+	meshnocapProgMeshSkMsg        = "mesh_sk_msg"
+	meshnocapProgMeshSockCreate   = "mesh_sock_create"
+	meshnocapProgMeshSockops      = "mesh_sockops"
+	meshnocapProgMeshUsage        = "mesh_usage"
+	meshnocapVarOlderGid          = "older_gid"
+	meshnocapVarOlderPod          = "older_pod"
+	meshnocapVarOlderSeen         = "older_seen"
+	meshnocapVarOlderUid          = "older_uid"
+	meshnocapVarUnusedHelperFlag  = "unused_helper_flag"
+	meshnocapVarUnusedLimit       = "unused_limit"
+	meshnocapVarUnusedPodFlag     = "unused_pod_flag"
+	meshnocapVarUnusedProxyFlag   = "unused_proxy_flag"
+	meshnocapVarUnusedRuleFlag    = "unused_rule_flag"
+	meshnocapVarUnusedUsageOpKind = "unused_usage_op_kind"
+	meshnocapVarUnusedUsageWord   = "unused_usage_word"
 )
 
 // loadMeshnocap returns the embedded CollectionSpec for meshnocap.
@@ -224,6 +243,7 @@ type meshnocapProgramSpecs struct {
 	MeshSkMsg      *ebpf.ProgramSpec `ebpf:"mesh_sk_msg"`
 	MeshSockCreate *ebpf.ProgramSpec `ebpf:"mesh_sock_create"`
 	MeshSockops    *ebpf.ProgramSpec `ebpf:"mesh_sockops"`
+	MeshUsage      *ebpf.ProgramSpec `ebpf:"mesh_usage"`
 }
 
 // meshnocapMapSpecs contains maps before they are loaded into the kernel.
@@ -234,6 +254,7 @@ type meshnocapMapSpecs struct {
 	MeshCaptureCfg *ebpf.MapSpec `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.MapSpec `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.MapSpec `ebpf:"mesh_counters"`
+	MeshShare      *ebpf.MapSpec `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.MapSpec `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.MapSpec `ebpf:"sock_helper_map"`
@@ -248,15 +269,17 @@ type meshnocapMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type meshnocapVariableSpecs struct {
-	OlderGid         *ebpf.VariableSpec `ebpf:"older_gid"`
-	OlderPod         *ebpf.VariableSpec `ebpf:"older_pod"`
-	OlderSeen        *ebpf.VariableSpec `ebpf:"older_seen"`
-	OlderUid         *ebpf.VariableSpec `ebpf:"older_uid"`
-	UnusedHelperFlag *ebpf.VariableSpec `ebpf:"unused_helper_flag"`
-	UnusedLimit      *ebpf.VariableSpec `ebpf:"unused_limit"`
-	UnusedPodFlag    *ebpf.VariableSpec `ebpf:"unused_pod_flag"`
-	UnusedProxyFlag  *ebpf.VariableSpec `ebpf:"unused_proxy_flag"`
-	UnusedRuleFlag   *ebpf.VariableSpec `ebpf:"unused_rule_flag"`
+	OlderGid          *ebpf.VariableSpec `ebpf:"older_gid"`
+	OlderPod          *ebpf.VariableSpec `ebpf:"older_pod"`
+	OlderSeen         *ebpf.VariableSpec `ebpf:"older_seen"`
+	OlderUid          *ebpf.VariableSpec `ebpf:"older_uid"`
+	UnusedHelperFlag  *ebpf.VariableSpec `ebpf:"unused_helper_flag"`
+	UnusedLimit       *ebpf.VariableSpec `ebpf:"unused_limit"`
+	UnusedPodFlag     *ebpf.VariableSpec `ebpf:"unused_pod_flag"`
+	UnusedProxyFlag   *ebpf.VariableSpec `ebpf:"unused_proxy_flag"`
+	UnusedRuleFlag    *ebpf.VariableSpec `ebpf:"unused_rule_flag"`
+	UnusedUsageOpKind *ebpf.VariableSpec `ebpf:"unused_usage_op_kind"`
+	UnusedUsageWord   *ebpf.VariableSpec `ebpf:"unused_usage_word"`
 }
 
 // meshnocapObjects contains all objects after they have been loaded into the kernel.
@@ -283,6 +306,7 @@ type meshnocapMaps struct {
 	MeshCaptureCfg *ebpf.Map `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.Map `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.Map `ebpf:"mesh_counters"`
+	MeshShare      *ebpf.Map `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.Map `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
 	SockHelperMap  *ebpf.Map `ebpf:"sock_helper_map"`
@@ -299,6 +323,7 @@ func (m *meshnocapMaps) Close() error {
 		m.MeshCaptureCfg,
 		m.MeshConfig,
 		m.MeshCounters,
+		m.MeshShare,
 		m.OlderOwnerMap,
 		m.PodUsage,
 		m.SockHelperMap,
@@ -314,15 +339,17 @@ func (m *meshnocapMaps) Close() error {
 //
 // It can be passed to loadMeshnocapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meshnocapVariables struct {
-	OlderGid         *ebpf.Variable `ebpf:"older_gid"`
-	OlderPod         *ebpf.Variable `ebpf:"older_pod"`
-	OlderSeen        *ebpf.Variable `ebpf:"older_seen"`
-	OlderUid         *ebpf.Variable `ebpf:"older_uid"`
-	UnusedHelperFlag *ebpf.Variable `ebpf:"unused_helper_flag"`
-	UnusedLimit      *ebpf.Variable `ebpf:"unused_limit"`
-	UnusedPodFlag    *ebpf.Variable `ebpf:"unused_pod_flag"`
-	UnusedProxyFlag  *ebpf.Variable `ebpf:"unused_proxy_flag"`
-	UnusedRuleFlag   *ebpf.Variable `ebpf:"unused_rule_flag"`
+	OlderGid          *ebpf.Variable `ebpf:"older_gid"`
+	OlderPod          *ebpf.Variable `ebpf:"older_pod"`
+	OlderSeen         *ebpf.Variable `ebpf:"older_seen"`
+	OlderUid          *ebpf.Variable `ebpf:"older_uid"`
+	UnusedHelperFlag  *ebpf.Variable `ebpf:"unused_helper_flag"`
+	UnusedLimit       *ebpf.Variable `ebpf:"unused_limit"`
+	UnusedPodFlag     *ebpf.Variable `ebpf:"unused_pod_flag"`
+	UnusedProxyFlag   *ebpf.Variable `ebpf:"unused_proxy_flag"`
+	UnusedRuleFlag    *ebpf.Variable `ebpf:"unused_rule_flag"`
+	UnusedUsageOpKind *ebpf.Variable `ebpf:"unused_usage_op_kind"`
+	UnusedUsageWord   *ebpf.Variable `ebpf:"unused_usage_word"`
 }
 
 // meshnocapPrograms contains all programs after they have been loaded into the kernel.
@@ -332,6 +359,7 @@ type meshnocapPrograms struct {
 	MeshSkMsg      *ebpf.Program `ebpf:"mesh_sk_msg"`
 	MeshSockCreate *ebpf.Program `ebpf:"mesh_sock_create"`
 	MeshSockops    *ebpf.Program `ebpf:"mesh_sockops"`
+	MeshUsage      *ebpf.Program `ebpf:"mesh_usage"`
 }
 
 func (p *meshnocapPrograms) Close() error {
@@ -339,6 +367,7 @@ func (p *meshnocapPrograms) Close() error {
 		p.MeshSkMsg,
 		p.MeshSockCreate,
 		p.MeshSockops,
+		p.MeshUsage,
 	)
 }
 

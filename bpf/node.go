@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -25,7 +27,7 @@ import (
 // LayoutVersion names the layout of the pinned maps and programs. It changes
 // whenever a map's key or value changes, so that an upgrade can create the
 // new state beside the old one.
-const LayoutVersion = "v3"
+const LayoutVersion = "v4"
 
 // DefaultBPFFS is where bpffs is mounted on a node.
 const DefaultBPFFS = "/sys/fs/bpf"
@@ -64,6 +66,15 @@ type Options struct {
 	// when zero. It applies when the state is created; SetBacklogLimit
 	// changes it on live state.
 	BacklogLimit uint32
+	// GuaranteedShare is the connection-map entries every pod can always
+	// hold (up to its quota), kept for GuaranteedPods pods; the rest of
+	// the maps is a pool the pods share (see quota.go). Zero: MapSize/512
+	// and DefaultGuaranteedPods. They apply when the state is created.
+	GuaranteedShare, GuaranteedPods uint32
+	// RegistrationTTL is how long a connecting socket's registration may
+	// wait for its local peer before this handle's Sweep releases it,
+	// DefaultRegistrationTTL when zero.
+	RegistrationTTL time.Duration
 	// NoCapture loads the data path built without the capture code. It
 	// exists for the benchmark, to measure what an idle capture costs.
 	NoCapture bool
@@ -129,6 +140,15 @@ type Node struct {
 	sockCreate *ebpf.Program
 	// untrustedSeen are the untrusted registrations the last Sweep found.
 	untrustedSeen map[meshHelperVal]bool
+	ttl           time.Duration // Options.RegistrationTTL
+	// usage is mesh_usage (quota.go), loaded at first use.
+	usage     *ebpf.Program
+	usageErr  error
+	usageOnce sync.Once
+	totals    sweepTotals
+	// scanHook, when set (tests), runs in Sweep right after its scans of
+	// the maps, before it reads the usage counts again to correct them.
+	scanHook func()
 }
 
 // OpenNode creates the node state, or reuses it when another process
@@ -145,7 +165,10 @@ func OpenNode(o Options) (*Node, error) {
 		return nil, err
 	}
 	dir := o.dir()
-	n := &Node{dir: dir, noCapture: o.NoCapture, cgroupRoot: o.CgroupRoot}
+	n := &Node{dir: dir, noCapture: o.NoCapture, cgroupRoot: o.CgroupRoot, ttl: o.RegistrationTTL}
+	if n.ttl <= 0 {
+		n.ttl = DefaultRegistrationTTL
+	}
 	// Complete state (the sk_msg pin is made last) opens without the lock
 	// and without parsing the BPF objects: the path of every CNI ADD.
 	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil && !o.NoCapture {
@@ -199,7 +222,7 @@ func OpenNode(o Options) (*Node, error) {
 		}
 		return n, nil
 	}
-	if err := n.create(spec, o.BacklogLimit); err != nil {
+	if err := n.create(spec, o); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -249,17 +272,21 @@ func (n *Node) loadPinnedProgs() error {
 
 // create loads the programs, attaches sk_msg to the socket map and pins the
 // programs, sk_msg last. It runs under the node lock.
-func (n *Node) create(spec *ebpf.CollectionSpec, limit uint32) error {
+func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 	var progs meshPrograms
 	if err := n.loadAgainstState(spec, n.maps.SockOwnerMap, &progs); err != nil {
 		return fmt.Errorf("load BPF programs: %w", verifierError(err))
 	}
 	defer progs.MeshSkMsg.Close()
+	defer progs.MeshUsage.Close()
 	n.sockops, n.sockCreate = progs.MeshSockops, progs.MeshSockCreate
+	if err := n.initShare(o); err != nil {
+		return err
+	}
 
 	// The switch and the flow-control bound of the state this one
 	// replaces (an upgrade that changed the layout) carry over.
-	cfg := meshGlobalConfig{BacklogLimit: limit}
+	cfg := meshGlobalConfig{BacklogLimit: o.BacklogLimit}
 	n.inheritGlobal(spec, &cfg)
 	cfg.Build = dataPathID(n.noCapture)
 	if err := n.maps.MeshConfig.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
@@ -278,7 +305,7 @@ func (n *Node) create(spec *ebpf.CollectionSpec, limit uint32) error {
 	for _, p := range []struct {
 		name string
 		prog *ebpf.Program
-	}{{pinSockops, n.sockops}, {pinSockCreate, n.sockCreate}, {pinSkMsg, progs.MeshSkMsg}} {
+	}{{pinSockops, n.sockops}, {pinSockCreate, n.sockCreate}, {pinUsage, progs.MeshUsage}, {pinSkMsg, progs.MeshSkMsg}} {
 		_ = os.Remove(n.progPin(p.name)) // leftover of an interrupted creation
 		if err := p.prog.Pin(n.progPin(p.name)); err != nil {
 			return fmt.Errorf("pin %s program: %w", p.name, err)
@@ -309,7 +336,7 @@ func verifierError(err error) error {
 
 // Close releases this process's handles. The pinned state stays.
 func (n *Node) Close() error {
-	for _, p := range []*ebpf.Program{n.sockops, n.sockCreate} {
+	for _, p := range []*ebpf.Program{n.sockops, n.sockCreate, n.usage} {
 		if p != nil {
 			p.Close()
 		}

@@ -44,12 +44,15 @@ type PodConfig struct {
 	// pod's outgoing connections may hold (a pending registration, then
 	// two pair directions each; the connecting side pays),
 	// DefaultPodQuota when zero. Past it the pod's new connections take
-	// the stack (rejected_pod_quota), and the other pods keep theirs.
+	// the stack (rejected_pod_quota). Whatever the quotas, every pod can
+	// always reach the node's guaranteed share; beyond it pods share a
+	// pool (rejected_shared_pool once it is used up), see Share.
 	Quota uint32
 }
 
-// DefaultPodQuota is a pod's share of the connection maps: an eighth of
-// their default size.
+// DefaultPodQuota is the most one pod may hold of the connection maps: an
+// eighth of their default size. The quotas of a node's pods may add up to
+// more than the maps hold: the guaranteed share keeps room for every pod.
 const DefaultPodQuota = DefaultMapSize / 8
 
 // Pin links of a pod under pods/<id>/.
@@ -166,8 +169,9 @@ func (n *Node) UpdatePod(id string, cfg PodConfig) error {
 }
 
 func (n *Node) putPodConfig(cgID uint64, pc *meshPodConfig) error {
-	// The usage count first, kept when the pod is configured again.
-	err := n.maps.PodUsage.Update(cgID, int64(0), ebpf.UpdateNoExist)
+	// The usage count first, kept when the pod is configured again (or
+	// attached again while entries of its connections remain).
+	err := n.maps.PodUsage.Update(cgID, meshUsageVal{Word: newUsageWord()}, ebpf.UpdateNoExist)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return fmt.Errorf("create usage count of pod (cgroup %d): %w", cgID, err)
 	}
@@ -177,15 +181,15 @@ func (n *Node) putPodConfig(cgID uint64, pc *meshPodConfig) error {
 	return nil
 }
 
-// deletePodConfig removes the pod's filter and usage count.
+// deletePodConfig removes the pod's filter: no new connection of the pod
+// is accelerated. Its usage count stays while entries of its connections
+// remain (they are charged to it until they go); the sweep removes it
+// then.
 func (n *Node) deletePodConfig(cgID uint64) error {
-	var errs []error
-	for _, m := range []*ebpf.Map{n.maps.SockParamMap, n.maps.PodUsage} {
-		if err := m.Delete(cgID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("delete pod (cgroup %d) from %v: %w", cgID, m, err))
-		}
+	if err := n.maps.SockParamMap.Delete(cgID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete pod (cgroup %d) from %v: %w", cgID, n.maps.SockParamMap, err)
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // podCgroupID reads the cgroup id of an attached pod from its pinned link.
@@ -250,6 +254,8 @@ type PodInfo struct {
 	ID       string
 	CgroupID uint64 // 0 when Broken and no link names the cgroup
 	Config   PodConfig
+	// Usage is what the pod's connections hold of the connection maps.
+	Usage PodUsage
 	// Broken, when set, wraps ErrPodBroken and says what is missing: a
 	// link of the pod (its cgroup may lack a program), its cgroup (gone),
 	// or its configuration. The fields above hold what could be read. The
@@ -310,6 +316,7 @@ func (n *Node) podInfo(id string) PodInfo {
 		} else {
 			info.Config = decodePodConfig(&pc)
 		}
+		info.Usage = PodUsage{Entries: n.podUsage(info.CgroupID), Quota: info.Config.Quota}
 	}
 	if len(missing) > 0 {
 		info.Broken = fmt.Errorf("%w: pod %s lacks %s", ErrPodBroken, id, strings.Join(missing, ", "))

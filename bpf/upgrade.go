@@ -359,6 +359,7 @@ func (n *Node) replacePrograms(spec *ebpf.CollectionSpec) error {
 		return fmt.Errorf("load BPF programs against the pinned maps: %w", verifierError(err))
 	}
 	defer progs.MeshSkMsg.Close()
+	defer progs.MeshUsage.Close()
 	if err := link.RawAttachProgram(link.RawAttachProgramOptions{
 		Target:  n.maps.SockOpsMap.FD(),
 		Program: progs.MeshSkMsg,
@@ -370,7 +371,7 @@ func (n *Node) replacePrograms(spec *ebpf.CollectionSpec) error {
 	for _, p := range []struct {
 		name string
 		prog *ebpf.Program
-	}{{pinSockops, progs.MeshSockops}, {pinSockCreate, progs.MeshSockCreate}, {pinSkMsg, progs.MeshSkMsg}} {
+	}{{pinSockops, progs.MeshSockops}, {pinSockCreate, progs.MeshSockCreate}, {pinUsage, progs.MeshUsage}, {pinSkMsg, progs.MeshSkMsg}} {
 		tmp := n.progPin(p.name) + "-new" // bpffs refuses dots in names
 		_ = os.Remove(tmp)
 		if err := p.prog.Pin(tmp); err != nil {

@@ -42,12 +42,15 @@ func newFakeEngine() *fakeEngine {
 	return &fakeEngine{
 		enabled: true,
 		pods: []bpf.PodInfo{
-			{ID: "uid-a", CgroupID: 100, Config: bpf.PodConfig{Rules: rules.Default(), TrustApp: true, SidecarUID: 1337}},
-			{ID: "uid-b", CgroupID: 200, Config: bpf.PodConfig{Rules: &rules.Set{}, SidecarUID: 1337, Disabled: true}},
+			{ID: "uid-a", CgroupID: 100, Config: bpf.PodConfig{Rules: rules.Default(), TrustApp: true, SidecarUID: 1337,
+				Quota: 8192}, Usage: bpf.PodUsage{Entries: 4, Quota: 8192}},
+			{ID: "uid-b", CgroupID: 200, Config: bpf.PodConfig{Rules: &rules.Set{}, SidecarUID: 1337, Disabled: true,
+				Quota: 8192}, Usage: bpf.PodUsage{Quota: 8192}},
 		},
 		counters: bpf.Counters{"connections_accepted": 3, "bytes_redirected": 4096},
-		usage:    bpf.Usage{Sockets: 4, Directions: 4, Pods: 2, Capacity: 65536},
-		objects:  []Object{{Kind: "program", Name: "sk_msg", ID: 7, Type: "SkMsg"}},
+		usage: bpf.Usage{Sockets: 4, Directions: 4, Pods: 2, Capacity: 65536,
+			Share: bpf.Share{Capacity: 65536, Guaranteed: 128, GuaranteedPods: 256, Pool: 32768}},
+		objects: []Object{{Kind: "program", Name: "sk_msg", ID: 7, Type: "SkMsg"}},
 	}
 }
 

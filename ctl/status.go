@@ -21,7 +21,7 @@ type statusReport struct {
 	State   stateReport  `json:"state"`
 	Enabled bool         `json:"enabled"`
 	Usage   usageReport  `json:"usage"`
-	Pods    []podReport  `json:"pods"`
+	Pods    []statusPod  `json:"pods"`
 	// Failures are the CNI plugin's setup failures (pods it left
 	// unaccelerated, failing open), by reason.
 	Failures []failureReport `json:"setup_failures"`
@@ -65,11 +65,33 @@ type olderState struct {
 }
 
 type usageReport struct {
-	Sockets    int    `json:"sockets"`
-	Directions int    `json:"directions"`
-	Pending    int    `json:"pending"`
-	Pods       int    `json:"pods"`
-	Capacity   uint32 `json:"capacity"`
+	Sockets    int         `json:"sockets"`
+	Directions int         `json:"directions"`
+	Pending    int         `json:"pending"`
+	Pods       int         `json:"pods"`
+	Capacity   uint32      `json:"capacity"`
+	Share      shareReport `json:"share"`
+}
+
+// shareReport is the node-wide part of the quota (bpf.Share): every pod's
+// guaranteed share of the connection maps, and the pool they share beyond
+// it.
+type shareReport struct {
+	Guaranteed     uint32 `json:"guaranteed_per_pod"`
+	GuaranteedPods uint32 `json:"guaranteed_pods"`
+	Pool           uint32 `json:"shared_pool"`
+	Borrowed       int64  `json:"shared_pool_in_use"`
+}
+
+// statusPod is an attached pod as status shows it: its configuration and
+// what its connections hold of the connection maps.
+type statusPod struct {
+	podReport
+	// MapEntries are the connection-map entries its connections hold
+	// (pending registrations and pair directions, charged to the
+	// connecting side), against its Quota.
+	MapEntries int64  `json:"map_entries"`
+	Quota      uint32 `json:"quota"`
 }
 
 // podReport is an attached pod and its configuration (status, rules show).
@@ -107,9 +129,11 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show kernel support, node state, the switches, attached pods and their rules, and warnings",
 		Long: `status shows whether the kernel has what mesh-accel needs, the node state under bpffs (its
 programs and maps, its layout version), the global switch, the attached pods with their
-configuration and rules, how full the connection maps are, the CNI plugin's setup failures
-(pods it left unaccelerated), and warnings: traffic that takes the normal stack because its
-reader is not trusted, maps near full, questionable rules. The warnings about traffic come
+configuration and rules, how full the connection maps are and what each pod's connections
+hold of them against its quota (every pod is guaranteed a share; beyond it pods share a
+pool), the CNI plugin's setup failures (pods it left unaccelerated), and warnings: traffic
+that takes the normal stack because its reader is not trusted, maps near full, a pod at its
+quota or a shared pool used up, questionable rules. The warnings about traffic come
 from the counters' rates over --window (status reads them twice, that long apart), not from
 their totals since the node state was created: they describe what happens now. It fails
 (exit 1) when the node has no mesh-accel state.`,
@@ -136,7 +160,7 @@ their totals since the node state was created: they describe what happens now. I
 // status gathers the report. When the node has no state it returns the
 // kernel part and ErrNoState.
 func (a *app) status(ctx context.Context, window time.Duration) (*statusReport, error) {
-	r := &statusReport{Kernel: kernelReport{Release: kernelRelease(), Ready: true}, Pods: []podReport{},
+	r := &statusReport{Kernel: kernelReport{Release: kernelRelease(), Ready: true}, Pods: []statusPod{},
 		Failures: []failureReport{}, Warnings: []string{}}
 	err := a.deps.CheckKernel()
 	switch {
@@ -172,13 +196,14 @@ func (a *app) status(ctx context.Context, window time.Duration) (*statusReport, 
 	if err != nil {
 		return r, err
 	}
-	r.Usage = usageReport{u.Sockets, u.Directions, u.Pending, u.Pods, u.Capacity}
+	r.Usage = usageReport{u.Sockets, u.Directions, u.Pending, u.Pods, u.Capacity,
+		shareReport{u.Share.Guaranteed, u.Share.GuaranteedPods, u.Share.Pool, u.Share.Borrowed}}
 	pods, err := eng.Pods()
 	if err != nil {
 		return r, err
 	}
 	for _, p := range pods {
-		r.Pods = append(r.Pods, a.podReport(p))
+		r.Pods = append(r.Pods, statusPod{a.podReport(p), p.Usage.Entries, p.Usage.Quota})
 	}
 	rates, err := a.counterRates(ctx, eng, window)
 	if err != nil {
@@ -253,6 +278,10 @@ func (a *app) renderStatus(w io.Writer, r *statusReport) error {
 	u := r.Usage
 	t.row("Connections:", fmt.Sprintf("%d sockets, %d pair directions, %d pending, of %d entries per map",
 		u.Sockets, u.Directions, u.Pending, u.Capacity))
+	if sh := u.Share; sh.GuaranteedPods > 0 {
+		t.row("Fair share:", fmt.Sprintf("%d entries guaranteed to every pod (for up to %d pods), "+
+			"then a shared pool: %d of %d entries in use", sh.Guaranteed, sh.GuaranteedPods, sh.Borrowed, sh.Pool))
+	}
 	if err := t.flush(); err != nil {
 		return err
 	}
@@ -269,7 +298,14 @@ func (a *app) renderStatus(w io.Writer, r *statusReport) error {
 		return err
 	}
 	fmt.Fprintf(w, "\nPods (%d):\n", len(r.Pods))
-	if err := a.renderPods(w, r.Pods); err != nil {
+	pods := make([]podReport, len(r.Pods))
+	for i, p := range r.Pods {
+		pods[i] = p.podReport
+	}
+	if err := a.renderPods(w, pods); err != nil {
+		return err
+	}
+	if err := a.renderPodUsage(w, r.Pods); err != nil {
 		return err
 	}
 	if err := a.renderFailures(w, r.Failures); err != nil {
@@ -290,6 +326,20 @@ func (a *app) renderPods(w io.Writer, pods []podReport) error {
 	t := a.table(w, a.columns([]string{"POD", "STATE", "SIDECAR UID", "APP TRUSTED", "RULES"}, "UID", "CGROUP")...)
 	for _, p := range pods {
 		t.row(a.cells([]any{p.Name, podState(p), p.SidecarUID, yesNo(p.TrustApp), len(p.Rules)}, p.ID, p.CgroupID)...)
+	}
+	return t.flush()
+}
+
+// renderPodUsage prints what each pod's connections hold of the connection
+// maps, against its quota.
+func (a *app) renderPodUsage(w io.Writer, pods []statusPod) error {
+	if len(pods) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nConnection-map entries by pod (charged to the connecting side):")
+	t := a.table(w, a.columns([]string{"POD", "ENTRIES", "QUOTA"}, "UID")...)
+	for _, p := range pods {
+		t.row(a.cells([]any{p.Name, p.MapEntries, p.Quota}, p.ID)...)
 	}
 	return t.flush()
 }

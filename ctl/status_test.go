@@ -43,6 +43,17 @@ func TestStatusWarnings(t *testing.T) {
 				"0.5 connections per second find a connection map full"}},
 		{"maps near full", true, nil, bpf.Usage{Sockets: 80, Directions: 79, Pending: 100, Capacity: 100}, nil,
 			[]string{"sock_ops_map (sockets) is 80% full (80 of 100)", "sock_helper_map (pending connections) is 100% full"}},
+		{"pod at its quota", true, []bpf.PodInfo{{ID: "uid-a", Config: bpf.PodConfig{Rules: rules.Default(), Quota: 64},
+			Usage: bpf.PodUsage{Entries: 64, Quota: 64}}}, bpf.Usage{}, nil,
+			[]string{"pod shop/cart holds its quota of 64 connection-map entries"}},
+		{"shared pool used up", true, []bpf.PodInfo{okPod},
+			bpf.Usage{Share: bpf.Share{Guaranteed: 128, GuaranteedPods: 256, Pool: 32768, Borrowed: 32768}},
+			map[string]float64{"rejected_shared_pool": 4},
+			[]string{"the shared pool of the connection maps is used up (32768 of 32768 entries)",
+				"4.0 connections per second take the normal stack because their pod holds more than its guaranteed share"}},
+		{"more pods than the guarantee covers", true, []bpf.PodInfo{okPod, okPod, okPod},
+			bpf.Usage{Share: bpf.Share{Guaranteed: 2, GuaranteedPods: 2, Pool: 4}}, nil,
+			[]string{"3 pods are attached, more than the 2 the guaranteed shares"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := NewFileDirectory(defaultRecords(t))

@@ -108,7 +108,13 @@ func statusWarnings(enabled bool, pods []bpf.PodInfo, u bpf.Usage, rates map[str
 		for _, s := range p.Config.Rules.Warnings() {
 			w = append(w, fmt.Sprintf("pod %s: rules: %s", name, s))
 		}
+		if q := p.Usage.Quota; q > 0 && p.Usage.Entries >= int64(q) {
+			w = append(w, fmt.Sprintf("pod %s holds its quota of %d connection-map entries: its new connections take "+
+				"the normal stack (rejected_pod_quota) until some close; the CNI plugin's podQuota (installer "+
+				"--pod-quota) sets it", name, q))
+		}
 	}
+	w = append(w, shareWarnings(pods, u.Share)...)
 	w = append(w, rateWarnings(rates)...)
 	for _, m := range []struct {
 		name string
@@ -120,6 +126,22 @@ func statusWarnings(enabled bool, pods []bpf.PodInfo, u bpf.Usage, rates map[str
 				"stack; the map size is set when the node state is created", m.name,
 				m.used*100/int(u.Capacity), m.used, u.Capacity))
 		}
+	}
+	return w
+}
+
+// shareWarnings explains a node whose pods hold more than their guaranteed
+// shares of the connection maps.
+func shareWarnings(pods []bpf.PodInfo, sh bpf.Share) []string {
+	var w []string
+	if sh.GuaranteedPods > 0 && len(pods) > int(sh.GuaranteedPods) {
+		w = append(w, fmt.Sprintf("%d pods are attached, more than the %d the guaranteed shares of the connection "+
+			"maps are kept for: a pod may find less than its %d entries", len(pods), sh.GuaranteedPods, sh.Guaranteed))
+	}
+	if sh.GuaranteedPods > 0 && sh.Borrowed >= int64(sh.Pool) {
+		w = append(w, fmt.Sprintf("the shared pool of the connection maps is used up (%d of %d entries): pods "+
+			"holding more than their guaranteed %d entries take the normal stack for new connections "+
+			"(rejected_shared_pool); every pod keeps its guaranteed share", sh.Borrowed, sh.Pool, sh.Guaranteed))
 	}
 	return w
 }
@@ -144,6 +166,10 @@ func rateWarnings(rates map[string]float64) []string {
 	if r := rates["rejected_no_owner"]; r > 0 {
 		w = append(w, fmt.Sprintf("%.1f connections per second have a socket without owner (created before its pod "+
 			"was attached, or accepted by an MPTCP listener): they are not accelerated", r))
+	}
+	if r := rates["rejected_shared_pool"]; r > 0 {
+		w = append(w, fmt.Sprintf("%.1f connections per second take the normal stack because their pod holds more "+
+			"than its guaranteed share of the connection maps and the node's shared pool is used up", r))
 	}
 	if r := rates["fallback_map_full"]; r > 0 {
 		w = append(w, fmt.Sprintf("%.1f connections per second find a connection map full and take the normal stack", r))

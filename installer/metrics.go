@@ -34,6 +34,15 @@ const (
 	MetricMapMaxEntries     = "mesh_accel_map_max_entries"
 	MetricPodSetupFailures  = "mesh_accel_pod_setup_failures_total"
 	MetricCNIAddDuration    = "mesh_accel_cni_add_duration_seconds"
+	// The quota: what each pod's connections hold of the connection
+	// maps, and the node's fair share (bpf.Share).
+	MetricPodMapEntries        = "mesh_accel_pod_map_entries"
+	MetricPodQuota             = "mesh_accel_pod_quota_entries"
+	MetricGuaranteedShare      = "mesh_accel_pod_guaranteed_entries"
+	MetricGuaranteedPods       = "mesh_accel_guaranteed_pods"
+	MetricSharedPool           = "mesh_accel_shared_pool_entries"
+	MetricSharedPoolInUse      = "mesh_accel_shared_pool_used_entries"
+	MetricRegistrationsExpired = "mesh_accel_registrations_expired_total"
 )
 
 // metrics is the installer's registry: the engine's counters and the
@@ -62,7 +71,8 @@ func newMetrics() *metrics {
 		repairs: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricConflistRepairs,
 			Help: "Times the entry was put back after the primary CNI rewrote its config."}),
 		swept: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricSweptEntries,
-			Help: "Map entries removed by the sweep: sockets that closed while their pod was detached."}),
+			Help: "Map entries removed by the sweep: of sockets that closed while their pod was detached, and " +
+				"registrations that waited too long for a local peer (also mesh_accel_registrations_expired_total)."}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricNodeActive,
 			Help: "1 when this node's kernel runs the data path; 0 when it cannot (nothing installed, /readyz says why)."}),
 		engine: newEngineCollector(),
@@ -103,11 +113,13 @@ func (m *metrics) readyValue() float64 {
 	return 1
 }
 
-// setStateDir makes the plugin's failure counts of stateDir a metric.
+// setStateDir makes the plugin's failure counts of stateDir a metric, and
+// names the pods of the per-pod metrics from the plugin's records there.
 func (m *metrics) setStateDir(stateDir string) {
 	m.failures.mu.Lock()
 	m.failures.dir = stateDir
 	m.failures.mu.Unlock()
+	m.engine.setStateDir(stateDir)
 }
 
 // failuresCollector exports the plugin's setup failure counts, read at

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/installer/metricnames"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Metric names of the data path's counters (package bpf), one unit per
@@ -83,7 +84,17 @@ type nodeStatus interface {
 	MapFill() ([]bpf.MapFill, error)
 }
 
-var _ nodeStatus = (*bpf.Node)(nil)
+// nodeShare is the node's fair share of the connection maps and what its
+// sweeps did; a node without it reports them as 0.
+type nodeShare interface {
+	Share() (bpf.Share, error)
+	SweepTotals() bpf.Swept
+}
+
+var (
+	_ nodeStatus = (*bpf.Node)(nil)
+	_ nodeShare  = (*bpf.Node)(nil)
+)
 
 // engineCollector reads the engine's counters and the node's state at
 // every scrape. Until the node state is open (or on an inactive node) it
@@ -94,7 +105,16 @@ type engineCollector struct {
 	counters map[string]*prometheus.Desc
 	pods, broken, enabled, entries, maxEntries,
 	dataPath, dataPathSkewed, olderSockets *prometheus.Desc
+	podEntries, podQuota, guaranteed, guaranteedPods, pool, poolInUse, expired *prometheus.Desc
+
+	// stateDir is the plugin's state folder, whose records name the pods
+	// of the per-pod metrics; names caches them by pod UID.
+	stateDir string
+	names    map[string]podName
 }
+
+// podName is a pod's namespace and name, as the plugin recorded them.
+type podName struct{ namespace, name string }
 
 func newEngineCollector() *engineCollector {
 	c := &engineCollector{counters: map[string]*prometheus.Desc{},
@@ -113,6 +133,21 @@ func newEngineCollector() *engineCollector {
 		olderSockets: prometheus.NewDesc(MetricOlderStateSockets,
 			"Sockets still paired under the state of an older layout, which an upgrade keeps until they close.",
 			[]string{"layout"}, nil),
+		podEntries: prometheus.NewDesc(MetricPodMapEntries, "Connection-map entries the pod's connections hold: "+
+			"pending registrations and pair directions, charged to the connecting side.", podLabels, nil),
+		podQuota: prometheus.NewDesc(MetricPodQuota, "The most connection-map entries the pod's connections may "+
+			"hold (its quota); past the guaranteed share only while the node's shared pool has room.", podLabels, nil),
+		guaranteed: prometheus.NewDesc(MetricGuaranteedShare, "Connection-map entries every attached pod can always "+
+			"hold (up to its quota), whatever the other pods hold.", nil, nil),
+		guaranteedPods: prometheus.NewDesc(MetricGuaranteedPods,
+			"How many attached pods the guaranteed shares of the connection maps are kept for.", nil, nil),
+		pool: prometheus.NewDesc(MetricSharedPool, "Connection-map entries the pods share beyond their guaranteed "+
+			"shares: the maps' capacity less the guaranteed shares kept.", nil, nil),
+		poolInUse: prometheus.NewDesc(MetricSharedPoolInUse, "Entries of the shared pool in use: what pods hold "+
+			"beyond their guaranteed share; when it reaches the pool, such pods' new connections take the stack.", nil, nil),
+		expired: prometheus.NewDesc(MetricRegistrationsExpired, "Registrations of connecting sockets the sweep "+
+			"released because they waited too long for a local peer (their connections take the stack).", nil, nil),
+		names: map[string]podName{},
 	}
 	for _, cm := range counterMetrics {
 		if c.counters[cm.metric] != nil {
@@ -127,10 +162,34 @@ func newEngineCollector() *engineCollector {
 	return c
 }
 
+// podLabels label the per-pod metrics: the pod's namespace and name (as
+// the CNI plugin recorded them; empty when unknown) and its UID.
+var podLabels = []string{"namespace", "pod", "uid"}
+
 func (c *engineCollector) setNode(n Node) {
 	c.mu.Lock()
 	c.node = n
 	c.mu.Unlock()
+}
+
+func (c *engineCollector) setStateDir(dir string) {
+	c.mu.Lock()
+	c.stateDir = dir
+	c.mu.Unlock()
+}
+
+// podName names a pod from the plugin's record, read once per pod.
+func (c *engineCollector) podName(uid string) podName {
+	if n, ok := c.names[uid]; ok || c.stateDir == "" {
+		return n
+	}
+	r, err := nodestate.ReadRecord(c.stateDir, uid)
+	if err != nil || r == nil {
+		return podName{} // not written yet, or unreadable: tried again at the next scrape
+	}
+	n := podName{r.Namespace, r.Name}
+	c.names[uid] = n
+	return n
 }
 
 // Describe implements prometheus.Collector.
@@ -139,7 +198,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.pods, c.broken, c.enabled, c.entries, c.maxEntries, c.dataPath, c.dataPathSkewed,
-		c.olderSockets} {
+		c.olderSockets, c.podEntries, c.podQuota, c.guaranteed, c.guaranteedPods, c.pool, c.poolInUse, c.expired} {
 		ch <- d
 	}
 }
@@ -222,11 +281,49 @@ func (c *engineCollector) collectState(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.pods, prometheus.GaugeValue, float64(len(pods)))
 	ch <- prometheus.MustNewConstMetric(c.broken, prometheus.GaugeValue, float64(broken))
+	c.collectShare(ch, pods)
 	ch <- prometheus.MustNewConstMetric(c.enabled, prometheus.GaugeValue, boolValue(enabled))
 	for _, f := range fill {
 		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(f.Entries), f.Name)
 		ch <- prometheus.MustNewConstMetric(c.maxEntries, prometheus.GaugeValue, float64(f.MaxEntries), f.Name)
 	}
+}
+
+// collectShare exports what each pod holds of the connection maps and its
+// quota, the node's fair share and the registrations its sweeps released
+// (0 without node state).
+func (c *engineCollector) collectShare(ch chan<- prometheus.Metric, pods []bpf.PodInfo) {
+	seen := map[string]bool{}
+	for _, p := range pods {
+		seen[p.ID] = true
+		n := c.podName(p.ID)
+		ch <- prometheus.MustNewConstMetric(c.podEntries, prometheus.GaugeValue, float64(p.Usage.Entries),
+			n.namespace, n.name, p.ID)
+		ch <- prometheus.MustNewConstMetric(c.podQuota, prometheus.GaugeValue, float64(p.Usage.Quota),
+			n.namespace, n.name, p.ID)
+	}
+	for uid := range c.names {
+		if !seen[uid] {
+			delete(c.names, uid)
+		}
+	}
+	var (
+		sh     bpf.Share
+		totals bpf.Swept
+	)
+	if s, ok := c.node.(nodeShare); ok {
+		var err error
+		if sh, err = s.Share(); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.pool, err)
+			return
+		}
+		totals = s.SweepTotals()
+	}
+	ch <- prometheus.MustNewConstMetric(c.guaranteed, prometheus.GaugeValue, float64(sh.Guaranteed))
+	ch <- prometheus.MustNewConstMetric(c.guaranteedPods, prometheus.GaugeValue, float64(sh.GuaranteedPods))
+	ch <- prometheus.MustNewConstMetric(c.pool, prometheus.GaugeValue, float64(sh.Pool))
+	ch <- prometheus.MustNewConstMetric(c.poolInUse, prometheus.GaugeValue, float64(sh.Borrowed))
+	ch <- prometheus.MustNewConstMetric(c.expired, prometheus.CounterValue, float64(totals.Expired))
 }
 
 func boolValue(b bool) float64 {

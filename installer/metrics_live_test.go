@@ -53,6 +53,16 @@ func TestMetricsOfRunningInstaller(t *testing.T) {
 	if got := valueOf(families[MetricMapMaxEntries], "sock_proxy_map"); got != bpf.DefaultMapSize {
 		t.Errorf("%s{map=\"sock_proxy_map\"} = %v, want %d", MetricMapMaxEntries, got, bpf.DefaultMapSize)
 	}
+	// The default fair share: 128 entries a pod, for 256 pods, the other
+	// half of the maps shared.
+	for _, tc := range []struct {
+		name string
+		want float64
+	}{{MetricGuaranteedShare, 128}, {MetricGuaranteedPods, 256}, {MetricSharedPool, 32768}, {MetricSharedPoolInUse, 0}} {
+		if got := valueOf(families[tc.name], ""); got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 
 	golden, err := os.ReadFile(filepath.Join("testdata", "metrics.txt"))
 	if err != nil {
@@ -61,8 +71,10 @@ func TestMetricsOfRunningInstaller(t *testing.T) {
 	var missing []string
 	for _, line := range strings.Split(strings.TrimSpace(string(golden)), "\n") {
 		name := strings.Fields(line)[0]
-		// Sockets of an older layout exist only during an upgrade.
-		if families[name] == nil && name != MetricOlderStateSockets {
+		// Sockets of an older layout exist only during an upgrade; the
+		// per-pod metrics have a series per attached pod (none here).
+		perPod := name == MetricPodMapEntries || name == MetricPodQuota
+		if families[name] == nil && name != MetricOlderStateSockets && !perPod {
 			missing = append(missing, name)
 		}
 	}

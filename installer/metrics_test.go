@@ -74,6 +74,9 @@ type fakeStatus struct {
 	mu      sync.Mutex
 	enabled bool
 	fill    []bpf.MapFill
+	share   bpf.Share
+	totals  bpf.Swept
+	usage   map[string]bpf.PodUsage // by pod id
 }
 
 type statusNode struct {
@@ -109,6 +112,29 @@ func (n statusNode) MapFill() ([]bpf.MapFill, error) {
 	return append([]bpf.MapFill(nil), n.st.fill...), nil
 }
 
+func (n statusNode) Share() (bpf.Share, error) {
+	n.st.mu.Lock()
+	defer n.st.mu.Unlock()
+	return n.st.share, nil
+}
+
+func (n statusNode) SweepTotals() bpf.Swept {
+	n.st.mu.Lock()
+	defer n.st.mu.Unlock()
+	return n.st.totals
+}
+
+// Pods adds what each pod holds of the connection maps.
+func (n statusNode) Pods() ([]bpf.PodInfo, error) {
+	pods, err := n.Node.Pods()
+	n.st.mu.Lock()
+	defer n.st.mu.Unlock()
+	for i := range pods {
+		pods[i].Usage = n.st.usage[pods[i].ID]
+	}
+	return pods, err
+}
+
 // writeFailures writes the plugin's failure counts as the plugin does.
 func writeFailures(tb testing.TB, stateDir string, f plugin.Failures) {
 	tb.Helper()
@@ -127,9 +153,13 @@ func startWithMetrics(t *testing.T) (*run, statusEngine) {
 	h := newHost(t)
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
 	writeFailures(t, h.cfg.StateDir, plugin.Failures{plugin.ReasonAttach: {Count: 3}, plugin.ReasonAPI: {Count: 1}})
+	writeTree(t, h.cfg.StateDir, map[string]string{"pods/a.json": `{"uid":"a","namespace":"shop","name":"cart"}`})
 	eng := newStatusEngine(t)
 	eng.node.setPod("a", bpf.PodConfig{})
 	eng.node.setBroken("b", bpf.PodConfig{})
+	eng.st.share = bpf.Share{Capacity: 65536, Guaranteed: 128, GuaranteedPods: 256, Pool: 32768, Borrowed: 100}
+	eng.st.totals = bpf.Swept{Pending: 9, Expired: 7}
+	eng.st.usage = map[string]bpf.PodUsage{"a": {Entries: 228, Quota: 8192}}
 	eng.node.older = []bpf.Retiring{{Dir: "/sys/fs/bpf/mesh-accel/v1", Sockets: 3}}
 	eng.node.mu.Lock()
 	for i, name := range bpf.CounterNames() {
@@ -181,6 +211,11 @@ func TestMetrics(t *testing.T) {
 		{MetricDataPathSkewed, "", 0},
 		{MetricRuleReloadErrors, "", 0},
 		{MetricConflistRepairs, "", 0},
+		{MetricGuaranteedShare, "", 128},
+		{MetricGuaranteedPods, "", 256},
+		{MetricSharedPool, "", 32768},
+		{MetricSharedPoolInUse, "", 100},
+		{MetricRegistrationsExpired, "", 7},
 	} {
 		if got := valueOf(families[tc.name], tc.label); got != tc.want {
 			t.Errorf("%s{%q} = %v, want %v", tc.name, tc.label, got, tc.want)
@@ -196,6 +231,16 @@ func TestMetrics(t *testing.T) {
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
 		if families[name] == nil {
 			t.Errorf("/metrics lacks %s (Go and process collectors)", name)
+		}
+	}
+	_, body := r.get(t, PathMetrics)
+	for _, want := range []string{
+		MetricPodMapEntries + `{namespace="shop",pod="cart",uid="a"} 228`,
+		MetricPodQuota + `{namespace="shop",pod="cart",uid="a"} 8192`,
+		MetricPodMapEntries + `{namespace="",pod="",uid="b"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }

@@ -43,6 +43,7 @@
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
 #define EEXIST 17
+#define ENOENT 2
 
 /* CO-RE views of the kernel's socket structs: only the fields we read.
  * The program reads its own socket through bpf_skc_to_tcp_sock, and the
@@ -165,20 +166,32 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_param_map SEC(".maps");
 
-/* Map entries held per pod, against pod_config.quota: the connecting
- * side pays, for its pending registration and for both directions of its
- * pairs, so that a pod that opens many connections cannot fill the
- * node-wide maps, and a server is not charged for its clients. Created
- * with the pod's filter, removed when it is detached; the sweep recounts
- * it. */
+/* Map entries held per pod (struct usage_val), against its quota and the
+ * node's shared pool (mesh_share): the connecting side pays, for its
+ * pending registration and for both directions of its pairs, so that a
+ * pod that opens many connections cannot fill the node-wide maps, and a
+ * server is not charged for its clients. An entry is charged before it is
+ * added to a map and given back after it left it. Created with the pod's
+ * filter; it outlives the pod's DEL while entries of its connections
+ * remain, and the sweep removes it once they are gone. The sweep also
+ * corrects counts that drifted (Sweep in bpf/sweep.go). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
-	__type(value, __s64);
+	__type(value, struct usage_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pod_usage SEC(".maps");
+
+/* The node's guaranteed shares and shared pool (struct share_state). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct share_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mesh_share SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -252,32 +265,100 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 
 #define count(idx) count_n(idx, 1)
 
-static __always_inline void charge(__u64 pod, __s64 n)
+/* The quota. Every change of a pod's usage word is one atomic add that
+ * also returns the word before it; from that, the part of the change
+ * above the pod's guaranteed share goes to the node's borrowed count. So,
+ * whatever the interleaving, borrowed is the sum over pods of their
+ * entries above the guaranteed share, and a pod is admitted past its
+ * share only while that sum stays within the pool:
+ *
+ *   sum over pods of entries <= pods * guaranteed + pool = capacity
+ *
+ * for up to share_state.pods pods: each can always reach its guaranteed
+ * share, whatever the others hold. */
+static __always_inline __s64 used_of(__u64 word)
 {
-	__s64 *u = bpf_map_lookup_elem(&pod_usage, &pod);
-	if (u)
-		__sync_fetch_and_add(u, n);
+	return (__s64)(word & 0xffffffffULL) - ((__s64)1 << USAGE_BIAS_SHIFT);
+}
+
+static __always_inline __s64 above_share(__s64 used, __u32 guaranteed)
+{
+	return used > (__s64)guaranteed ? used - (__s64)guaranteed : 0;
+}
+
+/* Adds n entries (negative: gives them back) to a usage word and to the
+ * node's borrowed count. Returns the word before; *borrowed is the
+ * borrowed count after (0 when this change did not touch it). */
+static __always_inline __u64 usage_add(struct usage_val *u, struct share_state *s,
+				       __s64 n, __s64 *borrowed)
+{
+	__u64 mag = n < 0 ? -n : n;
+	__u64 old = __sync_fetch_and_add(&u->word, (mag << USAGE_GEN_SHIFT) + (__u64)n);
+	__s64 was = used_of(old);
+	__s64 d = above_share(was + n, s->guaranteed) - above_share(was, s->guaranteed);
+
+	*borrowed = 0;
+	if (d)
+		*borrowed = __sync_fetch_and_add(&s->borrowed, d) + d;
+	return old;
+}
+
+static __always_inline struct share_state *share(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&mesh_share, &zero);
+}
+
+/* Takes n entries for the pod before they are added to a map. Returns 0,
+ * or why not: C_REJECT_QUOTA (the pod holds its quota, or has no usage
+ * count) or C_REJECT_SHARED (past its guaranteed share, and the shared
+ * pool is used up). Concurrent admissions can only refuse each other
+ * (the later add sees the earlier), never both pass the pool. */
+static __always_inline int admit(__u64 pod, const struct pod_config *cfg, __s64 n)
+{
+	struct usage_val *u = bpf_map_lookup_elem(&pod_usage, &pod);
+	struct share_state *s = share();
+	__s64 borrowed, undo;
+	int reason = 0;
+
+	if (!u || !s)
+		return C_REJECT_QUOTA;
+	__s64 now = used_of(usage_add(u, s, n, &borrowed)) + n;
+	if (cfg->quota && now > (__s64)cfg->quota)
+		reason = C_REJECT_QUOTA;
+	else if (borrowed > (__s64)s->pool && s->capacity)
+		reason = C_REJECT_SHARED;
+	if (reason)
+		usage_add(u, s, -n, &undo);
+	return reason;
+}
+
+/* Gives n entries back to the pod, after they left their map. */
+static __always_inline void release(__u64 pod, __s64 n)
+{
+	struct usage_val *u = bpf_map_lookup_elem(&pod_usage, &pod);
+	struct share_state *s = share();
+	__s64 borrowed;
+
+	if (u && s)
+		usage_add(u, s, -n, &borrowed);
 }
 
 /* Deletes an entry of sock_helper_map or sock_proxy_map and, when this
- * call removed it (not a concurrent one), gives the pod its quota back. */
-static __always_inline void delete_charged(void *map, const void *key, __u64 pod)
+ * call removed it (not a concurrent one), gives the pod its entry back. */
+static __always_inline int delete_charged(void *map, const void *key, __u64 pod)
 {
-	if (!bpf_map_delete_elem(map, key))
-		charge(pod, -1);
+	long err = bpf_map_delete_elem(map, key);
+
+	if (!err)
+		release(pod, 1);
+	return !err;
 }
 
 /* The pod charged for a pair direction: the connecting side's. */
 static __always_inline __u64 payer_of(const struct proxy_val *v)
 {
 	return (v->flags & PROXY_ACTIVE) ? v->pod : v->peer_pod;
-}
-
-/* Whether the pod holds its quota of map entries. */
-static __always_inline int over_quota(__u64 pod, const struct pod_config *cfg)
-{
-	__s64 *u = bpf_map_lookup_elem(&pod_usage, &pod);
-	return u && cfg->quota && *u >= (__s64)cfg->quota;
 }
 
 static __always_inline int accel_disabled(void)
@@ -495,6 +576,16 @@ static __always_inline void enable_state_cb(struct bpf_sock_ops *ops)
 					       BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
+/* Who owns a registration. Pairing consumes it, and a connecting socket
+ * may leave the socket maps only while it has never been paired (leaving
+ * drops what was redirected to it and not read yet). So whoever releases a
+ * registration (its peer pairing or refusing it, on_first_rtt, on_close,
+ * the sweep) first deletes it from sock_helper_map: exactly one of them
+ * succeeds, and only that one may take the socket out of the socket maps
+ * and give the entry back, in that order. A pairing whose delete failed
+ * is not recorded; one recorded never had its socket removed, and one
+ * refused before has no pair that could redirect to it. */
+
 /* A connecting socket is established: register it by its local endpoint so
  * that its local peer, if any, can find it. */
 static __always_inline void on_active(struct bpf_sock_ops *ops)
@@ -507,8 +598,9 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	struct pod_config *cfg = bpf_map_lookup_elem(&sock_param_map, &o->pod);
 	if (!cfg || (cfg->flags & POD_DISABLED))
 		return;
-	if (over_quota(o->pod, cfg)) {
-		count(C_REJECT_QUOTA);
+	int reason = admit(o->pod, cfg, 1);
+	if (reason) {
+		count(reason);
 		return;
 	}
 
@@ -521,6 +613,7 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	h.gid = o->gid;
 	h.start_seq = ops->snd_nxt;
 	h.rcv_nxt = ops->rcv_nxt;
+	h.born = bpf_ktime_get_ns() / 1000000;
 	h.sk = sock_addr(ops);
 	h.cookie = bpf_get_socket_cookie(ops);
 
@@ -538,11 +631,13 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 		 * tell the two apart, so neither is paired. */
 		struct helper_val *old = bpf_map_lookup_elem(&sock_helper_map, &e);
 		if (old)
-			old->flags |= HELPER_AMBIGUOUS;
+			__sync_fetch_and_or(&old->flags, HELPER_AMBIGUOUS);
+		release(h.pod, 1);
 		count(C_REJECT_AMBIGUOUS);
 		return;
 	}
 	if (err) {
+		release(h.pod, 1);
 		count(C_FALLBACK_MAP_FULL);
 		return;
 	}
@@ -550,7 +645,6 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
 						       BPF_SOCK_OPS_STATE_CB_FLAG |
 						       BPF_SOCK_OPS_RTT_CB_FLAG);
-		charge(h.pod, 1);
 		count(C_ACTIVE);
 		return;
 	}
@@ -559,17 +653,17 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	 * and the peer cannot add it to a map: it joins both now. Never in
 	 * place of another socket (BPF_NOEXIST): an earlier socket with the
 	 * same tuple in this namespace (reset, not yet closed by its process)
-	 * keeps its entry and its unread data. */
+	 * keeps its entry and its unread data. A failure withdraws the
+	 * registration, if no peer took it meanwhile (the pairing then finds
+	 * this socket in no map, which only keeps it on the stack). */
 	err = bpf_sock_hash_update(ops, &sock_ops_map, &h.key, BPF_NOEXIST);
-	if (err) {
-		bpf_map_delete_elem(&sock_helper_map, &e);
-		count(err == -EEXIST ? C_REJECT_TUPLE_IN_USE : C_FALLBACK_MAP_FULL);
-		return;
+	if (!err) {
+		err = bpf_sock_hash_update(ops, &sock_rx_map, &h.key, BPF_NOEXIST);
+		if (err)
+			bpf_map_delete_elem(&sock_ops_map, &h.key);
 	}
-	err = bpf_sock_hash_update(ops, &sock_rx_map, &h.key, BPF_NOEXIST);
 	if (err) {
-		bpf_map_delete_elem(&sock_ops_map, &h.key);
-		bpf_map_delete_elem(&sock_helper_map, &e);
+		delete_charged(&sock_helper_map, &e, h.pod);
 		count(err == -EEXIST ? C_REJECT_TUPLE_IN_USE : C_FALLBACK_MAP_FULL);
 		return;
 	}
@@ -578,7 +672,6 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
 					       BPF_SOCK_OPS_STATE_CB_FLAG |
 					       BPF_SOCK_OPS_RTT_CB_FLAG);
-	charge(h.pod, 1);
 	count(C_ACTIVE);
 }
 
@@ -591,7 +684,8 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
  *
  * Only a never-paired socket may leave the map: removing a socket drops
  * its redirect queue, and a paired one (its registration consumed) may hold
- * redirected bytes its reader has not read yet. */
+ * redirected bytes its reader has not read yet. Deleting the registration
+ * first decides it (see above). */
 static __always_inline void on_first_rtt(struct bpf_sock_ops *ops)
 {
 	struct sock_key k;
@@ -604,9 +698,12 @@ static __always_inline void on_first_rtt(struct bpf_sock_ops *ops)
 	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
 	if (!h || !key_equal(&h->key, &k))
 		return;
-	delete_charged(&sock_helper_map, &e, h->pod);
+	__u64 pod = h->pod;
+	if (bpf_map_delete_elem(&sock_helper_map, &e))
+		return;
 	bpf_map_delete_elem(&sock_ops_map, &k);
 	bpf_map_delete_elem(&sock_rx_map, &k);
+	release(pod, 1);
 	count(C_RELEASED_REMOTE);
 }
 
@@ -661,7 +758,10 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.peer_uid = h->uid;
 	v.peer_sk = h->sk;
 	v.peer_cookie = h->cookie;
-	err = bpf_map_update_elem(&sock_proxy_map, pk, &v, BPF_ANY);
+	/* Never in place of another direction: one left by an earlier socket
+	 * of the tuple that closed unseen stays until the sweep removes it,
+	 * and with it the entry its pod is charged for. */
+	err = bpf_map_update_elem(&sock_proxy_map, pk, &v, BPF_NOEXIST);
 	if (err)
 		goto fail;
 
@@ -674,12 +774,11 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.peer_uid = o->uid;
 	v.peer_sk = sock_addr(ops);
 	v.peer_cookie = bpf_get_socket_cookie(ops);
-	err = bpf_map_update_elem(&sock_proxy_map, &h->key, &v, BPF_ANY);
+	err = bpf_map_update_elem(&sock_proxy_map, &h->key, &v, BPF_NOEXIST);
 	if (err) {
 		bpf_map_delete_elem(&sock_proxy_map, pk);
 		goto fail;
 	}
-	charge(h->pod, 2);
 	return 0;
 fail:
 	/* Nothing was redirected yet: leaving the maps loses nothing. Only
@@ -692,10 +791,14 @@ fail:
 }
 
 /* Judges an accepted connection whose peer is registered. Returns 0 when
- * recorded, else the counter index of the reason. */
+ * it may be recorded, with one more entry admitted for the connecting pod
+ * (the registration's becomes the other direction's), the owner in *op
+ * and which directions may be redirected; else the counter index of the
+ * reason. */
 static __always_inline int judge(struct bpf_sock_ops *ops,
 				 const struct sock_key *pk,
-				 const struct helper_val *h)
+				 const struct helper_val *h,
+				 struct sock_owner **op, __u32 *a2pp, __u32 *p2ap)
 {
 	if (h->flags & HELPER_AMBIGUOUS)
 		return C_REJECT_AMBIGUOUS;
@@ -728,11 +831,12 @@ static __always_inline int judge(struct bpf_sock_ops *ops,
 	 * it (POD_ONE_WAY). */
 	if ((!a2p || !p2a) && !(pcfg->flags & acfg->flags & POD_ONE_WAY))
 		return C_REJECT_UNTRUSTED;
-	int err = record_pair(ops, pk, h, o, a2p, p2a);
-	if (err)
-		return err;
-	count_n(C_DIR_REDIRECT, a2p + p2a);
-	count_n(C_DIR_UNTRUSTED, 2 - a2p - p2a);
+	int reason = admit(h->pod, acfg, 1);
+	if (reason)
+		return reason;
+	*op = o;
+	*a2pp = a2p;
+	*p2ap = p2a;
 	return 0;
 }
 
@@ -764,19 +868,46 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 		count(C_REJECT_SEQ_MISMATCH);
 		return;
 	}
-	int reason = judge(ops, &pk, &hv);
+	struct sock_owner *o = 0;
+	__u32 a2p = 0, p2a = 0;
+	int reason = judge(ops, &pk, &hv, &o, &a2p, &p2a);
 	if (hv.flags & HELPER_AMBIGUOUS) {
 		count(reason);
 		return; /* the entry stays marked until its socket closes */
 	}
-	delete_charged(&sock_helper_map, &e, hv.pod);
 	if (reason) {
-		/* The connecting socket gains nothing from the sockhash now. */
-		bpf_map_delete_elem(&sock_ops_map, &hv.key);
-		bpf_map_delete_elem(&sock_rx_map, &hv.key);
+		/* The connecting socket gains nothing from the sockhash now,
+		 * if the registration is still ours to release. */
+		if (!bpf_map_delete_elem(&sock_helper_map, &e)) {
+			bpf_map_delete_elem(&sock_ops_map, &hv.key);
+			bpf_map_delete_elem(&sock_rx_map, &hv.key);
+			release(hv.pod, 1);
+		}
 		count(reason);
 		return;
 	}
+	/* Take the registration; if another took it first (the connecting
+	 * socket closed or was released meanwhile), the pair is not
+	 * recorded: its socket may have left the maps. */
+	if (bpf_map_delete_elem(&sock_helper_map, &e)) {
+		release(hv.pod, 1);
+		count(C_REJECT_NO_PEER);
+		return;
+	}
+	/* judge sets o when it returns 0 (the test is for the verifier) */
+	int err = o ? record_pair(ops, &pk, &hv, o, a2p, p2a) : C_FALLBACK_MAP_FULL;
+	if (err) {
+		/* Nothing was redirected to the connecting socket: it may
+		 * leave the maps, then its registration's entry and the
+		 * admitted one are given back. */
+		bpf_map_delete_elem(&sock_ops_map, &hv.key);
+		bpf_map_delete_elem(&sock_rx_map, &hv.key);
+		release(hv.pod, 2);
+		count(err);
+		return;
+	}
+	count_n(C_DIR_REDIRECT, a2p + p2a);
+	count_n(C_DIR_UNTRUSTED, 2 - a2p - p2a);
 	enable_state_cb(ops);
 	count(C_CONN_ACCEPTED);
 }
@@ -803,29 +934,94 @@ static __always_inline void on_shutdown(struct bpf_sock_ops *ops)
 	}
 }
 
+/* Turns a pair direction into a released one (PROXY_RELEASED): never
+ * redirected again, no peer (no close of a socket that reuses the peer's
+ * tuple touches it), still charged to its pod for its sender's socket,
+ * which stays in the socket maps until its process closes it; the sender's
+ * close, or the sweep once the socket left the maps, removes it. The
+ * entry is replaced whole: a sender's sk_msg writing the old element
+ * meanwhile writes an element no longer in the map. If it cannot be (no
+ * memory), the direction is deleted as before, uncharged. */
+static __always_inline void release_direction(const struct sock_key *k,
+					      const struct proxy_val *v)
+{
+	struct proxy_val t = {};
+
+	t.pod = v->pod;
+	t.peer_pod = v->peer_pod;
+	t.uid = v->uid;
+	t.peer_uid = v->peer_uid;
+	t.bytes = v->bytes;
+	t.msgs = v->msgs;
+	t.holds = v->holds;
+	t.flags = PROXY_RELEASED | (v->flags & PROXY_ACTIVE);
+	__u64 payer = payer_of(v);
+	long err = bpf_map_update_elem(&sock_proxy_map, (void *)k, &t, BPF_EXIST);
+	if (err && err != -ENOENT)
+		delete_charged(&sock_proxy_map, k, payer);
+}
+
+/* Whether the socket's process still holds it (it is not SOCK_DEAD): a
+ * socket in a socket map stays there until its process closes it, also
+ * after TCP_CLOSE (a reset, or TIME_WAIT after a half-close), and only
+ * the sweep sees it leave. */
+static __always_inline int held_by_process(struct sock *sk)
+{
+	return !(BPF_CORE_READ(sk, __sk_common.skc_flags) &
+		 (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DEAD)));
+}
+
 /* A socket reached TCP_CLOSE: it can neither send nor receive any more.
- * Drop its direction, its peer's direction into it (so that a new socket
- * reusing the tuple never receives the old peer's data) and its pending
- * registration. The kernel unlinks it from the socket maps itself. */
+ * Its peer's direction into it goes (released, so that a new socket
+ * reusing the tuple never receives the old peer's data, and still charged
+ * while the peer's socket stays in the maps), and so do its own direction
+ * and its pending registration.
+ *
+ * Every entry stays charged while its socket is in a socket map. A socket
+ * its process still holds stays in the maps: if it holds no unread byte
+ * (sk_rmem_alloc, where redirected bytes are charged too, is 0) it leaves
+ * them now, losing nothing: at TCP_CLOSE its peer sent its FIN or reset,
+ * so nothing more can be redirected to it. Otherwise its own direction is
+ * released, and the sweep removes it once the process closed the socket.
+ * The socket of a registration, never paired, always leaves the maps. */
 static __always_inline void on_close(struct bpf_sock_ops *ops)
 {
 	struct sock_key k;
 	struct endpoint_key e;
 
 	sock_key_ops(ops, &k);
+	struct bpf_sock *bsk = ops->sk;
+	struct sock *sk = bsk ? (struct sock *)bpf_skc_to_tcp_sock(bsk) : 0;
 	struct proxy_val *v = bpf_map_lookup_elem(&sock_proxy_map, &k);
-	if (v) {
+	if (v && sk) {
 		struct sock_key peer = v->peer;
-		delete_charged(&sock_proxy_map, &k, payer_of(v));
-		struct proxy_val *pv = bpf_map_lookup_elem(&sock_proxy_map, &peer);
-		if (pv && key_equal(&pv->peer, &k))
-			delete_charged(&sock_proxy_map, &peer, payer_of(pv));
-		count(C_CLOSED);
+		int released = v->flags & PROXY_RELEASED;
+		if (held_by_process(sk) &&
+		    BPF_CORE_READ(sk, sk_backlog.rmem_alloc.counter) != 0) {
+			if (!released)
+				release_direction(&k, v);
+		} else {
+			bpf_map_delete_elem(&sock_ops_map, &k);
+			bpf_map_delete_elem(&sock_rx_map, &k);
+			delete_charged(&sock_proxy_map, &k, payer_of(v));
+		}
+		if (!released) {
+			struct proxy_val *pv = bpf_map_lookup_elem(&sock_proxy_map, &peer);
+			if (pv && key_equal(&pv->peer, &k) && !(pv->flags & PROXY_RELEASED))
+				release_direction(&peer, pv);
+			count(C_CLOSED);
+		}
 	}
 	endpoint_of(&k, 1, &e);
 	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
-	if (h && key_equal(&h->key, &k))
-		delete_charged(&sock_helper_map, &e, h->pod);
+	if (h && key_equal(&h->key, &k)) {
+		__u64 pod = h->pod;
+		if (!bpf_map_delete_elem(&sock_helper_map, &e)) {
+			bpf_map_delete_elem(&sock_ops_map, &k);
+			bpf_map_delete_elem(&sock_rx_map, &k);
+			release(pod, 1);
+		}
+	}
 }
 
 /* Whether this callback was handled for the socket already (by the
@@ -881,6 +1077,33 @@ const enum helper_flag *unused_helper_flag __attribute__((unused));
 const enum proxy_flag *unused_proxy_flag __attribute__((unused));
 const enum rule_flag *unused_rule_flag __attribute__((unused));
 const enum pod_flag *unused_pod_flag __attribute__((unused));
+const enum usage_word *unused_usage_word __attribute__((unused));
+const enum usage_op_kind *unused_usage_op_kind __attribute__((unused));
+
+/* Reads or changes a pod's usage word for user space (bpf/quota.go), run
+ * with BPF_PROG_RUN: user space can neither add to a map value atomically
+ * nor read a word that programs change without a torn read. A change goes
+ * through usage_add, like the data path's, so that the node's borrowed
+ * count stays the sum of what pods hold beyond their guaranteed share. */
+SEC("syscall")
+int mesh_usage(struct usage_op *op)
+{
+	__u64 pod = op->pod;
+	struct usage_val *u = bpf_map_lookup_elem(&pod_usage, &pod);
+	struct share_state *s = share();
+	__s64 borrowed = 0;
+
+	op->found = 0;
+	if (!u || !s)
+		return 0;
+	op->found = 1;
+	if (op->op == USAGE_ADD)
+		op->word = usage_add(u, s, op->n, &borrowed);
+	else
+		op->word = *(volatile __u64 *)&u->word;
+	op->borrowed = *(volatile __s64 *)&s->borrowed;
+	return 0;
+}
 
 #ifndef MESH_NO_CAPTURE
 

@@ -17,6 +17,16 @@ enum limit {
 	DEFAULT_BACKLOG_LIMIT = 4 << 20,  /* bpf.DefaultBacklogLimit */
 };
 
+/* A pod's usage word (struct usage_val): bits 0-31 hold the entries the
+ * pod holds plus 1 << USAGE_BIAS_SHIFT (so that the count may dip below
+ * zero for a moment without borrowing from the bits above), bits 32-63
+ * count every entry added or given back (a generation: the sweep tells
+ * from it whether the count moved while it scanned the maps). */
+enum usage_word {
+	USAGE_BIAS_SHIFT = 31,
+	USAGE_GEN_SHIFT = 32,
+};
+
 /* One end of a connection as the connecting side knows itself: the key of
  * sock_helper_map. The accepting side sees this as its remote address, also
  * through iptables REDIRECT. Addresses are IPv6 or IPv4-mapped IPv6 in
@@ -76,7 +86,10 @@ struct helper_val {
 	__u32 start_seq; /* write_seq when established: own ISN + 1 */
 	__u32 flags;
 	__u32 rcv_nxt;   /* rcv_nxt when established: the peer's ISN + 1 */
-	__u32 pad;
+	/* When it registered: CLOCK_MONOTONIC in milliseconds, modulo 2^32.
+	 * The sweep releases a registration older than
+	 * bpf.Options.RegistrationTTL. */
+	__u32 born;
 	__u64 sk;        /* kernel address of the socket (flow control) */
 	__u64 cookie;    /* its socket cookie: tells it from a later socket at sk */
 };
@@ -86,6 +99,11 @@ enum proxy_flag {
 	PROXY_ACTIVE = 2,   /* the sender is the connecting side */
 	PROXY_HELD = 4,     /* flow control: on the stack until the reader caught up */
 	PROXY_PEER_GONE = 8, /* the reader recorded at pairing closed: on the stack for good */
+	/* Released by the sweep (its reader closed unseen) or by Drain: no
+	 * longer a direction of a pair (never redirected, peer cleared), the
+	 * entry only keeps its sender's socket, still in the socket maps,
+	 * charged to its pod's quota until the socket closes. */
+	PROXY_RELEASED = 16,
 };
 
 /* sock_proxy_map value: one direction of an accelerated pair. */
@@ -138,12 +156,56 @@ struct pod_config {
 	__u32 flags;
 	__u32 trusted_uid; /* the sidecar's uid, trusted to read with recvmsg */
 	/* Most map entries (pending registrations and pair directions) the
-	 * pod's outgoing connections may hold, so that one pod cannot fill
-	 * the node-wide maps (bpf.DefaultPodQuota). */
+	 * pod's outgoing connections may hold (bpf.DefaultPodQuota). Past
+	 * its guaranteed share (struct share_state) a pod takes entries from
+	 * the node's shared pool only while it has room. */
 	__u32 quota;
 	struct rule rules[MAX_RULES];
 };
 
+
+/* pod_usage value: the entries a pod's outgoing connections hold (the
+ * connecting side pays for its pending registration and both directions
+ * of its pairs), in a word (enum usage_word) that only the programs
+ * change, atomically: the data path, and the sweep and Drain through
+ * mesh_usage (BPF_PROG_RUN). */
+struct usage_val {
+	__u64 word;
+};
+
+/* mesh_share value (one element): what keeps room in the node-wide maps
+ * for every pod. Each pod may always hold `guaranteed` entries (up to its
+ * quota); past that it borrows from a pool of `pool` entries shared by
+ * all pods: capacity - pods * guaranteed. So pods beyond their guaranteed
+ * share can never take the room of a pod within its own, for as many as
+ * `pods` pods. Written when the state is created, then only `borrowed`
+ * changes, by the programs. */
+struct share_state {
+	/* Entries pods hold beyond their guaranteed share, summed: the
+	 * pool in use. Changed atomically with each usage word. */
+	__s64 borrowed;
+	__u32 guaranteed;
+	__u32 pool;
+	__u32 pods;     /* how many pods the guaranteed shares are kept for */
+	__u32 capacity; /* entries of each connection map */
+};
+
+enum usage_op_kind {
+	USAGE_READ = 1, /* the pod's usage word, read in one load */
+	USAGE_ADD = 2,  /* add n entries (negative: give back) */
+};
+
+/* The context of mesh_usage, a BPF_PROG_TYPE_SYSCALL program user space
+ * runs to read or change a usage word as the data path does: atomically,
+ * and with the node's borrowed count kept in step. */
+struct usage_op {
+	__u64 pod;
+	__s64 n;      /* USAGE_ADD: entries to add, negative to give back */
+	__u64 word;   /* out: the usage word (USAGE_ADD: before the change) */
+	__s64 borrowed; /* out: the node's borrowed entries after the op */
+	__u32 op;     /* enum usage_op_kind */
+	__u32 found;  /* out: 1 when the pod has a usage count */
+};
 
 /* mesh_config value (one element). Zero means acceleration is on. */
 struct global_config {
@@ -217,6 +279,7 @@ enum counter {
 	C_STACK_ZEROCOPY,     /* directions moved to the stack: the sender uses MSG_ZEROCOPY */
 	C_STACK_RCVLOWAT,     /* messages sent on the stack: the reader has SO_RCVLOWAT above 1 */
 	C_STALE_PEER,         /* directions moved to the stack for good: the reader recorded at pairing closed */
+	C_REJECT_SHARED,      /* the pod is past its guaranteed share and the node's shared pool is used up */
 	C_MAX,
 };
 

@@ -62,6 +62,7 @@ var counters = map[string]Counter{
 	"rejected_untrusted_readers":  {ConnectionsRejected, "untrusted_readers"},
 	"rejected_seq_mismatch":       {ConnectionsRejected, "seq_mismatch"},
 	"rejected_pod_quota":          {ConnectionsRejected, "pod_quota"},
+	"rejected_shared_pool":        {ConnectionsRejected, "shared_pool"},
 	"rejected_tuple_in_use":       {ConnectionsRejected, "tuple_in_use"},
 	"accelerated_pairs_closed":    {ConnectionsClosed, ""},
 	"directions_redirected":       {RedirectedDirections, ""},
