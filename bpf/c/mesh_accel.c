@@ -69,6 +69,17 @@ struct sock {
 	} sk_backlog;
 	int sk_rcvlowat;
 	int sk_rcvbuf;
+	void *sk_user_data; /* the socket map's psock (low bits: flags) */
+} __attribute__((preserve_access_index));
+
+struct list_head {
+	struct list_head *next;
+} __attribute__((preserve_access_index));
+
+/* The socket map's state of a socket: ingress_msg queues what was
+ * redirected to it and not read yet. */
+struct sk_psock {
+	struct list_head ingress_msg;
 } __attribute__((preserve_access_index));
 
 /* Bits of sk_flags (relocated by CO-RE): SOCK_DEAD is set when the
@@ -971,6 +982,22 @@ static __always_inline int held_by_process(struct sock *sk)
 		 (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DEAD)));
 }
 
+/* Whether redirected bytes wait unread in the socket's redirect queue
+ * (its psock's ingress_msg list is not empty). Bytes that came by the
+ * stack wait in its receive queue, which stays readable once the socket
+ * leaves the socket maps; redirected ones would go with its psock. */
+static __always_inline int redirected_unread(struct sock *sk)
+{
+	unsigned long ud = (unsigned long)BPF_CORE_READ(sk, sk_user_data);
+	struct sk_psock *psock = (struct sk_psock *)(ud & ~7UL);
+
+	if (!psock)
+		return 0;
+	struct list_head *next = BPF_CORE_READ(psock, ingress_msg.next);
+	return next && (unsigned long)next !=
+			       (unsigned long)psock + bpf_core_field_offset(struct sk_psock, ingress_msg);
+}
+
 /* A socket reached TCP_CLOSE: it can neither send nor receive any more.
  * Its peer's direction into it goes (released, so that a new socket
  * reusing the tuple never receives the old peer's data, and still charged
@@ -978,11 +1005,15 @@ static __always_inline int held_by_process(struct sock *sk)
  * and its pending registration.
  *
  * Every entry stays charged while its socket is in a socket map. A socket
- * its process still holds stays in the maps: if it holds no unread byte
- * (sk_rmem_alloc, where redirected bytes are charged too, is 0) it leaves
- * them now, losing nothing: at TCP_CLOSE its peer sent its FIN or reset,
- * so nothing more can be redirected to it. Otherwise its own direction is
- * released, and the sweep removes it once the process closed the socket.
+ * its process still holds stays in the maps: if no redirected byte waits
+ * unread in its redirect queue it leaves them now, losing nothing (bytes
+ * that came by the stack stay in its receive queue, readable; at
+ * TCP_CLOSE its peer sent its FIN or reset, so nothing more can be
+ * redirected to it). Otherwise its own direction is released, and the
+ * sweep removes it once the process closed the socket. (A client that
+ * half-closes, as HTTP/1.0 and connection-per-request clients do, gets
+ * its reply by the stack, on_shutdown: its socket leaves at once, and
+ * churn does not pile up entries charged until the next sweep.)
  * The socket of a registration, never paired, always leaves the maps. */
 static __always_inline void on_close(struct bpf_sock_ops *ops)
 {
@@ -996,8 +1027,7 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 	if (v && sk) {
 		struct sock_key peer = v->peer;
 		int released = v->flags & PROXY_RELEASED;
-		if (held_by_process(sk) &&
-		    BPF_CORE_READ(sk, sk_backlog.rmem_alloc.counter) != 0) {
+		if (held_by_process(sk) && redirected_unread(sk)) {
 			if (!released)
 				release_direction(&k, v);
 		} else {

@@ -264,6 +264,6 @@ func TestChurnAcrossPodLifecycles(t *testing.T) {
 	t.Logf("%d connections over %d pod lifecycles in %v; maps at baseline; accepted %d, closed %d",
 		done, cycles, time.Since(start).Round(time.Second), c["connections_accepted"], c["accelerated_pairs_closed"])
 	if c["connections_accepted"] < uint64(done) {
-		t.Errorf("connections_accepted = %d, want >= %d", c["connections_accepted"], done)
+		t.Errorf("connections_accepted = %d, want >= %d (counters %v)", c["connections_accepted"], done, c)
 	}
 }
