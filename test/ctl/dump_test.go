@@ -54,9 +54,18 @@ func TestDumpPcap(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "echo.pcap")
 	stop := e.startDump("--pod", "shop/a", "--port", "15001", "--snaplen", "1024", "-w", file, "-o", "json")
 	const seed, size = 42, 256 << 10
+	before, err := e.node.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.run(a, sim.ClientSpec{Mode: sim.ModeEcho, Target: b.AppTarget(false), Bytes: size, Seed: seed,
 		MinWrite: 1, MaxWrite: 1023})
 	e.waitNoConns()
+	after, err := e.node.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := after.Sub(before)["flow_control_held"]
 	r := stop()
 	if r.code != ctl.ExitOK {
 		t.Fatalf("dump: exit %d: %s", r.code, r.stderr)
@@ -71,9 +80,21 @@ func TestDumpPcap(t *testing.T) {
 
 	up, down, pkts := reassemble(t, file, a.IPv4.String())
 	// Towards the sidecar: the op byte and the stream, every message whole.
-	if want := append([]byte{sim.OpEcho}, stream(seed, size)...); !bytes.Equal(up.data, want) || up.missing != 0 {
-		t.Errorf("app -> sidecar: %d bytes (%d not captured), want the %d sent (equal prefix: %v)",
+	// Unless flow control held the direction: while the sidecar has not
+	// started reading (its upstream's TLS handshake), the app's 256 KiB
+	// reach the receiver's limit (2 x its 128 KiB receive buffer) and the
+	// last writes take the stack, where the dump does not see them. Every
+	// byte captured is still at its place in the stream.
+	want := append([]byte{sim.OpEcho}, stream(seed, size)...)
+	if !up.matches(want) || len(up.data) > len(want) {
+		t.Errorf("app -> sidecar: %d bytes captured, not all of them at their place in the stream", len(up.data))
+	}
+	if held == 0 && (!bytes.Equal(up.data, want) || up.missing != 0) {
+		t.Errorf("app -> sidecar: %d bytes (%d not captured), want the %d sent (equal prefix: %v), no flow-control hold",
 			len(up.data), up.missing, len(want), bytes.HasPrefix(want, up.data[:min(len(up.data), len(want))]))
+	}
+	if held > 0 {
+		t.Logf("flow control held the app's direction %d times: %d of %d bytes captured", held, len(up.data)-up.missing, len(want))
 	}
 	// Back to the app: the echo, in messages of the sidecar's read sizes,
 	// of which the first 1024 bytes each are captured, up to the client's

@@ -217,10 +217,14 @@ func printTable(w io.Writer, cols []column, samples [][]sample) {
 
 // Thresholds of a verdict: the median change over the rounds must pass
 // it, and all rounds but one must agree on the direction; otherwise the
-// change is within this machine's noise and the demo says so.
+// demo says there is no measurable change. Rounds of one run agree more
+// than runs do: five back-to-back runs on the 2-vCPU VM it was tuned on
+// moved the same opt-in's CPU per request between -11% and +4%, and the
+// latency the sidecars add between -17% and +22% (docs/benchmark.md, "Where
+// the time goes"), so a change must pass that spread to be called one.
 const (
-	cpuThreshold     = 0.03 // 3% of the CPU per request
-	latencyThreshold = 0.05 // 5% of the latency the sidecars add
+	cpuThreshold     = 0.15 // of the CPU per request
+	latencyThreshold = 0.25 // of the latency the sidecars add
 )
 
 // verdict compares a column's rounds with the sidecars' (without
@@ -258,20 +262,23 @@ func printVerdicts(w io.Writer, cols []column, samples [][]sample) {
 			continue
 		}
 		fmt.Fprintf(w, "- %s (%s):\n", c.optIn, c.name)
-		say := func(what string, change float64, agree int, word string) {
+		say := func(what string, change float64, agree int, word string, threshold float64) {
 			switch word {
 			case "no measurable change":
-				fmt.Fprintf(w, "    %s: no measurable change on this machine (median %+.0f%%, the rounds disagree or the change is within noise)\n",
-					what, change*100)
+				fmt.Fprintf(w, "    %s: no measurable change on this machine (median %+.0f%%: the rounds disagree, or it is within ±%.0f%%, "+
+					"what separate runs differ by here)\n", what, change*100, threshold*100)
 			default:
 				fmt.Fprintf(w, "    %s: %.0f%% %s (in %d of %d rounds)\n", what, abs(change)*100, word, agree, len(samples[i]))
 			}
 		}
 		ch, ag, word := verdict(samples[i], off, func(s sample) float64 { return s.cpuUS }, cpuThreshold)
-		say("CPU per request", ch, ag, word)
+		say("CPU per request", ch, ag, word, cpuThreshold)
 		ch, ag, word = verdict(addedP90(i), addedP90(1), func(s sample) float64 { return s.p50 }, latencyThreshold)
-		say("latency the sidecars add at P90", ch, ag, word)
+		say("latency the sidecars add at P90", ch, ag, word, latencyThreshold)
 	}
+	fmt.Fprintln(w, "  At this rate most of what the sidecars cost is their own work (Envoy's HTTP and TLS: about half of their CPU"+
+		"\n  per request); acceleration removes part of the kernel's share (TCP/IP stack, netfilter). `make bench` breaks it"+
+		"\n  down (BENCH_PROFILE) and measures the throughput-bound tools (redis, wrk, iperf3); docs/benchmark.md has both.")
 }
 
 func abs(f float64) float64 {

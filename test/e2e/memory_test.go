@@ -21,8 +21,10 @@ const pageSize = 4096
 
 // memPeak is what a memSampler saw.
 type memPeak struct {
-	// TCPPages is the node's peak TCP memory (/proc/net/sockstat "mem").
-	TCPPages int64
+	// TCPPages is the node's peak TCP memory (/proc/net/sockstat "mem"),
+	// StartPages its level at the first sample: what other sockets of the
+	// node (earlier tests' still closing) held when the run began.
+	TCPPages, StartPages int64
 	// Backlog is the largest receive memory of a socket whose stack
 	// receive queue was empty (ss: Recv-Q 0): unread redirected bytes,
 	// exactly.
@@ -59,6 +61,9 @@ func sampleMemory(t *testing.T, pods ...*sim.Pod) func() memPeak {
 		if err != nil && ctx.Err() == nil {
 			errs = append(errs, err)
 		}
+		if peak.TCPPages == 0 {
+			peak.StartPages = pages
+		}
 		peak.TCPPages = max(peak.TCPPages, pages)
 		for _, s := range socks {
 			peak.Upper = max(peak.Upper, s.rmem-s.recvQ)
@@ -85,6 +90,10 @@ func sampleMemory(t *testing.T, pods ...*sim.Pod) func() memPeak {
 		return peak
 	}
 }
+
+// Growth is how far the node's TCP memory rose above its level when the
+// sampling began: the run's own memory, whatever the node held before.
+func (p memPeak) Growth() int64 { return max(p.TCPPages-p.StartPages, 0) }
 
 // tcpMemPages reads the node's TCP memory in pages.
 func tcpMemPages() (int64, error) {
