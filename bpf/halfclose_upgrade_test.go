@@ -7,10 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -120,33 +118,7 @@ func TestHalfCloseAcrossUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir, err := os.Open(cg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHalfCloseHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envHalfCloseHelper+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	out := bufio.NewReader(stdout)
-	if line, err := out.ReadString('\n'); err != nil || line != "paired\n" {
-		rest, _ := out.ReadString(0)
-		t.Fatalf("half-close helper: %q, %v\n%s%s", line, err, rest, stderr.String())
-	}
+	child := startCgroupChild(t, cg, "TestHalfCloseHelper", "paired", envHalfCloseHelper+"=1")
 	mid, err := old.Counters()
 	if err != nil {
 		t.Fatal(err)
@@ -167,13 +139,7 @@ func TestHalfCloseAcrossUpgrade(t *testing.T) {
 		t.Errorf("no retiring link for the moved pod: %v", err)
 	}
 
-	if _, err := stdin.Write([]byte("go\n")); err != nil {
-		t.Fatal(err)
-	}
-	rest, _ := out.ReadString(0)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("half-close helper: %v\n%s%s", err, rest, stderr.String())
-	}
+	rest := child.proceed(t)
 	if want := fmt.Sprintf("got %d\n", halfCloseReply); !strings.HasPrefix(rest, want) {
 		t.Errorf("the client read %q of the reply after its half-close, want %q", rest, want)
 	}

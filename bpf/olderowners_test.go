@@ -9,10 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -145,33 +142,8 @@ func acceptUnderOlderOwner(t *testing.T, n *Node, olderPin string, cfg PodConfig
 	binary.LittleEndian.PutUint64(owner, cgID)
 	binary.LittleEndian.PutUint32(owner[8:], 0)
 	binary.LittleEndian.PutUint32(owner[12:], 0)
-	dir, err := os.Open(cg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestOlderListenerHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envOlderListener+"="+olderPin, envOlderOwner+"="+hex.EncodeToString(owner))
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	out := bufio.NewReader(stdout)
-	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
-		rest, _ := out.ReadString(0)
-		t.Fatalf("older listener helper: %q, %v\n%s%s", line, err, rest, stderr.String())
-	}
+	child := startCgroupChild(t, cg, "TestOlderListenerHelper", "ready",
+		envOlderListener+"="+olderPin, envOlderOwner+"="+hex.EncodeToString(owner))
 	if err := n.AttachPod("p", cg, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -180,13 +152,7 @@ func acceptUnderOlderOwner(t *testing.T, n *Node, olderPin string, cfg PodConfig
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stdin.Write([]byte("go\n")); err != nil {
-		t.Fatal(err)
-	}
-	rest, _ := bufio.NewReader(out).ReadString(0)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("connection to the older listener: %v\n%s%s", err, rest, stderr.String())
-	}
+	child.proceed(t)
 	after, err := n.Counters()
 	if err != nil {
 		t.Fatal(err)
