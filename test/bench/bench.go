@@ -197,8 +197,12 @@ type Results struct {
 	Sidecar     SidecarKind
 	SidecarDesc string
 	Modes       map[Mode]Result
-	CNI         *CNIResult     // nil when not measured
-	Capture     *CaptureResult // what the capture code costs
+	// Spread is the range of each figure over the rounds; Rounds their
+	// number.
+	Spread  Spread
+	Rounds  int
+	CNI     *CNIResult     // nil when not measured
+	Capture *CaptureResult // what the capture code costs
 }
 
 // MarshalJSON writes one object keyed by mode (each an object of figures
@@ -219,12 +223,19 @@ func (r *Results) MarshalJSON() ([]byte, error) {
 	if r.Capture != nil {
 		m["capture"] = r.Capture
 	}
+	if len(r.Spread) > 0 {
+		m[keySpread] = map[string]any{"rounds": r.Rounds, "modes": r.Spread}
+	}
 	return json.Marshal(m)
 }
 
 // keySidecarProxy is the JSON key of the sidecar a run used ("sidecar" is
 // a mode).
 const keySidecarProxy = "sidecar_proxy"
+
+// keySpread is the JSON key of the figures' ranges over the rounds
+// ("spread": {"rounds": N, "modes": {mode: {figure: {"min", "max"}}}}).
+const keySpread = "spread"
 
 // Result holds the figures of one mode, keyed as in [Figures], and the
 // counts of [summedKeys].
@@ -290,11 +301,11 @@ type pair struct {
 // returns the median figures per mode; then what the capture code costs;
 // then, with cfg.Plugin, the plugin's ADD and DEL timing.
 func Run(ctx context.Context, cfg Config) (*Results, error) {
-	modes, err := runModes(ctx, cfg)
+	modes, spread, err := runModes(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	res := &Results{Modes: modes, Sidecar: cfg.sidecar(), SidecarDesc: cfg.sidecar().Describe()}
+	res := &Results{Modes: modes, Spread: spread, Rounds: cfg.Rounds, Sidecar: cfg.sidecar(), SidecarDesc: cfg.sidecar().Describe()}
 	if cfg.Only == nil || cfg.Only.MatchString("capture") {
 		if res.Capture, err = RunCapture(ctx, cfg); err != nil {
 			return nil, err
@@ -308,11 +319,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	return res, nil
 }
 
-// runModes measures the modes.
-func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
+// runModes measures the modes: the medians of the rounds, and their spread.
+func runModes(ctx context.Context, cfg Config) (map[Mode]Result, Spread, error) {
 	n, err := sim.NewNode(sim.NodeOptions{Prefix: "mb"})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer n.Close()
 	modes := cfg.Modes
@@ -329,41 +340,41 @@ func runModes(ctx context.Context, cfg Config) (map[Mode]Result, error) {
 	}()
 	tmp, err := os.MkdirTemp("", "mesh-accel-bench-")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer os.RemoveAll(tmp)
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var fortio string
 	if wantsFortio(cfg) {
 		if fortio, err = BuildFortio(ctx, tmp); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for _, m := range modes {
 		dir := filepath.Join(tmp, string(m))
 		if err := os.Mkdir(dir, 0o755); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		p, err := newPair(ctx, n, m, cfg.sidecar(), dir, fortio)
 		if p != nil {
 			pairs = append(pairs, p)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("set up mode %s: %w", m, err)
+			return nil, nil, fmt.Errorf("set up mode %s: %w", m, err)
 		}
 	}
 	samples, err := measureRounds(ctx, cfg, pairs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := map[Mode]Result{}
 	for _, m := range modes {
 		out[m] = median(samples[m])
 	}
 	deriveFortio(out)
-	return out, nil
+	return out, spreadOf(samples), nil
 }
 
 // measureRounds measures the pairs' modes cfg.Rounds times, interleaved,

@@ -27,6 +27,12 @@ func WriteTable(w io.Writer, r *Results) error {
 	if err := writeModes(w, r.Modes); err != nil {
 		return err
 	}
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
+	if err := writeSpread(w, r.Modes, r.Spread, r.Rounds); err != nil {
+		return err
+	}
 	if c := r.Capture; c != nil && c.NoCapture > 0 {
 		if _, err := fmt.Fprintf(w, "\ncapture (accel-all, 64 B rr/s): built without %.0f, compiled in and idle %.0f (%.2fx), capturing every message %.0f (%.2fx); %d events, %d dropped\n",
 			c.NoCapture, c.Idle, c.Idle/c.NoCapture, c.Capturing, c.Capturing/c.NoCapture, c.Events, c.Dropped); err != nil {
