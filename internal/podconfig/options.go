@@ -69,3 +69,14 @@ func Lookup(field string) (Option, bool) {
 	}
 	return Option{}, false
 }
+
+// Annotations returns every annotation the CNI plugin reads: Enabled,
+// which decides whether the pod is accelerated at all, then those of
+// Options.
+func Annotations() []string {
+	out := []string{annotations.Enabled}
+	for _, o := range Options() {
+		out = append(out, o.Annotations...)
+	}
+	return out
+}

@@ -114,4 +114,3 @@ func TestBuildErrors(t *testing.T) {
 		t.Errorf("64 rules: %v", err)
 	}
 }
-
