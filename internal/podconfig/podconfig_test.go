@@ -1,9 +1,11 @@
 package podconfig
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/annotations"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
@@ -106,11 +108,41 @@ func TestBuildErrors(t *testing.T) {
 	} {
 		_, err := Build(Node{Rules: rules.Default(), SidecarUID: 1337}, tc.ann)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("podConfig(%v) = %v, want an annotation error naming %q", tc.ann, err, tc.want)
+			t.Errorf("Build(%v) = %v, want an error naming %q", tc.ann, err, tc.want)
 		}
 	}
 	// 64 rules in all is fine.
 	if _, err := Build(Node{Rules: rules.Default(), SidecarUID: 1337}, map[string]string{annotations.Rules: strings.Repeat("chain -p 1 -j ACCEPT\n", 62)}); err != nil {
 		t.Errorf("64 rules: %v", err)
+	}
+}
+
+// Errors say which annotation and which item, as values callers branch on:
+// mesh-accelctl places the item in the manifest, and words the limit.
+func TestErrorValues(t *testing.T) {
+	_, err := Build(Node{}, map[string]string{annotations.ExcludeInboundPorts: "80, http ,90"})
+	var ae *AnnotationError
+	if !errors.As(err, &ae) || ae.Name != annotations.ExcludeInboundPorts || ae.Item != "http" {
+		t.Errorf("bad port: %#v", err)
+	}
+	_, err = Build(Node{Rules: rules.Default()}, map[string]string{annotations.Profile: annotations.ProfileSidecarHops,
+		annotations.Rules: strings.Repeat("chain -p 1 -j ACCEPT\n", 63), annotations.ExcludeOutboundIPRanges: "*"})
+	var le *LimitError
+	if !errors.As(err, &le) || le.Node != 1 || le.Own != 63 || le.Exclusions != 2 {
+		t.Errorf("too many rules: %#v", err)
+	}
+}
+
+// Exclusions are RETURN rules as package rules parses them: an address is
+// its /32 or /128, an IPv4-mapped prefix the IPv4 prefix it covers, each
+// once; the defaults: the sidecar uid and the quota of package bpf.
+func TestExclusionValues(t *testing.T) {
+	cfg, err := Build(Node{}, map[string]string{annotations.ExcludeOutboundIPRanges: "::ffff:10.0.0.0/104, 10.0.0.0/8, fd00::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := rules.ParseString("want", "chain --ip 10.0.0.0/8 -j RETURN\nchain --ip fd00::1/128 -j RETURN")
+	if !cfg.Rules.Equal(want) || cfg.SidecarUID != bpf.DefaultSidecarUID || cfg.Quota != bpf.DefaultPodQuota {
+		t.Errorf("got %+v, want rules\n%v and the defaults", cfg, want)
 	}
 }
