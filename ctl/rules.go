@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mesh-accel/mesh-accel/internal/annotations"
+	"github.com/mesh-accel/mesh-accel/internal/podconfig"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -118,12 +119,8 @@ func (a *app) checkRules(file, nodeRules string, annotation bool) error {
 	list = append(list, src.configErrors()...)
 	var node *rules.Set
 	if len(list) == 0 && src.annotation {
-		var what string
-		if node, what, err = a.nodeRulesOf(src, nodeRules); err != nil {
+		if node, list, err = a.checkPod(src, nodeRules); err != nil {
 			return err
-		}
-		if err := checkLimit(src, node, what); err != nil {
-			list = err
 		}
 	}
 	res := checkResult{ruleSource: *src, Valid: len(list) == 0, Rules: ruleStrings(src.set), Warnings: []string{}}
@@ -165,38 +162,46 @@ func (a *app) checkRules(file, nodeRules string, annotation bool) error {
 	})
 }
 
-// nodeRulesOf returns the rules a pod's own follow: the node's (the default
-// ones, or those of nodeFile), or with the profile sidecar-hops those of
-// the profile under the node's; and how to name them.
-func (a *app) nodeRulesOf(src *ruleSource, nodeFile string) (*rules.Set, string, error) {
-	set, what := rules.Default(), "default node rules"
+// checkPod reads the pod's annotations as the CNI plugin does (package
+// podconfig) and checks that its rules fit the rule table with the rules
+// they follow (the node's, the default ones or those of nodeFile, or its
+// profile's under them) and its Istio exclusions; it returns the rules
+// its own follow.
+func (a *app) checkPod(src *ruleSource, nodeFile string) (*rules.Set, rules.ErrorList, error) {
+	node, what := rules.Default(), "default node rules"
 	if nodeFile != "" {
 		ns, err := a.readRules(nodeFile, false)
 		if err != nil {
-			return nil, "", fmt.Errorf("--%s: %w", FlagNodeRules, err)
+			return nil, nil, fmt.Errorf("--%s: %w", FlagNodeRules, err)
 		}
-		set, what = ns.set, "node rules ("+nodeFile+")"
+		node, what = ns.set, "node rules ("+nodeFile+")"
 	}
-	if src.profile == annotations.ProfileSidecarHops {
-		set, what = rules.SidecarHopsUnder(set, 0), "rules of profile "+annotations.ProfileSidecarHops+" under the "+what
+	pod, err := src.podConfig()
+	if err != nil { // annotationErrors reported what the plugin refuses
+		return nil, nil, fmt.Errorf("%s: %w", src.displayName(), err)
 	}
-	return set, what, nil
+	if pod.Profile == annotations.ProfileSidecarHops {
+		what = "rules of profile " + annotations.ProfileSidecarHops + " under the " + what
+	}
+	var limit *podconfig.LimitError
+	if _, err := pod.Config(podconfig.Node{Rules: node}); errors.As(err, &limit) {
+		return nil, limitError(src, limit, what), nil
+	} else if err != nil {
+		return nil, nil, err
+	}
+	return podconfig.ProfileRules(node, pod.Profile, rules.DefaultSidecarUID), nil, nil
 }
 
-// checkLimit checks that a pod's own rules fit the rule table with the
-// node's rules and the pod's Istio exclusions.
-func checkLimit(src *ruleSource, node *rules.Set, what string) rules.ErrorList {
-	n, own := len(node.Rules), len(src.set.Rules)
-	if total := n + own + src.exclusions; total > rules.MaxRules {
-		line := 1
-		if own > 0 {
-			line = src.set.Rules[0].Line
-		}
-		return rules.ErrorList{{File: src.displayName(), Line: line, Col: 1, Hint: rules.LimitHint,
-			Msg: fmt.Sprintf("too many rules for the pod: %d %s + %d of %s + %d Istio exclusions = %d, the BPF rule table holds %d",
-				n, what, own, annotations.Rules, src.exclusions, total, rules.MaxRules)}}
+// limitError says that a pod's rules do not fit the rule table, at its
+// first own rule.
+func limitError(src *ruleSource, e *podconfig.LimitError, what string) rules.ErrorList {
+	line := 1
+	if e.Own > 0 {
+		line = src.set.Rules[0].Line
 	}
-	return nil
+	return rules.ErrorList{{File: src.displayName(), Line: line, Col: 1, Hint: rules.LimitHint,
+		Msg: fmt.Sprintf("too many rules for the pod: %d %s + %d of %s + %d Istio exclusions = %d, the BPF rule table holds %d",
+			e.Node, what, e.Own, annotations.Rules, e.Exclusions, e.Node+e.Own+e.Exclusions, rules.MaxRules)}}
 }
 
 // podWarnings are the warnings about a pod's own rules, which follow the

@@ -1,15 +1,18 @@
 package ctl
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/mesh-accel/mesh-accel/internal/annotations"
+	"github.com/mesh-accel/mesh-accel/internal/podconfig"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -33,67 +36,101 @@ func (s *ruleSource) configErrors() rules.ErrorList {
 	return list
 }
 
-// annotationErrors checks mesh-accel's own annotations of a pod's map ann,
-// as the plugin reads them (internal/annotations names them for it): a
-// name under accel.mesh/ the plugin does not know (which it ignores: a
-// typo leaves the pod as if unannotated), a value that is not a string
-// (the API server refuses the manifest), and values the plugin refuses or
-// ignores.
+// annotationErrors checks the annotations of a pod's map ann that the CNI
+// plugin reads, as it reads them (package podconfig): a name under
+// accel.mesh/ the plugin does not know (which it ignores: a typo leaves the
+// pod as if unannotated), a value that is not a string (the API server
+// refuses the manifest), and values the plugin refuses or ignores (an
+// Istio exclusion's item, named by its position in the file).
 func annotationErrors(file string, ann *yaml.Node) rules.ErrorList {
 	var list rules.ErrorList
 	if ann == nil || ann.Kind != yaml.MappingNode {
 		return nil
 	}
-	known := annotations.Known()
+	known, read := annotations.Known(), podconfig.Annotations()
 	for i := 0; i+1 < len(ann.Content); i += 2 {
 		k, v := ann.Content[i], ann.Content[i+1]
 		name := k.Value
-		if !annotations.Own(name) {
-			continue
-		}
-		if !slices.Contains(known, name) {
-			e := &rules.Error{File: file, Line: k.Line, Col: k.Column, Token: name,
-				Msg:  fmt.Sprintf("unknown annotation %s: the CNI plugin ignores it", name),
-				Hint: "mesh-accel's annotations are " + joinOr(known)}
-			if s := closest(name, known); s != "" {
-				e.Hint = "did you mean " + s + "? " + e.Hint
+		switch {
+		case annotations.Own(name) && !slices.Contains(known, name):
+			list = append(list, unknownAnnotation(file, k, known))
+		case !slices.Contains(read, name):
+		case notString(file, name, v) != nil:
+			list = append(list, notString(file, name, v))
+		case podconfig.Values(name) != nil:
+			if e := valueError(file, name, v); e != nil {
+				list = append(list, e)
 			}
-			list = append(list, e)
-			continue
+		case name != annotations.Rules: // the rules are parsed as rules
+			list = append(list, exclusionErrors(file, name, v)...)
 		}
-		if e := notString(file, name, v); e != nil {
-			list = append(list, e)
-			continue
-		}
-		var want []string
-		switch name {
-		case annotations.Enabled, annotations.TrustApp:
-			want = []string{"true", "false"}
-		case annotations.Profile:
-			want = annotations.Profiles()
-		default:
-			continue // the rules: parsed as rules
-		}
-		if slices.Contains(want, v.Value) || name == annotations.Profile && v.Value == "" {
-			continue
-		}
-		e := &rules.Error{File: file, Line: v.Line, Col: v.Column, Token: v.Value,
-			Msg: fmt.Sprintf("annotation %s: %q is not a valid value; valid values: %s", name, v.Value,
-				strings.Join(quoteAll(want), ", "))}
-		switch name {
-		case annotations.Enabled:
-			e.Hint = `the CNI plugin accelerates the pod only for "true"`
-		case annotations.TrustApp:
-			e.Hint = "the CNI plugin refuses to set the pod up (it starts unaccelerated, setup failure reason annotation)"
-		case annotations.Profile:
-			e.Hint = "the CNI plugin refuses to set the pod up (it starts unaccelerated, setup failure reason annotation)"
-			if s := closest(v.Value, want); s != "" {
-				e.Hint = fmt.Sprintf("did you mean %q? ", s) + e.Hint
-			}
-		}
-		list = append(list, e)
 	}
 	return list
+}
+
+// unknownAnnotation reports the name k under accel.mesh/, which the
+// plugin ignores.
+func unknownAnnotation(file string, k *yaml.Node, known []string) *rules.Error {
+	e := &rules.Error{File: file, Line: k.Line, Col: k.Column, Token: k.Value,
+		Msg:  fmt.Sprintf("unknown annotation %s: the CNI plugin ignores it", k.Value),
+		Hint: "mesh-accel's annotations are " + joinOr(known)}
+	if s := closest(k.Value, known); s != "" {
+		e.Hint = "did you mean " + s + "? " + e.Hint
+	}
+	return e
+}
+
+// refusedHint says what the plugin does with a pod whose annotation it
+// refuses.
+const refusedHint = "the CNI plugin refuses to set the pod up (it starts unaccelerated, setup failure reason annotation)"
+
+// valueError checks the value v of an annotation with a fixed set of
+// values (podconfig.Values).
+func valueError(file, name string, v *yaml.Node) *rules.Error {
+	want := podconfig.Values(name)
+	if slices.Contains(want, v.Value) || name == annotations.Profile && v.Value == "" {
+		return nil
+	}
+	e := &rules.Error{File: file, Line: v.Line, Col: v.Column, Token: v.Value, Hint: refusedHint,
+		Msg: fmt.Sprintf("annotation %s: %q is not a valid value; valid values: %s", name, v.Value,
+			strings.Join(quoteAll(want), ", "))}
+	switch name {
+	case annotations.Enabled:
+		e.Hint = `the CNI plugin accelerates the pod only for "true"`
+	case annotations.Profile:
+		if s := closest(v.Value, want); s != "" {
+			e.Hint = fmt.Sprintf("did you mean %q? ", s) + e.Hint
+		}
+	}
+	return e
+}
+
+// exclusionErrors checks the value v of an Istio exclusion annotation as
+// the plugin reads it: each item the plugin refuses, at the value's place.
+func exclusionErrors(file, name string, v *yaml.Node) rules.ErrorList {
+	_, err := podconfig.Exclusions(map[string]string{name: v.Value})
+	var ae *podconfig.AnnotationError
+	if !errors.As(err, &ae) {
+		return nil
+	}
+	return rules.ErrorList{{File: file, Line: v.Line, Col: itemColumn(v, ae.Item), Token: ae.Item, Msg: ae.Error(),
+		Hint: refusedHint}}
+}
+
+// itemColumn returns the column of item in the one-line scalar v: plain,
+// or quoted without escapes; else that of the value.
+func itemColumn(v *yaml.Node, item string) int {
+	i := strings.Index(v.Value, item)
+	if i < 0 || strings.ContainsAny(v.Value, "\n\\'") {
+		return v.Column
+	}
+	switch v.Style {
+	case 0:
+		return v.Column + utf8.RuneCountInString(v.Value[:i])
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		return v.Column + 1 + utf8.RuneCountInString(v.Value[:i])
+	}
+	return v.Column
 }
 
 // switchKey is the rules ConfigMap's key that switches every node's

@@ -2,15 +2,12 @@ package ctl
 
 import (
 	"encoding/json"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/mesh-accel/mesh-accel/internal/annotations"
+	"github.com/mesh-accel/mesh-accel/internal/podconfig"
 )
 
 // podYAML is a pod manifest with the given (indented) annotations.
@@ -49,6 +46,13 @@ func TestRulesCheckAnnotations(t *testing.T) {
 		{"errors in annotations and rules, in file order", "    accel.mesh/rules: \"chain -p 0 -j ACCEPT\"\n" +
 			"    accel.mesh/enabel: \"true\"\n", ExitError, []string{
 			"pod.yaml:7:10: port out of range", "pod.yaml:8:5: unknown annotation accel.mesh/enabel"}},
+		{"an exclusion's item the plugin refuses", "    traffic.sidecar.istio.io/excludeInboundPorts: \"80, http\"\n" +
+			"    traffic.sidecar.istio.io/excludeOutboundIPRanges: 10.0.0.0/33\n", ExitError, []string{
+			`pod.yaml:7:56: annotation traffic.sidecar.istio.io/excludeInboundPorts: "http" is not a port (1-65535) (at "http")`,
+			`pod.yaml:8:55: annotation traffic.sidecar.istio.io/excludeOutboundIPRanges: "10.0.0.0/33" is not a CIDR`,
+			"hint: the CNI plugin refuses to set the pod up"}},
+		{"exclusions the plugin takes", "    accel.mesh/enabled: \"true\"\n    traffic.sidecar.istio.io/excludeOutboundIPRanges: \"*, 10.1.2.3\"\n", ExitOK,
+			[]string{"no rules of its own (the node's rules apply), valid"}},
 		{"other annotations are not ours", "    istio.io/rev: canary\n    accel.mesh/enabled: \"true\"\n", ExitOK, []string{
 			"pod.yaml (annotations of Pod shop/web): no rules of its own (the node's rules apply), valid"}},
 		{"valid, with rules", "    accel.mesh/enabled: \"true\"\n    accel.mesh/profile: \"sidecar-hops\"\n" +
@@ -157,60 +161,19 @@ func TestRulesCheckPodWarnings(t *testing.T) {
 	}
 }
 
-// The annotations rules check knows are the CNI plugin's: every
-// accel.mesh/ annotation and profile plugin/annotations.go declares (as
-// package annotations names them for it), and no other.
+// The annotations rules check knows are those the CNI plugin reads
+// (package podconfig): each, given a value the plugin refuses, is an
+// error naming it, and no other annotation under accel.mesh/ is accepted.
 func TestKnownAnnotationsArePlugins(t *testing.T) {
-	values := constValues(t, "../internal/annotations/annotations.go", "")
-	var plugin, profiles []string
-	for name, v := range constValues(t, "../plugin/annotations.go", "annotations") {
-		switch {
-		case strings.HasPrefix(name, "Annotation") && annotations.Own(values[v]):
-			plugin = append(plugin, values[v])
-		case strings.HasPrefix(name, "Profile"):
-			profiles = append(profiles, values[v])
+	for _, name := range podconfig.Annotations() {
+		r := runWith(t, ctlRun{stdin: podYAML("    " + name + ": \"nonsense!\"\n")}, "rules", "check", "-f", "-")
+		if r.code != ExitError || !strings.Contains(r.stderr, name) {
+			t.Errorf("%s: nonsense!: exit %d, %q", name, r.code, r.stderr)
 		}
 	}
-	slices.Sort(plugin)
-	slices.Sort(profiles)
-	known, knownProfiles := slices.Sorted(slices.Values(annotations.Known())), slices.Sorted(slices.Values(annotations.Profiles()))
-	if len(plugin) == 0 || !slices.Equal(known, plugin) {
-		t.Errorf("annotations.Known() = %q, the plugin reads %q", known, plugin)
-	}
-	if len(profiles) == 0 || !slices.Equal(knownProfiles, profiles) {
-		t.Errorf("annotations.Profiles() = %q, the plugin accepts %q", knownProfiles, profiles)
-	}
-}
-
-// constValues returns the constants of a Go file: name to string value,
-// or with pkg set, name to the name of pkg's constant it is (X = pkg.Y).
-func constValues(t *testing.T, file, pkg string) map[string]string {
-	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, decl := range f.Decls {
-		g, ok := decl.(*ast.GenDecl)
-		if !ok || g.Tok != token.CONST {
-			continue
-		}
-		for _, spec := range g.Specs {
-			vs := spec.(*ast.ValueSpec)
-			for i, n := range vs.Names {
-				switch v := vs.Values[i].(type) {
-				case *ast.BasicLit:
-					if s, err := strconv.Unquote(v.Value); err == nil && pkg == "" {
-						out[n.Name] = s
-					}
-				case *ast.SelectorExpr:
-					if x, ok := v.X.(*ast.Ident); ok && x.Name == pkg {
-						out[n.Name] = v.Sel.Name
-					}
-				}
-			}
+	for _, name := range annotations.Known() {
+		if !slices.Contains(podconfig.Annotations(), name) {
+			t.Errorf("annotations.Known() has %s, which the plugin does not read", name)
 		}
 	}
-	return out
 }

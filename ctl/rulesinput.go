@@ -11,6 +11,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/mesh-accel/mesh-accel/internal/annotations"
+	"github.com/mesh-accel/mesh-accel/internal/podconfig"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -24,11 +25,11 @@ type ruleSource struct {
 	From string `json:"from,omitempty"`
 	set  *rules.Set
 	// annotation is set when the rules are a pod's own (they follow the
-	// node's rules and precede its Istio exclusions, of which the manifest
-	// gives exclusions).
+	// node's rules, or those of the pod's profile, and precede its Istio
+	// exclusions); podAnn is then the pod's annotation map in the
+	// manifest, nil when the input is the annotation's value alone.
 	annotation bool
-	exclusions int
-	profile    string // the pod's accel.mesh/profile
+	podAnn     *yaml.Node
 	// podAnnotations are the annotation maps of the pods (and pod
 	// templates) of a manifest, whose own annotations (accel.mesh/*) rules
 	// check validates; configData the data of its ConfigMaps (their
@@ -145,12 +146,32 @@ type noRulesError struct{ msg string }
 
 func (e *noRulesError) Error() string { return e.msg }
 
-// pod takes the settings of a pod, annotated ann, that count with its own
-// rules.
+// pod takes the annotations ann of the pod whose own rules are checked:
+// its profile and Istio exclusions count with them.
 func (s *ruleSource) pod(ann *yaml.Node) {
 	s.annotation = true
-	s.exclusions = countExclusions(ann)
-	s.profile = scalar(get(ann, annotations.Profile))
+	s.podAnn = ann
+}
+
+// podConfig reads the pod's annotations as the CNI plugin does (package
+// podconfig), its own rules being those already read (src.set, parsed at
+// their place in the file).
+func (s *ruleSource) podConfig() (*podconfig.Pod, error) {
+	ann := stringValues(s.podAnn)
+	ann[annotations.Rules] = ""
+	return podconfig.FromAnnotations(ann, func(string) (*rules.Set, error) { return s.set, nil })
+}
+
+// stringValues returns the string values of the YAML mapping ann, as the
+// API server would give them (annotationErrors reports the others).
+func stringValues(ann *yaml.Node) map[string]string {
+	out := map[string]string{}
+	for i := 0; ann != nil && ann.Kind == yaml.MappingNode && i+1 < len(ann.Content); i += 2 {
+		if v := ann.Content[i+1]; v.Kind == yaml.ScalarNode && v.ShortTag() == "!!str" {
+			out[ann.Content[i].Value] = v.Value
+		}
+	}
+	return out
 }
 
 // podMetadata returns the metadata of the pods a manifest object d makes:
@@ -227,28 +248,4 @@ func blockIndent(b []byte, line int) int {
 		}
 	}
 	return 0
-}
-
-// countExclusions counts the RETURN rules the plugin makes of Istio's
-// exclusion annotations in ann: one per distinct port, one per distinct
-// CIDR, two for "*". Malformed items count as one; the plugin refuses
-// them anyway.
-func countExclusions(ann *yaml.Node) int {
-	seen := map[string]bool{}
-	for _, name := range []string{annotations.ExcludeInboundPorts, annotations.ExcludeOutboundPorts,
-		annotations.ExcludeOutboundIPRanges} {
-		for _, item := range strings.Split(scalar(get(ann, name)), ",") {
-			item = strings.TrimSpace(item)
-			switch {
-			case item == "":
-			case item == "*":
-				seen["0.0.0.0/0"], seen["::/0"] = true, true
-			case name == annotations.ExcludeOutboundIPRanges:
-				seen["ip "+item] = true
-			default:
-				seen["port "+strings.TrimLeft(item, "0")] = true
-			}
-		}
-	}
-	return len(seen)
 }

@@ -16,8 +16,8 @@ func (a *app) rulesShowCmd() *cobra.Command {
 		Short: "Show the rules in force, per attached pod",
 		Long: `show prints the rules in force as the kernel holds them, one row per rule of each attached
 pod (or only of the pod named), with the pod's switch; -o wide adds the pod's UID, cgroup,
-trusted sidecar uid and whether its app is trusted. Pods without rules accelerate every
-connection.`,
+trusted sidecar uid, whether its app is trusted and its quota of connection-map entries.
+Pods without rules accelerate every connection.`,
 		Example: `  mesh-accelctl rules show
   mesh-accelctl rules show -n shop cart -o wide`,
 		Args: podArgs,
@@ -48,14 +48,14 @@ const noRules = "(none: every connection is accelerated)"
 
 // renderPodRules prints one row per rule of each pod.
 func (a *app) renderPodRules(w io.Writer, pods []podReport) error {
-	t := a.table(w, a.columns([]string{"POD", "STATE", "RULE"}, "UID", "CGROUP", "SIDECAR UID", "APP TRUSTED")...)
+	t := a.table(w, a.columns([]string{"POD", "STATE", "RULE"}, "UID", "CGROUP", "SIDECAR UID", "APP TRUSTED", "QUOTA")...)
 	for _, p := range pods {
 		rs := p.Rules
 		if len(rs) == 0 {
 			rs = []string{noRules}
 		}
 		for _, r := range rs {
-			t.row(a.cells([]any{p.Name, podState(p), r}, p.ID, p.CgroupID, p.SidecarUID, yesNo(p.TrustApp))...)
+			t.row(a.cells([]any{p.Name, podState(p), r}, p.ID, p.CgroupID, p.SidecarUID, yesNo(p.TrustApp), p.Quota)...)
 		}
 	}
 	return t.flush()

@@ -89,20 +89,22 @@ type statusPod struct {
 	podReport
 	// MapEntries are the connection-map entries its connections hold
 	// (pending registrations and pair directions, charged to the
-	// connecting side), against its Quota.
-	MapEntries int64  `json:"map_entries"`
-	Quota      uint32 `json:"quota"`
+	// connecting side), against its quota (podReport.Quota).
+	MapEntries int64 `json:"map_entries"`
 }
 
 // podReport is an attached pod and its configuration (status, rules show).
 type podReport struct {
-	Name       string   `json:"name"`
-	ID         string   `json:"id"`
-	CgroupID   uint64   `json:"cgroup_id"`
-	Enabled    bool     `json:"enabled"`
-	TrustApp   bool     `json:"trust_app"`
-	SidecarUID uint32   `json:"sidecar_uid"`
-	Rules      []string `json:"rules"`
+	Name       string `json:"name"`
+	ID         string `json:"id"`
+	CgroupID   uint64 `json:"cgroup_id"`
+	Enabled    bool   `json:"enabled"`
+	TrustApp   bool   `json:"trust_app"`
+	SidecarUID uint32 `json:"sidecar_uid"`
+	// Quota is the most connection-map entries its connections may hold
+	// (bpf.PodConfig.Quota).
+	Quota uint32   `json:"quota"`
+	Rules []string `json:"rules"`
 	// Broken says what the pod's state lacks (bpf.PodInfo.Broken); the
 	// fields above hold what could be read.
 	Broken string `json:"broken,omitempty"`
@@ -110,7 +112,7 @@ type podReport struct {
 
 func (a *app) podReport(p bpf.PodInfo) podReport {
 	r := podReport{Name: a.directory().Name(p.ID), ID: p.ID, CgroupID: p.CgroupID, Enabled: !p.Config.Disabled,
-		TrustApp: p.Config.TrustApp, SidecarUID: p.Config.SidecarUID, Rules: []string{}}
+		TrustApp: p.Config.TrustApp, SidecarUID: p.Config.SidecarUID, Quota: p.Config.Quota, Rules: []string{}}
 	if p.Broken != nil {
 		r.Broken = p.Broken.Error()
 	}
@@ -203,7 +205,7 @@ func (a *app) status(ctx context.Context, window time.Duration) (*statusReport, 
 		return r, err
 	}
 	for _, p := range pods {
-		r.Pods = append(r.Pods, statusPod{a.podReport(p), p.Usage.Entries, p.Usage.Quota})
+		r.Pods = append(r.Pods, statusPod{a.podReport(p), p.Usage.Entries})
 	}
 	rates, err := a.counterRates(ctx, eng, window)
 	if err != nil {

@@ -31,9 +31,13 @@
 //     namespace is labelled accel.mesh/enabled=true, as the installer
 //     records it in stateDir/namespaces.json (package nsoptin; the file is
 //     read only for pods without the annotation, never the API server).
-//  3. The rules: the node's (rulesFile, else rules.Default() with the
-//     configured sidecar uid), then the pod's own ([AnnotationRules]), then
-//     its Istio exclusions as RETURN rules; at most 64 in all.
+//  3. The pod's configuration, from its annotations and the node's
+//     settings (package podconfig, which mesh-accelctl rules check uses
+//     too): the node's rules (rulesFile, else rules.DefaultFor the
+//     configured sidecar uid, or those of [AnnotationProfile] under them),
+//     then the pod's own ([AnnotationRules]), then its Istio exclusions as
+//     RETURN rules, at most 64 in all; [AnnotationTrustApp]; the sidecar
+//     uid and podQuota. CHECK compares every one of them.
 //  4. The cgroup: runtimeConfig's cgroupPath (a path absolute or relative
 //     to the cgroup v2 mount, a systemd slice, or systemd's
 //     "slice:prefix:name"), else found by K8S_POD_UID where the kubelet puts

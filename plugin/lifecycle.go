@@ -12,6 +12,7 @@ import (
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/starttime"
+	"github.com/mesh-accel/mesh-accel/rules"
 )
 
 // openNode opens the node state; a failure is classified as missing kernel
@@ -191,7 +192,9 @@ func (d *deps) check(conf *Config, spec *podSpec) error {
 	return sameConfig(info.Config, spec.cfg)
 }
 
-// sameConfig compares the attached configuration with the expected one.
+// sameConfig compares the attached configuration with the expected one:
+// every option podconfig.Options marks Checked (TestCheckComparesOptions
+// walks them).
 func sameConfig(got, want bpf.PodConfig) error {
 	switch {
 	case got.Disabled:
@@ -200,10 +203,19 @@ func sameConfig(got, want bpf.PodConfig) error {
 		return fmt.Errorf("attached with trustApp %v, want %v", got.TrustApp, want.TrustApp)
 	case got.SidecarUID != want.SidecarUID:
 		return fmt.Errorf("attached with sidecar uid %d, want %d", got.SidecarUID, want.SidecarUID)
+	case got.Quota != want.Quota:
+		return fmt.Errorf("attached with pod quota %d, want %d", got.Quota, want.Quota)
 	case !got.Rules.Equal(want.Rules):
 		return fmt.Errorf("attached with %d rules that differ from the %d expected", count(got.Rules), count(want.Rules))
 	}
 	return nil
+}
+
+func count(s *rules.Set) int {
+	if s == nil {
+		return 0
+	}
+	return len(s.Rules)
 }
 
 // doStatus fails (code 50, plugin not available) when the kernel lacks a

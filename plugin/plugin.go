@@ -165,12 +165,11 @@ func (d *deps) wanted(conf *Config, pa podArgs) (*podSpec, error) {
 	if !bpf.ValidPodID(pa.UID) {
 		return nil, failf(ReasonArgs, "K8S_POD_UID %q is missing or not a pod uid", pa.UID)
 	}
-	node, err := nodeRules(conf)
+	node, err := nodeSettings(conf)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := podConfig(node, ann, conf.SidecarUID)
-	cfg.Quota = conf.PodQuota
+	cfg, err := podConfig(node, ann)
 	if err != nil {
 		return nil, err
 	}
