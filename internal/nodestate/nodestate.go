@@ -33,6 +33,7 @@ const (
 	FlagBPFRoot    = "bpf-root"    // mesh-accel's folder under it
 	FlagStateDir   = "state-dir"   // the plugin's state folder (pod records, failures)
 	FlagSidecarUID = "sidecar-uid" // the sidecar's uid: trusted reader, default rules
+	FlagMapSize    = "map-size"    // the connection maps' entries: part of the node state's name
 )
 
 // Defaults of the shared settings.
