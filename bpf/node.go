@@ -22,6 +22,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // LayoutVersion names the layout of the pinned maps and programs. It changes
@@ -35,8 +37,9 @@ const DefaultBPFFS = "/sys/fs/bpf"
 // DefaultRoot is the folder of mesh-accel's state under bpffs.
 const DefaultRoot = "mesh-accel"
 
-// DefaultMapSize is the number of entries of the connection maps.
-const DefaultMapSize = 65536
+// DefaultMapSize is the number of entries of the connection maps, the
+// installer's and mesh-accelctl's --map-size by default.
+const DefaultMapSize = nodestate.DefaultMapSize
 
 // The bounds of a map size a node is configured with (CheckMapSize). Below
 // MinMapSize the guaranteed share of 256 pods (C/512, quota.go) falls
