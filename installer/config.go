@@ -217,7 +217,7 @@ func (c *Config) bindPlugin(b *nodestate.Binder, excluded *string) {
 	b.Uint32(&c.PodQuota, FlagPodQuota, bpf.DefaultPodQuota, "the most connection-map entries one pod's outgoing connections may hold")
 	b.Uint32(&c.BacklogLimit, FlagBacklogLimit, bpf.DefaultBacklogLimit,
 		"flow-control bound: bytes a receiving socket may hold unread before its direction takes the kernel stack")
-	b.Uint32(&c.MapSize, FlagMapSize, bpf.DefaultMapSize, fmt.Sprintf("entries of each connection map, a power of two from %d to %d; "+
+	b.Uint32(&c.MapSize, FlagMapSize, nodestate.DefaultMapSize, fmt.Sprintf("entries of each connection map, a power of two from %d to %d; "+
 		"another size than the node state's makes a new state and moves the pods to it (docs/design.md: kernel memory per size)",
 		bpf.MinMapSize, bpf.MaxMapSize))
 }
