@@ -43,8 +43,9 @@ const DefaultMapSize = nodestate.DefaultMapSize
 
 // The bounds of a map size a node is configured with (CheckMapSize). Below
 // MinMapSize the guaranteed share of 256 pods (C/512, quota.go) falls
-// under one connection; above MaxMapSize the maps' kernel memory at full
-// use passes 100 MiB per node (docs/design.md, "Map capacity").
+// under one connection; at MaxMapSize the four connection maps take 64 MiB
+// of kernel memory empty and 664 MiB full (docs/design.md, "Map
+// capacity"), which no node of 250 pods needs.
 const (
 	MinMapSize = 1 << 10
 	MaxMapSize = 1 << 20
