@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 func TestLayoutNamesMapSize(t *testing.T) {
@@ -137,32 +135,39 @@ func pairedConn(ln net.Listener) ([2]net.Conn, error) {
 // other at once, and checks that each end received the other's bytes in
 // order.
 func streamBothWays(conn [2]net.Conn) error {
-	var g errgroup.Group
+	errs := make(chan error, 4)
 	for i, from := range conn {
 		to := conn[1-i]
 		data := pattern(byte(i), mapSizeStream)
-		g.Go(func() error {
+		go func() {
 			// In writes well under the flow-control bound, so that a
 			// reader keeping up gets them redirected.
 			for off := 0; off < len(data); off += mapSizeWrite {
 				if _, err := from.Write(data[off:min(off+mapSizeWrite, len(data))]); err != nil {
-					return err
+					errs <- err
+					return
 				}
 			}
-			return nil
-		})
-		g.Go(func() error {
+			errs <- nil
+		}()
+		go func() {
 			got := make([]byte, len(data))
 			if _, err := io.ReadFull(to, got); err != nil {
-				return fmt.Errorf("read: %w", err)
+				errs <- fmt.Errorf("read: %w", err)
+				return
 			}
 			if !bytes.Equal(got, data) {
-				return errors.New("the bytes received are not those sent")
+				errs <- errors.New("the bytes received are not those sent")
+				return
 			}
-			return nil
-		})
+			errs <- nil
+		}()
 	}
-	return g.Wait()
+	var all []error
+	for range 4 {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
 
 // pattern is n bytes, a different stream for every seed, none of whose
