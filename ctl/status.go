@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // statusReport is what `status` shows.
@@ -283,6 +284,10 @@ func (a *app) renderStatus(w io.Writer, r *statusReport) error {
 		return t.flush()
 	case !r.State.Present:
 		t.row("Node state:", "none at "+r.State.Dir)
+		for _, l := range r.State.OtherLayouts {
+			t.row(" ", fmt.Sprintf("present: layout %s of %s (--%s or %s names the maps' size)",
+				l.Layout, otherLayoutKind(l.Layout), FlagMapSize, nodestate.EnvName(FlagMapSize)))
+		}
 		return t.flush()
 	}
 	t.row("Node state:", fmt.Sprintf("%s (layout %s, maps of %d entries)", r.State.Dir, r.State.Layout, r.State.MapSize))

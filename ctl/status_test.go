@@ -150,6 +150,29 @@ func TestStatusNoState(t *testing.T) {
 	}
 }
 
+// Run without the installer's MESH_ACCEL_MAP_SIZE on a node whose state
+// has another size, status names the state it finds and the setting that
+// names it.
+func TestStatusNoStateOfThisSize(t *testing.T) {
+	fs := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(fs, "mesh-accel", bpf.LayoutVersion+"-262144", "maps"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	code := Main(t.Context(), []string{"--bpffs", fs, "status"}, Deps{
+		Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+		CheckKernel: func() error { return nil },
+		Open: func(c Config) (Engine, error) {
+			return nil, errors.Join(ErrNoState, errors.New("at "+StateDir(c)))
+		},
+	})
+	want := "present: layout " + bpf.LayoutVersion + "-262144 of another map size (262144 entries) (--map-size or MESH_ACCEL_MAP_SIZE names the maps' size)"
+	if code != ExitError || !strings.Contains(out.String(), "none at "+filepath.Join(fs, "mesh-accel", bpf.LayoutVersion)) ||
+		!strings.Contains(out.String(), want) {
+		t.Errorf("exit %d, stdout:\n%s\nwant %q", code, out.String(), want)
+	}
+}
+
 // Status says which data path is pinned and warns when it is not this
 // binary's (an upgrade that kept the node state).
 func TestStatusDataPathSkew(t *testing.T) {
