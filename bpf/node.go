@@ -22,6 +22,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // LayoutVersion names the layout of the pinned maps and programs. It changes
@@ -35,8 +37,30 @@ const DefaultBPFFS = "/sys/fs/bpf"
 // DefaultRoot is the folder of mesh-accel's state under bpffs.
 const DefaultRoot = "mesh-accel"
 
-// DefaultMapSize is the number of entries of the connection maps.
-const DefaultMapSize = 65536
+// DefaultMapSize is the number of entries of the connection maps, the
+// installer's and mesh-accelctl's --map-size by default.
+const DefaultMapSize = nodestate.DefaultMapSize
+
+// The bounds of a map size a node is configured with (CheckMapSize). Below
+// MinMapSize the guaranteed share of 256 pods (C/512, quota.go) falls
+// under one connection; at MaxMapSize the four connection maps take 64 MiB
+// of kernel memory empty and 664 MiB full (docs/design.md, "Map
+// capacity"), which no node of 250 pods needs.
+const (
+	MinMapSize = 1 << 10
+	MaxMapSize = 1 << 20
+)
+
+// CheckMapSize checks a configured map size: a power of two (the kernel
+// rounds a hash map's buckets up to one, and the guaranteed share C/512
+// stays a whole number) from MinMapSize to MaxMapSize. The caller names
+// the setting in its message.
+func CheckMapSize(size uint32) error {
+	if size < MinMapSize || size > MaxMapSize || size&(size-1) != 0 {
+		return fmt.Errorf("%d entries: want a power of two from %d to %d (default %d)", size, MinMapSize, MaxMapSize, DefaultMapSize)
+	}
+	return nil
+}
 
 // DefaultBacklogLimit is the flow-control bound: the most unread redirected
 // bytes one receiving socket may hold before its direction takes the stack
@@ -60,7 +84,11 @@ type Options struct {
 	// Tests use a unique root per run.
 	Root string
 	// MapSize is the capacity of the socket, pair and pending-connection
-	// maps, DefaultMapSize when zero. It applies when the state is created.
+	// maps, DefaultMapSize when zero. It is part of the state's layout
+	// (Options.Layout): another size names another state, which an
+	// Upgrade fills with the pods of the one before, as for a new
+	// LayoutVersion. Any size above zero loads (tests use small maps);
+	// the programs check configured sizes with CheckMapSize.
 	MapSize uint32
 	// BacklogLimit is the flow-control bound in bytes, DefaultBacklogLimit
 	// when zero. It applies when the state is created; SetBacklogLimit
@@ -90,8 +118,36 @@ type Options struct {
 }
 
 // Dir is the folder of the node state these options name:
-// <BPFFS>/<Root>/<LayoutVersion>.
+// <BPFFS>/<Root>/<Layout>.
 func (o Options) Dir() string { return o.dir() }
+
+// Layout names the state's layout: LayoutVersion, followed by the maps'
+// size when it is not DefaultMapSize ("v4-262144"). Two states of
+// different names live side by side, and an upgrade moves the pods from
+// one to the other (upgrade.go).
+func (o Options) Layout() string {
+	v := o.layout
+	if v == "" {
+		v = LayoutVersion
+	}
+	return LayoutName(v, o.mapSize())
+}
+
+// LayoutName is the name of the state of layout version v whose maps hold
+// size entries.
+func LayoutName(v string, size uint32) string {
+	if size == 0 || size == DefaultMapSize {
+		return v
+	}
+	return fmt.Sprintf("%s-%d", v, size)
+}
+
+func (o Options) mapSize() uint32 {
+	if o.MapSize == 0 {
+		return DefaultMapSize
+	}
+	return o.MapSize
+}
 
 // StateExists reports whether complete node state exists (its sk_msg
 // program, pinned last, is there), without opening or creating it.
@@ -122,11 +178,7 @@ func (o Options) dir() string {
 	if root == "" {
 		root = DefaultRoot
 	}
-	layout := o.layout
-	if layout == "" {
-		layout = LayoutVersion
-	}
-	return filepath.Join(fs, root, layout)
+	return filepath.Join(fs, root, o.Layout())
 }
 
 // Node is an open handle on the node-wide state. Close releases the handle;
@@ -195,16 +247,12 @@ func OpenNode(o Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load BPF spec: %w", err)
 	}
-	size := o.MapSize
-	if size == 0 {
-		size = DefaultMapSize
-	}
 	var maps meshMapSpecs
 	if err := spec.Assign(&maps); err != nil {
 		return nil, fmt.Errorf("BPF map specs: %w", err)
 	}
 	for _, m := range []*ebpf.MapSpec{maps.SockOpsMap, maps.SockRxMap, maps.SockProxyMap, maps.SockHelperMap} {
-		m.MaxEntries = pinnedSize(filepath.Join(n.mapsDir(), m.Name), size)
+		m.MaxEntries = o.mapSize()
 	}
 	owner, err := n.openOwnerMap(maps.SockOwnerMap)
 	if err != nil {
@@ -312,17 +360,6 @@ func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 		}
 	}
 	return nil
-}
-
-// pinnedSize is the capacity of the map pinned at path, or def when there
-// is none: reopening keeps the size the state was created with.
-func pinnedSize(path string, def uint32) uint32 {
-	m, err := ebpf.LoadPinnedMap(path, nil)
-	if err != nil {
-		return def
-	}
-	defer m.Close()
-	return m.MaxEntries()
 }
 
 // verifierError keeps the end of a verifier log, where the reason is.

@@ -14,7 +14,7 @@ import (
 
 func TestOpenNodeTwiceReusesState(t *testing.T) {
 	n := bpftest.NewNode(t, bpf.Options{MapSize: 1024})
-	other, err := bpf.OpenNode(bpf.Options{Root: rootOf(t, n)})
+	other, err := bpf.OpenNode(bpf.Options{Root: rootOf(t, n), MapSize: 1024})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}

@@ -31,11 +31,13 @@ import (
 //     pod's cgroup links are switched to the new sockops and sock_create
 //     programs in place (BPF_LINK_UPDATE): no moment without a program,
 //     none with two.
-//   - Another layout: the state of the older layout stays beside the new
-//     one (a sibling folder under the root) for as long as a socket is in
-//     its socket maps: its programs and maps carry the connections paired
-//     under it to their end, since removing a socket from a socket map would
-//     drop the data redirected to it and not yet read. Each of its pods gets
+//   - Another layout (another LayoutVersion, or maps of another size: the
+//     state's folder is named by Options.Layout): the state of the older
+//     layout stays beside the new one (a sibling folder under the root) for
+//     as long as a socket is in its socket maps: its programs and maps carry
+//     the connections paired under it to their end, since removing a socket
+//     from a socket map would drop the data redirected to it and not yet
+//     read (nor can a map change size in place). Each of its pods gets
 //     its configuration translated into the new layout (by the field names
 //     of the BTF both data paths carry) and its cgroup links switched to the
 //     new programs and moved under the new state, all or nothing: staged

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
@@ -18,6 +19,7 @@ const (
 	FlagBPFFS    = nodestate.FlagBPFFS
 	FlagBPFRoot  = nodestate.FlagBPFRoot
 	FlagStateDir = nodestate.FlagStateDir
+	FlagMapSize  = nodestate.FlagMapSize
 	FlagOutput   = "output"
 	FlagNoHeader = "no-headers"
 	FlagNodeName = "node-name"
@@ -65,6 +67,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.Location.Validate(); err != nil {
 		return usageErrorf("%v", err)
+	}
+	if err := bpf.CheckMapSize(c.MapSize); err != nil {
+		return usageErrorf("--%s (or %s) %v", FlagMapSize, nodestate.EnvName(FlagMapSize), err)
 	}
 	return nil
 }

@@ -19,14 +19,15 @@ func TestConfigFlagsAndEnvironment(t *testing.T) {
 		want Config
 	}{
 		{"defaults", nil, nil, Config{nodestate.Location{BPFFS: "/sys/fs/bpf", BPFRoot: "mesh-accel",
-			StateDir: "/var/lib/mesh-accel"}, OutputTable, false, ""}},
+			StateDir: "/var/lib/mesh-accel", MapSize: 65536}, OutputTable, false, ""}},
 		{"environment", map[string]string{"MESH_ACCEL_BPFFS": "/b", "MESH_ACCEL_BPF_ROOT": "r",
 			"MESH_ACCEL_STATE_DIR": "/p", "MESH_ACCEL_OUTPUT": "json", "MESH_ACCEL_NO_HEADERS": "true",
-			"MESH_ACCEL_NODE_NAME": "n1"}, nil,
-			Config{nodestate.Location{BPFFS: "/b", BPFRoot: "r", StateDir: "/p"}, OutputJSON, true, "n1"}},
-		{"flags win", map[string]string{"MESH_ACCEL_BPFFS": "/b", "MESH_ACCEL_OUTPUT": "json"},
-			[]string{"--bpffs", "/f", "--bpf-root", "x", "--state-dir", "/q", "-o", "table", "--no-headers", "--node-name", "n2"},
-			Config{nodestate.Location{BPFFS: "/f", BPFRoot: "x", StateDir: "/q"}, OutputTable, true, "n2"}},
+			"MESH_ACCEL_NODE_NAME": "n1", "MESH_ACCEL_MAP_SIZE": "262144"}, nil,
+			Config{nodestate.Location{BPFFS: "/b", BPFRoot: "r", StateDir: "/p", MapSize: 262144}, OutputJSON, true, "n1"}},
+		{"flags win", map[string]string{"MESH_ACCEL_BPFFS": "/b", "MESH_ACCEL_OUTPUT": "json", "MESH_ACCEL_MAP_SIZE": "262144"},
+			[]string{"--bpffs", "/f", "--bpf-root", "x", "--state-dir", "/q", "-o", "table", "--no-headers", "--node-name", "n2",
+				"--map-size", "1024"},
+			Config{nodestate.Location{BPFFS: "/f", BPFRoot: "x", StateDir: "/q", MapSize: 1024}, OutputTable, true, "n2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got Config
@@ -64,6 +65,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"status", "extra"}, ExitUsage, "unknown command"},
 		{[]string{"--nosuch", "status"}, ExitUsage, "unknown flag: --nosuch"},
 		{[]string{"-o", "xml", "status"}, ExitUsage, `--output (or MESH_ACCEL_OUTPUT) "xml": want one of table, wide, json, yaml`},
+		{[]string{"--map-size", "1000", "status"}, ExitUsage,
+			"--map-size (or MESH_ACCEL_MAP_SIZE) 1000 entries: want a power of two from 1024 to 1048576"},
 		{[]string{"rules", "check"}, ExitUsage, "--file FILE is required"},
 		{[]string{"conns", "--addr", "nope"}, ExitUsage, `--addr "nope": not an IP address`},
 		{[]string{"conns", "--port", "70000"}, ExitUsage, `--port "70000": want a port number 1..65535`},

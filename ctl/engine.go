@@ -58,21 +58,25 @@ type Object struct {
 var ErrNoState = errors.New("no mesh-accel state on this node")
 
 // StateDir is where the node state of cfg lives.
-func StateDir(cfg Config) string {
-	return bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.BPFRoot}.Dir()
+func StateDir(cfg Config) string { return stateOptions(cfg).Dir() }
+
+// stateOptions locate the node state of cfg: its folder is named by the
+// layout and the maps' size.
+func stateOptions(cfg Config) bpf.Options {
+	return bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.BPFRoot, MapSize: cfg.MapSize}
 }
 
 // OpenEngine opens the node state that the CNI plugin or installer created.
 // Unlike bpf.OpenNode it never creates state: a node without any is
 // reported as ErrNoState.
 func OpenEngine(cfg Config) (Engine, error) {
-	opts := bpf.Options{BPFFS: cfg.BPFFS, Root: cfg.BPFRoot}
+	opts := stateOptions(cfg)
 	if !bpf.StateExists(opts) {
 		if _, err := os.Stat(opts.Dir()); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, needsRoot(fmt.Errorf("open node state: %w", err))
 		}
-		return nil, fmt.Errorf("%w at %s: mesh-accel has not set this node up, or --%s/--%s point elsewhere",
-			ErrNoState, opts.Dir(), FlagBPFFS, FlagBPFRoot)
+		return nil, fmt.Errorf("%w at %s: mesh-accel has not set this node up, or --%s/--%s/--%s point elsewhere",
+			ErrNoState, opts.Dir(), FlagBPFFS, FlagBPFRoot, FlagMapSize)
 	}
 	n, err := bpf.OpenNode(opts)
 	if err != nil {

@@ -7,12 +7,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // statusReport is what `status` shows.
@@ -47,9 +50,12 @@ type stateReport struct {
 	Unreadable bool   `json:"unreadable,omitempty"`
 	Dir        string `json:"dir"`
 	Layout     string `json:"layout_version"`
+	// MapSize is the entries of each connection map the state was
+	// configured with (--map-size), which its folder's name carries.
+	MapSize uint32 `json:"map_size"`
 	// OtherLayouts are states of other layouts beside ours, under
-	// --bpf-root: an upgrade that changed the layout keeps the older one
-	// until the connections paired under it close.
+	// --bpf-root: an upgrade that changed the layout (or the maps' size)
+	// keeps the older one until the connections paired under it close.
 	OtherLayouts []olderState `json:"other_layouts,omitempty"`
 	// DataPath is the pinned programs' build, BinaryDataPath this
 	// binary's; they differ after an upgrade that kept the node state.
@@ -171,8 +177,9 @@ func (a *app) status(ctx context.Context, window time.Duration) (*statusReport, 
 	case err != nil:
 		r.Kernel.Ready, r.Kernel.Missing = false, err.Error()
 	}
-	r.State = stateReport{Dir: StateDir(*a.cfg), Layout: bpf.LayoutVersion,
-		OtherLayouts: otherLayouts(filepath.Join(a.cfg.BPFFS, a.cfg.BPFRoot))}
+	dir := StateDir(*a.cfg)
+	r.State = stateReport{Dir: dir, Layout: bpf.LayoutVersion, MapSize: a.cfg.MapSize,
+		OtherLayouts: otherLayouts(filepath.Dir(dir), filepath.Base(dir))}
 	eng, err := a.engine()
 	if err != nil {
 		r.State.Unreadable = errors.Is(err, os.ErrPermission)
@@ -232,20 +239,35 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// otherLayouts lists the layout versions under root other than ours: state
-// an upgrade or a downgrade left beside the one this binary uses.
-func otherLayouts(root string) []olderState {
+// otherLayouts lists the states under root other than ours (named
+// layout): state an upgrade, a downgrade or a change of the maps' size
+// left beside the one this binary uses.
+func otherLayouts(root, layout string) []olderState {
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return nil
 	}
 	var out []olderState
 	for _, e := range ents {
-		if e.IsDir() && e.Name() != bpf.LayoutVersion && e.Name() != bpf.SharedDir {
+		if e.IsDir() && e.Name() != layout && e.Name() != bpf.SharedDir {
 			out = append(out, olderState{Layout: e.Name()})
 		}
 	}
 	return out
+}
+
+// otherLayoutKind says what differs in the state named layout beside
+// ours: the maps' size (this layout version, another size) or the release.
+func otherLayoutKind(layout string) string {
+	if layout == bpf.LayoutVersion {
+		return fmt.Sprintf("another map size (%d entries)", bpf.DefaultMapSize)
+	}
+	if size, ok := strings.CutPrefix(layout, bpf.LayoutVersion+"-"); ok {
+		if _, err := strconv.ParseUint(size, 10, 32); err == nil {
+			return "another map size (" + size + " entries)"
+		}
+	}
+	return "another mesh-accel version"
 }
 
 func (a *app) renderStatus(w io.Writer, r *statusReport) error {
@@ -264,12 +286,16 @@ func (a *app) renderStatus(w io.Writer, r *statusReport) error {
 		return t.flush()
 	case !r.State.Present:
 		t.row("Node state:", "none at "+r.State.Dir)
+		for _, l := range r.State.OtherLayouts {
+			t.row(" ", fmt.Sprintf("present: layout %s of %s (--%s or %s names the maps' size)",
+				l.Layout, otherLayoutKind(l.Layout), FlagMapSize, nodestate.EnvName(FlagMapSize)))
+		}
 		return t.flush()
 	}
-	t.row("Node state:", fmt.Sprintf("%s (layout %s)", r.State.Dir, r.State.Layout))
+	t.row("Node state:", fmt.Sprintf("%s (layout %s, maps of %d entries)", r.State.Dir, r.State.Layout, r.State.MapSize))
 	for _, l := range r.State.OtherLayouts {
-		t.row(" ", fmt.Sprintf("also present: layout %s of another mesh-accel version, %d pods, %d sockets "+
-			"(kept until the connections paired under it close)", l.Layout, l.Pods, l.Sockets))
+		t.row(" ", fmt.Sprintf("also present: layout %s of %s, %d pods, %d sockets "+
+			"(kept until the connections paired under it close)", l.Layout, otherLayoutKind(l.Layout), l.Pods, l.Sockets))
 	}
 	dp := "data path " + r.State.DataPath
 	if r.State.DataPath != r.State.BinaryDataPath {

@@ -77,7 +77,7 @@ func TestStatus(t *testing.T) {
 	out := mustRun(t, eng, defaultRecords(t), "status")
 	for _, want := range []string{
 		"Kernel:", "ready (cgroup v2",
-		"Node state:    " + StateDir(Config{Location: nodestate.Location{BPFFS: "/sys/fs/bpf", BPFRoot: "mesh-accel"}}) + " (layout " + bpf.LayoutVersion + ")",
+		"Node state:    " + StateDir(Config{Location: nodestate.Location{BPFFS: "/sys/fs/bpf", BPFRoot: "mesh-accel"}}) + " (layout " + bpf.LayoutVersion + ", maps of 65536 entries)",
 		"Acceleration:  enabled",
 		"4 sockets, 4 pair directions, 0 pending, of 65536 entries per map",
 		"program  sk_msg  7   SkMsg",
@@ -94,7 +94,7 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !r.Kernel.Ready || !r.State.Present || !r.Enabled || len(r.Pods) != 2 || r.Pods[0].Name != "shop/cart" ||
-		len(r.Pods[0].Rules) != 2 || r.Usage.Capacity != 65536 || len(r.Warnings) != 3 {
+		len(r.Pods[0].Rules) != 2 || r.Usage.Capacity != 65536 || r.State.MapSize != 65536 || len(r.Warnings) != 3 {
 		t.Errorf("status JSON: %+v", r)
 	}
 }
@@ -150,6 +150,29 @@ func TestStatusNoState(t *testing.T) {
 	}
 }
 
+// Run without the installer's MESH_ACCEL_MAP_SIZE on a node whose state
+// has another size, status names the state it finds and the setting that
+// names it.
+func TestStatusNoStateOfThisSize(t *testing.T) {
+	fs := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(fs, "mesh-accel", bpf.LayoutVersion+"-262144", "maps"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	code := Main(t.Context(), []string{"--bpffs", fs, "status"}, Deps{
+		Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+		CheckKernel: func() error { return nil },
+		Open: func(c Config) (Engine, error) {
+			return nil, errors.Join(ErrNoState, errors.New("at "+StateDir(c)))
+		},
+	})
+	want := "present: layout " + bpf.LayoutVersion + "-262144 of another map size (262144 entries) (--map-size or MESH_ACCEL_MAP_SIZE names the maps' size)"
+	if code != ExitError || !strings.Contains(out.String(), "none at "+filepath.Join(fs, "mesh-accel", bpf.LayoutVersion)) ||
+		!strings.Contains(out.String(), want) {
+		t.Errorf("exit %d, stdout:\n%s\nwant %q", code, out.String(), want)
+	}
+}
+
 // Status says which data path is pinned and warns when it is not this
 // binary's (an upgrade that kept the node state).
 func TestStatusDataPathSkew(t *testing.T) {
@@ -164,6 +187,28 @@ func TestStatusDataPathSkew(t *testing.T) {
 	for _, want := range []string{"data path 1111111111111111, NOT this binary's 2222222222222222",
 		"the pinned data path 1111111111111111 is not this binary's 2222222222222222",
 		"also present: layout v1 of another mesh-accel version, 1 pods, 4 sockets"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// --map-size (MESH_ACCEL_MAP_SIZE, which the DaemonSet sets for the
+// installer) names the state status shows; a state of another size beside
+// it is one an upgrade keeps for its connections, and says so.
+func TestStatusMapSize(t *testing.T) {
+	eng := newFakeEngine()
+	eng.dataPaths = bpf.DataPaths{Pinned: "00000000000000aa", Binary: "00000000000000aa",
+		Older: []bpf.Retiring{{Dir: "/sys/fs/bpf/mesh-accel/" + bpf.LayoutVersion, Pods: 2, Sockets: 6},
+			{Dir: "/sys/fs/bpf/mesh-accel/" + bpf.LayoutVersion + "-16384", Pods: 0, Sockets: 2},
+			{Dir: "/sys/fs/bpf/mesh-accel/v3", Pods: 0, Sockets: 1}}}
+	out := mustRun(t, eng, "", "--map-size", "262144", "status")
+	for _, want := range []string{
+		"Node state:    /sys/fs/bpf/mesh-accel/" + bpf.LayoutVersion + "-262144 (layout " + bpf.LayoutVersion + ", maps of 262144 entries)",
+		"also present: layout " + bpf.LayoutVersion + " of another map size (65536 entries), 2 pods, 6 sockets",
+		"also present: layout " + bpf.LayoutVersion + "-16384 of another map size (16384 entries), 0 pods, 2 sockets",
+		"also present: layout v3 of another mesh-accel version, 0 pods, 1 sockets",
+	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -38,6 +38,7 @@ const (
 	FlagBPFRoot            = nodestate.FlagBPFRoot
 	FlagStateDir           = nodestate.FlagStateDir
 	FlagSidecarUID         = nodestate.FlagSidecarUID
+	FlagMapSize            = nodestate.FlagMapSize
 	FlagPluginLogFile      = "plugin-log-file"
 	FlagCgroupRoot         = "cgroup-root"
 	FlagListen             = "listen"
@@ -143,6 +144,11 @@ type Config struct {
 	// most a receiving socket may hold unread before its direction takes
 	// the stack. It is applied to the node state at every start.
 	BacklogLimit uint32
+	// MapSize is the entries of each connection map (bpf.Options.MapSize).
+	// It names the node state and reaches the plugin's entry: started
+	// with another size than the node's state, the installer makes a new
+	// state and moves the pods to it as an upgrade does.
+	MapSize uint32
 }
 
 // NewConfig builds the configuration from the command line args (without
@@ -202,8 +208,8 @@ func NewConfig(args []string, getenv func(string) string, out io.Writer) (*Confi
 	return c, nil
 }
 
-// bindPlugin binds the settings that go into the plugin's entry and the
-// node state's flow-control bound.
+// bindPlugin binds the settings that go into the plugin's entry, the
+// node state's flow-control bound and the maps' size.
 func (c *Config) bindPlugin(b *nodestate.Binder, excluded *string) {
 	b.Bool(&c.FailOnError, FlagFailOnError, "fail a pod's ADD when its acceleration cannot be set up (default: log, count, start the pod)")
 	b.String(excluded, FlagExcludeNamespaces, strings.Join(plugin.DefaultExcludeNamespaces, ","),
@@ -211,6 +217,9 @@ func (c *Config) bindPlugin(b *nodestate.Binder, excluded *string) {
 	b.Uint32(&c.PodQuota, FlagPodQuota, bpf.DefaultPodQuota, "the most connection-map entries one pod's outgoing connections may hold")
 	b.Uint32(&c.BacklogLimit, FlagBacklogLimit, bpf.DefaultBacklogLimit,
 		"flow-control bound: bytes a receiving socket may hold unread before its direction takes the kernel stack")
+	b.Uint32(&c.MapSize, FlagMapSize, nodestate.DefaultMapSize, fmt.Sprintf("entries of each connection map, a power of two from %d to %d; "+
+		"another size than the node state's makes a new state and moves the pods to it (docs/design.md: kernel memory per size)",
+		bpf.MinMapSize, bpf.MaxMapSize))
 }
 
 // splitNamespaces parses --exclude-namespaces: a comma-separated list,
@@ -281,6 +290,9 @@ func (c *Config) validate() error {
 	if c.BacklogLimit == 0 {
 		errs = append(errs, fmt.Errorf("--%s must be at least 1 byte (default %d)", FlagBacklogLimit, bpf.DefaultBacklogLimit))
 	}
+	if err := bpf.CheckMapSize(c.MapSize); err != nil {
+		errs = append(errs, fmt.Errorf("--%s (%s) %w", FlagMapSize, EnvName(FlagMapSize), err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -303,7 +315,8 @@ func checkListen(addr string) error {
 // bpfOptions locate the node state, and the host's cgroup v2 hierarchy
 // where an upgrade finds the pods' cgroups.
 func (c *Config) bpfOptions() bpf.Options {
-	return bpf.Options{BPFFS: c.BPFFS, Root: c.BPFRoot, BacklogLimit: c.BacklogLimit, CgroupRoot: hostCgroup2(c.CgroupRoot)}
+	return bpf.Options{BPFFS: c.BPFFS, Root: c.BPFRoot, BacklogLimit: c.BacklogLimit, MapSize: c.MapSize,
+		CgroupRoot: hostCgroup2(c.CgroupRoot)}
 }
 
 // hostCgroup2 is the cgroup v2 hierarchy under the host's cgroup root:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
@@ -72,6 +74,21 @@ func TestNewConfig(t *testing.T) {
 				return e.FailOnError && slices.Equal(e.ExcludeNamespaces, []string{"kube-system", "istio-system"}) && e.PodQuota == 512 &&
 					c.bpfOptions().BacklogLimit == 1<<20
 			}},
+		{name: "map size default stays out of the entry", check: func(c *Config) bool {
+			return c.MapSize == bpf.DefaultMapSize && NewEntry(c).MapSize == 0 && c.bpfOptions().Layout() == bpf.LayoutVersion
+		}},
+		{name: "map size from env", env: map[string]string{"MESH_ACCEL_MAP_SIZE": "262144"}, check: func(c *Config) bool {
+			return c.MapSize == 262144 && NewEntry(c).MapSize == 262144 && c.bpfOptions().MapSize == 262144 &&
+				c.bpfOptions().Layout() == bpf.LayoutVersion+"-262144"
+		}},
+		{name: "map size flag beats env", args: []string{"--map-size=1024"}, env: map[string]string{"MESH_ACCEL_MAP_SIZE": "2048"},
+			check: func(c *Config) bool { return c.MapSize == 1024 && NewEntry(c).MapSize == 1024 }},
+		{name: "map size not a power of two", args: []string{"--map-size=100000"},
+			err: "--map-size (MESH_ACCEL_MAP_SIZE) 100000 entries: want a power of two from 1024 to 1048576 (default 65536)"},
+		{name: "map size too small", env: map[string]string{"MESH_ACCEL_MAP_SIZE": "512"}, err: "--map-size (MESH_ACCEL_MAP_SIZE) 512 entries"},
+		{name: "map size too large", args: []string{"--map-size=2097152"}, err: "--map-size (MESH_ACCEL_MAP_SIZE) 2097152 entries"},
+		{name: "map size zero", args: []string{"--map-size=0"}, err: "--map-size (MESH_ACCEL_MAP_SIZE) 0 entries"},
+		{name: "map size not a number", env: map[string]string{"MESH_ACCEL_MAP_SIZE": "64k"}, err: "MESH_ACCEL_MAP_SIZE=\"64k\""},
 		{name: "no namespace excluded", args: []string{"--exclude-namespaces=-"}, env: map[string]string{"MESH_ACCEL_EXCLUDE_NAMESPACES": "a"},
 			check: func(c *Config) bool {
 				e := NewEntry(c)
@@ -117,7 +134,7 @@ func TestConfigHelp(t *testing.T) {
 		FlagHostKubeconfigPath, FlagRulesFile, FlagRulesCopyPath, FlagHostRulesFile, FlagBPFFS, FlagBPFRoot, FlagStateDir,
 		FlagPluginLogFile, FlagCgroupRoot, FlagListen, FlagRemoveBPFOnExit, FlagSAToken, FlagSACA, FlagAPIHost, FlagLogLevel,
 		FlagMountBPFFS, FlagVersion, FlagSweepInterval, FlagFailOnError, FlagExcludeNamespaces, FlagPodQuota, FlagBacklogLimit,
-		FlagNoPluginKubeconfig} {
+		FlagNoPluginKubeconfig, FlagMapSize} {
 		if !strings.Contains(out.String(), "--"+f) || !strings.Contains(out.String(), "(env "+EnvName(f)+")") {
 			t.Errorf("help lacks --%s or its variable %s", f, EnvName(f))
 		}
@@ -169,6 +186,47 @@ func TestBacklogLimitReachesNode(t *testing.T) {
 	defer again.Close()
 	if got, err := n.BacklogLimit(); err != nil || got != 131072 {
 		t.Errorf("reused state: bound %d, %v; want 131072", got, err)
+	}
+}
+
+// --map-size names the node state the installer opens: another size than
+// the node's state makes a new state beside it (which the start's upgrade
+// pass fills, bpf.TestUpgradeMapSize), with maps of that size and the
+// fair share derived from it.
+func TestMapSizeReachesNode(t *testing.T) {
+	root := bpftest.UniqueRoot()
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(bpf.DefaultBPFFS, root)) })
+	open := func(args ...string) *bpf.Node {
+		t.Helper()
+		c, err := NewConfig(append([]string{"--bpf-root=" + root}, args...), func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.RequireRoot(t)
+		n, err := BPFEngine{}.OpenNode(c.bpfOptions())
+		if err != nil {
+			testenv.Missing(t, "BPF node state: %v", err)
+		}
+		return n.(*bpf.Node)
+	}
+	def := open()
+	defer def.Close()
+	big := open("--map-size=262144")
+	defer func() { _ = big.Remove() }()
+	if filepath.Base(def.Dir()) != bpf.LayoutVersion || filepath.Base(big.Dir()) != bpf.LayoutVersion+"-262144" {
+		t.Fatalf("states at %s and %s; want %s and %s-262144 side by side", def.Dir(), big.Dir(), bpf.LayoutVersion, bpf.LayoutVersion)
+	}
+	for _, c := range []struct {
+		n          *bpf.Node
+		size, g, p uint32
+	}{{def, 65536, 128, 32768}, {big, 262144, 512, 131072}} {
+		sh, err := c.n.Share()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sh.Capacity != c.size || sh.Guaranteed != c.g || sh.GuaranteedPods != 256 || sh.Pool != c.p {
+			t.Errorf("share of %s: %+v; want %d entries, %d guaranteed to 256 pods, a pool of %d", c.n.Dir(), sh, c.size, c.g, c.p)
+		}
 	}
 }
 

@@ -37,10 +37,12 @@ type Entry struct {
 	SidecarUID uint32 `json:"sidecarUID,omitempty"`
 	// ExcludeNamespaces is written only when it differs from
 	// plugin.DefaultExcludeNamespaces ([] for none); FailOnError only when
-	// true; PodQuota only when it is not bpf.DefaultPodQuota.
+	// true; PodQuota only when it is not bpf.DefaultPodQuota, MapSize only
+	// when it is not bpf.DefaultMapSize.
 	ExcludeNamespaces []string `json:"excludeNamespaces,omitzero"`
 	FailOnError       bool     `json:"failOnError,omitempty"`
 	PodQuota          uint32   `json:"podQuota,omitempty"`
+	MapSize           uint32   `json:"mapSize,omitempty"`
 }
 
 // NewEntry returns the entry the configuration asks for.
@@ -69,6 +71,9 @@ func NewEntry(c *Config) Entry {
 	e.FailOnError = c.FailOnError
 	if c.PodQuota != bpf.DefaultPodQuota {
 		e.PodQuota = c.PodQuota
+	}
+	if c.MapSize != bpf.DefaultMapSize {
+		e.MapSize = c.MapSize
 	}
 	return e
 }

@@ -429,13 +429,13 @@ func TestConflistSymlink(t *testing.T) {
 
 // Settings away from their defaults reach the entry (golden file): a
 // sidecar uid, no failing open, excluded namespaces, a pod quota, other
-// bpffs and state folders; the plugin reads them back.
+// bpffs and state folders, a map size; the plugin reads them back.
 func TestConflistGoldenOptions(t *testing.T) {
 	dir, in := confDir(t, "options")
 	env := map[string]string{
 		"MESH_ACCEL_SIDECAR_UID": "1000690001", "MESH_ACCEL_FAIL_ON_ERROR": "true",
 		"MESH_ACCEL_EXCLUDE_NAMESPACES": "kube-system,istio-system", "MESH_ACCEL_POD_QUOTA": "2048",
-		"MESH_ACCEL_BPF_ROOT": "mesh-accel-b", "MESH_ACCEL_STATE_DIR": "/var/lib/mesh-accel-b",
+		"MESH_ACCEL_BPF_ROOT": "mesh-accel-b", "MESH_ACCEL_STATE_DIR": "/var/lib/mesh-accel-b", "MESH_ACCEL_MAP_SIZE": "262144",
 	}
 	c, err := NewConfig(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
@@ -452,7 +452,8 @@ func TestConflistGoldenOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.SidecarUID != 1000690001 || !got.FailOnError || !slices.Equal(got.ExcludeNamespaces, []string{"kube-system", "istio-system"}) ||
-		got.PodQuota != 2048 || got.BPFRoot != "/sys/fs/bpf/mesh-accel-b" || got.StateDir != "/var/lib/mesh-accel-b" {
+		got.PodQuota != 2048 || got.BPFRoot != "/sys/fs/bpf/mesh-accel-b" || got.StateDir != "/var/lib/mesh-accel-b" ||
+		got.MapSize != 262144 {
 		t.Errorf("the plugin reads %+v", got)
 	}
 	if err := m.restore(); err != nil {

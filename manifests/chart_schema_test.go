@@ -9,6 +9,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/strvals"
 
+	"github.com/mesh-accel/mesh-accel/installer"
 	"github.com/mesh-accel/mesh-accel/manifests"
 	"github.com/mesh-accel/mesh-accel/manifests/render"
 )
@@ -66,6 +67,11 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"podQuota=4294967296", "/podQuota", "maximum"},
 		{"backlogLimit=-1", "/backlogLimit", "minimum"},
 		{"backlogLimit=4MiB", "/backlogLimit", "want integer"},
+		{"mapSize=100000", "/mapSize", "value must be one of 1024, 2048,"},
+		{"mapSize=512", "/mapSize", "one of"},
+		{"mapSize=2097152", "/mapSize", "one of"},
+		{"mapSize=0", "/mapSize", "one of"},
+		{"mapSize=64k", "/mapSize", "one of"},
 		{"metrics.port=0", "/metrics/port", "minimum"},
 		{"metrics.port=9753x", "/metrics/port", "want integer"},
 		{"metrics.address=::", "/metrics/address", "in brackets"},
@@ -141,6 +147,17 @@ func TestChartAcceptsGoodValues(t *testing.T) {
 				t.Errorf("config %+v", cfg)
 			}
 		}},
+		{[]string{"mapSize=1024"}, mapSizeIs(1024)},
+		{[]string{"mapSize=1048576"}, mapSizeIs(1048576)},
+		{[]string{"mapSize=65536"}, func(t *testing.T, r rendered) {
+			c := r.daemonSet(t).Spec.Template.Spec.Containers[0]
+			for _, e := range c.Env {
+				if e.Name == "MESH_ACCEL_MAP_SIZE" {
+					t.Errorf("the default map size rendered as %s=%s", e.Name, e.Value)
+				}
+			}
+			mapSizeIs(65536)(t, r)
+		}},
 		{[]string{"updateStrategy.rollingUpdate.maxUnavailable=10%", "updateStrategy.rollingUpdate.maxSurge=0%"}, nil},
 		{[]string{"imagePullSecrets[0].name=regcred", "priorityClassName=", "tolerations=null"}, nil},
 		{[]string{"resources.installer.limits.memory=1.5Gi", "resources.installer.requests.cpu=0.5"}, nil},
@@ -154,6 +171,21 @@ func TestChartAcceptsGoodValues(t *testing.T) {
 		r := decodeAll(t, "chart", out)
 		if tc.check != nil {
 			tc.check(t, r)
+		}
+	}
+}
+
+// mapSizeIs checks the map size the installer and the plugin's entry get.
+func mapSizeIs(want uint32) func(t *testing.T, r rendered) {
+	return func(t *testing.T, r rendered) {
+		t.Helper()
+		cfg := installerConfig(t, r.daemonSet(t).Spec.Template.Spec.Containers[0])
+		wantEntry := want
+		if want == 65536 {
+			wantEntry = 0 // the plugin's default stays out of its entry
+		}
+		if cfg.MapSize != want || installer.NewEntry(cfg).MapSize != wantEntry {
+			t.Errorf("--map-size %d, entry %d; want %d", cfg.MapSize, installer.NewEntry(cfg).MapSize, want)
 		}
 	}
 }

@@ -26,6 +26,7 @@ var nonDefault = map[string]any{
 	"failOnError":       true,
 	"podQuota":          2048,
 	"backlogLimit":      1 << 20,
+	"mapSize":           262144,
 	"metrics":           map[string]any{"address": "127.0.0.1", "port": 19753, "scrapeAnnotations": false},
 	"removeBPFOnExit":   true,
 	"pluginKubeconfig":  false,
@@ -106,10 +107,11 @@ func TestChartValues(t *testing.T) {
 	c := spec.Containers[0]
 	cfg := installerConfig(t, c)
 	e := installer.NewEntry(cfg)
-	if e.SidecarUID != 1000690000 || !e.FailOnError || !slices.Equal(e.ExcludeNamespaces, []string{"kube-system", "openshift-dns"}) || e.PodQuota != 2048 {
+	if e.SidecarUID != 1000690000 || !e.FailOnError || !slices.Equal(e.ExcludeNamespaces, []string{"kube-system", "openshift-dns"}) || e.PodQuota != 2048 ||
+		e.MapSize != 262144 {
 		t.Errorf("conflist entry %+v", e)
 	}
-	if !cfg.RemoveBPFOnExit || cfg.LogLevel.String() != "DEBUG" || cfg.BacklogLimit != 1<<20 || cfg.Listen != "127.0.0.1:19753" ||
+	if !cfg.RemoveBPFOnExit || cfg.LogLevel.String() != "DEBUG" || cfg.BacklogLimit != 1<<20 || cfg.MapSize != 262144 || cfg.Listen != "127.0.0.1:19753" ||
 		cfg.CNIConfName != "00-multus.conf" || !cfg.NoPluginKubeconfig {
 		t.Errorf("installer config %+v", cfg)
 	}

@@ -79,6 +79,10 @@ type Config struct {
 	// connections may hold (bpf.PodConfig.Quota); bpf.DefaultPodQuota
 	// when 0.
 	PodQuota uint32 `json:"podQuota,omitempty"`
+	// MapSize is the entries of the node's connection maps, which name
+	// the node state the plugin attaches pods to (bpf.Options.Layout);
+	// bpf.DefaultMapSize when 0. The installer writes its --map-size.
+	MapSize uint32 `json:"mapSize,omitempty"`
 	// APITimeout bounds the whole API server lookup, retries included: a
 	// Go duration, "5s" by default.
 	APITimeout string `json:"apiTimeout,omitempty"`
@@ -177,13 +181,18 @@ func (c *Config) validate() error {
 	if c.SidecarUID == ^uint32(0) {
 		return errors.New("sidecarUID 4294967295 is not a uid")
 	}
+	if c.MapSize != 0 {
+		if err := bpf.CheckMapSize(c.MapSize); err != nil {
+			return fmt.Errorf("mapSize: %w", err)
+		}
+	}
 	return nil
 }
 
 // bpfOptions locate the node state.
 func (c *Config) bpfOptions() bpf.Options {
 	root := filepath.Clean(c.BPFRoot)
-	return bpf.Options{BPFFS: filepath.Dir(root), Root: filepath.Base(root)}
+	return bpf.Options{BPFFS: filepath.Dir(root), Root: filepath.Base(root), MapSize: c.MapSize}
 }
 
 // excluded reports whether pods of the namespace are never accelerated.

@@ -27,7 +27,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.apiTimeout != 5*time.Second || c.PrevResult != nil {
 		t.Errorf("apiTimeout %v, prevResult %v", c.apiTimeout, c.PrevResult)
 	}
-	if o := c.bpfOptions(); o.BPFFS != "/sys/fs/bpf" || o.Root != "mesh-accel" {
+	if o := c.bpfOptions(); o.BPFFS != "/sys/fs/bpf" || o.Root != "mesh-accel" || o.MapSize != 0 {
 		t.Errorf("bpf options %+v", o)
 	}
 }
@@ -36,13 +36,14 @@ func TestParseConfigFields(t *testing.T) {
 	c, err := parseConfig([]byte(`{"cniVersion":"1.0.0","name":"k8s","type":"mesh-accel",
 		"rulesFile":"/etc/mesh-accel/rules","kubeconfig":"/etc/kc","excludeNamespaces":[],"failOnError":true,
 		"logFile":"-","logLevel":"DEBUG","bpfRoot":"/sys/fs/bpf/test-root/","stateDir":"/tmp/s","cgroupRoot":"kubelet.slice",
-		"sidecarUID":2000,"apiTimeout":"750ms",
+		"sidecarUID":2000,"apiTimeout":"750ms","mapSize":262144,
 		"runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"a":"b"},"cgroupPath":"kubepods.slice"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.ExcludeNamespaces) != 0 || c.excluded("kube-system") || !c.FailOnError || c.SidecarUID != 2000 ||
 		c.apiTimeout != 750*time.Millisecond || c.logLevel.String() != "DEBUG" || c.bpfOptions().Root != "test-root" ||
+		c.bpfOptions().MapSize != 262144 ||
 		c.RuntimeConfig.PodAnnotations["a"] != "b" || c.RuntimeConfig.CgroupPath != "kubepods.slice" {
 		t.Errorf("parsed %+v", c)
 	}
@@ -71,6 +72,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{` + base + `,"rulesFile":"rules"}`, types.ErrInvalidNetworkConfig, "rulesFile"},
 		{`{` + base + `,"excludeNamespaces":["a",""]}`, types.ErrInvalidNetworkConfig, "excludeNamespaces[1]"},
 		{`{` + base + `,"sidecarUID":4294967295}`, types.ErrInvalidNetworkConfig, "sidecarUID"},
+		{`{` + base + `,"mapSize":1000}`, types.ErrInvalidNetworkConfig, "mapSize: 1000 entries: want a power of two"},
+		{`{` + base + `,"mapSize":-1}`, types.ErrDecodingFailure, "field mapSize"},
 		{`{` + base + `,"prevResult":{"ips":"x"}}`, types.ErrDecodingFailure, "prevResult"},
 	} {
 		_, err := parseConfig([]byte(tc.json))

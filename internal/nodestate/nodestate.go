@@ -33,6 +33,7 @@ const (
 	FlagBPFRoot    = "bpf-root"    // mesh-accel's folder under it
 	FlagStateDir   = "state-dir"   // the plugin's state folder (pod records, failures)
 	FlagSidecarUID = "sidecar-uid" // the sidecar's uid: trusted reader, default rules
+	FlagMapSize    = "map-size"    // the connection maps' entries: part of the node state's name
 )
 
 // Defaults of the shared settings.
@@ -41,6 +42,9 @@ const (
 	DefaultBPFRoot    = "mesh-accel"
 	DefaultStateDir   = "/var/lib/mesh-accel"
 	DefaultSidecarUID = 1337
+	// DefaultMapSize is the entries of each connection map
+	// (bpf.DefaultMapSize).
+	DefaultMapSize = 65536
 )
 
 // EnvPrefix starts the name of every setting's environment variable.
@@ -122,13 +126,17 @@ type Location struct {
 	BPFFS    string // bpffs mount point
 	BPFRoot  string // mesh-accel's folder under BPFFS
 	StateDir string // the plugin's state folder
+	// MapSize is the connection maps' entries, which name the state's
+	// folder under BPFRoot (bpf.Options.Layout).
+	MapSize uint32
 }
 
-// BindLocation binds --bpffs, --bpf-root and --state-dir to l.
+// BindLocation binds --bpffs, --bpf-root, --state-dir and --map-size to l.
 func (b *Binder) BindLocation(l *Location) {
 	b.String(&l.BPFFS, FlagBPFFS, DefaultBPFFS, "bpffs mount point holding the node's BPF state")
 	b.String(&l.BPFRoot, FlagBPFRoot, DefaultBPFRoot, "mesh-accel's folder under --"+FlagBPFFS)
 	b.String(&l.StateDir, FlagStateDir, DefaultStateDir, "the CNI plugin's state folder (pod records, setup failures)")
+	b.Uint32(&l.MapSize, FlagMapSize, DefaultMapSize, "the entries of each connection map the installer was given, which name the node state")
 }
 
 // Validate checks that every part is set.

@@ -22,7 +22,7 @@ func TestBinder(t *testing.T) {
 	if err := fs.Parse([]string{"--state-dir", "/flag/state"}); err != nil {
 		t.Fatal(err)
 	}
-	want := Location{BPFFS: DefaultBPFFS, BPFRoot: "from-env", StateDir: "/flag/state"}
+	want := Location{BPFFS: DefaultBPFFS, BPFRoot: "from-env", StateDir: "/flag/state", MapSize: DefaultMapSize}
 	if l != want || uid != 2000 || len(b.Errs) != 0 {
 		t.Fatalf("got %+v uid %d errs %v, want %+v uid 2000", l, uid, b.Errs, want)
 	}

@@ -31,7 +31,7 @@ func TestStatus(t *testing.T) {
 	out := e.ok("status", "-o", "wide", "--window", "300ms")
 	for _, want := range []string{
 		"ready (cgroup v2, sockops, sk_msg",
-		"Node state:    " + e.node.Dir() + " (layout " + bpf.LayoutVersion + ")",
+		"Node state:    " + e.node.Dir() + " (layout " + bpf.LayoutVersion + ", maps of 65536 entries)",
 		"Acceleration:  enabled",
 		"program  sk_msg",
 		"map      sock_proxy_map",
