@@ -27,7 +27,7 @@ import (
 // LayoutVersion names the layout of the pinned maps and programs. It changes
 // whenever a map's key or value changes, so that an upgrade can create the
 // new state beside the old one.
-const LayoutVersion = "v4"
+const LayoutVersion = "v5"
 
 // DefaultBPFFS is where bpffs is mounted on a node.
 const DefaultBPFFS = "/sys/fs/bpf"
@@ -145,6 +145,10 @@ type Node struct {
 	usage     *ebpf.Program
 	usageErr  error
 	usageOnce sync.Once
+	// sockets is mesh_sockets (mapfill.go), loaded at first use.
+	sockets     *ebpf.Program
+	socketsErr  error
+	socketsOnce sync.Once
 	totals    sweepTotals
 	// scanHook, when set (tests), runs in Sweep right after its scans of
 	// the maps, before it reads the usage counts again to correct them.
@@ -279,8 +283,12 @@ func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 	}
 	defer progs.MeshSkMsg.Close()
 	defer progs.MeshUsage.Close()
+	defer progs.MeshSockets.Close()
 	n.sockops, n.sockCreate = progs.MeshSockops, progs.MeshSockCreate
 	if err := n.initShare(o); err != nil {
+		return err
+	}
+	if err := n.initFill(); err != nil {
 		return err
 	}
 
@@ -305,7 +313,7 @@ func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 	for _, p := range []struct {
 		name string
 		prog *ebpf.Program
-	}{{pinSockops, n.sockops}, {pinSockCreate, n.sockCreate}, {pinUsage, progs.MeshUsage}, {pinSkMsg, progs.MeshSkMsg}} {
+	}{{pinSockops, n.sockops}, {pinSockCreate, n.sockCreate}, {pinUsage, progs.MeshUsage}, {pinSockets, progs.MeshSockets}, {pinSkMsg, progs.MeshSkMsg}} {
 		_ = os.Remove(n.progPin(p.name)) // leftover of an interrupted creation
 		if err := p.prog.Pin(n.progPin(p.name)); err != nil {
 			return fmt.Errorf("pin %s program: %w", p.name, err)
@@ -336,7 +344,7 @@ func verifierError(err error) error {
 
 // Close releases this process's handles. The pinned state stays.
 func (n *Node) Close() error {
-	for _, p := range []*ebpf.Program{n.sockops, n.sockCreate, n.usage} {
+	for _, p := range []*ebpf.Program{n.sockops, n.sockCreate, n.usage, n.sockets} {
 		if p != nil {
 			p.Close()
 		}

@@ -193,6 +193,18 @@ struct share_state {
 enum usage_op_kind {
 	USAGE_READ = 1, /* the pod's usage word, read in one load */
 	USAGE_ADD = 2,  /* add n entries (negative: give back) */
+	FILL_READ = 3,  /* the kept counts of the connection hash maps */
+	FILL_ADD = 4,   /* add n to the kept count `fill` (user space deleted) */
+};
+
+/* The kept entry counts of the connection hash maps (mesh_fill, one word
+ * each, in the format of a usage word: enum usage_word): every insert and
+ * delete that succeeds moves its map's count, in the same program run
+ * (user space's deletes through mesh_usage, FILL_ADD). */
+enum fill_kept {
+	FILL_PROXY = 0,  /* sock_proxy_map */
+	FILL_HELPER = 1, /* sock_helper_map */
+	FILL_KEPT = 2,
 };
 
 /* The context of mesh_usage, a BPF_PROG_TYPE_SYSCALL program user space
@@ -205,6 +217,9 @@ struct usage_op {
 	__s64 borrowed; /* out: the node's borrowed entries after the op */
 	__u32 op;     /* enum usage_op_kind */
 	__u32 found;  /* out: 1 when the pod has a usage count */
+	__u32 fill;   /* FILL_ADD: the count (enum fill_kept) */
+	__u32 pad;
+	__u64 fills[FILL_KEPT]; /* FILL_READ out: the kept count words */
 };
 
 /* mesh_config value (one element). Zero means acceleration is on. */
