@@ -138,8 +138,12 @@ type Node struct {
 	maps       meshMaps
 	sockops    *ebpf.Program
 	sockCreate *ebpf.Program
-	// untrustedSeen are the untrusted registrations the last Sweep found.
+	// untrustedSeen are the untrusted registrations the last sweep cycle
+	// found; cycle is the cycle under way (sweepcycle.go), nil between
+	// cycles. sweepMu serialises the sweep's passes.
 	untrustedSeen map[meshHelperVal]bool
+	cycle         *sweepCycle
+	sweepMu       sync.Mutex
 	ttl           time.Duration // Options.RegistrationTTL
 	// usage is mesh_usage (quota.go), loaded at first use.
 	usage     *ebpf.Program
