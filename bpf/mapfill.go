@@ -101,7 +101,7 @@ func (n *Node) MapFill() ([]MapFill, error) {
 type fill struct {
 	// words are the kept count words (enum fill_kept), in the format of
 	// a usage word: the count and a generation.
-	words                            [meshFillKeptFILL_KEPT]uint64
+	words                           [meshFillKeptFILL_KEPT]uint64
 	proxy, helper, sockets, targets int
 }
 

@@ -144,6 +144,7 @@ type Node struct {
 	untrustedSeen map[meshHelperVal]bool
 	cycle         *sweepCycle
 	sweepMu       sync.Mutex
+	sweepBatch    int           // SweepBatch; tests make it smaller
 	ttl           time.Duration // Options.RegistrationTTL
 	// usage is mesh_usage (quota.go), loaded at first use.
 	usage     *ebpf.Program
@@ -153,7 +154,7 @@ type Node struct {
 	sockets     *ebpf.Program
 	socketsErr  error
 	socketsOnce sync.Once
-	totals    sweepTotals
+	totals      sweepTotals
 	// scanHook, when set (tests), runs in Sweep right after its scans of
 	// the maps, before it reads the usage counts again to correct them.
 	scanHook func()
@@ -173,7 +174,8 @@ func OpenNode(o Options) (*Node, error) {
 		return nil, err
 	}
 	dir := o.dir()
-	n := &Node{dir: dir, noCapture: o.NoCapture, cgroupRoot: o.CgroupRoot, ttl: o.RegistrationTTL}
+	n := &Node{dir: dir, noCapture: o.NoCapture, cgroupRoot: o.CgroupRoot, ttl: o.RegistrationTTL,
+		sweepBatch: SweepBatch}
 	if n.ttl <= 0 {
 		n.ttl = DefaultRegistrationTTL
 	}

@@ -114,7 +114,7 @@ func (n *Node) Sweep() (Swept, error) {
 func (n *Node) SweepStep() (Swept, error) {
 	n.sweepMu.Lock()
 	defer n.sweepMu.Unlock()
-	s, _, err := n.sweepPass(SweepBatch)
+	s, _, err := n.sweepPass(n.sweepBatch)
 	n.totals.add(s)
 	return s, err
 }
@@ -150,6 +150,10 @@ func (n *Node) sweepPass(budget int) (Swept, bool, error) {
 		}
 	}
 	err = n.removeStale(&s, gone, peerLost, release)
+	if !done {
+		c.removed[meshFillKeptFILL_PROXY] += int64(s.Directions - s.PeerGone)
+		c.removed[meshFillKeptFILL_HELPER] += int64(s.Pending)
+	}
 	return s, done, err
 }
 

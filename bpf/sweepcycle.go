@@ -19,9 +19,10 @@ import (
 // takes 16 passes, under 3 minutes.
 const SweepBatch = 4096
 
-// scanBatch is how many elements one BPF_MAP_LOOKUP_BATCH reads: a batch
-// holds whole buckets, and buckets hold a few elements.
-const scanBatch = 1024
+// scanBatch is how many elements one BPF_MAP_LOOKUP_BATCH reads, at most
+// and (minScanBatch) at least: a batch holds whole buckets, and buckets
+// hold a few elements.
+const scanBatch, minScanBatch = 1024, 64
 
 // sweepCycle is what a cycle gathered so far.
 type sweepCycle struct {
@@ -35,6 +36,9 @@ type sweepCycle struct {
 	// kept map, as scanned.
 	held  map[uint64]int64
 	found [meshFillKeptFILL_KEPT]int64
+	// removed are the entries of each kept map the cycle's passes
+	// deleted (and uncounted) before it ended.
+	removed [meshFillKeptFILL_KEPT]int64
 	// untrusted are the untrusted registrations this cycle found.
 	untrusted map[meshHelperVal]bool
 }
@@ -83,21 +87,23 @@ func (n *Node) endCycle(c *sweepCycle) (int, int, error) {
 	if err != nil {
 		return pods, 0, err
 	}
-	fixed, err := n.recountFill(c.fillBefore, f.words, c.found)
+	fixed, err := n.recountFill(c, f.words)
 	return pods, fixed, err
 }
 
 // recountFill corrects each kept entry count by what the cycle found, as
-// recount does the usage counts: a count that did not move during the
-// cycle gets exactly what was found; one that moved g times differs from
-// what was found by at most g, and only the excess is corrected. A count
-// drifts only when an entry left or came in without it (user space
-// deleted one and died before it counted it).
-func (n *Node) recountFill(before, after [meshFillKeptFILL_KEPT]uint64, found [meshFillKeptFILL_KEPT]int64) (int, error) {
+// recount does the usage counts. Without drift a count at the end of the
+// cycle is what the cycle found less what its passes removed, give or take
+// the other changes during the cycle (its generation moved by them and by
+// the passes' removals): a count no one else moved gets exactly that; one
+// that others moved g times only the excess beyond g. A count drifts only
+// when an entry left or came in without it (user space deleted one and
+// died before it counted it).
+func (n *Node) recountFill(c *sweepCycle, after [meshFillKeptFILL_KEPT]uint64) (int, error) {
 	fixed := 0
-	for i := range before {
-		moved := int64(genOf(after[i]) - genOf(before[i]))
-		drift := usedOf(before[i]) - found[i]
+	for i := range after {
+		moved := int64(genOf(after[i])-genOf(c.fillBefore[i])) - c.removed[i]
+		drift := usedOf(after[i]) - (c.found[i] - c.removed[i])
 		var fix int64
 		switch {
 		case moved == 0:
@@ -122,7 +128,11 @@ func (n *Node) recountFill(before, after [meshFillKeptFILL_KEPT]uint64, found [m
 // batch by batch, until it read at least budget of them (0: all). It
 // reports whether it reached the end of the map.
 func scanSlice[K, V any](m *ebpf.Map, cursor *ebpf.MapBatchCursor, budget int, fn func(*K, *V)) (bool, error) {
-	keys, vals := make([]K, scanBatch), make([]V, scanBatch)
+	size := scanBatch
+	if budget > 0 {
+		size = min(size, max(budget, minScanBatch))
+	}
+	keys, vals := make([]K, size), make([]V, size)
 	read := 0
 	for budget == 0 || read < budget {
 		count, err := m.BatchLookup(cursor, keys, vals, nil)
