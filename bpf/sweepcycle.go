@@ -15,9 +15,10 @@ import (
 
 // SweepBatch is about how many entries of each connection map one
 // [Node.SweepStep] examines (rounded up to whole batches of hash buckets):
-// at the default interval a full cycle over two maps of 65,536 entries
-// takes 16 passes, under 3 minutes.
-const SweepBatch = 4096
+// about 14 ms of CPU at full maps here (docs/benchmark.md, "Cost of the
+// node state"), and at the default interval a full cycle over maps of
+// 65,536 entries takes 32 passes, about 5 minutes.
+const SweepBatch = 2048
 
 // scanBatch is how many elements one BPF_MAP_LOOKUP_BATCH reads, at most
 // and (minScanBatch) at least: a batch holds whole buckets, and buckets
