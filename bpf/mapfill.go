@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sync"
 
@@ -215,4 +216,70 @@ func countEntries(m *ebpf.Map) (int, error) {
 		return 0, err
 	}
 	return min(count, limit), nil
+}
+
+// socketsSpec is mesh_sockets as the embedded object holds it (parsed
+// once), for the states of other layouts, which may lack the program.
+var socketsSpec = sync.OnceValues(func() (*ebpf.ProgramSpec, error) {
+	spec, err := loadMesh()
+	if err != nil {
+		return nil, err
+	}
+	return spec.Programs[meshProgMeshSockets], nil
+})
+
+// countSockets counts the sockets in the socket maps of the state in dir
+// (another layout's, during an upgrade): the kernel's count of each
+// socket hash, through this binary's mesh_sockets loaded against it for
+// the call, or a walk of its keys if the program cannot be.
+func countSockets(dir string) (int, error) {
+	ents, err := os.ReadDir(filepath.Join(dir, "maps"))
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, e := range ents {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", e.Name()), nil)
+		if err != nil {
+			continue
+		}
+		if t := m.Type(); t == ebpf.SockHash || t == ebpf.SockMap {
+			count, err := socketsOf(m)
+			if err != nil {
+				count, err = countEntries(m)
+			}
+			if err != nil {
+				m.Close()
+				return 0, fmt.Errorf("count sockets of %s: %w", e.Name(), err)
+			}
+			total += count
+		}
+		m.Close()
+	}
+	return total, nil
+}
+
+// socketsOf reads the kernel's count of the socket hash m with a copy of
+// mesh_sockets whose first map is m.
+func socketsOf(m *ebpf.Map) (int, error) {
+	if m.Type() != ebpf.SockHash {
+		return 0, fmt.Errorf("%v is not a socket hash", m)
+	}
+	ps, err := socketsSpec()
+	if err != nil {
+		return 0, err
+	}
+	ps = ps.Copy()
+	for _, sym := range []string{meshMapSockOpsMap, meshMapSockRxMap} {
+		if err := ps.Instructions.AssociateMap(sym, m); err != nil {
+			return 0, err
+		}
+	}
+	prog, err := ebpf.NewProgram(ps)
+	if err != nil {
+		return 0, err
+	}
+	defer prog.Close()
+	count, err := prog.Run(&ebpf.RunOptions{Context: [1]uint64{0}})
+	return int(count), err
 }

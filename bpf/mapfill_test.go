@@ -142,3 +142,49 @@ func mapFillByName(t *testing.T, n *Node) map[string]MapFill {
 	}
 	return out
 }
+
+// The sockets of another state (an older layout's, during an upgrade)
+// are counted by the kernel's count of each socket hash, read by this
+// binary's mesh_sockets loaded against that state's maps: no walk.
+func TestCountSocketsOfState(t *testing.T) {
+	root := upgradeRoot(t)
+	n, err := OpenNode(Options{Root: root, MapSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Remove() })
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	for i, c := range []net.Conn{client, server, client} {
+		raw, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uerr error
+		err = raw.Control(func(fd uintptr) {
+			uerr = n.maps.SockRxMap.Update(meshSockKey{LocalPort: uint32(i + 1)}, uint64(fd), ebpf.UpdateNoExist)
+		})
+		if err != nil || uerr != nil {
+			t.Fatalf("put socket %d in sock_rx_map: %v %v", i, err, uerr)
+		}
+	}
+	if got, err := socketsOf(n.maps.SockRxMap); err != nil || got != 3 {
+		t.Errorf("socketsOf(sock_rx_map) = %d, %v; want 3 (one socket twice)", got, err)
+	}
+	if got, err := countSockets(n.Dir()); err != nil || got != 3 {
+		t.Errorf("countSockets = %d, %v; want 3", got, err)
+	}
+}
