@@ -26,7 +26,8 @@ import (
 // stale), wall time (ns/op) and CPU time (cpu-ns/op, the process's user
 // and system time). scrape is what a scrape reads of the node state
 // (MapFill, Counters, Share); scrape-walk the same with the maps walked,
-// as every scrape did before the kept counts; sweep-pass one SweepStep;
+// as every scrape did before the kept counts; status what mesh-accelctl
+// status reads (Usage, DataPaths, Pods, Counters); sweep-pass one SweepStep;
 // sweep-cycle a whole cycle (Sweep), what every sweep did before the
 // passes. docs/benchmark.md, "Cost of the node state".
 //
@@ -46,6 +47,7 @@ func BenchmarkNodeCost(b *testing.B) {
 		name := "entries=" + strconv.Itoa(fill)
 		b.Run(name+"/scrape", func(b *testing.B) { cpuBench(b, func() error { return scrapeState(n, false) }) })
 		b.Run(name+"/scrape-walk", func(b *testing.B) { cpuBench(b, func() error { return scrapeState(n, true) }) })
+		b.Run(name+"/status", func(b *testing.B) { cpuBench(b, func() error { return statusState(n) }) })
 		b.Run(name+"/sweep-pass", func(b *testing.B) {
 			cpuBench(b, func() error { _, err := n.SweepStep(); return err })
 		})
@@ -76,6 +78,22 @@ func scrapeState(n *Node, walk bool) error {
 		return err
 	}
 	_, err := n.Share()
+	return err
+}
+
+// statusState reads what mesh-accelctl status reads of the node state
+// (but the counters' rates, which wait for their window).
+func statusState(n *Node) error {
+	if _, err := n.Usage(); err != nil {
+		return err
+	}
+	if _, err := n.DataPaths(); err != nil {
+		return err
+	}
+	if _, err := n.Pods(); err != nil {
+		return err
+	}
+	_, err := n.Counters()
 	return err
 }
 
