@@ -200,7 +200,9 @@ enum usage_op_kind {
 /* The kept entry counts of the connection hash maps (mesh_fill, one word
  * each, in the format of a usage word: enum usage_word): every insert and
  * delete that succeeds moves its map's count, in the same program run
- * (user space's deletes through mesh_usage, FILL_ADD). */
+ * (user space's deletes right after them, through mesh_usage, FILL_ADD).
+ * The socket hashes need none: the kernel counts their sockets, also those
+ * it unlinks itself when their process closes them (mesh_sockets). */
 enum fill_kept {
 	FILL_PROXY = 0,  /* sock_proxy_map */
 	FILL_HELPER = 1, /* sock_helper_map */
@@ -209,7 +211,8 @@ enum fill_kept {
 
 /* The context of mesh_usage, a BPF_PROG_TYPE_SYSCALL program user space
  * runs to read or change a usage word as the data path does: atomically,
- * and with the node's borrowed count kept in step. */
+ * and with the node's borrowed count kept in step; and to read or change
+ * the kept entry counts (FILL_READ, FILL_ADD) the same way. */
 struct usage_op {
 	__u64 pod;
 	__s64 n;      /* USAGE_ADD: entries to add, negative to give back */
