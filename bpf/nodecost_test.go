@@ -39,10 +39,12 @@ func BenchmarkNodeCost(b *testing.B) {
 	}
 	for _, fill := range []int{0, DefaultMapSize} {
 		root := "mesh-accel-test-" + randomName()
+		b.Cleanup(func() { _ = os.RemoveAll(filepath.Join(DefaultBPFFS, root)) })
 		n, err := OpenNode(Options{Root: root, RegistrationTTL: time.Hour})
 		if err != nil {
 			b.Fatal(err)
 		}
+		b.Cleanup(func() { _ = n.Remove() })
 		fillIdle(b, n, fill)
 		name := "entries=" + strconv.Itoa(fill)
 		b.Run(name+"/scrape", func(b *testing.B) { cpuBench(b, func() error { return scrapeState(n, false) }) })
@@ -55,8 +57,6 @@ func BenchmarkNodeCost(b *testing.B) {
 		if tot := n.SweepTotals(); tot.Directions+tot.Pending+tot.Refilled != 0 {
 			b.Errorf("%s: the sweeps found the idle state stale: %+v", name, tot)
 		}
-		_ = n.Remove()
-		_ = os.RemoveAll(filepath.Join(DefaultBPFFS, root))
 	}
 }
 
