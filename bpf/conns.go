@@ -3,8 +3,6 @@ package bpf
 import (
 	"fmt"
 	"net/netip"
-
-	"github.com/cilium/ebpf"
 )
 
 // Direction is one direction of an accelerated pair: From sends, To
@@ -100,26 +98,21 @@ type Usage struct {
 	Share Share
 }
 
-// Usage counts the entries of the connection maps (a full scan, see
-// countEntries).
+// Usage counts the entries of the connection maps, from their kept counts
+// (see [Node.MapFill]: no scan of a connection map).
 func (n *Node) Usage() (Usage, error) {
 	u := Usage{Capacity: n.maps.SockProxyMap.MaxEntries()}
 	var err error
 	if u.Share, err = n.Share(); err != nil {
 		return u, err
 	}
-	for _, c := range []struct {
-		m   *ebpf.Map
-		out *int
-	}{
-		{n.maps.SockOpsMap, &u.Sockets}, {n.maps.SockRxMap, &u.Targets}, {n.maps.SockProxyMap, &u.Directions},
-		{n.maps.SockHelperMap, &u.Pending}, {n.maps.SockParamMap, &u.Pods},
-	} {
-		count, err := countEntries(c.m)
-		if err != nil {
-			return u, fmt.Errorf("scan %v: %w", c.m, err)
-		}
-		*c.out = count
+	f, err := n.readFill()
+	if err != nil {
+		return u, err
+	}
+	u.Sockets, u.Targets, u.Directions, u.Pending = f.sockets, f.targets, f.proxy, f.helper
+	if u.Pods, err = countEntries(n.maps.SockParamMap); err != nil {
+		return u, fmt.Errorf("scan %v: %w", n.maps.SockParamMap, err)
 	}
 	return u, nil
 }

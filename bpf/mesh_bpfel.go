@@ -83,6 +83,14 @@ type meshEndpointKey struct {
 	Netns uint64
 }
 
+type meshFillKept uint32
+
+const (
+	meshFillKeptFILL_PROXY  meshFillKept = 0
+	meshFillKeptFILL_HELPER meshFillKept = 1
+	meshFillKeptFILL_KEPT   meshFillKept = 2
+)
+
 type meshGlobalConfig struct {
 	_            structs.HostLayout
 	Disabled     uint32
@@ -226,6 +234,9 @@ type meshUsageOp struct {
 	Borrowed int64
 	Op       uint32
 	Found    uint32
+	Fill     uint32
+	Pad      uint32
+	Fills    [2]uint64
 }
 
 type meshUsageOpKind uint32
@@ -233,6 +244,8 @@ type meshUsageOpKind uint32
 const (
 	meshUsageOpKindUSAGE_READ meshUsageOpKind = 1
 	meshUsageOpKindUSAGE_ADD  meshUsageOpKind = 2
+	meshUsageOpKindFILL_READ  meshUsageOpKind = 3
+	meshUsageOpKindFILL_ADD   meshUsageOpKind = 4
 )
 
 type meshUsageVal struct {
@@ -255,6 +268,7 @@ const (
 	meshMapMeshCaptureCfg     = "mesh_capture_cfg"
 	meshMapMeshConfig         = "mesh_config"
 	meshMapMeshCounters       = "mesh_counters"
+	meshMapMeshFill           = "mesh_fill"
 	meshMapMeshShare          = "mesh_share"
 	meshMapOlderOwnerMap      = "older_owner_map"
 	meshMapPodUsage           = "pod_usage"
@@ -266,6 +280,7 @@ const (
 	meshMapSockRxMap          = "sock_rx_map"
 	meshProgMeshSkMsg         = "mesh_sk_msg"
 	meshProgMeshSockCreate    = "mesh_sock_create"
+	meshProgMeshSockets       = "mesh_sockets"
 	meshProgMeshSockops       = "mesh_sockops"
 	meshProgMeshUsage         = "mesh_usage"
 	meshVarOlderGid           = "older_gid"
@@ -273,6 +288,7 @@ const (
 	meshVarOlderSeen          = "older_seen"
 	meshVarOlderUid           = "older_uid"
 	meshVarUnusedCaptureEvent = "unused_capture_event"
+	meshVarUnusedFillKept     = "unused_fill_kept"
 	meshVarUnusedHelperFlag   = "unused_helper_flag"
 	meshVarUnusedLimit        = "unused_limit"
 	meshVarUnusedPodFlag      = "unused_pod_flag"
@@ -326,6 +342,7 @@ type meshSpecs struct {
 type meshProgramSpecs struct {
 	MeshSkMsg      *ebpf.ProgramSpec `ebpf:"mesh_sk_msg"`
 	MeshSockCreate *ebpf.ProgramSpec `ebpf:"mesh_sock_create"`
+	MeshSockets    *ebpf.ProgramSpec `ebpf:"mesh_sockets"`
 	MeshSockops    *ebpf.ProgramSpec `ebpf:"mesh_sockops"`
 	MeshUsage      *ebpf.ProgramSpec `ebpf:"mesh_usage"`
 }
@@ -338,6 +355,7 @@ type meshMapSpecs struct {
 	MeshCaptureCfg *ebpf.MapSpec `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.MapSpec `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.MapSpec `ebpf:"mesh_counters"`
+	MeshFill       *ebpf.MapSpec `ebpf:"mesh_fill"`
 	MeshShare      *ebpf.MapSpec `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.MapSpec `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
@@ -358,6 +376,7 @@ type meshVariableSpecs struct {
 	OlderSeen          *ebpf.VariableSpec `ebpf:"older_seen"`
 	OlderUid           *ebpf.VariableSpec `ebpf:"older_uid"`
 	UnusedCaptureEvent *ebpf.VariableSpec `ebpf:"unused_capture_event"`
+	UnusedFillKept     *ebpf.VariableSpec `ebpf:"unused_fill_kept"`
 	UnusedHelperFlag   *ebpf.VariableSpec `ebpf:"unused_helper_flag"`
 	UnusedLimit        *ebpf.VariableSpec `ebpf:"unused_limit"`
 	UnusedPodFlag      *ebpf.VariableSpec `ebpf:"unused_pod_flag"`
@@ -391,6 +410,7 @@ type meshMaps struct {
 	MeshCaptureCfg *ebpf.Map `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.Map `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.Map `ebpf:"mesh_counters"`
+	MeshFill       *ebpf.Map `ebpf:"mesh_fill"`
 	MeshShare      *ebpf.Map `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.Map `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
@@ -408,6 +428,7 @@ func (m *meshMaps) Close() error {
 		m.MeshCaptureCfg,
 		m.MeshConfig,
 		m.MeshCounters,
+		m.MeshFill,
 		m.MeshShare,
 		m.OlderOwnerMap,
 		m.PodUsage,
@@ -429,6 +450,7 @@ type meshVariables struct {
 	OlderSeen          *ebpf.Variable `ebpf:"older_seen"`
 	OlderUid           *ebpf.Variable `ebpf:"older_uid"`
 	UnusedCaptureEvent *ebpf.Variable `ebpf:"unused_capture_event"`
+	UnusedFillKept     *ebpf.Variable `ebpf:"unused_fill_kept"`
 	UnusedHelperFlag   *ebpf.Variable `ebpf:"unused_helper_flag"`
 	UnusedLimit        *ebpf.Variable `ebpf:"unused_limit"`
 	UnusedPodFlag      *ebpf.Variable `ebpf:"unused_pod_flag"`
@@ -444,6 +466,7 @@ type meshVariables struct {
 type meshPrograms struct {
 	MeshSkMsg      *ebpf.Program `ebpf:"mesh_sk_msg"`
 	MeshSockCreate *ebpf.Program `ebpf:"mesh_sock_create"`
+	MeshSockets    *ebpf.Program `ebpf:"mesh_sockets"`
 	MeshSockops    *ebpf.Program `ebpf:"mesh_sockops"`
 	MeshUsage      *ebpf.Program `ebpf:"mesh_usage"`
 }
@@ -452,6 +475,7 @@ func (p *meshPrograms) Close() error {
 	return _MeshClose(
 		p.MeshSkMsg,
 		p.MeshSockCreate,
+		p.MeshSockets,
 		p.MeshSockops,
 		p.MeshUsage,
 	)

@@ -172,6 +172,7 @@ const (
 	meshnocapMapMeshCaptureCfg    = "mesh_capture_cfg"
 	meshnocapMapMeshConfig        = "mesh_config"
 	meshnocapMapMeshCounters      = "mesh_counters"
+	meshnocapMapMeshFill          = "mesh_fill"
 	meshnocapMapMeshShare         = "mesh_share"
 	meshnocapMapOlderOwnerMap     = "older_owner_map"
 	meshnocapMapPodUsage          = "pod_usage"
@@ -183,12 +184,14 @@ const (
 	meshnocapMapSockRxMap         = "sock_rx_map"
 	meshnocapProgMeshSkMsg        = "mesh_sk_msg"
 	meshnocapProgMeshSockCreate   = "mesh_sock_create"
+	meshnocapProgMeshSockets      = "mesh_sockets"
 	meshnocapProgMeshSockops      = "mesh_sockops"
 	meshnocapProgMeshUsage        = "mesh_usage"
 	meshnocapVarOlderGid          = "older_gid"
 	meshnocapVarOlderPod          = "older_pod"
 	meshnocapVarOlderSeen         = "older_seen"
 	meshnocapVarOlderUid          = "older_uid"
+	meshnocapVarUnusedFillKept    = "unused_fill_kept"
 	meshnocapVarUnusedHelperFlag  = "unused_helper_flag"
 	meshnocapVarUnusedLimit       = "unused_limit"
 	meshnocapVarUnusedPodFlag     = "unused_pod_flag"
@@ -242,6 +245,7 @@ type meshnocapSpecs struct {
 type meshnocapProgramSpecs struct {
 	MeshSkMsg      *ebpf.ProgramSpec `ebpf:"mesh_sk_msg"`
 	MeshSockCreate *ebpf.ProgramSpec `ebpf:"mesh_sock_create"`
+	MeshSockets    *ebpf.ProgramSpec `ebpf:"mesh_sockets"`
 	MeshSockops    *ebpf.ProgramSpec `ebpf:"mesh_sockops"`
 	MeshUsage      *ebpf.ProgramSpec `ebpf:"mesh_usage"`
 }
@@ -254,6 +258,7 @@ type meshnocapMapSpecs struct {
 	MeshCaptureCfg *ebpf.MapSpec `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.MapSpec `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.MapSpec `ebpf:"mesh_counters"`
+	MeshFill       *ebpf.MapSpec `ebpf:"mesh_fill"`
 	MeshShare      *ebpf.MapSpec `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.MapSpec `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
@@ -273,6 +278,7 @@ type meshnocapVariableSpecs struct {
 	OlderPod          *ebpf.VariableSpec `ebpf:"older_pod"`
 	OlderSeen         *ebpf.VariableSpec `ebpf:"older_seen"`
 	OlderUid          *ebpf.VariableSpec `ebpf:"older_uid"`
+	UnusedFillKept    *ebpf.VariableSpec `ebpf:"unused_fill_kept"`
 	UnusedHelperFlag  *ebpf.VariableSpec `ebpf:"unused_helper_flag"`
 	UnusedLimit       *ebpf.VariableSpec `ebpf:"unused_limit"`
 	UnusedPodFlag     *ebpf.VariableSpec `ebpf:"unused_pod_flag"`
@@ -306,6 +312,7 @@ type meshnocapMaps struct {
 	MeshCaptureCfg *ebpf.Map `ebpf:"mesh_capture_cfg"`
 	MeshConfig     *ebpf.Map `ebpf:"mesh_config"`
 	MeshCounters   *ebpf.Map `ebpf:"mesh_counters"`
+	MeshFill       *ebpf.Map `ebpf:"mesh_fill"`
 	MeshShare      *ebpf.Map `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.Map `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
@@ -323,6 +330,7 @@ func (m *meshnocapMaps) Close() error {
 		m.MeshCaptureCfg,
 		m.MeshConfig,
 		m.MeshCounters,
+		m.MeshFill,
 		m.MeshShare,
 		m.OlderOwnerMap,
 		m.PodUsage,
@@ -343,6 +351,7 @@ type meshnocapVariables struct {
 	OlderPod          *ebpf.Variable `ebpf:"older_pod"`
 	OlderSeen         *ebpf.Variable `ebpf:"older_seen"`
 	OlderUid          *ebpf.Variable `ebpf:"older_uid"`
+	UnusedFillKept    *ebpf.Variable `ebpf:"unused_fill_kept"`
 	UnusedHelperFlag  *ebpf.Variable `ebpf:"unused_helper_flag"`
 	UnusedLimit       *ebpf.Variable `ebpf:"unused_limit"`
 	UnusedPodFlag     *ebpf.Variable `ebpf:"unused_pod_flag"`
@@ -358,6 +367,7 @@ type meshnocapVariables struct {
 type meshnocapPrograms struct {
 	MeshSkMsg      *ebpf.Program `ebpf:"mesh_sk_msg"`
 	MeshSockCreate *ebpf.Program `ebpf:"mesh_sock_create"`
+	MeshSockets    *ebpf.Program `ebpf:"mesh_sockets"`
 	MeshSockops    *ebpf.Program `ebpf:"mesh_sockops"`
 	MeshUsage      *ebpf.Program `ebpf:"mesh_usage"`
 }
@@ -366,6 +376,7 @@ func (p *meshnocapPrograms) Close() error {
 	return _MeshnocapClose(
 		p.MeshSkMsg,
 		p.MeshSockCreate,
+		p.MeshSockets,
 		p.MeshSockops,
 		p.MeshUsage,
 	)

@@ -29,7 +29,7 @@ import (
 // LayoutVersion names the layout of the pinned maps and programs. It changes
 // whenever a map's key or value changes, so that an upgrade can create the
 // new state beside the old one.
-const LayoutVersion = "v4"
+const LayoutVersion = "v5"
 
 // DefaultBPFFS is where bpffs is mounted on a node.
 const DefaultBPFFS = "/sys/fs/bpf"
@@ -122,7 +122,7 @@ type Options struct {
 func (o Options) Dir() string { return o.dir() }
 
 // Layout names the state's layout: LayoutVersion, followed by the maps'
-// size when it is not DefaultMapSize ("v4-262144"). Two states of
+// size when it is not DefaultMapSize ("v5-262144"). Two states of
 // different names live side by side, and an upgrade moves the pods from
 // one to the other (upgrade.go).
 func (o Options) Layout() string {
@@ -190,14 +190,23 @@ type Node struct {
 	maps       meshMaps
 	sockops    *ebpf.Program
 	sockCreate *ebpf.Program
-	// untrustedSeen are the untrusted registrations the last Sweep found.
+	// untrustedSeen are the untrusted registrations the last sweep cycle
+	// found; cycle is the cycle under way (sweepcycle.go), nil between
+	// cycles. sweepMu serialises the sweep's passes.
 	untrustedSeen map[meshHelperVal]bool
+	cycle         *sweepCycle
+	sweepMu       sync.Mutex
+	sweepBatch    int           // SweepBatch; tests make it smaller
 	ttl           time.Duration // Options.RegistrationTTL
 	// usage is mesh_usage (quota.go), loaded at first use.
 	usage     *ebpf.Program
 	usageErr  error
 	usageOnce sync.Once
-	totals    sweepTotals
+	// sockets is mesh_sockets (mapfill.go), loaded at first use.
+	sockets     *ebpf.Program
+	socketsErr  error
+	socketsOnce sync.Once
+	totals      sweepTotals
 	// scanHook, when set (tests), runs in Sweep right after its scans of
 	// the maps, before it reads the usage counts again to correct them.
 	scanHook func()
@@ -217,7 +226,8 @@ func OpenNode(o Options) (*Node, error) {
 		return nil, err
 	}
 	dir := o.dir()
-	n := &Node{dir: dir, noCapture: o.NoCapture, cgroupRoot: o.CgroupRoot, ttl: o.RegistrationTTL}
+	n := &Node{dir: dir, noCapture: o.NoCapture, cgroupRoot: o.CgroupRoot, ttl: o.RegistrationTTL,
+		sweepBatch: SweepBatch}
 	if n.ttl <= 0 {
 		n.ttl = DefaultRegistrationTTL
 	}
@@ -327,8 +337,12 @@ func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 	}
 	defer progs.MeshSkMsg.Close()
 	defer progs.MeshUsage.Close()
+	defer progs.MeshSockets.Close()
 	n.sockops, n.sockCreate = progs.MeshSockops, progs.MeshSockCreate
 	if err := n.initShare(o); err != nil {
+		return err
+	}
+	if err := n.initFill(); err != nil {
 		return err
 	}
 
@@ -353,7 +367,7 @@ func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 	for _, p := range []struct {
 		name string
 		prog *ebpf.Program
-	}{{pinSockops, n.sockops}, {pinSockCreate, n.sockCreate}, {pinUsage, progs.MeshUsage}, {pinSkMsg, progs.MeshSkMsg}} {
+	}{{pinSockops, n.sockops}, {pinSockCreate, n.sockCreate}, {pinUsage, progs.MeshUsage}, {pinSockets, progs.MeshSockets}, {pinSkMsg, progs.MeshSkMsg}} {
 		_ = os.Remove(n.progPin(p.name)) // leftover of an interrupted creation
 		if err := p.prog.Pin(n.progPin(p.name)); err != nil {
 			return fmt.Errorf("pin %s program: %w", p.name, err)
@@ -373,7 +387,7 @@ func verifierError(err error) error {
 
 // Close releases this process's handles. The pinned state stays.
 func (n *Node) Close() error {
-	for _, p := range []*ebpf.Program{n.sockops, n.sockCreate, n.usage} {
+	for _, p := range []*ebpf.Program{n.sockops, n.sockCreate, n.usage, n.sockets} {
 		if p != nil {
 			p.Close()
 		}

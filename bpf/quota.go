@@ -237,11 +237,17 @@ type sweepTotals struct {
 func (t *sweepTotals) add(s Swept) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.s.Directions += s.Directions
-	t.s.PeerGone += s.PeerGone
-	t.s.Pending += s.Pending
-	t.s.Expired += s.Expired
-	t.s.Recounted += s.Recounted
+	t.s.add(s)
+}
+
+// add adds what o did to s.
+func (s *Swept) add(o Swept) {
+	s.Directions += o.Directions
+	s.PeerGone += o.PeerGone
+	s.Pending += o.Pending
+	s.Expired += o.Expired
+	s.Recounted += o.Recounted
+	s.Refilled += o.Refilled
 }
 
 // SweepTotals sums what every Sweep of this handle removed (the installer

@@ -26,8 +26,10 @@ type Swept struct {
 	// them) registrations that waited longer than the registration TTL for
 	// a local peer.
 	Pending, Expired int
-	// Recounted are the pods whose usage count the sweep corrected.
-	Recounted int
+	// Recounted are the pods whose usage count the sweep corrected,
+	// Refilled the kept entry counts (of sock_proxy_map and
+	// sock_helper_map) it corrected.
+	Recounted, Refilled int
 }
 
 // recountGuard separates the sweep's readings of the usage counts from its
@@ -65,7 +67,7 @@ const recountGuard = 5 * time.Millisecond
 // received a redirected byte, is released.
 //
 // The usage counts: the sweep counts every entry charged to each pod while
-// it scans, and corrects a count by what it finds (a count drifts only
+// it scans (a cycle), and corrects a count by what it finds (a count drifts only
 // when an entry leaves unseen, e.g. a stale pair direction another layout's
 // sweep deleted). Counts move under the scan, so it corrects by delta,
 // never overwriting: a pod whose count did not move while it scanned gets
@@ -77,79 +79,91 @@ const recountGuard = 5 * time.Millisecond
 // Racing the data path is harmless: a socket joins its socket maps before
 // its entries are written, and an entry removed by mistake costs that
 // connection its acceleration (its messages take the stack), never data.
+//
+// The maps are scanned in a cycle of passes (sweepcycle.go): Sweep runs a
+// whole cycle of its own, from the first bucket, at once (tests, and
+// anything that needs every entry examined now); the installer runs one
+// bounded pass at a time ([Node.SweepStep]). A cycle reads each hash map
+// bucket by bucket from a cursor kept between passes (the bucket index:
+// deletes do not move it), so an entry there for the whole cycle is seen
+// exactly once, and a leak is found within one cycle. The recounts (usage
+// and the kept entry counts) run when a cycle completes, over what the
+// whole cycle found; an untrusted registration is stale when two cycles in
+// a row found it.
 func (n *Node) Sweep() (Swept, error) {
-	s, err := n.sweep()
+	n.sweepMu.Lock()
+	defer n.sweepMu.Unlock()
+	n.cycle = nil // a full cycle of its own, from the first bucket
+	var total Swept
+	for {
+		s, done, err := n.sweepPass(0)
+		total.add(s)
+		if err != nil || done {
+			n.totals.add(total)
+			return total, err
+		}
+	}
+}
+
+// SweepStep runs one pass of the sweep's cycle (see [Node.Sweep]): it
+// examines at most about [SweepBatch] entries of each connection map,
+// from where the last pass stopped, so that a pass costs the same at any
+// fill, and a full cycle over every entry takes fill/SweepBatch passes. A
+// cycle's recount of the usage counts and of the kept entry counts runs
+// when it completes.
+func (n *Node) SweepStep() (Swept, error) {
+	n.sweepMu.Lock()
+	defer n.sweepMu.Unlock()
+	s, _, err := n.sweepPass(n.sweepBatch)
 	n.totals.add(s)
 	return s, err
 }
 
-func (n *Node) sweep() (Swept, error) {
+// sweepPass scans up to budget entries of each connection map (0: every
+// one), removes what it found stale and, at the end of the cycle,
+// recounts. It reports whether the cycle completed.
+func (n *Node) sweepPass(budget int) (Swept, bool, error) {
 	var s Swept
-	before, err := n.usageWords()
-	if err != nil {
-		return s, err
-	}
-	time.Sleep(recountGuard)
-	held := map[uint64]int64{} // entries charged to each pod, as scanned
-	var gone, peerLost []meshSockKey
-	err = scanHash(n.maps.SockProxyMap, func(k *meshSockKey, v *meshProxyVal) {
-		held[payer(v)]++
-		if why := n.directionStale(k, v); why == ownGone {
-			gone = append(gone, *k)
-		} else if why == peerGone {
-			peerLost = append(peerLost, *k)
+	c := n.cycle
+	if c == nil {
+		var err error
+		if c, err = n.startCycle(); err != nil {
+			return s, false, err
 		}
-	})
+		n.cycle = c
+	}
+	gone, peerLost, err := c.scanProxy(n, budget)
 	if err != nil {
-		return s, fmt.Errorf("scan sock_proxy_map: %w", err)
+		n.cycle = nil
+		return s, false, err
 	}
-
-	// A registration of an untrusted reader (HELPER_UNTRUSTED) is in no
-	// socket map; it lives for its connection's handshake, or until the
-	// first acknowledged data when the peer is remote. One found by two
-	// sweeps in a row is stale.
-	type found struct {
-		e      meshEndpointKey
-		h      meshHelperVal
-		expiry bool
+	release, err := c.scanHelper(n, budget)
+	if err != nil {
+		n.cycle = nil
+		return s, false, err
 	}
-	var release []found
-	now, ttl := monotonicMillis(), uint32(n.ttl/time.Millisecond)
-	untrusted := map[meshHelperVal]bool{}
-	err = scanHash(n.maps.SockHelperMap, func(e *meshEndpointKey, h *meshHelperVal) {
-		held[h.Pod]++
-		old := now-h.Born >= ttl
-		switch {
-		case h.Flags&helperUntrusted != 0 && (n.untrustedSeen[*h] || old):
-			release = append(release, found{*e, *h, false})
-		case h.Flags&helperUntrusted != 0:
-			untrusted[*h] = true
-		case !n.inSocketMap(n.maps.SockOpsMap, &h.Key):
-			release = append(release, found{*e, *h, false})
-		case old:
-			release = append(release, found{*e, *h, true})
+	done := c.proxyDone && c.helperDone
+	if done {
+		n.cycle = nil
+		if s.Recounted, s.Refilled, err = n.endCycle(c); err != nil {
+			return s, done, err
 		}
-	})
-	n.untrustedSeen = untrusted
-	if err != nil {
-		return s, fmt.Errorf("scan sock_helper_map: %w", err)
 	}
-	if n.scanHook != nil {
-		n.scanHook()
+	err = n.removeStale(&s, gone, peerLost, release)
+	if !done {
+		c.removed[meshFillKeptFILL_PROXY] += int64(s.Directions - s.PeerGone)
+		c.removed[meshFillKeptFILL_HELPER] += int64(s.Pending)
 	}
-	time.Sleep(recountGuard)
-	after, err := n.usageWords()
-	if err != nil {
-		return s, err
-	}
-	if s.Recounted, err = n.recount(before, after, held); err != nil {
-		return s, err
-	}
+	return s, done, err
+}
 
+// removeStale removes the pair directions and registrations a pass found
+// stale, each if it still is.
+func (n *Node) removeStale(s *Swept, gone, peerLost []meshSockKey, release []found) error {
 	for _, key := range gone {
 		removed, err := n.removeGoneDirection(key)
 		if err != nil {
-			return s, err
+			return err
 		}
 		if removed {
 			s.Directions++
@@ -158,7 +172,7 @@ func (n *Node) sweep() (Swept, error) {
 	for _, key := range peerLost {
 		released, err := n.releasePeerLost(key)
 		if err != nil {
-			return s, err
+			return err
 		}
 		if released {
 			s.Directions++
@@ -168,7 +182,7 @@ func (n *Node) sweep() (Swept, error) {
 	for _, f := range release {
 		done, err := n.releaseRegistration(f.e, f.h)
 		if err != nil {
-			return s, err
+			return err
 		}
 		if done {
 			s.Pending++
@@ -177,7 +191,7 @@ func (n *Node) sweep() (Swept, error) {
 			}
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // removeGoneDirection deletes a pair direction whose socket left the
@@ -194,6 +208,9 @@ func (n *Node) removeGoneDirection(key meshSockKey) (bool, error) {
 			return false, nil
 		}
 		return false, fmt.Errorf("delete from sock_proxy_map: %w", err)
+	}
+	if err := n.fillAdd(meshFillKeptFILL_PROXY, -1); err != nil {
+		return true, err
 	}
 	return true, n.giveBack(payer(&v), 1)
 }
@@ -239,6 +256,9 @@ func (n *Node) releaseRegistration(e meshEndpointKey, h meshHelperVal) (bool, er
 			return false, nil
 		}
 		return false, fmt.Errorf("delete from sock_helper_map: %w", err)
+	}
+	if err := n.fillAdd(meshFillKeptFILL_HELPER, -1); err != nil {
+		return true, err
 	}
 	if cur.Flags&helperUntrusted == 0 {
 		for _, m := range []*ebpf.Map{n.maps.SockOpsMap, n.maps.SockRxMap} {
@@ -431,8 +451,9 @@ func deleteIfPresent(m *ebpf.Map, key any) (bool, error) {
 	return false, fmt.Errorf("delete from %v: %w", m, err)
 }
 
-// SweepEvery runs [Node.Sweep] every interval until ctx is done, and
-// reports each result (or error) to report, which may be nil.
+// SweepEvery runs a pass of the sweep ([Node.SweepStep]) every interval
+// until ctx is done, and reports each result (or error) to report, which
+// may be nil.
 func (n *Node) SweepEvery(ctx context.Context, interval time.Duration, report func(Swept, error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -441,7 +462,7 @@ func (n *Node) SweepEvery(ctx context.Context, interval time.Duration, report fu
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s, err := n.Sweep()
+			s, err := n.SweepStep()
 			if report != nil {
 				report(s, err)
 			}

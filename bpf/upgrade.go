@@ -510,28 +510,3 @@ func convertPodConfig(params *ebpf.Map, cgID uint64, spec *ebpf.CollectionSpec) 
 	// defaults.
 	return encodePodConfig(decodePodConfig(&pc))
 }
-
-// countSockets counts the sockets in the socket maps of the state in dir.
-func countSockets(dir string) (int, error) {
-	ents, err := os.ReadDir(filepath.Join(dir, "maps"))
-	if err != nil {
-		return 0, err
-	}
-	total := 0
-	for _, e := range ents {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", e.Name()), nil)
-		if err != nil {
-			continue
-		}
-		if t := m.Type(); t == ebpf.SockHash || t == ebpf.SockMap {
-			n, err := countEntries(m)
-			if err != nil {
-				m.Close()
-				return 0, fmt.Errorf("count sockets of %s: %w", e.Name(), err)
-			}
-			total += n
-		}
-		m.Close()
-	}
-	return total, nil
-}

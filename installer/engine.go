@@ -28,8 +28,9 @@ type Node interface {
 	Pods() ([]bpf.PodInfo, error)
 	UpdatePod(id string, cfg bpf.PodConfig) error
 	Counters() (bpf.Counters, error)
-	// Sweep removes map entries of sockets that closed unseen.
-	Sweep() (bpf.Swept, error)
+	// SweepStep runs one bounded pass of the sweep, which removes map
+	// entries of sockets that closed unseen (bpf.Node.SweepStep).
+	SweepStep() (bpf.Swept, error)
 	// DataPaths says which data path is pinned and which the installer
 	// carries.
 	DataPaths() (bpf.DataPaths, error)

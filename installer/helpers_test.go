@@ -359,8 +359,8 @@ func (n *fakeNode) DataPaths() (bpf.DataPaths, error) {
 	return bpf.DataPaths{Pinned: pinned, Binary: bpf.DataPath(), Older: n.older}, nil
 }
 
-// Sweep implements Node: each sweep removes one entry.
-func (n *fakeNode) Sweep() (bpf.Swept, error) {
+// SweepStep implements Node: each pass removes one entry.
+func (n *fakeNode) SweepStep() (bpf.Swept, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.sweeps++

@@ -122,7 +122,9 @@ func newEngineCollector() *engineCollector {
 		broken: prometheus.NewDesc(MetricPodsBroken, "Pods attached on this node whose state is incomplete (a program "+
 			"link or their configuration missing): they may run unaccelerated; mesh-accelctl status names them.", nil, nil),
 		enabled: prometheus.NewDesc(MetricEnabled, "1 when the node's switch accelerates new connections (mesh-accelctl enable), 0 when off.", nil, nil),
-		entries: prometheus.NewDesc(MetricMapEntries, "Entries in the node state's map.", []string{"map"}, nil),
+		entries: prometheus.NewDesc(MetricMapEntries, "Entries in the node state's map: "+
+			"counted where they change (pair directions, registrations), the kernel's count (sockets), "+
+			"or a walk (per-pod maps); no scrape walks a connection map.", []string{"map"}, nil),
 		maxEntries: prometheus.NewDesc(MetricMapMaxEntries,
 			"Capacity of the node state's map (entries); a full map sends new connections to the stack.", []string{"map"}, nil),
 		dataPath: prometheus.NewDesc(MetricDataPath,

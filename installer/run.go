@@ -312,7 +312,7 @@ func (in *installer) loop(ctx context.Context) {
 // detached (no close callback ran), so that the maps never fill over days.
 func (in *installer) sweep() {
 	in.upgrade()
-	s, err := in.node.Sweep()
+	s, err := in.node.SweepStep()
 	if err != nil {
 		in.report("sweep", "sweep of closed sockets' map entries failed", err)
 		return

@@ -267,6 +267,23 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mesh_counters SEC(".maps");
 
+/* The kept entry counts of sock_proxy_map and sock_helper_map (enum
+ * fill_kept): a scrape reads them instead of walking the maps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILL_KEPT);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mesh_fill SEC(".maps");
+
+/* The kernel's count of a socket hash's sockets (bpf_shtab.count), read
+ * through the map (BTF access to its fields): it follows every insert
+ * and delete, the kernel's unlinks of closing sockets among them. */
+struct bpf_shtab {
+	atomic_t count;
+} __attribute__((preserve_access_index));
+
 static __always_inline void count_n(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&mesh_counters, &idx);
@@ -355,11 +372,45 @@ static __always_inline void release(__u64 pod, __s64 n)
 		usage_add(u, s, -n, &borrowed);
 }
 
-/* Deletes an entry of sock_helper_map or sock_proxy_map and, when this
- * call removed it (not a concurrent one), gives the pod its entry back. */
-static __always_inline int delete_charged(void *map, const void *key, __u64 pod)
+/* Adds n (negative: removes) to the kept count fill, a word of the usage
+ * format: the generation moves by |n|. */
+static __always_inline void fill_add(__u32 fill, __s64 n)
+{
+	__u64 *w = bpf_map_lookup_elem(&mesh_fill, &fill);
+	__u64 mag = n < 0 ? -n : n;
+
+	if (w)
+		__sync_fetch_and_add(w, (mag << USAGE_GEN_SHIFT) + (__u64)n);
+}
+
+/* Inserts a new entry into sock_helper_map or sock_proxy_map (BPF_NOEXIST)
+ * and counts it (fill) when it went in: not at a full map, nor over an
+ * entry already there. */
+static __always_inline long insert_counted(void *map, __u32 fill, const void *key, const void *val)
+{
+	long err = bpf_map_update_elem(map, key, val, BPF_NOEXIST);
+
+	if (!err)
+		fill_add(fill, 1);
+	return err;
+}
+
+/* Deletes an entry of sock_helper_map or sock_proxy_map and uncounts it
+ * (fill) when this call removed it: not when a concurrent one did. */
+static __always_inline long delete_counted(void *map, __u32 fill, const void *key)
 {
 	long err = bpf_map_delete_elem(map, key);
+
+	if (!err)
+		fill_add(fill, -1);
+	return err;
+}
+
+/* Deletes an entry of sock_helper_map or sock_proxy_map and, when this
+ * call removed it (not a concurrent one), gives the pod its entry back. */
+static __always_inline int delete_charged(void *map, __u32 fill, const void *key, __u64 pod)
+{
+	long err = delete_counted(map, fill, key);
 
 	if (!err)
 		release(pod, 1);
@@ -636,7 +687,7 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	if (!trusted(cfg, o->uid) && !(cfg->flags & POD_ONE_WAY))
 		h.flags |= HELPER_UNTRUSTED;
 
-	long err = bpf_map_update_elem(&sock_helper_map, &e, &h, BPF_NOEXIST);
+	long err = insert_counted(&sock_helper_map, FILL_HELPER, &e, &h);
 	if (err == -EEXIST) {
 		/* Same local endpoint, another destination: a peer could not
 		 * tell the two apart, so neither is paired. */
@@ -674,7 +725,7 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 			bpf_map_delete_elem(&sock_ops_map, &h.key);
 	}
 	if (err) {
-		delete_charged(&sock_helper_map, &e, h.pod);
+		delete_charged(&sock_helper_map, FILL_HELPER, &e, h.pod);
 		count(err == -EEXIST ? C_REJECT_TUPLE_IN_USE : C_FALLBACK_MAP_FULL);
 		return;
 	}
@@ -710,7 +761,7 @@ static __always_inline void on_first_rtt(struct bpf_sock_ops *ops)
 	if (!h || !key_equal(&h->key, &k))
 		return;
 	__u64 pod = h->pod;
-	if (bpf_map_delete_elem(&sock_helper_map, &e))
+	if (delete_counted(&sock_helper_map, FILL_HELPER, &e))
 		return;
 	bpf_map_delete_elem(&sock_ops_map, &k);
 	bpf_map_delete_elem(&sock_rx_map, &k);
@@ -772,7 +823,7 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	/* Never in place of another direction: one left by an earlier socket
 	 * of the tuple that closed unseen stays until the sweep removes it,
 	 * and with it the entry its pod is charged for. */
-	err = bpf_map_update_elem(&sock_proxy_map, pk, &v, BPF_NOEXIST);
+	err = insert_counted(&sock_proxy_map, FILL_PROXY, pk, &v);
 	if (err)
 		goto fail;
 
@@ -785,9 +836,9 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.peer_uid = o->uid;
 	v.peer_sk = sock_addr(ops);
 	v.peer_cookie = bpf_get_socket_cookie(ops);
-	err = bpf_map_update_elem(&sock_proxy_map, &h->key, &v, BPF_NOEXIST);
+	err = insert_counted(&sock_proxy_map, FILL_PROXY, &h->key, &v);
 	if (err) {
-		bpf_map_delete_elem(&sock_proxy_map, pk);
+		delete_counted(&sock_proxy_map, FILL_PROXY, pk);
 		goto fail;
 	}
 	return 0;
@@ -889,7 +940,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 	if (reason) {
 		/* The connecting socket gains nothing from the sockhash now,
 		 * if the registration is still ours to release. */
-		if (!bpf_map_delete_elem(&sock_helper_map, &e)) {
+		if (!delete_counted(&sock_helper_map, FILL_HELPER, &e)) {
 			bpf_map_delete_elem(&sock_ops_map, &hv.key);
 			bpf_map_delete_elem(&sock_rx_map, &hv.key);
 			release(hv.pod, 1);
@@ -900,7 +951,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 	/* Take the registration; if another took it first (the connecting
 	 * socket closed or was released meanwhile), the pair is not
 	 * recorded: its socket may have left the maps. */
-	if (bpf_map_delete_elem(&sock_helper_map, &e)) {
+	if (delete_counted(&sock_helper_map, FILL_HELPER, &e)) {
 		release(hv.pod, 1);
 		count(C_REJECT_NO_PEER);
 		return;
@@ -969,7 +1020,7 @@ static __always_inline void release_direction(const struct sock_key *k,
 	__u64 payer = payer_of(v);
 	long err = bpf_map_update_elem(&sock_proxy_map, (void *)k, &t, BPF_EXIST);
 	if (err && err != -ENOENT)
-		delete_charged(&sock_proxy_map, k, payer);
+		delete_charged(&sock_proxy_map, FILL_PROXY, k, payer);
 }
 
 /* Whether the socket's process still holds it (it is not SOCK_DEAD): a
@@ -1033,7 +1084,7 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 		} else {
 			bpf_map_delete_elem(&sock_ops_map, &k);
 			bpf_map_delete_elem(&sock_rx_map, &k);
-			delete_charged(&sock_proxy_map, &k, payer_of(v));
+			delete_charged(&sock_proxy_map, FILL_PROXY, &k, payer_of(v));
 		}
 		if (!released) {
 			struct proxy_val *pv = bpf_map_lookup_elem(&sock_proxy_map, &peer);
@@ -1046,7 +1097,7 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
 	if (h && key_equal(&h->key, &k)) {
 		__u64 pod = h->pod;
-		if (!bpf_map_delete_elem(&sock_helper_map, &e)) {
+		if (!delete_counted(&sock_helper_map, FILL_HELPER, &e)) {
 			bpf_map_delete_elem(&sock_ops_map, &k);
 			bpf_map_delete_elem(&sock_rx_map, &k);
 			release(pod, 1);
@@ -1109,15 +1160,56 @@ const enum rule_flag *unused_rule_flag __attribute__((unused));
 const enum pod_flag *unused_pod_flag __attribute__((unused));
 const enum usage_word *unused_usage_word __attribute__((unused));
 const enum usage_op_kind *unused_usage_op_kind __attribute__((unused));
+const enum fill_kept *unused_fill_kept __attribute__((unused));
 
 /* Reads or changes a pod's usage word for user space (bpf/quota.go), run
  * with BPF_PROG_RUN: user space can neither add to a map value atomically
  * nor read a word that programs change without a torn read. A change goes
  * through usage_add, like the data path's, so that the node's borrowed
  * count stays the sum of what pods hold beyond their guaranteed share. */
+/* The fill of the connection hash maps, for user space (bpf/mapfill.go):
+ * FILL_READ reads the kept counts in one load each; FILL_ADD adds to a kept count after user space deleted an
+ * entry. */
+static __always_inline int fill_op(struct usage_op *op)
+{
+	if (op->op == FILL_ADD) {
+		if (op->fill >= FILL_KEPT)
+			return 0;
+		fill_add(op->fill, op->n);
+		op->found = 1;
+		return 0;
+	}
+	__u32 proxy = FILL_PROXY, helper = FILL_HELPER;
+	__u64 *p = bpf_map_lookup_elem(&mesh_fill, &proxy);
+	__u64 *h = bpf_map_lookup_elem(&mesh_fill, &helper);
+	if (!p || !h)
+		return 0;
+	/* Constant offsets: the verifier allows no other into the context. */
+	op->fills[FILL_PROXY] = *(volatile __u64 *)p;
+	op->fills[FILL_HELPER] = *(volatile __u64 *)h;
+	op->found = 1;
+	return 0;
+}
+
+/* The sockets in sock_ops_map (args[0] 0) or sock_rx_map (1), for user
+ * space (BPF_PROG_RUN): a sleepable program (mesh_usage) may not touch a
+ * socket hash. */
+SEC("raw_tp")
+int mesh_sockets(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct bpf_shtab *m = ctx->args[0] ? (struct bpf_shtab *)&sock_rx_map
+					   : (struct bpf_shtab *)&sock_ops_map;
+
+	return m->count.counter;
+}
+
 SEC("syscall")
 int mesh_usage(struct usage_op *op)
 {
+	if (op->op == FILL_READ || op->op == FILL_ADD) {
+		op->found = 0;
+		return fill_op(op);
+	}
 	__u64 pod = op->pod;
 	struct usage_val *u = bpf_map_lookup_elem(&pod_usage, &pod);
 	struct share_state *s = share();

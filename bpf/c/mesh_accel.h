@@ -193,11 +193,26 @@ struct share_state {
 enum usage_op_kind {
 	USAGE_READ = 1, /* the pod's usage word, read in one load */
 	USAGE_ADD = 2,  /* add n entries (negative: give back) */
+	FILL_READ = 3,  /* the kept counts of the connection hash maps */
+	FILL_ADD = 4,   /* add n to the kept count `fill` (user space deleted) */
+};
+
+/* The kept entry counts of the connection hash maps (mesh_fill, one word
+ * each, in the format of a usage word: enum usage_word): every insert and
+ * delete that succeeds moves its map's count, in the same program run
+ * (user space's deletes right after them, through mesh_usage, FILL_ADD).
+ * The socket hashes need none: the kernel counts their sockets, also those
+ * it unlinks itself when their process closes them (mesh_sockets). */
+enum fill_kept {
+	FILL_PROXY = 0,  /* sock_proxy_map */
+	FILL_HELPER = 1, /* sock_helper_map */
+	FILL_KEPT = 2,
 };
 
 /* The context of mesh_usage, a BPF_PROG_TYPE_SYSCALL program user space
  * runs to read or change a usage word as the data path does: atomically,
- * and with the node's borrowed count kept in step. */
+ * and with the node's borrowed count kept in step; and to read or change
+ * the kept entry counts (FILL_READ, FILL_ADD) the same way. */
 struct usage_op {
 	__u64 pod;
 	__s64 n;      /* USAGE_ADD: entries to add, negative to give back */
@@ -205,6 +220,9 @@ struct usage_op {
 	__s64 borrowed; /* out: the node's borrowed entries after the op */
 	__u32 op;     /* enum usage_op_kind */
 	__u32 found;  /* out: 1 when the pod has a usage count */
+	__u32 fill;   /* FILL_ADD: the count (enum fill_kept) */
+	__u32 pad;
+	__u64 fills[FILL_KEPT]; /* FILL_READ out: the kept count words */
 };
 
 /* mesh_config value (one element). Zero means acceleration is on. */
