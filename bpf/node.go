@@ -75,9 +75,6 @@ type Options struct {
 	// wait for its local peer before this handle's Sweep releases it,
 	// DefaultRegistrationTTL when zero.
 	RegistrationTTL time.Duration
-	// NoCapture loads the data path built without the capture code. It
-	// exists for the benchmark, to measure what an idle capture costs.
-	NoCapture bool
 	// CgroupRoot is the cgroup v2 hierarchy as this process sees it (the
 	// installer sees the host's under its host mount), where an upgrade
 	// finds the cgroups of the pods it moves; the mount of cgroup v2 in
@@ -87,6 +84,26 @@ type Options struct {
 	// layout replaces LayoutVersion in the state's path: tests make state
 	// of an "older layout" with it.
 	layout string
+	// dataPath replaces the data path this binary ships (meshDataPath)
+	// when set: the benchmark's build without capture (meshbench.go).
+	dataPath *dataPathObject
+}
+
+// dataPathObject is a build of the data path: its loader and its object.
+type dataPathObject struct {
+	load func() (*ebpf.CollectionSpec, error)
+	obj  []byte
+}
+
+// meshDataPath is the data path this binary ships: the only one unless it
+// was built with -tags meshbench.
+var meshDataPath = &dataPathObject{load: loadMesh, obj: _MeshBytes}
+
+func (o Options) dataPathObject() *dataPathObject {
+	if o.dataPath == nil {
+		return meshDataPath
+	}
+	return o.dataPath
 }
 
 // Dir is the folder of the node state these options name:
@@ -133,8 +150,8 @@ func (o Options) dir() string {
 // the pinned state stays until Remove.
 type Node struct {
 	dir        string
-	noCapture  bool   // opened with Options.NoCapture
-	cgroupRoot string // Options.CgroupRoot
+	dataPath   *dataPathObject // Options.dataPath, or meshDataPath
+	cgroupRoot string          // Options.CgroupRoot
 	maps       meshMaps
 	sockops    *ebpf.Program
 	sockCreate *ebpf.Program
@@ -165,13 +182,13 @@ func OpenNode(o Options) (*Node, error) {
 		return nil, err
 	}
 	dir := o.dir()
-	n := &Node{dir: dir, noCapture: o.NoCapture, cgroupRoot: o.CgroupRoot, ttl: o.RegistrationTTL}
+	n := &Node{dir: dir, dataPath: o.dataPathObject(), cgroupRoot: o.CgroupRoot, ttl: o.RegistrationTTL}
 	if n.ttl <= 0 {
 		n.ttl = DefaultRegistrationTTL
 	}
 	// Complete state (the sk_msg pin is made last) opens without the lock
 	// and without parsing the BPF objects: the path of every CNI ADD.
-	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil && !o.NoCapture {
+	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil && n.dataPath == meshDataPath {
 		if err := n.loadPinned(); err != nil {
 			n.Close()
 			return nil, err
@@ -187,11 +204,7 @@ func OpenNode(o Options) (*Node, error) {
 	}
 	defer unlock()
 
-	load := loadMesh
-	if o.NoCapture {
-		load = loadMeshnocap
-	}
-	spec, err := load()
+	spec, err := n.dataPath.load()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF spec: %w", err)
 	}
@@ -288,7 +301,7 @@ func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 	// replaces (an upgrade that changed the layout) carry over.
 	cfg := meshGlobalConfig{BacklogLimit: o.BacklogLimit}
 	n.inheritGlobal(spec, &cfg)
-	cfg.Build = dataPathID(n.noCapture)
+	cfg.Build = dataPathID(n.dataPath)
 	if err := n.maps.MeshConfig.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("initialise global configuration: %w", err)
 	}

@@ -35,11 +35,12 @@ type PodConfig struct {
 	SidecarUID uint32
 	// Disabled stops acceleration of the pod's new connections.
 	Disabled bool
-	// OneWay lets a connection be accelerated in one direction only, when
+	// oneWay lets a connection be accelerated in one direction only, when
 	// the reader of the other is not trusted (both pods must allow it).
 	// Without it such a connection is left to the stack: the mixed path
-	// costs request/response traffic more than it saves.
-	OneWay bool
+	// costs request/response traffic more than it saves. Only builds with
+	// -tags meshbench (the benchmark and tests) can set it: WithOneWay.
+	oneWay bool
 	// Quota is the most entries of the node-wide connection maps the
 	// pod's outgoing connections may hold (a pending registration, then
 	// two pair directions each; the connecting side pays),
@@ -354,7 +355,7 @@ func encodePodConfig(cfg PodConfig) (*meshPodConfig, error) {
 	if cfg.Disabled {
 		pc.Flags |= podDisabled
 	}
-	if cfg.OneWay {
+	if cfg.oneWay {
 		pc.Flags |= podOneWay
 	}
 	if cfg.Rules == nil {

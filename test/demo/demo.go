@@ -1,3 +1,5 @@
+//go:build meshbench
+
 // Package demo runs mesh-accel's one-command demo: a simulated node with
 // meshed pods created through a real CNI chain ending in mesh-accel, each
 // with an Envoy sidecar configured as istiod configures one (mutual TLS

@@ -40,12 +40,14 @@ var optsDefault = bpf.Options{}
 // pod annotationCfg: the default rules, the app not declared a recvmsg
 // reader, so its hops are not accelerated. oneWayCfg and allOneWayCfg allow
 // the one-way acceleration of such hops (towards the sidecar only), the
-// paths that must stay safe for apps that read with splice.
+// paths that must stay safe for apps that read with splice: WithOneWay, a
+// benchmark knob, exists in builds with -tags meshbench only (make test
+// passes it).
 var (
 	annotationCfg = bpf.PodConfig{Rules: rules.Default()}
-	oneWayCfg     = bpf.PodConfig{Rules: rules.Default(), OneWay: true}
+	oneWayCfg     = bpf.PodConfig{Rules: rules.Default()}.WithOneWay()
 	allCfg        = bpf.PodConfig{Rules: &rules.Set{}}
-	allOneWayCfg  = bpf.PodConfig{Rules: &rules.Set{}, OneWay: true}
+	allOneWayCfg  = bpf.PodConfig{Rules: &rules.Set{}}.WithOneWay()
 	trustedAll    = bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
 )
 
