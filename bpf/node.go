@@ -21,6 +21,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,12 +29,6 @@ import (
 // whenever a map's key or value changes, so that an upgrade can create the
 // new state beside the old one.
 const LayoutVersion = "v4"
-
-// DefaultBPFFS is where bpffs is mounted on a node.
-const DefaultBPFFS = "/sys/fs/bpf"
-
-// DefaultRoot is the folder of mesh-accel's state under bpffs.
-const DefaultRoot = "mesh-accel"
 
 // DefaultMapSize is the number of entries of the connection maps.
 const DefaultMapSize = 65536
@@ -53,10 +48,11 @@ const (
 
 // Options say where the node state lives and how big its maps are.
 type Options struct {
-	// BPFFS is the bpffs mount point, DefaultBPFFS when empty; it is
+	// BPFFS is the bpffs mount point, nodestate.DefaultBPFFS when empty; it is
 	// mounted when nothing is mounted there.
 	BPFFS string
-	// Root is the state's folder under BPFFS, DefaultRoot when empty.
+	// Root is the state's folder under BPFFS, nodestate.DefaultBPFRoot when
+	// empty.
 	// Tests use a unique root per run.
 	Root string
 	// MapSize is the capacity of the socket, pair and pending-connection
@@ -134,10 +130,10 @@ func PodAttached(o Options, id string) bool {
 func (o Options) dir() string {
 	fs, root := o.BPFFS, o.Root
 	if fs == "" {
-		fs = DefaultBPFFS
+		fs = nodestate.DefaultBPFFS
 	}
 	if root == "" {
-		root = DefaultRoot
+		root = nodestate.DefaultBPFRoot
 	}
 	layout := o.layout
 	if layout == "" {
@@ -176,7 +172,7 @@ func OpenNode(o Options) (*Node, error) {
 	}
 	fs := o.BPFFS
 	if fs == "" {
-		fs = DefaultBPFFS
+		fs = nodestate.DefaultBPFFS
 	}
 	if err := ensureBPFFS(fs); err != nil {
 		return nil, err

@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
@@ -428,7 +429,7 @@ func podConfigs(m Mode) (client, server *bpf.PodConfig) {
 		c := bpf.PodConfig{Rules: rules.Default()}.WithOneWay()
 		return &c, &c
 	case SidecarHopOneWay:
-		c := bpf.PodConfig{Rules: rules.SidecarHops(rules.DefaultSidecarUID)}.WithOneWay()
+		c := bpf.PodConfig{Rules: rules.SidecarHops(nodestate.DefaultSidecarUID)}.WithOneWay()
 		return &c, &c
 	case Accel:
 		c := &bpf.PodConfig{Rules: rules.Default(), TrustApp: true}
@@ -437,7 +438,7 @@ func podConfigs(m Mode) (client, server *bpf.PodConfig) {
 		c := &bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
 		return c, c
 	case SidecarHop:
-		c := &bpf.PodConfig{Rules: rules.SidecarHops(rules.DefaultSidecarUID)}
+		c := &bpf.PodConfig{Rules: rules.SidecarHops(nodestate.DefaultSidecarUID)}
 		return c, c
 	case ClientOnly:
 		return annotation, nil
