@@ -30,7 +30,11 @@ import (
 // new state beside the old one.
 const LayoutVersion = "v4"
 
-// DefaultMapSize is the number of entries of the connection maps.
+// DefaultMapSize is the number of entries of the connection maps as the C
+// declares them (max_entries in c/mesh_accel.c), which OpenNode reads from
+// the BPF spec. Go needs the figure as a constant for DefaultPodQuota (a
+// flag default, known without parsing the BPF object): TestDefaultMapSize
+// checks that it is the spec's.
 const DefaultMapSize = 65536
 
 // DefaultBacklogLimit is the flow-control bound: the most unread redirected
@@ -56,7 +60,8 @@ type Options struct {
 	// Tests use a unique root per run.
 	Root string
 	// MapSize is the capacity of the socket, pair and pending-connection
-	// maps, DefaultMapSize when zero. It applies when the state is created.
+	// maps, the C's (DefaultMapSize) when zero. It applies when the state
+	// is created.
 	MapSize uint32
 	// BacklogLimit is the flow-control bound in bytes, DefaultBacklogLimit
 	// when zero. It applies when the state is created; SetBacklogLimit
@@ -204,16 +209,15 @@ func OpenNode(o Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load BPF spec: %w", err)
 	}
-	size := o.MapSize
-	if size == 0 {
-		size = DefaultMapSize
-	}
 	var maps meshMapSpecs
 	if err := spec.Assign(&maps); err != nil {
 		return nil, fmt.Errorf("BPF map specs: %w", err)
 	}
-	for _, m := range []*ebpf.MapSpec{maps.SockOpsMap, maps.SockRxMap, maps.SockProxyMap, maps.SockHelperMap} {
-		m.MaxEntries = pinnedSize(filepath.Join(n.mapsDir(), m.Name), size)
+	for _, m := range connectionMaps(&maps) {
+		if o.MapSize != 0 {
+			m.MaxEntries = o.MapSize
+		}
+		m.MaxEntries = pinnedSize(filepath.Join(n.mapsDir(), m.Name), m.MaxEntries)
 	}
 	owner, err := n.openOwnerMap(maps.SockOwnerMap)
 	if err != nil {
@@ -321,6 +325,12 @@ func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 		}
 	}
 	return nil
+}
+
+// connectionMaps are the maps sized by Options.MapSize: the socket, pair
+// and pending-connection maps.
+func connectionMaps(m *meshMapSpecs) []*ebpf.MapSpec {
+	return []*ebpf.MapSpec{m.SockOpsMap, m.SockRxMap, m.SockProxyMap, m.SockHelperMap}
 }
 
 // pinnedSize is the capacity of the map pinned at path, or def when there
