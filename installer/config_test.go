@@ -16,6 +16,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
+	"github.com/mesh-accel/mesh-accel/rules"
 )
 
 // Flags, their environment variables and the defaults feed one Config; a
@@ -54,7 +55,7 @@ func TestNewConfig(t *testing.T) {
 			check: func(c *Config) bool {
 				e := NewEntry(c)
 				return c.SidecarUID == 1000690000 && e.SidecarUID == 1000690000 &&
-					strings.Contains(DefaultRulesText(c.SidecarUID), "--uid-owner 1000690000 -j ACCEPT")
+					strings.Contains(rules.DefaultText(c.SidecarUID), "--uid-owner 1000690000 -j ACCEPT")
 			}},
 		{name: "sidecar uid default stays out of the entry", check: func(c *Config) bool {
 			return c.SidecarUID == 1337 && NewEntry(c).SidecarUID == 0

@@ -161,7 +161,7 @@ func newHost(tb testing.TB) *host {
 	}
 	writeTree(tb, root, map[string]string{
 		"image/mesh-accel": "#!/bin/false plugin v1\n",
-		"rules/rules":      DefaultRulesText(nodestate.DefaultSidecarUID),
+		"rules/rules":      rules.DefaultText(nodestate.DefaultSidecarUID),
 	})
 	if err := os.MkdirAll(h.cfg.HostCNIConfDir, 0o755); err != nil {
 		tb.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/plugin"
+	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/cnichain"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
@@ -80,7 +81,7 @@ func newHostNode(t *testing.T) *hostNode {
 	writeFile(t, h.conflist, h.original, 0o644)
 	writeFile(t, filepath.Join(h.tmp, "sa/token"), "e2e-token", 0o644)
 	writeFile(t, filepath.Join(h.tmp, "sa/ca.crt"), "e2e-ca", 0o644)
-	writeFile(t, filepath.Join(h.tmp, "rules/rules"), installer.DefaultRulesText(nodestate.DefaultSidecarUID), 0o644)
+	writeFile(t, filepath.Join(h.tmp, "rules/rules"), rules.DefaultText(nodestate.DefaultSidecarUID), 0o644)
 	return h
 }
 
