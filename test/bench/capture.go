@@ -134,7 +134,7 @@ func withCapture(node *bpf.Node, res *CaptureResult, f func() error) error {
 		return err
 	}
 	d := after.Sub(before)
-	res.Events += d["capture_events"]
-	res.Dropped += d["capture_dropped"]
+	res.Events += d[bpf.CounterCaptureEvents]
+	res.Dropped += d[bpf.CounterCaptureDropped]
 	return errors.Join(ferr, cerr)
 }

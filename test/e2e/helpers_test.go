@@ -114,8 +114,8 @@ func (e *env) waitNoConns() {
 func want(t *testing.T, got bpf.Counters, exp map[string]uint64) {
 	t.Helper()
 	for k, v := range exp {
-		if got[k] != v {
-			t.Errorf("counter %s = %d, want %d (all: %v)", k, got[k], v, got)
+		if g := got[bpf.Counter(k)]; g != v {
+			t.Errorf("counter %s = %d, want %d (all: %v)", k, g, v, got)
 		}
 	}
 }
@@ -140,7 +140,7 @@ func wantRedirected(t *testing.T, c bpf.Counters, least uint64, what string) {
 }
 
 // wantPositive checks that counters moved.
-func wantPositive(t *testing.T, got bpf.Counters, names ...string) {
+func wantPositive(t *testing.T, got bpf.Counters, names ...bpf.Counter) {
 	t.Helper()
 	for _, k := range names {
 		if got[k] == 0 {
