@@ -9,14 +9,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"golang.org/x/sys/unix"
 )
 
 // Istio's sidecar ports and identities.
 const (
 	// SidecarUID and SidecarGID are the credentials of Istio's proxy; its
-	// iptables rules let this owner's traffic out un-redirected.
-	SidecarUID = 1337
+	// iptables rules let this owner's traffic out un-redirected. The uid
+	// is the one mesh-accel trusts by default.
+	SidecarUID = nodestate.DefaultSidecarUID
 	SidecarGID = 1337
 	// OutboundPort receives the pod's redirected outgoing connections.
 	OutboundPort = 15001
