@@ -69,7 +69,8 @@ image: deps
 # monitoring objects (mesh-accel-monitoring.yaml) and the packaged chart, with
 # the image by version and digest (the chart's digest applies to its own tag
 # only). It refuses a chart whose generated files (README's values table,
-# monitoring copies) are stale: `go generate ./manifests/render`.
+# monitoring copies, default rules) or configmap.yaml's default rules are
+# stale: `go generate ./manifests/render`.
 # VERSION=v1.2.3 IMAGE=registry/mesh-accel (no tag); DIGEST=sha256:... or,
 # when empty, the digest of the image `make image` built as IMAGE:VERSION
 # (buildah inspect).
