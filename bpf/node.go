@@ -21,8 +21,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // LayoutVersion names the layout of the pinned maps and programs. It changes

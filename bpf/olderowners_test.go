@@ -14,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 

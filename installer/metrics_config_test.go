@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mesh-accel/mesh-accel/internal/nodestate"
-	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
+	"github.com/mesh-accel/mesh-accel/rules"
 )
 
 // The reload gauges follow the last reload of the rules file: no series

@@ -9,8 +9,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Istio's sidecar ports and identities.
