@@ -10,6 +10,10 @@ LDFLAGS  ?= -s -w
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 VERSION_LDFLAGS := -X github.com/mesh-accel/mesh-accel/internal/version.version=$(VERSION)
 IMAGE    ?= localhost/mesh-accel:dev
+# The benchmark's knobs and its data path without capture (bpf/meshbench.go)
+# exist only with this tag: the benchmark, the demo and the tests build with
+# it, the binaries nodes run (plugin, installer, mesh-accelctl) never do.
+BENCH_TAGS := -tags meshbench
 export CGO_ENABLED := 0
 
 .PHONY: all deps generate check-generate check-tidy build test test-short bench demo image lint clean release-manifests
@@ -35,15 +39,16 @@ check-tidy:
 build:
 	@mkdir -p $(BIN)
 	$(GO) build $(GOFLAGS) -trimpath -ldflags "$(LDFLAGS) $(VERSION_LDFLAGS)" -o $(BIN)/ ./plugin/cmd/mesh-accel ./ctl/cmd/mesh-accelctl \
-		./installer/cmd/mesh-accel-installer \
+		./installer/cmd/mesh-accel-installer
+	$(GO) build $(GOFLAGS) $(BENCH_TAGS) -trimpath -ldflags "$(LDFLAGS) $(VERSION_LDFLAGS)" -o $(BIN)/ \
 		./test/bench/mesh-accel-bench ./test/demo/mesh-accel-demo
 
 # The tests need root, BPF and cgroup v2 (they skip locally without, fail under CI=true).
 test: deps
-	$(GO) test $(GOFLAGS) -count=1 -timeout 20m ./...
+	$(GO) test $(GOFLAGS) $(BENCH_TAGS) -count=1 -timeout 20m ./...
 
 test-short:
-	$(GO) test $(GOFLAGS) -short -count=1 ./...
+	$(GO) test $(GOFLAGS) $(BENCH_TAGS) -short -count=1 ./...
 
 # Benchmark the four modes interleaved; BENCH_SECONDS shortens, BENCH_JSON=FILE writes JSON.
 bench: deps build
@@ -64,15 +69,18 @@ image: deps
 # monitoring objects (mesh-accel-monitoring.yaml) and the packaged chart, with
 # the image by version and digest (the chart's digest applies to its own tag
 # only). It refuses a chart whose generated files (README's values table,
-# monitoring copies) are stale: `go generate ./manifests/render`.
+# monitoring copies, default rules) or configmap.yaml's default rules are
+# stale: `go generate ./manifests/render`.
 # VERSION=v1.2.3 IMAGE=registry/mesh-accel (no tag); DIGEST=sha256:... or,
 # when empty, the digest of the image `make image` built as IMAGE:VERSION
 # (buildah inspect).
 release-manifests:
 	@GO="$(GO)" VERSION="$(VERSION)" IMAGE="$(IMAGE)" DIGEST="$(DIGEST)" OUT="$(BIN)/release" ./scripts/release-manifests.sh
 
+# vet with the benchmark's tag, and the packages nodes run without it.
 lint:
-	$(GO) vet ./...
+	$(GO) vet $(BENCH_TAGS) ./...
+	$(GO) vet $$($(GO) list ./... | grep -v /test/)
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel\.go$$')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 

@@ -13,7 +13,7 @@ func decodePodConfig(pc *meshPodConfig) PodConfig {
 	cfg := PodConfig{
 		TrustApp:   pc.Flags&podTrustApp != 0,
 		Disabled:   pc.Flags&podDisabled != 0,
-		OneWay:     pc.Flags&podOneWay != 0,
+		oneWay:     pc.Flags&podOneWay != 0,
 		SidecarUID: pc.TrustedUid,
 		Quota:      pc.Quota,
 		Rules:      &rules.Set{},

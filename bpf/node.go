@@ -31,14 +31,10 @@ import (
 // new state beside the old one.
 const LayoutVersion = "v5"
 
-// DefaultBPFFS is where bpffs is mounted on a node.
-const DefaultBPFFS = "/sys/fs/bpf"
-
-// DefaultRoot is the folder of mesh-accel's state under bpffs.
-const DefaultRoot = "mesh-accel"
-
 // DefaultMapSize is the number of entries of the connection maps, the
-// installer's and mesh-accelctl's --map-size by default.
+// installer's and mesh-accelctl's --map-size by default. The C declares
+// the same figure (max_entries in c/mesh_accel.c): TestDefaultMapSize
+// checks that it is the spec's.
 const DefaultMapSize = nodestate.DefaultMapSize
 
 // The bounds of a map size a node is configured with (CheckMapSize). Below
@@ -77,10 +73,11 @@ const (
 
 // Options say where the node state lives and how big its maps are.
 type Options struct {
-	// BPFFS is the bpffs mount point, DefaultBPFFS when empty; it is
+	// BPFFS is the bpffs mount point, nodestate.DefaultBPFFS when empty; it is
 	// mounted when nothing is mounted there.
 	BPFFS string
-	// Root is the state's folder under BPFFS, DefaultRoot when empty.
+	// Root is the state's folder under BPFFS, nodestate.DefaultBPFRoot when
+	// empty.
 	// Tests use a unique root per run.
 	Root string
 	// MapSize is the capacity of the socket, pair and pending-connection
@@ -103,9 +100,6 @@ type Options struct {
 	// wait for its local peer before this handle's Sweep releases it,
 	// DefaultRegistrationTTL when zero.
 	RegistrationTTL time.Duration
-	// NoCapture loads the data path built without the capture code. It
-	// exists for the benchmark, to measure what an idle capture costs.
-	NoCapture bool
 	// CgroupRoot is the cgroup v2 hierarchy as this process sees it (the
 	// installer sees the host's under its host mount), where an upgrade
 	// finds the cgroups of the pods it moves; the mount of cgroup v2 in
@@ -115,6 +109,26 @@ type Options struct {
 	// layout replaces LayoutVersion in the state's path: tests make state
 	// of an "older layout" with it.
 	layout string
+	// dataPath replaces the data path this binary ships (meshDataPath)
+	// when set: the benchmark's build without capture (meshbench.go).
+	dataPath *dataPathObject
+}
+
+// dataPathObject is a build of the data path: its loader and its object.
+type dataPathObject struct {
+	load func() (*ebpf.CollectionSpec, error)
+	obj  []byte
+}
+
+// meshDataPath is the data path this binary ships: the only one unless it
+// was built with -tags meshbench.
+var meshDataPath = &dataPathObject{load: loadMesh, obj: _MeshBytes}
+
+func (o Options) dataPathObject() *dataPathObject {
+	if o.dataPath == nil {
+		return meshDataPath
+	}
+	return o.dataPath
 }
 
 // Dir is the folder of the node state these options name:
@@ -173,10 +187,10 @@ func PodAttached(o Options, id string) bool {
 func (o Options) dir() string {
 	fs, root := o.BPFFS, o.Root
 	if fs == "" {
-		fs = DefaultBPFFS
+		fs = nodestate.DefaultBPFFS
 	}
 	if root == "" {
-		root = DefaultRoot
+		root = nodestate.DefaultBPFRoot
 	}
 	return filepath.Join(fs, root, o.Layout())
 }
@@ -185,8 +199,8 @@ func (o Options) dir() string {
 // the pinned state stays until Remove.
 type Node struct {
 	dir        string
-	noCapture  bool   // opened with Options.NoCapture
-	cgroupRoot string // Options.CgroupRoot
+	dataPath   *dataPathObject // Options.dataPath, or meshDataPath
+	cgroupRoot string          // Options.CgroupRoot
 	maps       meshMaps
 	sockops    *ebpf.Program
 	sockCreate *ebpf.Program
@@ -220,20 +234,20 @@ func OpenNode(o Options) (*Node, error) {
 	}
 	fs := o.BPFFS
 	if fs == "" {
-		fs = DefaultBPFFS
+		fs = nodestate.DefaultBPFFS
 	}
 	if err := ensureBPFFS(fs); err != nil {
 		return nil, err
 	}
 	dir := o.dir()
-	n := &Node{dir: dir, noCapture: o.NoCapture, cgroupRoot: o.CgroupRoot, ttl: o.RegistrationTTL,
+	n := &Node{dir: dir, dataPath: o.dataPathObject(), cgroupRoot: o.CgroupRoot, ttl: o.RegistrationTTL,
 		sweepBatch: SweepBatch}
 	if n.ttl <= 0 {
 		n.ttl = DefaultRegistrationTTL
 	}
 	// Complete state (the sk_msg pin is made last) opens without the lock
 	// and without parsing the BPF objects: the path of every CNI ADD.
-	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil && !o.NoCapture {
+	if _, err := os.Stat(n.progPin(pinSkMsg)); err == nil && n.dataPath == meshDataPath {
 		if err := n.loadPinned(); err != nil {
 			n.Close()
 			return nil, err
@@ -249,11 +263,7 @@ func OpenNode(o Options) (*Node, error) {
 	}
 	defer unlock()
 
-	load := loadMesh
-	if o.NoCapture {
-		load = loadMeshnocap
-	}
-	spec, err := load()
+	spec, err := n.dataPath.load()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF spec: %w", err)
 	}
@@ -261,7 +271,7 @@ func OpenNode(o Options) (*Node, error) {
 	if err := spec.Assign(&maps); err != nil {
 		return nil, fmt.Errorf("BPF map specs: %w", err)
 	}
-	for _, m := range []*ebpf.MapSpec{maps.SockOpsMap, maps.SockRxMap, maps.SockProxyMap, maps.SockHelperMap} {
+	for _, m := range connectionMaps(&maps) {
 		m.MaxEntries = o.mapSize()
 	}
 	owner, err := n.openOwnerMap(maps.SockOwnerMap)
@@ -350,7 +360,7 @@ func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 	// replaces (an upgrade that changed the layout) carry over.
 	cfg := meshGlobalConfig{BacklogLimit: o.BacklogLimit}
 	n.inheritGlobal(spec, &cfg)
-	cfg.Build = dataPathID(n.noCapture)
+	cfg.Build = dataPathID(n.dataPath)
 	if err := n.maps.MeshConfig.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("initialise global configuration: %w", err)
 	}
@@ -374,6 +384,12 @@ func (n *Node) create(spec *ebpf.CollectionSpec, o Options) error {
 		}
 	}
 	return nil
+}
+
+// connectionMaps are the maps sized by Options.MapSize: the socket, pair
+// and pending-connection maps.
+func connectionMaps(m *meshMapSpecs) []*ebpf.MapSpec {
+	return []*ebpf.MapSpec{m.SockOpsMap, m.SockRxMap, m.SockProxyMap, m.SockHelperMap}
 }
 
 // verifierError keeps the end of a verifier log, where the reason is.

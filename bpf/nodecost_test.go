@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
@@ -39,7 +40,7 @@ func BenchmarkNodeCost(b *testing.B) {
 	}
 	for _, fill := range []int{0, DefaultMapSize} {
 		root := "mesh-accel-test-" + randomName()
-		b.Cleanup(func() { _ = os.RemoveAll(filepath.Join(DefaultBPFFS, root)) })
+		b.Cleanup(func() { _ = os.RemoveAll(filepath.Join(nodestate.DefaultBPFFS, root)) })
 		n, err := OpenNode(Options{Root: root, RegistrationTTL: time.Hour})
 		if err != nil {
 			b.Fatal(err)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // olderOwnerSpec is the owner storage of a release whose struct sock_owner
@@ -168,7 +170,7 @@ func acceptUnderOlderOwner(t *testing.T, n *Node, olderPin string, cfg PodConfig
 func TestOlderOwnersTakenOver(t *testing.T) {
 	root := upgradeRoot(t)
 	// The older release's state: only its owner storage matters here.
-	olderDir := filepath.Join(DefaultBPFFS, root, "v0-older", "maps")
+	olderDir := filepath.Join(nodestate.DefaultBPFFS, root, "v0-older", "maps")
 	if err := os.MkdirAll(olderDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +222,7 @@ func TestOlderOwnersTakenOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n2.Remove()
-	olderPin = filepath.Join(DefaultBPFFS, root2, "older-owners-of-the-test")
+	olderPin = filepath.Join(nodestate.DefaultBPFFS, root2, "older-owners-of-the-test")
 	if err := older.Pin(olderPin); err != nil {
 		t.Fatal(err)
 	}

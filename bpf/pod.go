@@ -11,12 +11,9 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
-
-// DefaultSidecarUID is Envoy's uid in Istio: its sockets are trusted to be
-// read with recvmsg.
-const DefaultSidecarUID = 1337
 
 // ErrPodNotAttached is returned for a pod that has no state on this node.
 var ErrPodNotAttached = errors.New("pod not attached")
@@ -31,15 +28,16 @@ type PodConfig struct {
 	// Without it only sockets of SidecarUID receive redirected data.
 	TrustApp bool
 	// SidecarUID is the uid trusted to read with recvmsg;
-	// DefaultSidecarUID when zero.
+	// nodestate.DefaultSidecarUID (Envoy's in Istio) when zero.
 	SidecarUID uint32
 	// Disabled stops acceleration of the pod's new connections.
 	Disabled bool
-	// OneWay lets a connection be accelerated in one direction only, when
+	// oneWay lets a connection be accelerated in one direction only, when
 	// the reader of the other is not trusted (both pods must allow it).
 	// Without it such a connection is left to the stack: the mixed path
-	// costs request/response traffic more than it saves.
-	OneWay bool
+	// costs request/response traffic more than it saves. Only builds with
+	// -tags meshbench (the benchmark and tests) can set it: WithOneWay.
+	oneWay bool
 	// Quota is the most entries of the node-wide connection maps the
 	// pod's outgoing connections may hold (a pending registration, then
 	// two pair directions each; the connecting side pays),
@@ -343,7 +341,7 @@ func (n *Node) podIDs() ([]string, error) {
 func encodePodConfig(cfg PodConfig) (*meshPodConfig, error) {
 	pc := &meshPodConfig{TrustedUid: cfg.SidecarUID, Quota: cfg.Quota}
 	if pc.TrustedUid == 0 {
-		pc.TrustedUid = DefaultSidecarUID
+		pc.TrustedUid = nodestate.DefaultSidecarUID
 	}
 	if pc.Quota == 0 {
 		pc.Quota = DefaultPodQuota
@@ -354,7 +352,7 @@ func encodePodConfig(cfg PodConfig) (*meshPodConfig, error) {
 	if cfg.Disabled {
 		pc.Flags |= podDisabled
 	}
-	if cfg.OneWay {
+	if cfg.oneWay {
 		pc.Flags |= podOneWay
 	}
 	if cfg.Rules == nil {

@@ -291,7 +291,7 @@ type UpgradeReport struct {
 // the top of this file). It runs under the state's lock.
 func (n *Node) Upgrade() (UpgradeReport, error) {
 	var r UpgradeReport
-	if n.noCapture {
+	if n.dataPath != meshDataPath {
 		return r, errors.New("the benchmark's data path without capture is never installed by an upgrade")
 	}
 	unlock, err := lockDir(n.dir)
@@ -306,7 +306,7 @@ func (n *Node) Upgrade() (UpgradeReport, error) {
 	if err != nil {
 		return r, err
 	}
-	if c.Build != dataPathID(false) {
+	if c.Build != dataPathID(meshDataPath) {
 		s, err := spec()
 		if err != nil {
 			return r, fmt.Errorf("load BPF spec: %w", err)
@@ -388,7 +388,7 @@ func (n *Node) replacePrograms(spec *ebpf.CollectionSpec) error {
 	n.sockops.Close()
 	n.sockCreate.Close()
 	n.sockops, n.sockCreate = progs.MeshSockops, progs.MeshSockCreate
-	return n.updateGlobal(func(c *meshGlobalConfig) { c.Build = dataPathID(false) })
+	return n.updateGlobal(func(c *meshGlobalConfig) { c.Build = dataPathID(meshDataPath) })
 }
 
 // relink switches the links pinned in a pod's folder here to this state's

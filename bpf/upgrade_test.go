@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
@@ -101,7 +102,7 @@ func upgradeRoot(t *testing.T) string {
 		testenv.Missing(t, "%v", err)
 	}
 	root := "mesh-accel-test-" + randomName()
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(DefaultBPFFS, root)) })
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(nodestate.DefaultBPFFS, root)) })
 	return root
 }
 

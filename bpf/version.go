@@ -13,18 +13,14 @@ import (
 // SHA-256 of the object this binary embeds. Node state records the data
 // path that created it, so that a binary opening state made by another
 // build can tell: its programs are not the ones pinned there.
-func dataPathID(noCapture bool) uint64 {
-	obj := _MeshBytes
-	if noCapture {
-		obj = _MeshnocapBytes
-	}
-	sum := sha256.Sum256(obj)
+func dataPathID(dp *dataPathObject) uint64 {
+	sum := sha256.Sum256(dp.obj)
 	return binary.BigEndian.Uint64(sum[:8])
 }
 
 // DataPath names this binary's data path (the capture build; the
-// benchmark's build without capture has its own).
-func DataPath() string { return formatDataPath(dataPathID(false)) }
+// benchmark's build without capture, -tags meshbench, has its own).
+func DataPath() string { return formatDataPath(dataPathID(meshDataPath)) }
 
 func formatDataPath(id uint64) string { return fmt.Sprintf("%016x", id) }
 
@@ -45,7 +41,7 @@ func (d DataPaths) Skewed() bool { return d.Pinned != d.Binary }
 // DataPaths reads the data path recorded in the node state.
 func (n *Node) DataPaths() (DataPaths, error) {
 	c, err := n.global()
-	dp := DataPaths{Pinned: formatDataPath(c.Build), Binary: formatDataPath(dataPathID(n.noCapture))}
+	dp := DataPaths{Pinned: formatDataPath(c.Build), Binary: formatDataPath(dataPathID(n.dataPath))}
 	for _, dir := range n.siblings() {
 		pods, _ := os.ReadDir(filepath.Join(dir, "pods"))
 		sockets, serr := countSockets(dir)

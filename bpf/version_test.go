@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
@@ -16,7 +17,7 @@ func TestDataPathsRecorded(t *testing.T) {
 		testenv.Missing(t, "%v", err)
 	}
 	root := "mesh-accel-test-version-" + filepath.Base(t.TempDir())
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(DefaultBPFFS, root)) })
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(nodestate.DefaultBPFFS, root)) })
 	n, err := OpenNode(Options{Root: root})
 	if err != nil {
 		t.Fatal(err)

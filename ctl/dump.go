@@ -153,7 +153,7 @@ func (a *app) dump(ctx context.Context, o dumpOptions) error {
 	if err != nil {
 		return err
 	}
-	sum.Dropped = after["capture_dropped"] - before["capture_dropped"]
+	sum.Dropped = after[bpf.CounterCaptureDropped] - before[bpf.CounterCaptureDropped]
 	sum.File = o.write
 	return a.dumpReport(sum, o)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mesh-accel/mesh-accel/internal/annotations"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/podconfig"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
@@ -20,9 +21,7 @@ func (a *app) rulesCmd() *cobra.Command {
 		Long: `rules checks a rule file, applies one to attached pods, or shows the rules in force.
 The rule language is that of the original tool:
 
-    # accelerate traffic of uid 1337 (Envoy), never port 15006
-    chain --uid-owner 1337 -j ACCEPT
-    chain --port 15006 -j RETURN
+    ` + strings.ReplaceAll(strings.TrimSuffix(rules.DefaultText(nodestate.DefaultSidecarUID), "\n"), "\n", "\n    ") + `
 
 -f takes a rule file, - for stdin, or a YAML manifest: a ConfigMap (its data.rules, like
 manifests/configmap.yaml) or a pod or workload annotated accel.mesh/rules. A file with an
@@ -189,7 +188,7 @@ func (a *app) checkPod(src *ruleSource, nodeFile string) (*rules.Set, rules.Erro
 	} else if err != nil {
 		return nil, nil, err
 	}
-	return podconfig.ProfileRules(node, pod.Profile, rules.DefaultSidecarUID), nil, nil
+	return podconfig.ProfileRules(node, pod.Profile, nodestate.DefaultSidecarUID), nil, nil
 }
 
 // limitError says that a pod's rules do not fit the rule table, at its

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,10 +15,10 @@ import (
 
 // statsSample is one reading of the counters; PerSec is set when watching.
 type statsSample struct {
-	Time     time.Time          `json:"time"`
-	Counters bpf.Counters       `json:"counters"`
-	PerSec   map[string]float64 `json:"per_sec,omitempty"`
-	Interval float64            `json:"interval_sec,omitempty"`
+	Time     time.Time               `json:"time"`
+	Counters bpf.Counters            `json:"counters"`
+	PerSec   map[bpf.Counter]float64 `json:"per_sec,omitempty"`
+	Interval float64                 `json:"interval_sec,omitempty"`
 }
 
 func (a *app) statsCmd() *cobra.Command {
@@ -125,7 +124,7 @@ func (a *app) watchStats(ctx context.Context, every time.Duration) error {
 // second over elapsed (0 for a counter that went back: node state
 // recreated).
 func rates(prev, cur bpf.Counters, elapsed time.Duration) statsSample {
-	s := statsSample{Counters: cur, PerSec: map[string]float64{}, Interval: elapsed.Seconds()}
+	s := statsSample{Counters: cur, PerSec: map[bpf.Counter]float64{}, Interval: elapsed.Seconds()}
 	for name, v := range cur {
 		if old, ok := prev[name]; ok && v >= old && elapsed > 0 {
 			s.PerSec[name] = float64(v-old) / elapsed.Seconds()
@@ -150,7 +149,7 @@ func (a *app) renderRates(w io.Writer, s statsSample) error {
 
 // counterSeries names the series of the installer's /metrics that exports
 // the engine counter name ("" when none does).
-func counterSeries(name string) string {
+func counterSeries(name bpf.Counter) string {
 	if c, ok := metricnames.Of(name); ok {
 		return c.Series()
 	}
@@ -159,9 +158,9 @@ func counterSeries(name string) string {
 
 // counterOrder lists the counters of c: in the engine's order, then any
 // name the engine does not list, sorted.
-func counterOrder(c bpf.Counters) []string {
+func counterOrder(c bpf.Counters) []bpf.Counter {
 	known := bpf.CounterNames()
-	var names, extra []string
+	var names, extra []bpf.Counter
 	for _, name := range known {
 		if _, ok := c[name]; ok {
 			names = append(names, name)
@@ -172,6 +171,6 @@ func counterOrder(c bpf.Counters) []string {
 			extra = append(extra, name)
 		}
 	}
-	sort.Strings(extra)
+	slices.Sort(extra)
 	return append(names, extra...)
 }

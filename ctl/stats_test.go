@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestRates(t *testing.T) {
 	prev := bpf.Counters{"a": 10, "b": 100, "c": 5}
 	cur := bpf.Counters{"a": 30, "b": 50, "c": 5, "d": 7}
 	s := rates(prev, cur, 2*time.Second)
-	want := map[string]float64{"a": 10, "b": 0, "c": 0, "d": 0}
+	want := map[bpf.Counter]float64{"a": 10, "b": 0, "c": 0, "d": 0}
 	for k, v := range want {
 		if s.PerSec[k] != v {
 			t.Errorf("rate of %s = %v, want %v", k, s.PerSec[k], v)
@@ -28,8 +29,8 @@ func TestRates(t *testing.T) {
 
 func TestCounterOrder(t *testing.T) {
 	c := bpf.Counters{"zz_new": 1, "bytes_redirected": 2, "aa_new": 3, "sockets_tagged": 4}
-	got := strings.Join(counterOrder(c), " ")
-	if want := "sockets_tagged bytes_redirected aa_new zz_new"; got != want {
+	got := counterOrder(c)
+	if want := []bpf.Counter{"sockets_tagged", "bytes_redirected", "aa_new", "zz_new"}; !slices.Equal(got, want) {
 		t.Errorf("order %q, want %q", got, want)
 	}
 }
@@ -101,7 +102,7 @@ func TestStatsWatch(t *testing.T) {
 func TestRenderRates(t *testing.T) {
 	var b strings.Builder
 	s := statsSample{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Interval: 1,
-		Counters: bpf.Counters{"bytes_redirected": 2048}, PerSec: map[string]float64{"bytes_redirected": 1024}}
+		Counters: bpf.Counters{"bytes_redirected": 2048}, PerSec: map[bpf.Counter]float64{"bytes_redirected": 1024}}
 	a := &app{cfg: &Config{Output: OutputTable}}
 	if err := a.renderRates(&b, s); err != nil {
 		t.Fatal(err)
@@ -145,7 +146,7 @@ func TestStatsWideMetric(t *testing.T) {
 			t.Errorf("engine counter %s has no metric in package metricnames", name)
 			continue
 		}
-		if f := rows[name]; len(f) < 3 || f[2] != c.Series() {
+		if f := rows[string(name)]; len(f) < 3 || f[2] != c.Series() {
 			t.Errorf("stats -o wide: row of %s is %q, want %s", name, f, c.Series())
 		}
 	}

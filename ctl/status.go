@@ -30,9 +30,9 @@ type statusReport struct {
 	Failures []failureReport `json:"setup_failures"`
 	// Rates are the counters' changes per second over Window seconds,
 	// which the warnings are drawn from.
-	Rates    map[string]float64 `json:"rates_per_sec,omitempty"`
-	Window   float64            `json:"rate_window_sec,omitempty"`
-	Warnings []string           `json:"warnings"`
+	Rates    map[bpf.Counter]float64 `json:"rates_per_sec,omitempty"`
+	Window   float64                 `json:"rate_window_sec,omitempty"`
+	Warnings []string                `json:"warnings"`
 }
 
 type kernelReport struct {

@@ -22,10 +22,10 @@ func TestStatusWarnings(t *testing.T) {
 		enabled bool
 		pods    []bpf.PodInfo
 		usage   bpf.Usage
-		rates   map[string]float64
+		rates   map[bpf.Counter]float64
 		want    []string // substrings, one per warning, in order
 	}{
-		{"quiet", true, []bpf.PodInfo{okPod}, bpf.Usage{Capacity: 100}, map[string]float64{"directions_untrusted_reader": 0}, nil},
+		{"quiet", true, []bpf.PodInfo{okPod}, bpf.Usage{Capacity: 100}, map[bpf.Counter]float64{"directions_untrusted_reader": 0}, nil},
 		{"switch off", false, nil, bpf.Usage{}, nil, []string{"the global switch is off"}},
 		{"pod disabled, no rules", true,
 			[]bpf.PodInfo{{ID: "uid-b", Config: bpf.PodConfig{Rules: &rules.Set{}, Disabled: true}}}, bpf.Usage{}, nil,
@@ -34,10 +34,10 @@ func TestStatusWarnings(t *testing.T) {
 			Broken: fmt.Errorf("%w: pod uid-b lacks its sockops link", bpf.ErrPodBroken)}}, bpf.Usage{}, nil,
 			[]string{"pod shop/pay is broken, its new connections may not be accelerated (pod state incomplete: " +
 				"pod uid-b lacks its sockops link): restart the pod"}},
-		{"untrusted readers", true, nil, bpf.Usage{}, map[string]float64{"directions_untrusted_reader": 6},
+		{"untrusted readers", true, nil, bpf.Usage{}, map[bpf.Counter]float64{"directions_untrusted_reader": 6},
 			[]string{"6.0 pair directions per second take the normal stack because their reader is not trusted"}},
 		{"splice and owners", true, nil, bpf.Usage{},
-			map[string]float64{"rejected_untrusted_readers": 1, "rejected_no_owner": 2, "fallback_map_full": 0.5},
+			map[bpf.Counter]float64{"rejected_untrusted_readers": 1, "rejected_no_owner": 2, "fallback_map_full": 0.5},
 			[]string{"1.0 connections per second are not paired because a reader is not trusted",
 				"2.0 connections per second have a socket without owner",
 				"0.5 connections per second find a connection map full"}},
@@ -48,7 +48,7 @@ func TestStatusWarnings(t *testing.T) {
 			[]string{"pod shop/cart holds its quota of 64 connection-map entries"}},
 		{"shared pool used up", true, []bpf.PodInfo{okPod},
 			bpf.Usage{Share: bpf.Share{Guaranteed: 128, GuaranteedPods: 256, Pool: 32768, Borrowed: 32768}},
-			map[string]float64{"rejected_shared_pool": 4},
+			map[bpf.Counter]float64{"rejected_shared_pool": 4},
 			[]string{"the shared pool of the connection maps is used up (32768 of 32768 entries)",
 				"4.0 connections per second take the normal stack because their pod holds more than its guaranteed share"}},
 		{"more pods than the guarantee covers", true, []bpf.PodInfo{okPod, okPod, okPod},

@@ -57,7 +57,7 @@ func (a *app) renderFailures(w io.Writer, fs []failureReport) error {
 // keeps status read-only (it may run as another user, or next to another
 // status) and makes its warnings describe the traffic of the last
 // second, not whatever happened since some earlier run.
-func (a *app) counterRates(ctx context.Context, eng Engine, window time.Duration) (map[string]float64, error) {
+func (a *app) counterRates(ctx context.Context, eng Engine, window time.Duration) (map[bpf.Counter]float64, error) {
 	if window == 0 {
 		return nil, nil
 	}
@@ -89,7 +89,7 @@ const mapFullRatio = 0.8
 
 // statusWarnings explains what in the node's state and in the counters'
 // rates (nil: not measured) deserves an operator's attention.
-func statusWarnings(enabled bool, pods []bpf.PodInfo, u bpf.Usage, rates map[string]float64, dir PodDirectory) []string {
+func statusWarnings(enabled bool, pods []bpf.PodInfo, u bpf.Usage, rates map[bpf.Counter]float64, dir PodDirectory) []string {
 	w := []string{}
 	if !enabled {
 		w = append(w, "the global switch is off: no new connection is accelerated (mesh-accelctl enable)")
@@ -147,31 +147,31 @@ func shareWarnings(pods []bpf.PodInfo, sh bpf.Share) []string {
 }
 
 // rateWarnings explains the counters that grow now.
-func rateWarnings(rates map[string]float64) []string {
+func rateWarnings(rates map[bpf.Counter]float64) []string {
 	var w []string
-	if r := rates["directions_untrusted_reader"]; r > 0 {
+	if r := rates[bpf.CounterDirectionsUntrustedReader]; r > 0 {
 		w = append(w, fmt.Sprintf("%.1f pair directions per second take the normal stack because their reader is not "+
 			"trusted to read with recvmsg: a reader that uses splice(2) (HAProxy, Go's io.Copy between sockets or "+
 			"into a file) never sees redirected data, so only the sidecar's uid receives it. Expected for app "+
 			"sockets; annotate the pod %s: \"true\" when its app never splices, to accelerate those directions too",
 			r, annotations.TrustApp))
 	}
-	if r := rates["rejected_untrusted_readers"]; r > 0 {
+	if r := rates[bpf.CounterRejectedUntrustedReaders]; r > 0 {
 		w = append(w, fmt.Sprintf("%.1f connections per second are not paired because a reader is not trusted to "+
 			"read with recvmsg (a connection is accelerated both ways or not at all). Expected for the app hops of "+
 			"pods annotated %s alone; annotate %s: \"true\" (apps that never splice) or %s: %q (the "+
 			"sidecar-to-sidecar hop)", r, annotations.Enabled, annotations.TrustApp, annotations.Profile,
 			annotations.ProfileSidecarHops))
 	}
-	if r := rates["rejected_no_owner"]; r > 0 {
+	if r := rates[bpf.CounterRejectedNoOwner]; r > 0 {
 		w = append(w, fmt.Sprintf("%.1f connections per second have a socket without owner (created before its pod "+
 			"was attached, or accepted by an MPTCP listener): they are not accelerated", r))
 	}
-	if r := rates["rejected_shared_pool"]; r > 0 {
+	if r := rates[bpf.CounterRejectedSharedPool]; r > 0 {
 		w = append(w, fmt.Sprintf("%.1f connections per second take the normal stack because their pod holds more "+
 			"than its guaranteed share of the connection maps and the node's shared pool is used up", r))
 	}
-	if r := rates["fallback_map_full"]; r > 0 {
+	if r := rates[bpf.CounterFallbackMapFull]; r > 0 {
 		w = append(w, fmt.Sprintf("%.1f connections per second find a connection map full and take the normal stack", r))
 	}
 	return w

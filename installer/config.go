@@ -268,7 +268,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("--%s %q is not an absolute path", FlagCgroupRoot, c.CgroupRoot))
 	}
 	if c.BPFRoot == "" || strings.Contains(c.BPFRoot, "/") || c.BPFRoot == "." || c.BPFRoot == ".." {
-		errs = append(errs, fmt.Errorf("--%s %q: want a folder name such as %q", FlagBPFRoot, c.BPFRoot, bpf.DefaultRoot))
+		errs = append(errs, fmt.Errorf("--%s %q: want a folder name such as %q", FlagBPFRoot, c.BPFRoot, nodestate.DefaultBPFRoot))
 	}
 	if strings.Contains(c.CNIConfName, "/") {
 		errs = append(errs, fmt.Errorf("--%s %q: want a file name in --%s", FlagCNIConfName, c.CNIConfName, FlagHostCNIConfDir))

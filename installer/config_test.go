@@ -17,7 +17,9 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
+	"github.com/mesh-accel/mesh-accel/rules"
 )
 
 // Flags, their environment variables and the defaults feed one Config; a
@@ -56,7 +58,7 @@ func TestNewConfig(t *testing.T) {
 			check: func(c *Config) bool {
 				e := NewEntry(c)
 				return c.SidecarUID == 1000690000 && e.SidecarUID == 1000690000 &&
-					strings.Contains(DefaultRulesText(c.SidecarUID), "--uid-owner 1000690000 -j ACCEPT")
+					strings.Contains(rules.DefaultText(c.SidecarUID), "--uid-owner 1000690000 -j ACCEPT")
 			}},
 		{name: "sidecar uid default stays out of the entry", check: func(c *Config) bool {
 			return c.SidecarUID == 1337 && NewEntry(c).SidecarUID == 0
@@ -195,7 +197,7 @@ func TestBacklogLimitReachesNode(t *testing.T) {
 // fair share derived from it.
 func TestMapSizeReachesNode(t *testing.T) {
 	root := bpftest.UniqueRoot()
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(bpf.DefaultBPFFS, root)) })
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(nodestate.DefaultBPFFS, root)) })
 	open := func(args ...string) *bpf.Node {
 		t.Helper()
 		c, err := NewConfig(append([]string{"--bpf-root=" + root}, args...), func(string) string { return "" }, io.Discard)

@@ -33,7 +33,8 @@ type Entry struct {
 	// plugin's defaults.
 	BPFRoot  string `json:"bpfRoot,omitempty"`
 	StateDir string `json:"stateDir,omitempty"`
-	// SidecarUID is written only when it is not Istio's 1337.
+	// SidecarUID is written only when it is not nodestate.DefaultSidecarUID
+	// (Istio's).
 	SidecarUID uint32 `json:"sidecarUID,omitempty"`
 	// ExcludeNamespaces is written only when it differs from
 	// plugin.DefaultExcludeNamespaces ([] for none); FailOnError only when

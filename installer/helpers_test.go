@@ -19,6 +19,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
@@ -160,7 +161,7 @@ func newHost(tb testing.TB) *host {
 	}
 	writeTree(tb, root, map[string]string{
 		"image/mesh-accel": "#!/bin/false plugin v1\n",
-		"rules/rules":      DefaultRulesText(rules.DefaultSidecarUID),
+		"rules/rules":      rules.DefaultText(nodestate.DefaultSidecarUID),
 	})
 	if err := os.MkdirAll(h.cfg.HostCNIConfDir, 0o755); err != nil {
 		tb.Fatal(err)

@@ -12,6 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
+	"github.com/mesh-accel/mesh-accel/rules"
 )
 
 // The reload gauges follow the last reload of the rules file: no series
@@ -95,7 +98,7 @@ func TestRulesReloadMetricClears(t *testing.T) {
 			"and the success of the good file (%v)", a, s, good)
 	}
 
-	replaceWith(t, h.cfg.RulesFile, DefaultRulesText(1337))
+	replaceWith(t, h.cfg.RulesFile, rules.DefaultText(nodestate.DefaultSidecarUID))
 	waitFor(t, "the fixed file on the gauge", func() bool { return metricValue(t, r, MetricRulesReloadSuccessful, "") == 1 })
 	if s := metricValue(t, r, MetricRulesReloadSuccess, ""); s < good {
 		t.Errorf("%s = %v after the fix, want a later time than %v", MetricRulesReloadSuccess, s, good)

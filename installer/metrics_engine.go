@@ -43,8 +43,8 @@ type counterMetric struct{ metric, reason string }
 // counterMetrics maps every engine counter (bpf.CounterNames) to its
 // metric, as package metricnames does; a test fails when a counter is
 // missing.
-var counterMetrics = func() map[string]counterMetric {
-	m := map[string]counterMetric{}
+var counterMetrics = func() map[bpf.Counter]counterMetric {
+	m := map[bpf.Counter]counterMetric{}
 	for _, name := range metricnames.Counters() {
 		c, _ := metricnames.Of(name)
 		m[name] = counterMetric{c.Metric, c.Reason}

@@ -248,7 +248,7 @@ func TestMetrics(t *testing.T) {
 // Every entry of counterMetrics names an engine counter (a renamed counter
 // must be renamed there too) and every metric has a help text.
 func TestCounterMetricsKnown(t *testing.T) {
-	known := map[string]bool{}
+	known := map[bpf.Counter]bool{}
 	for _, name := range bpf.CounterNames() {
 		known[name] = true
 	}

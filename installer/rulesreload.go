@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/rules"
@@ -16,18 +15,6 @@ import (
 // rulesMode is the mode of the rules copy and record: the plugin reads
 // them as root, and they hold nothing secret.
 const rulesMode = 0o644
-
-// DefaultRulesText is the rules file used when none is mounted: the rules of
-// rules.DefaultFor(sidecarUID) (accelerate the sidecar's traffic, never
-// port 15006).
-func DefaultRulesText(sidecarUID uint32) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# mesh-accel node defaults: accelerate the Envoy sidecar's traffic (uid %d), never its inbound port 15006\n", sidecarUID)
-	for _, r := range rules.DefaultFor(sidecarUID).Rules {
-		b.WriteString(r.String() + "\n")
-	}
-	return b.String()
-}
 
 // ruleSet keeps the node's default rules: the mounted file (a ConfigMap),
 // once it parses, is copied to the host for the plugin's ADDs and applied to
@@ -74,7 +61,7 @@ func (r *ruleSet) read() ([]byte, error) {
 			return r.text, nil // a ConfigMap being swapped; nothing to change
 		}
 		r.log.Warn("no rules file mounted: using the built-in defaults", "path", r.src)
-		return []byte(DefaultRulesText(r.sidecarUID)), nil
+		return []byte(rules.DefaultText(r.sidecarUID)), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read rules: %w", err)
@@ -119,7 +106,7 @@ func (r *ruleSet) reload(n Node) (reloadResult, error) {
 // in place. When none were ever applied, the built-in defaults are.
 func (r *ruleSet) keep() error {
 	if r.applied == nil {
-		text := []byte(DefaultRulesText(r.sidecarUID))
+		text := []byte(rules.DefaultText(r.sidecarUID))
 		if err := writeFileAtomic(r.record, text, rulesMode); err != nil {
 			return fmt.Errorf("record applied rules: %w", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -47,7 +48,7 @@ func TestRunLifecycle(t *testing.T) {
 	if fileMode(t, h.cfg.KubeconfigPath) != 0o600 {
 		t.Errorf("kubeconfig mode %v, want 0600", fileMode(t, h.cfg.KubeconfigPath))
 	}
-	if b, _ := os.ReadFile(h.cfg.RulesCopyPath); string(b) != DefaultRulesText(rules.DefaultSidecarUID) {
+	if b, _ := os.ReadFile(h.cfg.RulesCopyPath); string(b) != rules.DefaultText(nodestate.DefaultSidecarUID) {
 		t.Errorf("rules copy: %q", b)
 	}
 	installed, _ := os.ReadFile(conf)
@@ -237,7 +238,7 @@ func TestRunRulesReload(t *testing.T) {
 	h := newHost(t)
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
 	eng := newFakeEngine(t)
-	own := mustRules(t, DefaultRulesText(rules.DefaultSidecarUID)+"chain --port 8080 -j RETURN\n")
+	own := mustRules(t, rules.DefaultText(nodestate.DefaultSidecarUID)+"chain --port 8080 -j RETURN\n")
 	eng.node.setPod("plain", bpf.PodConfig{Rules: rules.Default(), TrustApp: true})
 	eng.node.setPod("own", bpf.PodConfig{Rules: own})
 	eng.node.setBroken("broken", bpf.PodConfig{Rules: rules.Default()})

@@ -146,8 +146,8 @@ func TestChartValues(t *testing.T) {
 		t.Errorf("version labels %v", ds.Labels)
 	}
 	cm := r["ConfigMap/mesh-accel-rules"].(*corev1.ConfigMap)
-	if s, err := rules.ParseString("chart rules", cm.Data["rules"]); err != nil || !s.Equal(rules.DefaultFor(1000690000)) {
-		t.Errorf("rules %q (%v): want the defaults for the sidecar uid", cm.Data["rules"], err)
+	if got, want := cm.Data["rules"], rules.DefaultText(1000690000); got != want {
+		t.Errorf("rules %q: want the defaults for the sidecar uid, %q", got, want)
 	}
 	if cm.Data["enabled"] != "false" {
 		t.Errorf("ConfigMap enabled = %q, want the value false", cm.Data["enabled"])

@@ -11,8 +11,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // The DaemonSet runs on every node (tolerations, node-critical priority),
@@ -116,7 +116,7 @@ func TestDaemonSetPrivileges(t *testing.T) {
 	if ic.SecurityContext == nil || ic.SecurityContext.Privileged == nil || !*ic.SecurityContext.Privileged {
 		t.Error("init container must be privileged for Bidirectional propagation")
 	}
-	if len(ic.VolumeMounts) != 1 || ic.VolumeMounts[0].MountPath != bpf.DefaultBPFFS ||
+	if len(ic.VolumeMounts) != 1 || ic.VolumeMounts[0].MountPath != nodestate.DefaultBPFFS ||
 		ic.VolumeMounts[0].MountPropagation == nil || *ic.VolumeMounts[0].MountPropagation != corev1.MountPropagationBidirectional {
 		t.Errorf("init container mounts %+v: want only bpffs, Bidirectional", ic.VolumeMounts)
 	}

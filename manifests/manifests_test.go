@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/manifests"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
@@ -154,9 +155,8 @@ func TestObjects(t *testing.T) {
 		t.Fatalf("ConfigMap data %v: want the keys %q and %s: \"true\" only", o.rules.Data,
 			path.Base(installer.DefaultRulesFile), installer.KillSwitchKey)
 	}
-	s, err := rules.ParseString("configmap.yaml", text)
-	if err != nil || !s.Equal(rules.Default()) {
-		t.Errorf("ConfigMap rules %v, %v: want the defaults", s, err)
+	if want := rules.DefaultText(nodestate.DefaultSidecarUID); text != want {
+		t.Errorf("ConfigMap rules %q: want the defaults, %q", text, want)
 	}
 	for _, img := range o.kust.Images {
 		for _, c := range allContainers(o.ds) {

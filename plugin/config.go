@@ -19,7 +19,7 @@ import (
 
 // Defaults of the plugin configuration.
 const (
-	DefaultBPFRoot    = bpf.DefaultBPFFS + "/" + bpf.DefaultRoot
+	DefaultBPFRoot    = nodestate.DefaultBPFFS + "/" + nodestate.DefaultBPFRoot
 	DefaultStateDir   = nodestate.DefaultStateDir
 	DefaultLogFile    = "/var/log/mesh-accel/cni.log"
 	DefaultAPITimeout = 5 * time.Second
@@ -73,7 +73,7 @@ type Config struct {
 	// relative to the mount.
 	CgroupRoot string `json:"cgroupRoot,omitempty"`
 	// SidecarUID is the sidecar's uid: trusted to read with recvmsg and
-	// accelerated by the default rules; bpf.DefaultSidecarUID when 0.
+	// accelerated by the default rules; nodestate.DefaultSidecarUID when 0.
 	SidecarUID uint32 `json:"sidecarUID,omitempty"`
 	// PodQuota is the most connection-map entries each pod's outgoing
 	// connections may hold (bpf.PodConfig.Quota); bpf.DefaultPodQuota
@@ -176,7 +176,7 @@ func (c *Config) validate() error {
 		c.apiTimeout = d
 	}
 	if c.SidecarUID == 0 {
-		c.SidecarUID = bpf.DefaultSidecarUID
+		c.SidecarUID = nodestate.DefaultSidecarUID
 	}
 	if c.SidecarUID == ^uint32(0) {
 		return errors.New("sidecarUID 4294967295 is not a uid")

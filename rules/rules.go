@@ -29,6 +29,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // MaxRules is the number of rules the BPF rule table of a pod holds.
@@ -185,12 +187,10 @@ type Set struct {
 }
 
 // Default returns the rules used when no rule file is given: accelerate the
-// traffic of the Envoy sidecar (uid 1337), never port 15006 (its inbound
-// listener). Each call returns a new Set.
-func Default() *Set { return DefaultFor(DefaultSidecarUID) }
-
-// DefaultSidecarUID is Envoy's uid in Istio, the one Default accelerates.
-const DefaultSidecarUID = 1337
+// traffic of the Envoy sidecar (uid nodestate.DefaultSidecarUID, Istio's
+// 1337), never port 15006 (its inbound listener). Each call returns a new
+// Set.
+func Default() *Set { return DefaultFor(nodestate.DefaultSidecarUID) }
 
 // DefaultFor is Default for a sidecar that runs as uid (OpenShift gives
 // Envoy another uid than 1337).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
@@ -33,7 +34,7 @@ func NewNode(tb testing.TB, opts bpf.Options) *bpf.Node {
 	opts.Root = UniqueRoot()
 	fs := opts.BPFFS
 	if fs == "" {
-		fs = bpf.DefaultBPFFS
+		fs = nodestate.DefaultBPFFS
 	}
 	// Registered first: even a failed open leaves nothing behind.
 	tb.Cleanup(func() { _ = os.RemoveAll(filepath.Join(fs, opts.Root)) })

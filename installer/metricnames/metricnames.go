@@ -1,12 +1,14 @@
 // Package metricnames names the metrics the installer exports for the data
-// path's counters (package bpf), without the installer's dependencies, so
+// path's counters (bpf.Counter), without the installer's dependencies, so
 // that mesh-accelctl can show each counter's metric (stats -o wide). The
 // installer's metrics are defined from it (installer/metrics_engine.go).
 package metricnames
 
 import (
 	"fmt"
-	"sort"
+	"slices"
+
+	"github.com/mesh-accel/mesh-accel/bpf"
 )
 
 // Metric names of the data path's counters, one unit per metric: sockets,
@@ -46,57 +48,57 @@ func (c Counter) Series() string {
 	return fmt.Sprintf("%s{reason=%q}", c.Metric, c.Reason)
 }
 
-// counters maps every engine counter (bpf.CounterNames) to its metric; an
-// installer test fails when a counter is missing.
-var counters = map[string]Counter{
-	"sockets_tagged":              {SocketsTagged, ""},
-	"connecting_registered":       {ConnectingRegistered, ""},
-	"released_remote_peer":        {ConnectingReleased, ""},
-	"connections_seen":            {ConnectionsSeen, ""},
-	"connections_accepted":        {ConnectionsAccepted, ""},
-	"rejected_disabled":           {ConnectionsRejected, "disabled"},
-	"rejected_no_local_peer":      {ConnectionsRejected, "no_local_peer"},
-	"rejected_no_owner":           {ConnectionsRejected, "no_owner"},
-	"rejected_rules":              {ConnectionsRejected, "rules"},
-	"rejected_ambiguous":          {ConnectionsRejected, "ambiguous"},
-	"rejected_untrusted_readers":  {ConnectionsRejected, "untrusted_readers"},
-	"rejected_seq_mismatch":       {ConnectionsRejected, "seq_mismatch"},
-	"rejected_pod_quota":          {ConnectionsRejected, "pod_quota"},
-	"rejected_shared_pool":        {ConnectionsRejected, "shared_pool"},
-	"rejected_tuple_in_use":       {ConnectionsRejected, "tuple_in_use"},
-	"accelerated_pairs_closed":    {ConnectionsClosed, ""},
-	"directions_redirected":       {RedirectedDirections, ""},
-	"directions_untrusted_reader": {FallbackDirections, "untrusted_reader"},
-	"stack_after_half_close":      {FallbackDirections, "half_close"},
-	"stack_zerocopy_sender":       {FallbackDirections, "zerocopy_sender"},
-	"flow_control_held":           {FallbackDirections, "flow_control"},
-	"fallback_stale_peer":         {FallbackDirections, "stale_peer"},
-	"flow_control_resumed":        {ResumedDirections, ""},
-	"messages_redirected":         {RedirectedMessages, ""},
-	"bytes_redirected":            {RedirectedBytes, ""},
-	"fallback_stack_first":        {FallbackMessages, "stack_first"},
-	"fallback_peer_gone":          {FallbackMessages, "peer_gone"},
-	"flow_control_stack_messages": {FallbackMessages, "flow_control"},
-	"stack_rcvlowat_reader":       {FallbackMessages, "rcvlowat_reader"},
-	"messages_unpaired":           {UnpairedMessages, ""},
-	"fallback_map_full":           {MapFullErrors, ""},
-	"capture_events":              {CapturedMessages, ""},
-	"capture_dropped":             {CaptureDropped, ""},
+// counters maps every engine counter (bpf.CounterNames), by its constant,
+// to its metric; an installer test fails when a counter is missing.
+var counters = map[bpf.Counter]Counter{
+	bpf.CounterSocketsTagged:             {SocketsTagged, ""},
+	bpf.CounterConnectingRegistered:      {ConnectingRegistered, ""},
+	bpf.CounterReleasedRemotePeer:        {ConnectingReleased, ""},
+	bpf.CounterConnectionsSeen:           {ConnectionsSeen, ""},
+	bpf.CounterConnectionsAccepted:       {ConnectionsAccepted, ""},
+	bpf.CounterRejectedDisabled:          {ConnectionsRejected, "disabled"},
+	bpf.CounterRejectedNoLocalPeer:       {ConnectionsRejected, "no_local_peer"},
+	bpf.CounterRejectedNoOwner:           {ConnectionsRejected, "no_owner"},
+	bpf.CounterRejectedRules:             {ConnectionsRejected, "rules"},
+	bpf.CounterRejectedAmbiguous:         {ConnectionsRejected, "ambiguous"},
+	bpf.CounterRejectedUntrustedReaders:  {ConnectionsRejected, "untrusted_readers"},
+	bpf.CounterRejectedSeqMismatch:       {ConnectionsRejected, "seq_mismatch"},
+	bpf.CounterRejectedPodQuota:          {ConnectionsRejected, "pod_quota"},
+	bpf.CounterRejectedSharedPool:        {ConnectionsRejected, "shared_pool"},
+	bpf.CounterRejectedTupleInUse:        {ConnectionsRejected, "tuple_in_use"},
+	bpf.CounterAcceleratedPairsClosed:    {ConnectionsClosed, ""},
+	bpf.CounterDirectionsRedirected:      {RedirectedDirections, ""},
+	bpf.CounterDirectionsUntrustedReader: {FallbackDirections, "untrusted_reader"},
+	bpf.CounterStackAfterHalfClose:       {FallbackDirections, "half_close"},
+	bpf.CounterStackZerocopySender:       {FallbackDirections, "zerocopy_sender"},
+	bpf.CounterFlowControlHeld:           {FallbackDirections, "flow_control"},
+	bpf.CounterFallbackStalePeer:         {FallbackDirections, "stale_peer"},
+	bpf.CounterFlowControlResumed:        {ResumedDirections, ""},
+	bpf.CounterMessagesRedirected:        {RedirectedMessages, ""},
+	bpf.CounterBytesRedirected:           {RedirectedBytes, ""},
+	bpf.CounterFallbackStackFirst:        {FallbackMessages, "stack_first"},
+	bpf.CounterFallbackPeerGone:          {FallbackMessages, "peer_gone"},
+	bpf.CounterFlowControlStackMessages:  {FallbackMessages, "flow_control"},
+	bpf.CounterStackRcvlowatReader:       {FallbackMessages, "rcvlowat_reader"},
+	bpf.CounterMessagesUnpaired:          {UnpairedMessages, ""},
+	bpf.CounterFallbackMapFull:           {MapFullErrors, ""},
+	bpf.CounterCaptureEvents:             {CapturedMessages, ""},
+	bpf.CounterCaptureDropped:            {CaptureDropped, ""},
 }
 
 // Of returns the metric of the engine counter name; false for a counter
 // the installer does not export.
-func Of(name string) (Counter, bool) {
+func Of(name bpf.Counter) (Counter, bool) {
 	c, ok := counters[name]
 	return c, ok
 }
 
 // Counters returns the engine counters the installer exports, sorted.
-func Counters() []string {
-	out := make([]string, 0, len(counters))
+func Counters() []bpf.Counter {
+	out := make([]bpf.Counter, 0, len(counters))
 	for name := range counters {
 		out = append(out, name)
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }

@@ -36,11 +36,15 @@ const (
 	FlagMapSize    = "map-size"    // the connection maps' entries: part of the node state's name
 )
 
-// Defaults of the shared settings.
+// Defaults of the shared settings, each declared here only: the engine
+// (package bpf), the default rules (package rules), the CNI plugin and the
+// tools use these.
 const (
-	DefaultBPFFS      = "/sys/fs/bpf"
-	DefaultBPFRoot    = "mesh-accel"
-	DefaultStateDir   = "/var/lib/mesh-accel"
+	DefaultBPFFS    = "/sys/fs/bpf"
+	DefaultBPFRoot  = "mesh-accel" // the state's folder under bpffs
+	DefaultStateDir = "/var/lib/mesh-accel"
+	// DefaultSidecarUID is Envoy's uid in Istio: the sidecar the default
+	// rules accelerate, whose sockets are trusted to be read with recvmsg.
 	DefaultSidecarUID = 1337
 	// DefaultMapSize is the entries of each connection map
 	// (bpf.DefaultMapSize).

@@ -21,12 +21,14 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/internal/annotations"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
 
 // Label is the namespace label that opts every pod of the namespace in,
-// with the value "true". Pods carry the same name as an annotation.
-const Label = "accel.mesh/enabled"
+// with the value "true": the name of the pod annotation that opts a pod in
+// or out.
+const Label = annotations.Enabled
 
 // Never is a namespace the label never opts in: the cluster's own pods.
 const Never = "kube-system"

@@ -48,7 +48,7 @@ func Options() []Option {
 		{Field: "TrustApp", Annotations: []string{annotations.TrustApp}, Default: "false",
 			Report: "trust_app", Checked: true},
 		{Field: "SidecarUID", HelmValue: "sidecarUID", Flag: nodestate.FlagSidecarUID, ConfKey: "sidecarUID",
-			Default: strconv.Itoa(bpf.DefaultSidecarUID), Report: "sidecar_uid", Checked: true},
+			Default: strconv.Itoa(nodestate.DefaultSidecarUID), Report: "sidecar_uid", Checked: true},
 		{Field: "Disabled", Default: "false", Report: "enabled", Checked: true,
 			Note: "not configuration: mesh-accelctl switch sets it on an attached pod; the report shows its " +
 				"opposite, and CHECK fails a disabled pod"},

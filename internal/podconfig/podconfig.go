@@ -8,6 +8,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/annotations"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -29,7 +30,7 @@ type Pod struct {
 type Node struct {
 	// Rules are the node's rules, which the pod's own follow.
 	Rules *rules.Set
-	// SidecarUID is the sidecar's uid (bpf.DefaultSidecarUID when 0).
+	// SidecarUID is the sidecar's uid (nodestate.DefaultSidecarUID when 0).
 	SidecarUID uint32
 	// Quota is the pod's quota (bpf.DefaultPodQuota when 0).
 	Quota uint32
@@ -125,7 +126,7 @@ func FromAnnotations(ann map[string]string, parse RulesParser) (*Pod, error) {
 func (p *Pod) Config(node Node) (bpf.PodConfig, error) {
 	cfg := bpf.PodConfig{TrustApp: p.TrustApp, SidecarUID: node.SidecarUID, Quota: node.Quota}
 	if cfg.SidecarUID == 0 {
-		cfg.SidecarUID = bpf.DefaultSidecarUID
+		cfg.SidecarUID = nodestate.DefaultSidecarUID
 	}
 	if cfg.Quota == 0 {
 		cfg.Quota = bpf.DefaultPodQuota

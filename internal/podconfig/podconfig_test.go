@@ -7,6 +7,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/annotations"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -142,7 +143,7 @@ func TestExclusionValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := rules.ParseString("want", "chain --ip 10.0.0.0/8 -j RETURN\nchain --ip fd00::1/128 -j RETURN")
-	if !cfg.Rules.Equal(want) || cfg.SidecarUID != bpf.DefaultSidecarUID || cfg.Quota != bpf.DefaultPodQuota {
+	if !cfg.Rules.Equal(want) || cfg.SidecarUID != nodestate.DefaultSidecarUID || cfg.Quota != bpf.DefaultPodQuota {
 		t.Errorf("got %+v, want rules\n%v and the defaults", cfg, want)
 	}
 }

@@ -1,6 +1,6 @@
 package render
 
-//go:generate go run ../cmd/mesh-accel-chartgen -chart ../chart/mesh-accel -monitoring ../monitoring
+//go:generate go run ../cmd/mesh-accel-chartgen -chart ../chart/mesh-accel -monitoring ../monitoring -manifests ..
 
 import (
 	"bytes"
@@ -35,14 +35,15 @@ var MonitoringCopies = []string{"podmonitor.yaml", "prometheusrule.yaml", "dashb
 
 // CheckChartGenerated reports an error when the chart's generated files
 // (as package manifests embeds them) are not what `go generate
-// ./manifests/render` writes: its README's values table and its copies of
-// the monitoring files.
+// ./manifests/render` writes: its README's values table, its copies of
+// the monitoring files and its default rules; and the default rules of
+// manifests/configmap.yaml.
 func CheckChartGenerated() error {
 	chart, err := fs.Sub(manifests.Chart, ChartDir)
 	if err != nil {
 		return err
 	}
-	return checkGenerated(chart, monitoring.Files)
+	return errors.Join(checkGenerated(chart, monitoring.Files), checkConfigMap(manifests.Files))
 }
 
 // checkGenerated checks the generated files of the chart in chartFS
@@ -68,6 +69,9 @@ func checkGenerated(chartFS, monFS fs.FS) error {
 	}
 	if !bytes.Equal(readme, want) {
 		errs = append(errs, errors.New("the chart's README.md values table is stale"))
+	}
+	if err := checkHelpers(chartFS); err != nil {
+		errs = append(errs, err)
 	}
 	for _, name := range MonitoringCopies {
 		src, err := fs.ReadFile(monFS, name)

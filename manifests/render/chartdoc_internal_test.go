@@ -33,6 +33,10 @@ func TestCheckGenerated(t *testing.T) {
 			v := c["values.yaml"]
 			c["values.yaml"] = &fstest.MapFile{Data: []byte(strings.Replace(string(v.Data), "# The pods' node selector.", "# Where the pods run.", 1))}
 		},
+		"a changed default rule": func(c fstest.MapFS) {
+			h := c[HelpersFile]
+			c[HelpersFile] = &fstest.MapFile{Data: []byte(strings.Replace(string(h.Data), "never port 15006", "never 15006", 1))}
+		},
 		"a new alert": func(c fstest.MapFS) {
 			p := ChartMonitoringDir + "/prometheusrule.yaml"
 			c[p] = &fstest.MapFile{Data: []byte(strings.TrimSuffix(string(c[p].Data), "\n") + " (older)\n")}
@@ -73,5 +77,30 @@ func TestValuesTable(t *testing.T) {
 	_, err = ValuesTable([]byte("port: 9753\n# Unknown.\nother: 1\n"), schema)
 	if err == nil || !strings.Contains(err.Error(), "value port: no comment") || !strings.Contains(err.Error(), "value other: not in values.schema.json") {
 		t.Errorf("error %v", err)
+	}
+}
+
+// The ConfigMap's data.rules block is made rules.DefaultText, whatever it
+// held, and the rest of the file stays; a stale one is refused.
+func TestConfigMapRules(t *testing.T) {
+	const head = "data:\n  enabled: \"true\"\n  rules: |\n"
+	const tail = "  other: x\n"
+	want := head + "    # accelerate traffic of uid 1337 (Envoy), never port 15006\n" +
+		"    chain --uid-owner 1337 -j ACCEPT\n    chain --port 15006 -j RETURN\n" + tail
+	for _, block := range []string{"    chain --port 9 -j ACCEPT\n", "", "    a\n    b\n    c\n    d\n"} {
+		got, err := ConfigMap([]byte(head + block + tail))
+		if err != nil || string(got) != want {
+			t.Errorf("block %q: got %q (%v), want %q", block, got, err, want)
+		}
+	}
+	if _, err := ConfigMap([]byte("data:\n  enabled: \"true\"\n")); err == nil {
+		t.Error("a ConfigMap without rules: no error")
+	}
+	stale := fstest.MapFS{ConfigMapFile: &fstest.MapFile{Data: []byte(head + "    chain -j ACCEPT\n" + tail)}}
+	if err := checkConfigMap(stale); err == nil || !strings.Contains(err.Error(), "go generate ./manifests/render") {
+		t.Errorf("a stale ConfigMap: %v", err)
+	}
+	if err := checkConfigMap(manifests.Files); err != nil {
+		t.Error(err)
 	}
 }

@@ -1,3 +1,5 @@
+//go:build meshbench
+
 // Package bench measures mesh-accel on a simulated node: the same two-pod
 // topology in seven modes, measured interleaved so that the ratios between
 // modes hold on a noisy, shared machine.
@@ -50,6 +52,7 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
@@ -70,7 +73,7 @@ const (
 
 // Variants measured on demand (BENCH_MODES): the annotation and the
 // sidecar-hop profile with one-way acceleration allowed
-// (bpf.PodConfig.OneWay), which the default leaves to the stack.
+// (bpf.PodConfig.WithOneWay), which the default leaves to the stack.
 const (
 	AnnotationOneWay Mode = "annotation-1way"
 	SidecarHopOneWay Mode = "sidecar-hop-1way"
@@ -434,11 +437,11 @@ func podConfigs(m Mode) (client, server *bpf.PodConfig) {
 	case Annotation:
 		return annotation, annotation
 	case AnnotationOneWay:
-		c := &bpf.PodConfig{Rules: rules.Default(), OneWay: true}
-		return c, c
+		c := bpf.PodConfig{Rules: rules.Default()}.WithOneWay()
+		return &c, &c
 	case SidecarHopOneWay:
-		c := &bpf.PodConfig{Rules: rules.SidecarHops(rules.DefaultSidecarUID), OneWay: true}
-		return c, c
+		c := bpf.PodConfig{Rules: rules.SidecarHops(nodestate.DefaultSidecarUID)}.WithOneWay()
+		return &c, &c
 	case Accel:
 		c := &bpf.PodConfig{Rules: rules.Default(), TrustApp: true}
 		return c, c
@@ -446,7 +449,7 @@ func podConfigs(m Mode) (client, server *bpf.PodConfig) {
 		c := &bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
 		return c, c
 	case SidecarHop:
-		c := &bpf.PodConfig{Rules: rules.SidecarHops(rules.DefaultSidecarUID)}
+		c := &bpf.PodConfig{Rules: rules.SidecarHops(nodestate.DefaultSidecarUID)}
 		return c, c
 	case ClientOnly:
 		return annotation, nil

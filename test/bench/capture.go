@@ -1,3 +1,5 @@
+//go:build meshbench
+
 package bench
 
 import (
@@ -30,8 +32,8 @@ func RunCapture(ctx context.Context, cfg Config) (*CaptureResult, error) {
 	}
 	defer n.Close()
 	var pairs [2]*pair
-	for i, nocap := range []bool{true, false} {
-		p, err := newAccelPair(ctx, n, fmt.Sprintf("cap%d", i), cfg.sidecar(), bpf.Options{NoCapture: nocap})
+	for i, opts := range []bpf.Options{bpf.Options{}.WithoutCapture(), {}} {
+		p, err := newAccelPair(ctx, n, fmt.Sprintf("cap%d", i), cfg.sidecar(), opts)
 		if p != nil && p.node != nil {
 			defer p.node.Remove()
 		}
@@ -132,7 +134,7 @@ func withCapture(node *bpf.Node, res *CaptureResult, f func() error) error {
 		return err
 	}
 	d := after.Sub(before)
-	res.Events += d["capture_events"]
-	res.Dropped += d["capture_dropped"]
+	res.Events += d[bpf.CounterCaptureEvents]
+	res.Dropped += d[bpf.CounterCaptureDropped]
 	return errors.Join(ferr, cerr)
 }

@@ -1,3 +1,5 @@
+//go:build meshbench
+
 package bench
 
 import (
@@ -17,6 +19,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // CNIConfig says how to time the CNI plugin.
@@ -98,7 +101,7 @@ func newCNIRun(cfg CNIConfig) (*cniRun, error) {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	name := "mesh-accel-bench-cni-" + hex.EncodeToString(b)
-	r := &cniRun{cfg: cfg, bpfRoot: filepath.Join(bpf.DefaultBPFFS, name)}
+	r := &cniRun{cfg: cfg, bpfRoot: filepath.Join(nodestate.DefaultBPFFS, name)}
 	var err error
 	if r.tmp, err = os.MkdirTemp("", name); err != nil {
 		return nil, fmt.Errorf("measure cni: %w", err)

@@ -1,3 +1,5 @@
+//go:build meshbench
+
 package bench
 
 import (

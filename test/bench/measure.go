@@ -1,3 +1,5 @@
+//go:build meshbench
+
 package bench
 
 import (
@@ -257,9 +259,9 @@ func (p *pair) counts() (Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		r[keyRedirected] = float64(c["bytes_redirected"])
-		r[keyFCHeld] = float64(c["flow_control_held"])
-		r[keyFCResumed] = float64(c["flow_control_resumed"])
+		r[keyRedirected] = float64(c[bpf.CounterBytesRedirected])
+		r[keyFCHeld] = float64(c[bpf.CounterFlowControlHeld])
+		r[keyFCResumed] = float64(c[bpf.CounterFlowControlResumed])
 	}
 	if p.envoy {
 		for k, stat := range map[string]string{keyHandshakes: statHandshakes, keyInboundConns: statInboundConns} {

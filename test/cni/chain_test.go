@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
@@ -252,7 +253,7 @@ func TestChainGCStatus(t *testing.T) {
 
 	// STATUS of a conflist whose node state is missing.
 	p := c.params
-	p.BPFRoot = filepath.Join(bpf.DefaultBPFFS, "mesh-accel-absent-"+randHex(4))
+	p.BPFRoot = filepath.Join(nodestate.DefaultBPFFS, "mesh-accel-absent-"+randHex(4))
 	list, err := libcni.ConfListFromBytes(conflist(p))
 	if err != nil {
 		t.Fatal(err)

@@ -32,9 +32,10 @@ func TestMain(m *testing.M) {
 // Namespace of the test pods' records.
 const ns = "shop"
 
-// Pod configurations used across the tests.
+// Pod configurations used across the tests. WithOneWay, a benchmark knob,
+// exists in builds with -tags meshbench only (make test passes it).
 var (
-	oneWayCfg  = bpf.PodConfig{Rules: rules.Default(), OneWay: true} // towards the sidecars
+	oneWayCfg  = bpf.PodConfig{Rules: rules.Default()}.WithOneWay() // towards the sidecars
 	trustedAll = bpf.PodConfig{Rules: &rules.Set{}, TrustApp: true}
 )
 

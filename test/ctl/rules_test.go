@@ -143,7 +143,7 @@ func TestRulesApplyDryRun(t *testing.T) {
 	}
 	for i := range before {
 		b, a := before[i].Config, after[i].Config
-		if !a.Rules.Equal(b.Rules) || a.TrustApp != b.TrustApp || a.OneWay != b.OneWay || a.Disabled != b.Disabled {
+		if !a.Rules.Equal(b.Rules) || a.TrustApp != b.TrustApp || a.OneWay() != b.OneWay() || a.Disabled != b.Disabled {
 			t.Errorf("pod %s changed by a dry run: %+v, was %+v", before[i].ID, a, b)
 		}
 	}

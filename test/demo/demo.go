@@ -1,3 +1,5 @@
+//go:build meshbench
+
 // Package demo runs mesh-accel's one-command demo: a simulated node with
 // meshed pods created through a real CNI chain ending in mesh-accel, each
 // with an Envoy sidecar configured as istiod configures one (mutual TLS
@@ -89,11 +91,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	fmt.Fprintf(out, "pods (created through bridge + host-local + mesh-accel): productpage %s -> reviews %s, both with Istio's iptables rules\n"+
-		"and an Envoy %s sidecar (uid 1337) configured as istiod configures one: mutual TLS between the sidecars;\n"+
+		"and an Envoy %s sidecar (uid %d) configured as istiod configures one: mutual TLS between the sidecars;\n"+
 		"alike: a pair annotated accel.mesh/app-reads-with-recvmsg, a pair not annotated (the sidecars without acceleration),\n"+
 		"and a pair without sidecars (the baseline of the latency the sidecars add); each column has its own pods, so that\n"+
 		"no connection an Envoy pools crosses from one column to another\n\n",
-		pp.IPv4, reviews.IPv4, envoyVersion())
+		pp.IPv4, reviews.IPv4, envoyVersion(), sim.SidecarUID)
 	return w.measure(ctx, cfg, [][2]*cnichain.Pod{{ppD, reviewsD}, {ppS, reviewsS}}, [][2]*cnichain.Pod{{pp, reviews}, {ppT, reviewsT}})
 }
 

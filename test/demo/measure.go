@@ -1,3 +1,5 @@
+//go:build meshbench
+
 package demo
 
 import (
@@ -136,7 +138,7 @@ func (w *world) fortioColumn(ctx context.Context, bin string, c column, d time.D
 	}
 	s.p50, s.p90, s.p99 = run.PctMS[50], run.PctMS[90], run.PctMS[99]
 	s.cpuUS = float64((cpu1 - cpu0).Microseconds()) / run.Requests
-	s.redirected = after.Sub(before)["bytes_redirected"]
+	s.redirected = after.Sub(before)[bpf.CounterBytesRedirected]
 	return s, nil
 }
 

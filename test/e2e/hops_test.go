@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
@@ -95,7 +96,7 @@ func TestAnnotationDefaultsLeaveOneWayHops(t *testing.T) {
 // redirected.
 func TestSidecarHopsProfile(t *testing.T) {
 	e := newEnv(t, optsDefault)
-	cfg := bpf.PodConfig{Rules: rules.SidecarHops(rules.DefaultSidecarUID)}
+	cfg := bpf.PodConfig{Rules: rules.SidecarHops(nodestate.DefaultSidecarUID)}
 	a := e.pod("a", true, &cfg)
 	b := e.pod("b", true, &cfg)
 	_, c := e.run(a, sim.ClientSpec{Mode: sim.ModeBulk, Target: b.AppTarget(false), Bytes: 4 << 20})

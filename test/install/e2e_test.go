@@ -14,6 +14,7 @@ import (
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
 	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/plugin"
 	"github.com/mesh-accel/mesh-accel/rules"
@@ -46,11 +47,11 @@ func newHostNode(t *testing.T) *hostNode {
 	h.binDir, h.confDir = filepath.Join(h.tmp, "opt/cni/bin"), filepath.Join(h.tmp, "etc/cni/net.d")
 	h.bpfRoot = bpftest.UniqueRoot()
 	h.kubeconfig, h.rulesCopy = filepath.Join(h.tmp, "etc/mesh-accel/kubeconfig"), filepath.Join(h.tmp, "etc/mesh-accel/rules")
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(bpf.DefaultBPFFS, h.bpfRoot)) })
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(nodestate.DefaultBPFFS, h.bpfRoot)) })
 	for _, p := range []string{"loopback", "bridge", "host-local"} {
 		writeFile(t, filepath.Join(h.binDir, p), readFile(t, filepath.Join(h.bin, p)), 0o755)
 	}
-	params, err := cnichain.DefaultParams(h.tmp, filepath.Join(bpf.DefaultBPFFS, h.bpfRoot))
+	params, err := cnichain.DefaultParams(h.tmp, filepath.Join(nodestate.DefaultBPFFS, h.bpfRoot))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func newHostNode(t *testing.T) *hostNode {
 	writeFile(t, h.conflist, h.original, 0o644)
 	writeFile(t, filepath.Join(h.tmp, "sa/token"), "e2e-token", 0o644)
 	writeFile(t, filepath.Join(h.tmp, "sa/ca.crt"), "e2e-ca", 0o644)
-	writeFile(t, filepath.Join(h.tmp, "rules/rules"), installer.DefaultRulesText(rules.DefaultSidecarUID), 0o644)
+	writeFile(t, filepath.Join(h.tmp, "rules/rules"), rules.DefaultText(nodestate.DefaultSidecarUID), 0o644)
 	return h
 }
 
@@ -175,9 +176,9 @@ func (h *hostNode) bulk(a, b *cnichain.Pod) bpf.Counters {
 // bpfLeft lists what is left under the node's bpffs root.
 func (h *hostNode) bpfLeft() []string {
 	var left []string
-	_ = filepath.Walk(filepath.Join(bpf.DefaultBPFFS, h.bpfRoot), func(p string, _ os.FileInfo, err error) error {
+	_ = filepath.Walk(filepath.Join(nodestate.DefaultBPFFS, h.bpfRoot), func(p string, _ os.FileInfo, err error) error {
 		if err == nil || !errors.Is(err, os.ErrNotExist) {
-			left = append(left, strings.TrimPrefix(p, bpf.DefaultBPFFS+"/"))
+			left = append(left, strings.TrimPrefix(p, nodestate.DefaultBPFFS+"/"))
 		}
 		return nil
 	})

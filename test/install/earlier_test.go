@@ -13,6 +13,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/test/cnichain"
 	"github.com/mesh-accel/mesh-accel/test/sim"
@@ -173,8 +174,8 @@ func TestUpgradeFromEarlierBuild(t *testing.T) {
 	if owner == nil || regexp.MustCompile(`\bseen\b`).MatchString(owner[1]) {
 		t.Fatalf("commit %s does not have the older struct sock_owner (without seen): %q", earlierCommit, owner)
 	}
-	oldDir := filepath.Join(bpf.DefaultBPFFS, h.bpfRoot, oldLayout)
-	newDir := filepath.Join(bpf.DefaultBPFFS, h.bpfRoot, bpf.LayoutVersion)
+	oldDir := filepath.Join(nodestate.DefaultBPFFS, h.bpfRoot, oldLayout)
+	newDir := filepath.Join(nodestate.DefaultBPFFS, h.bpfRoot, bpf.LayoutVersion)
 
 	// The earlier release installs its own plugin binary and attaches the
 	// pods: their processes, and so every listener, start under it.

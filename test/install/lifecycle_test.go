@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/cnichain"
 )
@@ -25,7 +26,7 @@ func (h *hostNode) wantInstalled() {
 	if st, err := os.Stat(h.kubeconfig); err != nil || st.Mode().Perm() != 0o600 {
 		h.t.Errorf("kubeconfig: %v, %v", st, err)
 	}
-	if got := readFile(h.t, h.rulesCopy); got != installer.DefaultRulesText(rules.DefaultSidecarUID) {
+	if got := readFile(h.t, h.rulesCopy); got != rules.DefaultText(nodestate.DefaultSidecarUID) {
 		h.t.Errorf("rules copy %q", got)
 	}
 }

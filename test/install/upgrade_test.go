@@ -14,6 +14,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/test/cnichain"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
@@ -111,8 +112,8 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 	old := startInstaller(t, h.bin, flags)
 	old.waitReady(t)
 	a, b := h.addPod("a", false), h.addPod("b", true)
-	oldDir := filepath.Join(bpf.DefaultBPFFS, h.bpfRoot, bpf.LayoutVersion)
-	newDir := filepath.Join(bpf.DefaultBPFFS, h.bpfRoot, nextLayout)
+	oldDir := filepath.Join(nodestate.DefaultBPFFS, h.bpfRoot, bpf.LayoutVersion)
+	newDir := filepath.Join(nodestate.DefaultBPFFS, h.bpfRoot, nextLayout)
 
 	streams := startStreams(t, h, a, b)
 
@@ -219,7 +220,7 @@ func TestUpgradeSameLayoutUnderTraffic(t *testing.T) {
 		t.Errorf("%s = %v after the upgrade, want 0", installer.MetricDataPathSkewed, got)
 	}
 	for _, p := range []*cnichain.Pod{a, b} {
-		if !exists(filepath.Join(bpf.DefaultBPFFS, h.bpfRoot, layout, "pods", p.UID)) {
+		if !exists(filepath.Join(nodestate.DefaultBPFFS, h.bpfRoot, layout, "pods", p.UID)) {
 			t.Errorf("pod %s lost its state", p.Name)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
 	"github.com/mesh-accel/mesh-accel/installer"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/plugin"
 	"github.com/mesh-accel/mesh-accel/test/cnichain"
@@ -57,7 +58,7 @@ func newTestNode(t *testing.T) *testNode {
 	n.etcDir, n.volumesDir = filepath.Join(n.tmp, "etc/mesh-accel"), filepath.Join(n.tmp, "volumes")
 	t.Cleanup(func() { n.removeNodeState() })
 	var err error
-	if n.params, err = cnichain.DefaultParams(n.tmp, filepath.Join(bpf.DefaultBPFFS, n.bpfRoot)); err != nil {
+	if n.params, err = cnichain.DefaultParams(n.tmp, filepath.Join(nodestate.DefaultBPFFS, n.bpfRoot)); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"loopback", "bridge", "host-local"} {
@@ -274,7 +275,7 @@ func (n *testNode) wantInstalled(r *running) {
 	if err := json.Unmarshal(last.Bytes, &entry); err != nil {
 		t.Fatal(err)
 	}
-	if entry.BPFRoot != filepath.Join(bpf.DefaultBPFFS, n.bpfRoot) || entry.StateDir != n.params.StateDir ||
+	if entry.BPFRoot != filepath.Join(nodestate.DefaultBPFFS, n.bpfRoot) || entry.StateDir != n.params.StateDir ||
 		entry.LogFile != n.params.LogFile || entry.RulesFile != filepath.Join(n.etcDir, "rules") {
 		t.Errorf("entry %s: not this node's folders", last.Bytes)
 	}
@@ -360,9 +361,9 @@ func (n *testNode) counters() bpf.Counters {
 // bpfLeft lists what is left under the node's bpffs root.
 func (n *testNode) bpfLeft() []string {
 	var left []string
-	_ = filepath.Walk(filepath.Join(bpf.DefaultBPFFS, n.bpfRoot), func(p string, _ os.FileInfo, err error) error {
+	_ = filepath.Walk(filepath.Join(nodestate.DefaultBPFFS, n.bpfRoot), func(p string, _ os.FileInfo, err error) error {
 		if err == nil || !errors.Is(err, os.ErrNotExist) {
-			left = append(left, strings.TrimPrefix(p, bpf.DefaultBPFFS+"/"))
+			left = append(left, strings.TrimPrefix(p, nodestate.DefaultBPFFS+"/"))
 		}
 		return nil
 	})
@@ -381,7 +382,7 @@ func bpfRoot() string {
 
 // sweepStaleNodeState removes the node state of runs killed outright.
 func sweepStaleNodeState() {
-	dirs, _ := filepath.Glob(filepath.Join(bpf.DefaultBPFFS, bpfRootPrefix+"*"))
+	dirs, _ := filepath.Glob(filepath.Join(nodestate.DefaultBPFFS, bpfRootPrefix+"*"))
 	for _, d := range dirs {
 		if pid, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), bpfRootPrefix), "-"); !alive(pid) {
 			removeNodeState(filepath.Base(d))
@@ -400,7 +401,7 @@ func removeNodeState(root string) {
 	if node, err := bpf.OpenNode(bpf.Options{Root: root}); err == nil {
 		_ = node.Remove()
 	}
-	_ = os.RemoveAll(filepath.Join(bpf.DefaultBPFFS, root))
+	_ = os.RemoveAll(filepath.Join(nodestate.DefaultBPFFS, root))
 }
 
 // Under seccompProfile RuntimeDefault as today's containerd makes it (its

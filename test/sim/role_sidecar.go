@@ -10,13 +10,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Istio's sidecar ports and identities.
 const (
 	// SidecarUID and SidecarGID are the credentials of Istio's proxy; its
-	// iptables rules let this owner's traffic out un-redirected.
-	SidecarUID = 1337
+	// iptables rules let this owner's traffic out un-redirected. The uid
+	// is the one mesh-accel trusts by default.
+	SidecarUID = nodestate.DefaultSidecarUID
 	SidecarGID = 1337
 	// OutboundPort receives the pod's redirected outgoing connections.
 	OutboundPort = 15001

@@ -1,15 +1,17 @@
 // Command mesh-accel-chartgen writes the chart's generated files: the
 // values table of its README.md (from values.yaml's comments and
-// values.schema.json) and its copies of manifests/monitoring's files, which
-// the chart's optional monitoring templates read (package render). `go
-// generate ./manifests/render` runs it; the tests fail when the files are
-// stale.
+// values.schema.json), its copies of manifests/monitoring's files, which
+// the chart's optional monitoring templates read, and its default rules
+// (rules.DefaultText); and the default rules of manifests/configmap.yaml
+// (package render). `go generate ./manifests/render` runs it; the tests
+// fail when the files are stale.
 //
-//	mesh-accel-chartgen -chart manifests/chart/mesh-accel -monitoring manifests/monitoring
+//	mesh-accel-chartgen -chart manifests/chart/mesh-accel -monitoring manifests/monitoring -manifests manifests
 package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -21,8 +23,14 @@ import (
 func main() {
 	chart := flag.String("chart", "manifests/chart/mesh-accel", "the chart's folder")
 	monitoring := flag.String("monitoring", "manifests/monitoring", "the folder of the monitoring files")
+	manifests := flag.String("manifests", "manifests", "the folder of the kustomize manifests")
 	flag.Parse()
-	if err := generate(*chart, *monitoring); err != nil {
+	err := generate(*chart, *monitoring)
+	if err == nil {
+		err = errors.Join(rewrite(filepath.Join(*chart, render.HelpersFile), render.ChartHelpers),
+			rewrite(filepath.Join(*manifests, render.ConfigMapFile), render.ConfigMap))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mesh-accel-chartgen:", err)
 		os.Exit(1)
 	}
@@ -63,6 +71,19 @@ func generate(chart, monitoring string) error {
 		}
 	}
 	return nil
+}
+
+// rewrite writes the file at path as generate makes it from its content.
+func rewrite(path string, generate func([]byte) ([]byte, error)) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	out, err := generate(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return writeIfChanged(path, out)
 }
 
 // writeIfChanged writes data to path unless the file holds it already.

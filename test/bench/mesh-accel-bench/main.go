@@ -1,3 +1,5 @@
+//go:build meshbench
+
 // Command mesh-accel-bench runs the mesh-accel benchmark on a simulated node
 // (root, BPF and cgroup v2 needed). BENCH_SECONDS sets the length of each
 // measurement (default 2), BENCH_ROUNDS the interleaved rounds (default 3),

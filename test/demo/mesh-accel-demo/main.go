@@ -1,3 +1,5 @@
+//go:build meshbench
+
 // Command mesh-accel-demo runs mesh-accel's demo on this machine (root,
 // Linux 6.1 or later, cgroup v2, Envoy): a simulated node with meshed pods
 // created through a real CNI chain, each with an Envoy sidecar configured

@@ -75,14 +75,16 @@ for the wildcard addresses. */}}
 {{- end }}
 
 {{/* The node rules: the values' text, else the defaults for sidecarUID
-(rules.DefaultFor). */}}
+(rules.DefaultText). */}}
 {{- define "mesh-accel.rules" -}}
 {{- if .Values.rules -}}
 {{ .Values.rules }}
 {{- else -}}
+{{- /* generated from rules.DefaultText by `go generate ./manifests/render`; do not edit */ -}}
 # accelerate traffic of uid {{ int64 .Values.sidecarUID }} (Envoy), never port 15006
 chain --uid-owner {{ int64 .Values.sidecarUID }} -j ACCEPT
 chain --port 15006 -j RETURN
+{{- /* end of the generated rules */}}
 {{- end }}
 {{- end }}
 
