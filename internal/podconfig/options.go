@@ -52,8 +52,9 @@ func Options() []Option {
 		{Field: "Disabled", Default: "false", Report: "enabled", Checked: true,
 			Note: "not configuration: mesh-accelctl switch sets it on an attached pod; the report shows its " +
 				"opposite, and CHECK fails a disabled pod"},
-		{Field: "OneWay", Default: "false",
-			Note: "benchmarks only (test/bench): nothing on a node sets it, so it is neither shown nor checked"},
+		{Field: "oneWay", Default: "false",
+			Note: "benchmarks only (PodConfig.WithOneWay, build tag meshbench): unexported, nothing on a node " +
+				"sets it, so it is neither shown nor checked"},
 		{Field: "Quota", HelmValue: "podQuota", Flag: "pod-quota", ConfKey: "podQuota",
 			Default: strconv.Itoa(bpf.DefaultPodQuota), Report: "quota", Checked: true},
 	}
