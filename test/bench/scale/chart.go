@@ -51,8 +51,9 @@ func (c Chart) SVG() string {
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", left+plotW/2, top+plotH+34, html.EscapeString(c.XLabel))
 	fmt.Fprintf(&b, `<text transform="translate(14,%d) rotate(-90)" text-anchor="middle">%s</text>`+"\n", top+plotH/2, html.EscapeString(c.YLabel))
 	if c.Limit > 0 {
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#d32f2f" stroke-dasharray="4 3"><title>floor %s</title></line>`+"\n",
-			left, left+plotW, y(c.Limit), y(c.Limit), num(c.Limit))
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#d32f2f" stroke-dasharray="4 3"/>`+
+			`<text x="%d" y="%.1f" text-anchor="end" fill="#d32f2f">floor %s</text>`+"\n",
+			left, left+plotW, y(c.Limit), y(c.Limit), left+plotW, y(c.Limit)-3, num(c.Limit))
 	}
 	for i, s := range c.Series {
 		color := seriesColors[i%len(seriesColors)]
@@ -74,13 +75,13 @@ func (c Chart) SVG() string {
 	return b.String()
 }
 
-// niceMax rounds v up to 1, 2 or 5 times a power of ten (1 for 0).
+// niceMax rounds v up to a round multiple of a power of ten (1 for 0).
 func niceMax(v float64) float64 {
 	if v <= 0 {
 		return 1
 	}
 	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
+	for _, m := range []float64{1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
 		if v <= m*p {
 			return m * p
 		}

@@ -25,11 +25,14 @@ func spread(total, pods int) []int {
 // connsStep opens connections up to total, spread over the first
 // ConnPods pods (pod 1's holder also runs the live ones), then measures.
 func (r *run) connsStep(ctx context.Context, total int) error {
-	live := 0
-	if total > 0 && !r.liveStarted() {
-		live = min(r.cfg.Live, total)
-		if _, err := r.holders[0][0].call(fmt.Sprintf("live %d", live)); err != nil {
-			return err
+	if total > 0 && r.connsHeld() == 0 {
+		// The unattached pod runs as many: the two processes that time
+		// new connections are equally busy.
+		live := min(r.cfg.Live, total)
+		for _, h := range []*holderProc{r.holders[0][0], r.plain} {
+			if _, err := h.call(fmt.Sprintf("live %d", live)); err != nil {
+				return err
+			}
 		}
 		r.holders[0][0].conns += live
 	}
@@ -46,8 +49,6 @@ func (r *run) connsStep(ctx context.Context, total int) error {
 	r.res.Steps = append(r.res.Steps, s)
 	return nil
 }
-
-func (r *run) liveStarted() bool { return r.connsHeld() > 0 }
 
 // fill brings pod i's held connections up to at least want, starting
 // holders as needed.

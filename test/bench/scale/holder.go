@@ -54,11 +54,16 @@ func runHolder(in io.Reader, out io.Writer) error {
 	if err := raiseNofile(); err != nil {
 		return err
 	}
+	return serveHolder(in, out)
+}
+
+// serveHolder answers the commands of in on out until in closes.
+func serveHolder(in io.Reader, out io.Writer) error {
 	h, err := newHolder()
 	if err != nil {
 		return err
 	}
-	defer h.ln.Close()
+	defer h.close()
 	fmt.Fprintln(out, "ok ready")
 	s := bufio.NewScanner(in)
 	for s.Scan() {
@@ -134,6 +139,17 @@ func echoAll(c net.Conn) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// close closes the listener and the connections it opened (their peers,
+// the accepted ones, then read EOF and close).
+func (h *holder) close() {
+	h.ln.Close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.conns {
+		c.Close()
 	}
 }
 

@@ -181,3 +181,22 @@ func (r *Result) FloorsTable() string {
 	}
 	return b.String()
 }
+
+// Edges compares the ADD and DEL of the first pods, of the ConnPods-th and
+// of the last: the medians of [edge] timings ending at each.
+func (r *Result) Edges() string {
+	var parts []string
+	seen := map[int]bool{}
+	for _, n := range []int{edge, r.ConnPods, len(r.AddMs)} {
+		if n < edge || n > len(r.AddMs) || n > len(r.DelMs) || seen[n] {
+			continue
+		}
+		seen[n] = true
+		parts = append(parts, fmt.Sprintf("pods %d-%d: ADD %.1f ms, DEL %.1f ms", n-edge+1, n,
+			percentile(r.AddMs[n-edge:n], 50), percentile(r.DelMs[n-edge:n], 50)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("Median of %d: %s.\n", edge, strings.Join(parts, "; "))
+}

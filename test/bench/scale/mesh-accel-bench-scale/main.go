@@ -47,7 +47,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Print(res.Table(), "\n", res.FloorsTable())
+	fmt.Print(res.Table(), "\n", res.Edges(), "\n", res.FloorsTable())
 	if out == "" {
 		return nil
 	}
