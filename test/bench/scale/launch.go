@@ -22,8 +22,8 @@ type holderProc struct {
 	cmd   *exec.Cmd
 	in    io.WriteCloser
 	out   *bufio.Scanner
-	conns int // connections it keeps
-	done  chan struct{}
+	conns int             // connections it keeps
+	ctx   context.Context // ends it (killed) when done
 }
 
 // startHolder starts exe as a holder in the cgroup at cgroupDir and the
@@ -48,7 +48,7 @@ func startHolder(ctx context.Context, exe, netns, cgroupDir string) (*holderProc
 	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	h := &holderProc{cmd: cmd, done: make(chan struct{})}
+	h := &holderProc{cmd: cmd, ctx: ctx}
 	if h.in, err = cmd.StdinPipe(); err != nil {
 		return nil, fmt.Errorf("start holder: %w", err)
 	}
@@ -123,14 +123,15 @@ func (h *holderProc) probe(n int) ([]float64, error) {
 }
 
 // stop closes the holder's stdin, which ends it and closes its
-// connections, and waits for its exit; err is returned with its outcome.
+// connections, and waits for its exit; err, if any, is returned instead of
+// its outcome.
 func (h *holderProc) stop(err error) error {
 	_ = h.in.Close()
 	werr := h.cmd.Wait()
 	if err != nil {
 		return err
 	}
-	if werr != nil {
+	if werr != nil && h.ctx.Err() == nil { // else killed on purpose: the run was interrupted
 		return fmt.Errorf("holder: %w", werr)
 	}
 	return nil
