@@ -100,31 +100,33 @@ func parseStatus(s string) (memory, error) {
 
 // kernelMemory sums what the kernel charges for the maps pinned under the
 // node state's maps/ folder (their memlock: the memory of their entries on
-// 6.4 and later), in MiB.
-func kernelMemory(stateDir string) (float64, error) {
+// 6.4 and later), in MiB, and gives each map's share.
+func kernelMemory(stateDir string) (float64, map[string]float64, error) {
 	dir := filepath.Join(stateDir, "maps")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, fmt.Errorf("kernel memory: %w", err)
+		return 0, nil, fmt.Errorf("kernel memory: %w", err)
 	}
 	var sum uint64
+	each := map[string]float64{}
 	for _, e := range entries {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, e.Name()), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
-			return 0, fmt.Errorf("kernel memory of map %s: %w", e.Name(), err)
+			return 0, nil, fmt.Errorf("kernel memory of map %s: %w", e.Name(), err)
 		}
 		info, err := m.Info()
 		m.Close()
 		if err != nil {
-			return 0, fmt.Errorf("kernel memory of map %s: %w", e.Name(), err)
+			return 0, nil, fmt.Errorf("kernel memory of map %s: %w", e.Name(), err)
 		}
 		b, ok := info.Memlock()
 		if !ok {
-			return 0, fmt.Errorf("kernel memory of map %s: the kernel does not report it", e.Name())
+			return 0, nil, fmt.Errorf("kernel memory of map %s: the kernel does not report it", e.Name())
 		}
 		sum += b
+		each[e.Name()] = float64(b) / (1 << 20)
 	}
-	return float64(sum) / (1 << 20), nil
+	return float64(sum) / (1 << 20), each, nil
 }
 
 // cost is the wall and CPU time of one operation, in milliseconds.

@@ -10,15 +10,19 @@ import (
 
 // Result is what a run measured.
 type Result struct {
-	Date     string    `json:"date"`
-	Kernel   string    `json:"kernel"`
-	CPUs     int       `json:"cpus"`
-	Capacity int       `json:"capacity_conns"` // connections the pair map holds
-	ConnPods int       `json:"conn_pods"`      // pods that held the connections
-	Steps    []Step    `json:"steps"`
-	AddMs    []float64 `json:"add_ms"` // ADD of pod i+1, in order
-	DelMs    []float64 `json:"del_ms"` // DEL of pod i+1 (deleted last first)
-	Floors   []Floor   `json:"floors"`
+	Date      string    `json:"date"`
+	Kernel    string    `json:"kernel"`
+	CPUs      int       `json:"cpus"`
+	Capacity  int       `json:"capacity_conns"` // connections the pair map holds
+	ConnPods  int       `json:"conn_pods"`      // pods that held the connections
+	PodSteps  []int     `json:"pod_steps"`      // Config.Pods
+	ConnSteps []int     `json:"conn_steps"`     // Config.Conns, Capacity resolved
+	Probes    int       `json:"probes"`         // new connections timed per step and pod
+	Live      int       `json:"live"`           // live connections in pod 1 and in the unattached pod
+	Steps     []Step    `json:"steps"`
+	AddMs     []float64 `json:"add_ms"` // ADD of pod i+1, in order
+	DelMs     []float64 `json:"del_ms"` // DEL of pod i+1 (deleted last first)
+	Floors    []Floor   `json:"floors"`
 }
 
 // Phases of a step.
@@ -30,24 +34,25 @@ const (
 
 // Step is what one step measured.
 type Step struct {
-	Phase       string    `json:"phase"`
-	Pods        int       `json:"pods"`
-	Conns       int       `json:"conns"`              // connections held open
-	Accelerated int       `json:"accelerated"`        // pairs in the pair map (its entries / 2)
-	Maps        []MapFill `json:"maps"`               // fill of every connection map
-	Add         *Dist     `json:"add_ms,omitempty"`   // ADDs that brought the pods to this step
-	Del         *Dist     `json:"del_ms,omitempty"`   // DELs from this step's count down to the previous step's
-	SweepMs     float64   `json:"sweep_ms"`           // first pass after the step: wall
-	SweepCPUms  float64   `json:"sweep_cpu_ms"`       // and CPU
-	Sweep2Ms    float64   `json:"sweep_idle_ms"`      // the next pass, nothing changed: wall
-	Sweep2CPUms float64   `json:"sweep_idle_cpu_ms"`  // and CPU
-	ScrapeMs    float64   `json:"scrape_ms"`          // median of 3 scrapes: wall
-	ScrapeCPUms float64   `json:"scrape_cpu_ms"`      // the installer's CPU, median of 3
-	ScrapeBytes int       `json:"scrape_bytes"`       // size of /metrics
-	RSSMiB      float64   `json:"installer_rss_mib"`  // VmRSS after the scrapes
-	PeakMiB     float64   `json:"installer_peak_mib"` // VmHWM
-	KernelMiB   float64   `json:"kernel_mib"`         // memlock of the state's maps
-	Connect     Connect   `json:"connect"`            // a new connection's cost
+	Phase       string             `json:"phase"`
+	Pods        int                `json:"pods"`
+	Conns       int                `json:"conns"`              // connections held open
+	Accelerated int                `json:"accelerated"`        // pairs in the pair map (its entries / 2)
+	Maps        []MapFill          `json:"maps"`               // fill of every connection map
+	Add         *Dist              `json:"add_ms,omitempty"`   // ADDs that brought the pods to this step
+	Del         *Dist              `json:"del_ms,omitempty"`   // DELs from this step's count down to the previous step's
+	SweepMs     float64            `json:"sweep_ms"`           // first pass after the step: wall
+	SweepCPUms  float64            `json:"sweep_cpu_ms"`       // and CPU
+	Sweep2Ms    float64            `json:"sweep_idle_ms"`      // the next pass, nothing changed: wall
+	Sweep2CPUms float64            `json:"sweep_idle_cpu_ms"`  // and CPU
+	ScrapeMs    float64            `json:"scrape_ms"`          // median of 3 scrapes: wall
+	ScrapeCPUms float64            `json:"scrape_cpu_ms"`      // the installer's CPU, median of 3
+	ScrapeBytes int                `json:"scrape_bytes"`       // size of /metrics
+	RSSMiB      float64            `json:"installer_rss_mib"`  // VmRSS after the scrapes
+	PeakMiB     float64            `json:"installer_peak_mib"` // VmHWM
+	KernelMiB   float64            `json:"kernel_mib"`         // memlock of the state's maps
+	KernelMaps  map[string]float64 `json:"kernel_maps_mib"`    // each map's memlock
+	Connect     Connect            `json:"connect"`            // a new connection's cost
 }
 
 // MapFill is one map's entries and capacity.

@@ -100,6 +100,13 @@ func (r *run) setup(ctx context.Context) error {
 		}
 	}
 	r.res.Date, r.res.CPUs, r.res.ConnPods = time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), r.cfg.connPods()
+	r.res.PodSteps, r.res.Probes, r.res.Live = r.cfg.Pods, r.cfg.Probes, r.cfg.Live
+	for _, c := range r.cfg.Conns {
+		if c == Capacity {
+			c = r.res.Capacity
+		}
+		r.res.ConnSteps = append(r.res.ConnSteps, c)
+	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		r.res.Kernel = string(b[:len(b)-1])
 	}
@@ -119,10 +126,7 @@ func (r *run) measure(ctx context.Context) error {
 			}
 		}
 	}
-	for _, c := range r.cfg.Conns {
-		if c == Capacity {
-			c = r.res.Capacity
-		}
+	for _, c := range r.res.ConnSteps {
 		if err := r.connsStep(ctx, c); err != nil {
 			return err
 		}

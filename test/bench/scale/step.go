@@ -44,7 +44,7 @@ func (r *run) measureStep(ctx context.Context, phase string, conns int) (Step, e
 		return s, err
 	}
 	s.RSSMiB, s.PeakMiB = mem.rss, mem.peak
-	if s.KernelMiB, err = kernelMemory(r.node.Dir()); err != nil {
+	if s.KernelMiB, s.KernelMaps, err = kernelMemory(r.node.Dir()); err != nil {
 		return s, err
 	}
 	if s.Connect, err = r.probe(); err != nil {
