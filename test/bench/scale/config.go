@@ -43,7 +43,7 @@ type Config struct {
 	Conns     []int  // connection counts, ascending; Capacity stands for the maps' capacity (DefaultConns)
 	MapSize   uint32 // bpf.Options.MapSize of the state the run creates (0: the default)
 	Live      int    // live connections among the held ones (8)
-	Probes    int    // new connections timed per step and pod kind (200)
+	Probes    int    // new connections timed per step and pod kind (600)
 	Plugin    string // the plugin binary
 	Installer string // the installer binary
 	Log       func(format string, args ...any)
@@ -106,7 +106,7 @@ func (c *Config) validate() error {
 		c.Live = 8
 	}
 	if c.Probes == 0 {
-		c.Probes = 200
+		c.Probes = 600
 	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}

@@ -57,10 +57,10 @@ func (r *run) measureStep(ctx context.Context, phase string, conns int) (Step, e
 	return s, nil
 }
 
-// probe times new connections in pod 1 and in the unattached pod, in four
+// probe times new connections in pod 1 and in the unattached pod, in eight
 // interleaved rounds, and counts what the data path did with pod 1's.
 func (r *run) probe() (Connect, error) {
-	const rounds = 4
+	const rounds = 8
 	per := max(1, r.cfg.Probes/rounds)
 	var accel, plain []float64
 	before, err := r.node.Counters()

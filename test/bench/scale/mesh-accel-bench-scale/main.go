@@ -5,7 +5,7 @@
 // connection steps at the largest pod step up to 250 ("max": the maps'
 // capacity), BENCH_SCALE_MAP_SIZE the maps' size of the state it creates
 // (default: the engine's), BENCH_SCALE_PROBES the new connections timed per
-// step (200), BENCH_SCALE_JSON=FILE writes the figures as JSON and the
+// step (600), BENCH_SCALE_JSON=FILE writes the figures as JSON and the
 // curves beside it (FILE without .json, plus -add.svg, -pods.svg,
 // -conns.svg, -memory.svg, -connect.svg). BENCH_SCALE_PLUGIN and
 // BENCH_SCALE_INSTALLER name the binaries (default: mesh-accel and
