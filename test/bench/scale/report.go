@@ -19,6 +19,8 @@ type Result struct {
 	ConnSteps []int     `json:"conn_steps"`     // Config.Conns, Capacity resolved
 	Probes    int       `json:"probes"`         // new connections timed per step and pod
 	Live      int       `json:"live"`           // live connections in pod 1 and in the unattached pod
+	LoadStart string    `json:"loadavg_start"`  // /proc/loadavg: how busy the machine was
+	LoadEnd   string    `json:"loadavg_end"`
 	Steps     []Step    `json:"steps"`
 	AddMs     []float64 `json:"add_ms"` // ADD of pod i+1, in order
 	DelMs     []float64 `json:"del_ms"` // DEL of pod i+1 (deleted last first)

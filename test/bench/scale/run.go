@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
@@ -48,6 +49,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := r.measure(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("bench-scale: %w", err), r.close())
 	}
+	r.res.LoadEnd = firstLine("/proc/loadavg")
 	if err := r.close(); err != nil {
 		return nil, fmt.Errorf("bench-scale: clean up: %w", err)
 	}
@@ -107,9 +109,7 @@ func (r *run) setup(ctx context.Context) error {
 		}
 		r.res.ConnSteps = append(r.res.ConnSteps, c)
 	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		r.res.Kernel = string(b[:len(b)-1])
-	}
+	r.res.Kernel, r.res.LoadStart = firstLine("/proc/sys/kernel/osrelease"), firstLine("/proc/loadavg")
 	return nil
 }
 
@@ -196,4 +196,11 @@ func (r *run) warmUp(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// firstLine is the first line of a small file, "" if it cannot be read.
+func firstLine(path string) string {
+	b, _ := os.ReadFile(path)
+	line, _, _ := strings.Cut(string(b), "\n")
+	return line
 }

@@ -47,6 +47,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	fmt.Printf("%s, %d CPUs, load average %s at the start, %s at the end\n\n", res.Kernel, res.CPUs, res.LoadStart, res.LoadEnd)
 	fmt.Print(res.Table(), "\n", res.Edges(), "\n", res.FloorsTable())
 	if out == "" {
 		return nil
