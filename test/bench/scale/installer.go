@@ -98,28 +98,39 @@ func (p *installerProc) waitReady() error {
 		select {
 		case err := <-p.done:
 			p.done <- err
-			return fmt.Errorf("installer exited (%v) before ready; its log: %s", err, p.log.Name())
+			return fmt.Errorf("installer exited (%v) before ready; its log ends with:\n%s", err, p.logTail())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("installer not ready after a minute; its log: %s", p.log.Name())
+	return fmt.Errorf("installer not ready after a minute; its log ends with:\n%s", p.logTail())
 }
 
 // stop sends SIGTERM (the installer takes its entry out of the conflist and
 // keeps the node state) and waits for its exit.
 func (p *installerProc) stop() error {
 	defer p.log.Close()
+	http.DefaultClient.CloseIdleConnections() // the scrapes' keep-alive connection
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return nil // already gone: its exit is in done
 	}
 	select {
 	case err := <-p.done:
 		if err != nil {
-			return fmt.Errorf("installer exit: %w", err)
+			return fmt.Errorf("installer exit: %w; its log ends with:\n%s", err, p.logTail())
 		}
 		return nil
-	case <-time.After(30 * time.Second):
+	case <-time.After(time.Minute):
 		_ = p.cmd.Process.Kill()
-		return errors.New("installer did not exit within 30 s of SIGTERM")
+		<-p.done
+		return fmt.Errorf("installer did not exit within a minute of SIGTERM (killed); its log ends with:\n%s", p.logTail())
 	}
+}
+
+// logTail is the end of the installer's log.
+func (p *installerProc) logTail() string {
+	b, err := os.ReadFile(p.log.Name())
+	if err != nil {
+		return err.Error()
+	}
+	return string(b[max(0, len(b)-4096):])
 }

@@ -33,7 +33,8 @@ type run struct {
 	res     Result
 }
 
-// Run runs the benchmark. It needs root, BPF, cgroup v2 and nsenter, and
+// Run runs the benchmark and returns what it measured, even when the
+// clean-up that follows the measurements failed (the error says so). It needs root, BPF, cgroup v2 and nsenter, and
 // leaves nothing behind (the simulator's janitor removes the cgroups,
 // namespace and processes even if the benchmark is killed; the node
 // state's pins, under /sys/fs/bpf/mesh-accel-bench-scale-*, only go with
@@ -50,10 +51,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, errors.Join(fmt.Errorf("bench-scale: %w", err), r.close())
 	}
 	r.res.LoadEnd = firstLine("/proc/loadavg")
-	if err := r.close(); err != nil {
-		return nil, fmt.Errorf("bench-scale: clean up: %w", err)
-	}
 	r.res.JudgeFloors()
+	if err := r.close(); err != nil {
+		return &r.res, fmt.Errorf("bench-scale: clean up after the measurements: %w", err)
+	}
 	return &r.res, nil
 }
 

@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -44,9 +45,17 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := scale.Run(ctx, cfg)
-	if err != nil {
+	if res == nil {
 		return err
 	}
+	if werr := report(res, out); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
+}
+
+// report prints the result and writes its JSON and charts to out, if set.
+func report(res *scale.Result, out string) error {
 	fmt.Printf("%s, %d CPUs, load average %s at the start, %s at the end\n\n", res.Kernel, res.CPUs, res.LoadStart, res.LoadEnd)
 	fmt.Print(res.Table(), "\n", res.Edges(), "\n", res.FloorsTable())
 	if out == "" {
