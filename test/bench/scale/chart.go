@@ -55,10 +55,12 @@ func (c Chart) SVG() string {
 			`<text x="%d" y="%.1f" text-anchor="end" fill="#d32f2f">floor %s</text>`+"\n",
 			left, left+plotW, y(c.Limit), y(c.Limit), left+plotW, y(c.Limit)-3, num(c.Limit))
 	}
+	lx := left // the legend's next entry, about 6 px per character
 	for i, s := range c.Series {
 		color := seriesColors[i%len(seriesColors)]
 		fmt.Fprintf(&b, `<rect x="%d" y="26" width="10" height="10" fill="%s"/><text x="%d" y="35">%s</text>`+"\n",
-			left+i*150, color, left+i*150+14, html.EscapeString(s.Name))
+			lx, color, lx+14, html.EscapeString(s.Name))
+		lx += 14 + 6*len(s.Name) + 20
 		var pts []string
 		for _, p := range s.Points {
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p[0]), y(p[1])))
@@ -107,12 +109,20 @@ func (r *Result) Charts() map[string]Chart {
 		del = append(del, [2]float64{float64(i + 1), v})
 	}
 	conns := r.phase(PhaseConns)
-	pods := append(r.phase(PhasePods), r.phase(PhaseMore)...)
+	pods, full := r.phase(PhasePods), r.phase(PhaseMore)
+	if len(conns) > 0 && len(full) > 0 {
+		full = append([]Step{conns[len(conns)-1]}, full...)
+	}
+	podsOf := func(s Step) float64 { return float64(s.Pods) }
+	sweepCPU := func(s Step) float64 { return s.SweepCPUms }
+	scrapeCPU := func(s Step) float64 { return s.ScrapeCPUms }
+	bypods := append(curves(pods, podsOf, []figure{{"sweep, 0 connections", sweepCPU}, {"scrape, 0 connections", scrapeCPU}}),
+		curves(full, podsOf, []figure{{"sweep, maps full", sweepCPU}, {"scrape, maps full", scrapeCPU}})...)
 	return map[string]Chart{
 		"add": {Title: "CNI ADD and DEL of pod N (the Nth pod added; DEL with N pods attached)", XLabel: "pod", YLabel: "ms",
 			Series: []Series{{"ADD", add}, {"DEL", del}}, Limit: MaxAddP99ms},
-		"pods": {Title: "One sweep pass and one scrape, by pods attached (no connection; over 250: maps full)", XLabel: "pods", YLabel: "ms",
-			Series: curves(pods, func(s Step) float64 { return float64(s.Pods) }, sweepScrape), Limit: MaxScrapeMs},
+		"pods": {Title: "CPU of one sweep pass and one scrape (installer), by pods attached", XLabel: "pods", YLabel: "ms CPU",
+			Series: bypods, Limit: MaxScrapeMs},
 		"conns": {Title: fmt.Sprintf("One sweep pass and one scrape, by connections held (%d pods)", r.ConnPods), XLabel: "connections held",
 			YLabel: "ms", Series: curves(conns, connsOf, sweepScrape), Limit: MaxScrapeMs},
 		"memory": {Title: fmt.Sprintf("Installer RSS and the kernel memory of the node state's maps (%d pods)", r.ConnPods),
