@@ -81,13 +81,14 @@ func dist(v []float64) *Dist {
 // Connect is the time from connect to the first byte's echo of new
 // connections, in microseconds, in an attached pod holding its share of
 // the connections (Accel) and in a pod that is not attached (Plain),
-// interleaved; Counted is what the data path's counters said of the
+// interleaved in rounds; Ratio compares them round by round; Counted is what the data path's counters said of the
 // attached pod's probes (their increase, by counter name, zeros left out).
 type Connect struct {
 	AccelP50 float64           `json:"accel_p50_us"`
 	AccelP99 float64           `json:"accel_p99_us"`
 	PlainP50 float64           `json:"plain_p50_us"`
 	PlainP99 float64           `json:"plain_p99_us"`
+	Ratio    float64           `json:"ratio"` // median over the rounds of attached p50 / plain p50
 	Counted  map[string]uint64 `json:"counted,omitempty"`
 }
 
@@ -157,7 +158,7 @@ func ReadJSON(path string) (*Result, error) {
 // Table renders the steps as a Markdown table.
 func (r *Result) Table() string {
 	var b strings.Builder
-	b.WriteString("| step | pods | conns | accelerated | ADD p50/p99 ms | DEL p50/p99 ms | sweep ms (CPU) | idle sweep ms (CPU) | scrape ms (CPU) | installer RSS MiB | kernel MiB | new conn µs p50 attached / plain |\n")
+	b.WriteString("| step | pods | conns | accelerated | ADD p50/p99 ms | DEL p50/p99 ms | sweep ms (CPU) | idle sweep ms (CPU) | scrape ms (CPU) | installer RSS MiB | kernel MiB | new conn µs p50 attached / plain (ratio) |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	d := func(x *Dist) string {
 		if x == nil {
@@ -166,9 +167,9 @@ func (r *Result) Table() string {
 		return fmt.Sprintf("%.1f / %.1f", x.P50, x.P99)
 	}
 	for _, s := range r.Steps {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %s | %.1f (%.1f) | %.1f (%.1f) | %.1f (%.1f) | %.1f | %.1f | %.0f / %.0f |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %s | %.1f (%.1f) | %.1f (%.1f) | %.1f (%.1f) | %.1f | %.1f | %.0f / %.0f (%.2fx) |\n",
 			s.Phase, s.Pods, s.Conns, s.Accelerated, d(s.Add), d(s.Del), s.SweepMs, s.SweepCPUms, s.Sweep2Ms, s.Sweep2CPUms,
-			s.ScrapeMs, s.ScrapeCPUms, s.RSSMiB, s.KernelMiB, s.Connect.AccelP50, s.Connect.PlainP50)
+			s.ScrapeMs, s.ScrapeCPUms, s.RSSMiB, s.KernelMiB, s.Connect.AccelP50, s.Connect.PlainP50, s.Connect.Ratio)
 	}
 	return b.String()
 }

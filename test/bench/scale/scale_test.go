@@ -111,7 +111,7 @@ func sample() *Result {
 	r.Steps = []Step{
 		{Phase: PhasePods, Pods: 250, Add: &Dist{N: 150, P50: 5, P99: 14}, ScrapeMs: 3},
 		{Phase: PhaseConns, Pods: 250, Conns: 32768, Accelerated: 32384, ScrapeMs: 19, ScrapeCPUms: 25, SweepCPUms: 2, Sweep2CPUms: 1,
-			RSSMiB: 30, PeakMiB: 31, KernelMiB: 34, Connect: Connect{AccelP50: 105, PlainP50: 100, Counted: map[string]uint64{"rejected_shared_pool": 200}}},
+			RSSMiB: 30, PeakMiB: 31, KernelMiB: 34, Connect: Connect{AccelP50: 105, PlainP50: 100, Ratio: 1.04, Counted: map[string]uint64{"rejected_shared_pool": 200}}},
 		{Phase: PhaseMore, Pods: 1000, Conns: 32768, Accelerated: 32384, Add: &Dist{N: 750, P50: 5, P99: 9}},
 	}
 	return r
@@ -152,6 +152,16 @@ func TestJudgeFloors(t *testing.T) {
 	if f := r.Floors[1]; !f.Judged || f.Met {
 		t.Errorf("ADD growth 9 ms against 5 ms: judged %v, met %v (%s)", f.Judged, f.Met, f.Figure)
 	}
+
+	// A new connection 20% over, or not measured, misses its floor.
+	for _, ratio := range []float64{1.2, 0} {
+		r = sample()
+		r.Steps[1].Connect.Ratio = ratio
+		r.JudgeFloors()
+		if f := r.Floors[5]; !f.Judged || f.Met {
+			t.Errorf("new connection ratio %v: judged %v, met %v (%s)", ratio, f.Judged, f.Met, f.Figure)
+		}
+	}
 }
 
 func TestEdgesAndTable(t *testing.T) {
@@ -166,7 +176,7 @@ func TestEdgesAndTable(t *testing.T) {
 	if n := strings.Count(tab, "\n"); n != 2+len(r.Steps) {
 		t.Errorf("table of %d lines, want %d:\n%s", n, 2+len(r.Steps), tab)
 	}
-	if !strings.Contains(tab, "| conns | 250 | 32768 | 32384 |") || !strings.Contains(tab, "| 105 / 100 |") {
+	if !strings.Contains(tab, "| conns | 250 | 32768 | 32384 |") || !strings.Contains(tab, "| 105 / 100 (1.04x) |") {
 		t.Errorf("table lacks the full step's figures:\n%s", tab)
 	}
 }

@@ -57,12 +57,14 @@ func (r *run) measureStep(ctx context.Context, phase string, conns int) (Step, e
 	return s, nil
 }
 
-// probe times new connections in pod 1 and in the unattached pod, in eight
-// interleaved rounds, and counts what the data path did with pod 1's.
+// probe times new connections in pod 1 and in the unattached pod, in 20
+// interleaved rounds, and counts what the data path did with pod 1's. The
+// ratio is the median of the rounds' ratios (their p50s): the machine's
+// state shifts between rounds more than within one.
 func (r *run) probe() (Connect, error) {
-	const rounds = 8
+	const rounds = 20
 	per := max(1, r.cfg.Probes/rounds)
-	var accel, plain []float64
+	var accel, plain, ratios []float64
 	before, err := r.node.Counters()
 	if err != nil {
 		return Connect{}, err
@@ -77,13 +79,16 @@ func (r *run) probe() (Connect, error) {
 			return Connect{}, fmt.Errorf("probe the unattached pod: %w", err)
 		}
 		accel, plain = append(accel, a...), append(plain, p...)
+		if pp := percentile(p, 50); pp > 0 {
+			ratios = append(ratios, percentile(a, 50)/pp)
+		}
 	}
 	after, err := r.node.Counters()
 	if err != nil {
 		return Connect{}, err
 	}
 	c := Connect{AccelP50: percentile(accel, 50), AccelP99: percentile(accel, 99),
-		PlainP50: percentile(plain, 50), PlainP99: percentile(plain, 99), Counted: map[string]uint64{}}
+		PlainP50: percentile(plain, 50), PlainP99: percentile(plain, 99), Ratio: percentile(ratios, 50), Counted: map[string]uint64{}}
 	names := make([]string, 0, len(after))
 	for name := range after {
 		names = append(names, name)
