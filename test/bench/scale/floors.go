@@ -27,8 +27,8 @@ func (r *Result) JudgeFloors() {
 			Figure: fmt.Sprintf("%.1f MiB (peak %.1f MiB), %s", full.RSSMiB, full.PeakMiB, at)},
 		Floor{What: "new connection at full maps at most 10% over an unattached pod's", Judged: true,
 			Met: ratio > 0 && ratio <= MaxConnectRatio,
-			Figure: fmt.Sprintf("%.2fx: connect to first byte p50 %.0f µs against %.0f µs, p99 %.0f against %.0f µs (median ratio of interleaved rounds), counted %v, %s",
-				ratio, full.Connect.AccelP50, full.Connect.PlainP50, full.Connect.AccelP99, full.Connect.PlainP99, full.Connect.Counted, at)},
+			Figure: fmt.Sprintf("%.2fx: connect to first byte p50 %.0f µs against %.0f µs, p99 %.0f against %.0f µs (median ratio of interleaved rounds); counted: %s; %s",
+				ratio, full.Connect.AccelP50, full.Connect.PlainP50, full.Connect.AccelP99, full.Connect.PlainP99, full.Connect.countedString(), at)},
 	)
 }
 

@@ -208,3 +208,17 @@ func (r *Result) Edges() string {
 	}
 	return fmt.Sprintf("Median of %d: %s.\n", edge, strings.Join(parts, "; "))
 }
+
+// countedString lists the counts by name: "name n, name n".
+func (c Connect) countedString() string {
+	names := make([]string, 0, len(c.Counted))
+	for name := range c.Counted {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, name := range names {
+		parts[i] = fmt.Sprintf("%s %d", name, c.Counted[name])
+	}
+	return strings.Join(parts, ", ")
+}

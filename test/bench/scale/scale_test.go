@@ -133,6 +133,9 @@ func TestJudgeFloors(t *testing.T) {
 			t.Errorf("floor %q: judged %v, met %v (%s); want judged, met %v", f.What, f.Judged, f.Met, f.Figure, met)
 		}
 	}
+	if !strings.Contains(r.FloorsTable(), "counted: rejected_shared_pool 200;") {
+		t.Errorf("floors table does not give the counters:\n%s", r.FloorsTable())
+	}
 	if !strings.Contains(r.FloorsTable(), "**missed** (19.0 ms wall, 25.0 ms of the installer's CPU") {
 		t.Errorf("floors table does not give the scrape's figures:\n%s", r.FloorsTable())
 	}

@@ -51,9 +51,9 @@ func (r *run) measureStep(ctx context.Context, phase string, conns int) (Step, e
 		return s, err
 	}
 	r.cfg.Log("%-5s %4d pods %6d conns (%5d accelerated): sweep %.1f ms (CPU %.1f, idle %.1f), scrape %.1f ms (CPU %.1f, %d B), "+
-		"installer %.1f MiB, maps %.1f MiB, new conn p50 %.0f/%.0f µs %v",
+		"installer %.1f MiB, maps %.1f MiB, new conn p50 %.0f/%.0f µs (%s)",
 		phase, s.Pods, s.Conns, s.Accelerated, s.SweepMs, s.SweepCPUms, s.Sweep2CPUms, s.ScrapeMs, s.ScrapeCPUms, s.ScrapeBytes,
-		s.RSSMiB, s.KernelMiB, s.Connect.AccelP50, s.Connect.PlainP50, s.Connect.Counted)
+		s.RSSMiB, s.KernelMiB, s.Connect.AccelP50, s.Connect.PlainP50, s.Connect.countedString())
 	return s, nil
 }
 

@@ -9,7 +9,8 @@
 // curves beside it (FILE without .json, plus -add.svg, -pods.svg,
 // -conns.svg, -memory.svg, -connect.svg). BENCH_SCALE_PLUGIN and
 // BENCH_SCALE_INSTALLER name the binaries (default: mesh-accel and
-// mesh-accel-installer beside this program).
+// mesh-accel-installer beside this program). "mesh-accel-bench-scale report
+// FILE.json" prints the tables of a run's JSON again and redraws its charts.
 package main
 
 import (
@@ -30,6 +31,18 @@ func main() {
 	sim.RoleMain()
 	if len(os.Args) == 2 && os.Args[1] == scale.HolderArg {
 		scale.HolderMain()
+	}
+	if len(os.Args) == 3 && os.Args[1] == "report" {
+		// Print the tables of a run's JSON again and redraw its charts.
+		res, err := scale.ReadJSON(os.Args[2])
+		if err == nil {
+			err = report(res, os.Args[2])
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mesh-accel-bench-scale:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "mesh-accel-bench-scale:", err)
