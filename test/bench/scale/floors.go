@@ -9,11 +9,12 @@ func (r *Result) JudgeFloors() {
 	if full == nil {
 		for _, what := range []string{"scrape under 20 ms (wall and CPU) at full maps", "sweep pass under 20 ms of CPU at full maps",
 			"installer RSS under 64 MiB at full maps", "new connection at full maps at most 10% over an unattached pod's"} {
-			r.Floors = append(r.Floors, Floor{What: what, Figure: "no step filled the maps to 95%"})
+			r.Floors = append(r.Floors, Floor{What: what, Figure: "no step filled the maps (95% of the pair map, or new connections refused for want of room)"})
 		}
 		return
 	}
-	at := fmt.Sprintf("%d pods, %d connections held, %d accelerated", full.Pods, full.Conns, full.Accelerated)
+	at := fmt.Sprintf("%d pods, %d connections held, %d accelerated (%.1f%% of the capacity)", full.Pods, full.Conns, full.Accelerated,
+		100*float64(full.Accelerated)/float64(max(1, r.Capacity)))
 	sweep := max(full.SweepCPUms, full.Sweep2CPUms)
 	ratio := full.Connect.Ratio
 	r.Floors = append(r.Floors,
@@ -65,19 +66,16 @@ func (r *Result) growthFloor() Floor {
 	return f
 }
 
-// fullStep is the step with the most accelerated connections, if they
-// fill at least 95% of the capacity (the first such step: the connection
-// curve's, at MaxConnPods pods).
+// fullStep is the first step at full maps (the connection curve's last,
+// at MaxConnPods pods, in a full run): the pair map 95% full, or new
+// connections refused because the shared pool is used up or a map is full.
 func (r *Result) fullStep() *Step {
-	var best *Step
 	for i := range r.Steps {
 		s := &r.Steps[i]
-		if best == nil || s.Accelerated > best.Accelerated {
-			best = s
+		if (r.Capacity > 0 && float64(s.Accelerated) >= 0.95*float64(r.Capacity)) ||
+			s.Connect.Counted["rejected_shared_pool"] > 0 || s.Connect.Counted["fallback_map_full"] > 0 {
+			return s
 		}
 	}
-	if best == nil || r.Capacity == 0 || float64(best.Accelerated) < 0.95*float64(r.Capacity) {
-		return nil
-	}
-	return best
+	return nil
 }

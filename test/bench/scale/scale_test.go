@@ -140,10 +140,11 @@ func TestJudgeFloors(t *testing.T) {
 		t.Errorf("floors table does not give the scrape's figures:\n%s", r.FloorsTable())
 	}
 
-	// Maps below 95%: the floors at full maps are not judged; ADD growth
-	// over 20% is missed.
+	// Maps below 95%, new connections accelerated: the floors at full
+	// maps are not judged; ADD growth over 20% is missed.
 	r = sample()
 	r.Steps[1].Accelerated, r.Steps[2].Accelerated = 20000, 20000
+	r.Steps[1].Connect.Counted = map[string]uint64{"connections_accepted": 200}
 	r.AddMs[999] = 9
 	r.AddMs[998], r.AddMs[997] = 9, 9
 	r.JudgeFloors()
@@ -154,6 +155,14 @@ func TestJudgeFloors(t *testing.T) {
 	}
 	if f := r.Floors[1]; !f.Judged || f.Met {
 		t.Errorf("ADD growth 9 ms against 5 ms: judged %v, met %v (%s)", f.Judged, f.Met, f.Figure)
+	}
+
+	// Maps below 95% but the shared pool used up: full.
+	r = sample()
+	r.Steps[1].Accelerated, r.Steps[2].Accelerated = 20000, 20000
+	r.JudgeFloors()
+	if f := r.Floors[4]; !f.Judged || !strings.Contains(f.Figure, "(61.0% of the capacity)") {
+		t.Errorf("shared pool used up: RSS floor judged %v (%s), want judged at 61.0%% of the capacity", f.Judged, f.Figure)
 	}
 
 	// A new connection 20% over, or not measured, misses its floor.
