@@ -25,6 +25,7 @@ import (
 //
 //	open N    open N more connections, one byte each way on each, keep them
 //	live K    K more connections that exchange 64 bytes every 10 ms until exit
+//	pin C     run every thread (and so every later one) on CPU C only
 //	probe N   N new connections one after the other: connect, one byte out,
 //	          its echo back, close; prints each one's time in microseconds
 //
@@ -170,6 +171,8 @@ func (h *holder) do(line string) (string, error) {
 		return "ok", h.open(n)
 	case "live":
 		return "ok", h.live(n)
+	case "pin":
+		return "ok", pinProcess(n)
 	case "probe":
 		us, err := h.probe(n)
 		return "ok " + strings.Join(us, " "), err
@@ -258,4 +261,25 @@ func (h *holder) probe(n int) ([]string, error) {
 		c.Close()
 	}
 	return out, nil
+}
+
+// pinProcess sets the CPU affinity of every thread of the process to cpu;
+// threads started later inherit it from their creator.
+func pinProcess(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return fmt.Errorf("pin to CPU %d: %w", cpu, err)
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
+		}
+	}
+	return nil
 }

@@ -90,6 +90,9 @@ func (r *run) setup(ctx context.Context) error {
 	if r.plain, err = startHolder(ctx, r.net.Exe(), r.net.Netns, plain); err != nil {
 		return err
 	}
+	if _, err := r.plain.call(fmt.Sprintf("pin %d", probeCPU)); err != nil {
+		return err
+	}
 	if err := r.warmUp(ctx); err != nil {
 		return err
 	}
@@ -113,6 +116,10 @@ func (r *run) setup(ctx context.Context) error {
 	r.res.Kernel, r.res.LoadStart = firstLine("/proc/sys/kernel/osrelease"), firstLine("/proc/loadavg")
 	return nil
 }
+
+// probeCPU is the CPU of the two processes that time new connections: the
+// same for both, so that what else runs on the machine slows both alike.
+var probeCPU = runtime.NumCPU() - 1
 
 // pairMap is the map of pair directions: two entries per accelerated
 // connection.
@@ -160,6 +167,9 @@ func (r *run) podsStep(ctx context.Context, phase string, n int) error {
 	if len(r.holders) == 0 { // pod 1's holder probes new connections at every step
 		h, err := startHolder(ctx, r.net.Exe(), r.net.Netns, r.pods[0])
 		if err != nil {
+			return err
+		}
+		if _, err := h.call(fmt.Sprintf("pin %d", probeCPU)); err != nil {
 			return err
 		}
 		r.holders = [][]*holderProc{{h}}
