@@ -119,7 +119,7 @@ const (
 	MaxSweepCPUms   = 20.0 // each pass, at full maps
 	MaxRSSMiB       = 64.0 // installer, at full maps
 	MaxConnectRatio = 1.10 // new connection at full maps against an unattached pod
-	edge            = 5    // ADDs whose median is "pod 1" and "pod N"
+	edge            = 10   // ADDs whose median is "pod 1" and "pod N"
 )
 
 // WriteJSON writes r to path atomically.
