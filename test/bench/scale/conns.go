@@ -138,6 +138,7 @@ func (r *run) close() error {
 	if r.tmp != "" {
 		errs = append(errs, os.RemoveAll(r.tmp))
 	}
+	errs = append(errs, unlockRun(r.lock))
 	return errors.Join(errs...)
 }
 

@@ -30,15 +30,16 @@ type run struct {
 	pods    []string        // cgroups of the attached pods, in ADD order
 	holders [][]*holderProc // per pod, for the first connPods pods
 	plain   *holderProc     // in a cgroup that is not attached
+	lock    *os.File        // held while the run's node state exists (leftovers.go)
 	res     Result
 }
 
 // Run runs the benchmark and returns what it measured, even when the
-// clean-up that follows the measurements failed (the error says so). It needs root, BPF, cgroup v2 and nsenter, and
-// leaves nothing behind (the simulator's janitor removes the cgroups,
-// namespace and processes even if the benchmark is killed; the node
-// state's pins, under /sys/fs/bpf/mesh-accel-bench-scale-*, only go with
-// a clean exit).
+// clean-up that follows the measurements failed (the error says so). It
+// needs root, BPF, cgroup v2 and nsenter, and leaves nothing behind: the
+// simulator's janitor removes the cgroups, namespace and processes even if
+// the benchmark is killed, and the next run removes the node state
+// (/sys/fs/bpf/mesh-accel-bench-scale-*) of a run killed outright.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -61,8 +62,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 func (r *run) setup(ctx context.Context) error {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	name := "mesh-accel-bench-scale-" + hex.EncodeToString(b)
+	name := rootPrefix + hex.EncodeToString(b)
 	var err error
+	if r.lock, err = lockRun(name); err != nil {
+		return err
+	}
+	if err := sweepLeftovers(); err != nil {
+		r.cfg.Log("%v", err) // an earlier run's state that resists does not stop this one
+	}
 	if r.sim, err = sim.NewNode(sim.NodeOptions{Prefix: "bs"}); err != nil {
 		return err
 	}
