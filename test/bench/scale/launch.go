@@ -11,11 +11,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
-)
 
-// sidecarUID is the uid the holders run as: the default rules accelerate
-// its connections and trust it to read with recvmsg.
-const sidecarUID = 1337
+	"github.com/mesh-accel/mesh-accel/rules"
+)
 
 // holderProc is a running holder, seen from the benchmark.
 type holderProc struct {
@@ -39,7 +37,9 @@ func startHolder(ctx context.Context, exe, netns, cgroupDir string) (*holderProc
 		return nil, fmt.Errorf("start holder: %w", err)
 	}
 	defer dir.Close()
-	uid := strconv.Itoa(sidecarUID)
+	// The sidecar's uid: the default rules accelerate its connections and
+	// trust it to read with recvmsg.
+	uid := strconv.Itoa(rules.DefaultSidecarUID)
 	cmd := exec.CommandContext(ctx, nsenter, "--net="+netns, "--setuid", uid, "--setgid", uid, "--", exe, HolderArg)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=1"}
 	cmd.Stderr = os.Stderr
