@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
 // cniPrevResult is the primary plugin's result the plugin is chained after.
@@ -32,7 +34,7 @@ func (c cniRunner) exec(ctx context.Context, cmd string, i int, cgroup string) (
 		"bpfRoot": c.bpfRoot, "stateDir": c.stateDir, "logFile": c.logFile,
 		"prevResult": json.RawMessage(cniPrevResult),
 		"runtimeConfig": map[string]any{
-			"io.kubernetes.cri.pod-annotations": map[string]string{"accel.mesh/enabled": "true"},
+			"io.kubernetes.cri.pod-annotations": map[string]string{plugin.AnnotationEnabled: "true"},
 			"cgroupPath":                        cgroup,
 		},
 	}
