@@ -12,6 +12,7 @@ import (
 type Series struct {
 	Name   string
 	Points [][2]float64 // x, y
+	Faint  bool         // drawn thin and light, behind a summary of it
 }
 
 // Chart is a line chart.
@@ -19,6 +20,7 @@ type Chart struct {
 	Title, XLabel, YLabel string
 	Series                []Series
 	Limit                 float64 // a floor drawn as a red line (0: none)
+	MaxY                  float64 // the y axis's end, values above drawn at it (0: the largest value)
 }
 
 var seriesColors = []string{"#1e88e5", "#fb8c00", "#43a047", "#8e24aa", "#616161", "#e53935"}
@@ -34,8 +36,11 @@ func (c Chart) SVG() string {
 		}
 	}
 	xs, ys := niceMax(maxX), niceMax(maxY*1.05)
+	if c.MaxY > 0 {
+		ys = niceMax(c.MaxY)
+	}
 	x := func(v float64) float64 { return left + v/xs*plotW }
-	y := func(v float64) float64 { return top + plotH - v/ys*plotH }
+	y := func(v float64) float64 { return top + plotH - min(v, ys)/ys*plotH }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n",
 		left+plotW+right, top+plotH+bottom)
@@ -65,7 +70,12 @@ func (c Chart) SVG() string {
 		for _, p := range s.Points {
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p[0]), y(p[1])))
 		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", color, strings.Join(pts, " "))
+		width, opacity := 1.5, 1.0
+		if s.Faint {
+			width, opacity = 0.7, 0.45
+		}
+		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="%.1f" stroke-opacity="%.2f" points="%s"/>`+"\n",
+			color, width, opacity, strings.Join(pts, " "))
 		if len(s.Points) <= 50 {
 			for _, p := range s.Points {
 				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"><title>%s: %s, %s</title></circle>`+"\n",
@@ -119,8 +129,11 @@ func (r *Result) Charts() map[string]Chart {
 	bypods := append(curves(pods, podsOf, []figure{{"sweep, 0 connections", sweepCPU}, {"scrape, 0 connections", scrapeCPU}}),
 		curves(full, podsOf, []figure{{"sweep, maps full", sweepCPU}, {"scrape, maps full", scrapeCPU}})...)
 	return map[string]Chart{
-		"add": {Title: "CNI ADD and DEL of pod N (the Nth pod added; DEL with N pods attached)", XLabel: "pod", YLabel: "ms",
-			Series: []Series{{"ADD", add}, {"DEL", del}}, Limit: MaxAddP99ms},
+		"add": {Title: fmt.Sprintf("CNI ADD of the Nth pod, DEL with N pods attached (clipped at %.0f ms)", 2*MaxAddP99ms),
+			XLabel: "pod", YLabel: "ms", Limit: MaxAddP99ms, MaxY: 2 * MaxAddP99ms,
+			Series: []Series{{Name: "ADD", Points: add, Faint: true}, {Name: "DEL", Points: del, Faint: true},
+				{Name: fmt.Sprintf("ADD, median of %d", block), Points: blockMedians(r.AddMs)},
+				{Name: fmt.Sprintf("DEL, median of %d", block), Points: blockMedians(r.DelMs)}}},
 		"pods": {Title: "CPU of one sweep pass and one scrape (installer), by pods attached", XLabel: "pods", YLabel: "ms CPU",
 			Series: bypods, Limit: MaxScrapeMs},
 		"conns": {Title: fmt.Sprintf("One sweep pass and one scrape, by connections held (%d pods)", r.ConnPods), XLabel: "connections held",
@@ -181,4 +194,17 @@ func (r *Result) WriteCharts(jsonPath string) ([]string, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// block is how many pods each point of the ADD and DEL medians stands for.
+const block = 25
+
+// blockMedians is the median of each block of v (pods 1-25, 26-50, ...),
+// at the block's middle; a last, shorter block is left out.
+func blockMedians(v []float64) [][2]float64 {
+	var out [][2]float64
+	for i := 0; i+block <= len(v); i += block {
+		out = append(out, [2]float64{float64(i) + float64(block+1)/2, percentile(v[i:i+block], 50)})
+	}
+	return out
 }

@@ -194,6 +194,19 @@ func TestEdgesAndTable(t *testing.T) {
 	}
 }
 
+func TestBlockMedians(t *testing.T) {
+	v := make([]float64, 60)
+	for i := range v {
+		v[i] = float64(i % 25) // 0..24 in each block: median 12
+	}
+	v[20] = 1000 // an outlier above the median does not move it
+	got := blockMedians(v)
+	want := [][2]float64{{13, 12}, {38, 12}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("blockMedians = %v, want %v (the last 10 values left out)", got, want)
+	}
+}
+
 func TestNiceMax(t *testing.T) {
 	for in, want := range map[float64]float64{0: 1, 0.7: 0.8, 1: 1, 12: 15, 32768: 40000, 375.9: 400, 1000: 1000} {
 		if got := niceMax(in); got != want {
@@ -227,6 +240,16 @@ func TestChartSVG(t *testing.T) {
 	n := checkSVG(t, c.SVG())
 	if n["polyline"] != 2 || n["circle"] != 5 || n["svg"] != 1 {
 		t.Errorf("chart has %d polylines, %d points; want 2 and 5", n["polyline"], n["circle"])
+	}
+	// Clipped at 10: the axis ends at 10 and the point at 30 is drawn at
+	// its top (y 50), as the point at 10 is.
+	c.MaxY, c.Limit = 10, 5
+	doc := c.SVG()
+	if !strings.Contains(doc, ">10</text>") || strings.Contains(doc, ">30</text>") {
+		t.Errorf("clipped chart's axis does not end at 10:\n%s", doc)
+	}
+	if got := strings.Count(doc, `cy="50.0"`); got != 1 {
+		t.Errorf("clipped chart: %d points at the top, want 1 (30 clipped to 10)", got)
 	}
 }
 
