@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
@@ -126,7 +128,20 @@ func (r *run) setup(ctx context.Context) error {
 
 // probeCPU is the CPU of the two processes that time new connections: the
 // same for both, so that what else runs on the machine slows both alike.
-var probeCPU = runtime.NumCPU() - 1
+// It is the last CPU this process may run on.
+var probeCPU = func() int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return 0
+	}
+	last := 0
+	for cpu := range 1024 {
+		if set.IsSet(cpu) {
+			last = cpu
+		}
+	}
+	return last
+}()
 
 // pairMap is the map of pair directions: two entries per accelerated
 // connection.
