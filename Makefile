@@ -58,6 +58,14 @@ bench: deps build
 demo: deps build
 	$(BIN)/mesh-accel-demo
 
+# The capacity benchmark (root, BPF, cgroup v2; docs/benchmark.md, "Capacity"): pods 1 to 1000 through the
+# plugin, connections up to the maps' capacity, the installer scraped. BENCH_SCALE_PODS=1,50
+# BENCH_SCALE_CONNS=0,1000 shortens it; BENCH_SCALE_JSON=FILE writes JSON and the SVG curves beside it.
+.PHONY: bench-scale
+bench-scale: deps build
+	$(GO) build $(GOFLAGS) -trimpath -ldflags "$(LDFLAGS) $(VERSION_LDFLAGS)" -o $(BIN)/ ./test/bench/scale/mesh-accel-bench-scale
+	$(BIN)/mesh-accel-bench-scale
+
 # The container image: static binaries built here, put on scratch by buildah (no daemon).
 image: deps
 	@rm -rf $(BIN)/image && mkdir -p $(BIN)/image

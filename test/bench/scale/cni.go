@@ -1,0 +1,63 @@
+package scale
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/mesh-accel/mesh-accel/plugin"
+)
+
+// cniPrevResult is the primary plugin's result the plugin is chained after.
+const cniPrevResult = `{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/run/netns/none"}],` +
+	`"ips":[{"address":"10.99.0.2/24","gateway":"10.99.0.1","interface":0}]}`
+
+// cniRunner runs the plugin binary as a runtime does.
+type cniRunner struct {
+	plugin   string // the binary
+	bpfRoot  string // absolute: <bpffs>/<root>
+	stateDir string
+	logFile  string
+	netns    string
+}
+
+// exec runs cmd (ADD, DEL, VERSION) for the pod numbered i whose cgroup is
+// cgroup, and returns its wall time in milliseconds (fork, exec and exit
+// included).
+func (c cniRunner) exec(ctx context.Context, cmd string, i int, cgroup string) (float64, error) {
+	conf := map[string]any{
+		"cniVersion": "1.1.0", "name": "bench-scale", "type": "mesh-accel",
+		"bpfRoot": c.bpfRoot, "stateDir": c.stateDir, "logFile": c.logFile,
+		"prevResult": json.RawMessage(cniPrevResult),
+		"runtimeConfig": map[string]any{
+			"io.kubernetes.cri.pod-annotations": map[string]string{plugin.AnnotationEnabled: "true"},
+			"cgroupPath":                        cgroup,
+		},
+	}
+	stdin, err := json.Marshal(conf)
+	if err != nil {
+		return 0, err
+	}
+	p := exec.CommandContext(ctx, c.plugin)
+	p.Env = []string{
+		"CNI_COMMAND=" + cmd, fmt.Sprintf("CNI_CONTAINERID=bench-scale-%04d", i), "CNI_NETNS=" + c.netns,
+		"CNI_IFNAME=eth0", "CNI_PATH=" + filepath.Dir(c.plugin),
+		fmt.Sprintf("CNI_ARGS=K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod%04d;K8S_POD_UID=bench-scale-uid-%04d", i, i),
+	}
+	var stdout, stderr bytes.Buffer
+	p.Stdin, p.Stdout, p.Stderr = bytes.NewReader(stdin), &stdout, &stderr
+	start := time.Now()
+	err = p.Run()
+	d := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("%s of pod %d: %w: %s %s", cmd, i, err, stdout.Bytes(), stderr.Bytes())
+	}
+	if cmd == "ADD" && !json.Valid(stdout.Bytes()) {
+		return 0, fmt.Errorf("ADD of pod %d printed %q", i, stdout.Bytes())
+	}
+	return ms(d), nil
+}
