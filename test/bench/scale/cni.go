@@ -23,6 +23,7 @@ type cniRunner struct {
 	stateDir string
 	logFile  string
 	netns    string
+	mapSize  uint32 // the plugin's mapSize (0: the default, not written)
 }
 
 // exec runs cmd (ADD, DEL, VERSION) for the pod numbered i whose cgroup is
@@ -37,6 +38,9 @@ func (c cniRunner) exec(ctx context.Context, cmd string, i int, cgroup string) (
 			"io.kubernetes.cri.pod-annotations": map[string]string{plugin.AnnotationEnabled: "true"},
 			"cgroupPath":                        cgroup,
 		},
+	}
+	if c.mapSize != 0 {
+		conf["mapSize"] = c.mapSize // else the plugin looks for the default size's state
 	}
 	stdin, err := json.Marshal(conf)
 	if err != nil {

@@ -31,7 +31,7 @@ const primaryConflist = `{"cniVersion":"1.1.0","name":"bench","plugins":[{"type"
 // stateDir), with its files in tmp, and waits until it is ready. Its
 // periodic sweep is set to an hour: the benchmark runs the sweep passes it
 // measures itself, on a quiet node.
-func startInstaller(bin, tmp, bpfRoot, stateDir, pluginLog, plugin string) (*installerProc, error) {
+func startInstaller(bin, tmp, bpfRoot, stateDir, pluginLog, plugin string, mapSize uint32) (*installerProc, error) {
 	for _, d := range []string{"bin", "net.d", "sa", "rules"} {
 		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
 			return nil, fmt.Errorf("start installer: %w", err)
@@ -62,6 +62,9 @@ func startInstaller(bin, tmp, bpfRoot, stateDir, pluginLog, plugin string) (*ins
 		installer.FlagSweepInterval: "1h", installer.FlagLogLevel: "warn",
 	} {
 		args = append(args, "--"+k+"="+v)
+	}
+	if mapSize != 0 { // the size names the state the installer reads
+		args = append(args, fmt.Sprintf("--%s=%d", installer.FlagMapSize, mapSize))
 	}
 	p := &installerProc{cmd: exec.Command(bin, args...), url: "http://" + addr, done: make(chan error, 1)}
 	if p.log, err = os.Create(filepath.Join(tmp, "installer.log")); err != nil {

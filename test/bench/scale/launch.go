@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mesh-accel/mesh-accel/rules"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // holderProc is a running holder, seen from the benchmark.
@@ -39,7 +39,7 @@ func startHolder(ctx context.Context, exe, netns, cgroupDir string) (*holderProc
 	defer dir.Close()
 	// The sidecar's uid: the default rules accelerate its connections and
 	// trust it to read with recvmsg.
-	uid := strconv.Itoa(rules.DefaultSidecarUID)
+	uid := strconv.Itoa(nodestate.DefaultSidecarUID)
 	cmd := exec.CommandContext(ctx, nsenter, "--net="+netns, "--setuid", uid, "--setgid", uid, "--", exe, HolderArg)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=1"}
 	cmd.Stderr = os.Stderr

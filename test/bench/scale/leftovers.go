@@ -7,9 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"golang.org/x/sys/unix"
-
-	"github.com/mesh-accel/mesh-accel/bpf"
 )
 
 // The simulator's janitor removes a killed run's cgroups, namespace and
@@ -50,7 +49,7 @@ func unlockRun(f *os.File) error {
 // sweepLeftovers removes the node state of earlier runs that no live
 // process holds the lock of (killed outright), and their locks.
 func sweepLeftovers() error {
-	entries, err := os.ReadDir(bpf.DefaultBPFFS)
+	entries, err := os.ReadDir(nodestate.DefaultBPFFS)
 	if err != nil {
 		return fmt.Errorf("sweep leftovers: %w", err)
 	}
@@ -68,7 +67,7 @@ func sweepLeftovers() error {
 			continue
 		}
 		// Unpinning removes the maps, programs and pod links.
-		if err := os.RemoveAll(filepath.Join(bpf.DefaultBPFFS, e.Name())); err != nil {
+		if err := os.RemoveAll(filepath.Join(nodestate.DefaultBPFFS, e.Name())); err != nil {
 			errs = append(errs, fmt.Errorf("sweep leftovers: %w", err))
 		}
 		errs = append(errs, unlockRun(f))

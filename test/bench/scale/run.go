@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
@@ -87,9 +88,9 @@ func (r *run) setup(ctx context.Context) error {
 	if r.node, err = bpf.OpenNode(bpf.Options{Root: name, MapSize: r.cfg.MapSize}); err != nil {
 		return err
 	}
-	r.cni = cniRunner{plugin: r.cfg.Plugin, bpfRoot: filepath.Join(bpf.DefaultBPFFS, name),
-		stateDir: filepath.Join(r.tmp, "state"), logFile: filepath.Join(r.tmp, "cni.log"), netns: r.net.Netns}
-	if r.inst, err = startInstaller(r.cfg.Installer, r.tmp, name, r.cni.stateDir, r.cni.logFile, r.cfg.Plugin); err != nil {
+	r.cni = cniRunner{plugin: r.cfg.Plugin, bpfRoot: filepath.Join(nodestate.DefaultBPFFS, name),
+		stateDir: filepath.Join(r.tmp, "state"), logFile: filepath.Join(r.tmp, "cni.log"), netns: r.net.Netns, mapSize: r.cfg.MapSize}
+	if r.inst, err = startInstaller(r.cfg.Installer, r.tmp, name, r.cni.stateDir, r.cni.logFile, r.cfg.Plugin, r.cfg.MapSize); err != nil {
 		return err
 	}
 	plain := filepath.Join(r.sim.CgroupDir, "plain")

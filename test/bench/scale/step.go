@@ -3,7 +3,6 @@ package scale
 import (
 	"context"
 	"fmt"
-	"sort"
 )
 
 // measureStep measures the node as it is: map fill, two sweep passes, three
@@ -89,14 +88,9 @@ func (r *run) probe() (Connect, error) {
 	}
 	c := Connect{AccelP50: percentile(accel, 50), AccelP99: percentile(accel, 99),
 		PlainP50: percentile(plain, 50), PlainP99: percentile(plain, 99), Ratio: percentile(ratios, 50), Counted: map[string]uint64{}}
-	names := make([]string, 0, len(after))
-	for name := range after {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if d := after[name] - before[name]; connCounter(name) && d > 0 {
-			c.Counted[name] = d
+	for name, n := range after {
+		if d := n - before[name]; connCounter(string(name)) && d > 0 {
+			c.Counted[string(name)] = d
 		}
 	}
 	return c, nil
