@@ -134,15 +134,16 @@ type cost struct{ wall, cpu float64 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// timeSweep runs one sweep pass and measures it; the CPU is this
-// process's, which does nothing else meanwhile.
-func timeSweep(n *bpf.Node) (cost, error) {
+// timeSweep runs sweep (a pass, as the installer runs one per interval, or
+// a whole cycle) and measures it; the CPU is this process's, which does
+// nothing else meanwhile.
+func timeSweep(sweep func() (bpf.Swept, error)) (cost, error) {
 	cpu0, err := processCPU(os.Getpid())
 	if err != nil {
 		return cost{}, err
 	}
 	start := time.Now()
-	if _, err := n.Sweep(); err != nil {
+	if _, err := sweep(); err != nil {
 		return cost{}, fmt.Errorf("sweep: %w", err)
 	}
 	wall := time.Since(start)

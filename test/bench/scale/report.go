@@ -47,6 +47,8 @@ type Step struct {
 	SweepCPUms  float64            `json:"sweep_cpu_ms"`       // and CPU
 	Sweep2Ms    float64            `json:"sweep_idle_ms"`      // the next pass, nothing changed: wall
 	Sweep2CPUms float64            `json:"sweep_idle_cpu_ms"`  // and CPU
+	CycleMs     float64            `json:"sweep_cycle_ms"`     // a whole sweep cycle (every entry): wall
+	CycleCPUms  float64            `json:"sweep_cycle_cpu_ms"` // and CPU
 	ScrapeMs    float64            `json:"scrape_ms"`          // median of 3 scrapes: wall
 	ScrapeCPUms float64            `json:"scrape_cpu_ms"`      // the installer's CPU, median of 3
 	ScrapeBytes int                `json:"scrape_bytes"`       // size of /metrics
@@ -158,8 +160,8 @@ func ReadJSON(path string) (*Result, error) {
 // Table renders the steps as a Markdown table.
 func (r *Result) Table() string {
 	var b strings.Builder
-	b.WriteString("| step | pods | conns | accelerated | ADD p50/p99 ms | DEL p50/p99 ms | sweep ms (CPU) | idle sweep ms (CPU) | scrape ms (CPU) | installer RSS MiB | kernel MiB | new conn µs p50 attached / plain (ratio) |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| step | pods | conns | accelerated | ADD p50/p99 ms | DEL p50/p99 ms | sweep pass ms (CPU) | next pass ms (CPU) | whole cycle ms (CPU) | scrape ms (CPU) | installer RSS MiB | kernel MiB | new conn µs p50 attached / plain (ratio) |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	d := func(x *Dist) string {
 		if x == nil {
 			return ""
@@ -167,8 +169,8 @@ func (r *Result) Table() string {
 		return fmt.Sprintf("%.1f / %.1f", x.P50, x.P99)
 	}
 	for _, s := range r.Steps {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %s | %.1f (%.1f) | %.1f (%.1f) | %.1f (%.1f) | %.1f | %.1f | %.0f / %.0f (%.2fx) |\n",
-			s.Phase, s.Pods, s.Conns, s.Accelerated, d(s.Add), d(s.Del), s.SweepMs, s.SweepCPUms, s.Sweep2Ms, s.Sweep2CPUms,
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %s | %.1f (%.1f) | %.1f (%.1f) | %.1f (%.1f) | %.1f (%.1f) | %.1f | %.1f | %.0f / %.0f (%.2fx) |\n",
+			s.Phase, s.Pods, s.Conns, s.Accelerated, d(s.Add), d(s.Del), s.SweepMs, s.SweepCPUms, s.Sweep2Ms, s.Sweep2CPUms, s.CycleMs, s.CycleCPUms,
 			s.ScrapeMs, s.ScrapeCPUms, s.RSSMiB, s.KernelMiB, s.Connect.AccelP50, s.Connect.PlainP50, s.Connect.Ratio)
 	}
 	return b.String()
