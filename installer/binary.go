@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
@@ -40,7 +42,7 @@ func installBinary(src, dir string) (bool, error) {
 		return false, fmt.Errorf("install plugin binary: %w", err)
 	}
 	defer in.Close()
-	err = replaceFile(dst, binaryMode, nil, func(w io.Writer) error {
+	err = fileio.Replace(dst, fileio.Options{Mode: binaryMode, Sync: true}, func(w io.Writer) error {
 		_, err := io.Copy(w, in)
 		return err
 	})
@@ -93,7 +95,7 @@ func fileHash(path string) ([]byte, error) {
 // pluginRecords lists the pods the plugin recorded as attached
 // (StateDir/pods/<uid>.json): pods the runtime has yet to send a DEL.
 func pluginRecords(stateDir string) ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(stateDir, "pods"))
+	ents, err := os.ReadDir(nodestate.PodsDir(stateDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

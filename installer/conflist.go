@@ -14,6 +14,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
@@ -125,7 +126,7 @@ func (m *conflists) saveBackup(b *backup) error {
 	if err != nil {
 		return fmt.Errorf("encode conflist backup: %w", err)
 	}
-	if err := writeFileAtomic(m.backupPath, data, 0o600); err != nil {
+	if err := fileio.WriteAtomicSync(m.backupPath, data, 0o600); err != nil {
 		return fmt.Errorf("save conflist backup: %w", err)
 	}
 	m.b = b
@@ -184,7 +185,7 @@ func (m *conflists) ensureOnce() (bool, error) {
 		return false, err
 	}
 	if target != p.path {
-		if err := removeFile(p.path); err != nil {
+		if err := fileio.Remove(p.path); err != nil {
 			return false, err
 		}
 	}
@@ -274,7 +275,7 @@ func (m *conflists) restore() error {
 			return err
 		}
 	}
-	if err := removeFile(m.backupPath); err != nil {
+	if err := fileio.Remove(m.backupPath); err != nil {
 		return err
 	}
 	m.b = nil
@@ -304,11 +305,11 @@ func (m *conflists) restoreFile(b *backup, info fs.FileInfo) error {
 		m.log.Info("the primary CNI wrote its config again: removing our conversion", "path", b.Path, "config", b.Original)
 	} else {
 		m.log.Info("restoring the original config", "path", b.Original, "conflist", b.Path)
-		if err := writeFileAtomic(b.Original, b.OrigData, b.OrigMode); err != nil {
+		if err := fileio.WriteAtomicSync(b.Original, b.OrigData, b.OrigMode); err != nil {
 			return err
 		}
 	}
-	return removeFile(b.Path)
+	return fileio.Remove(b.Path)
 }
 
 // uninstall takes the entry out: from the file the backup names (loaded

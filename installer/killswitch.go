@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
@@ -103,7 +104,7 @@ func (k *killSwitch) apply(n Node) error {
 	case !want && on:
 		// The marker first: a crash before the switch is set must not
 		// leave a switch off that looks turned off by hand.
-		if err := writeFileAtomic(k.marker, []byte("the ConfigMap key "+KillSwitchKey+" turned the switch off\n"), 0o644); err != nil {
+		if err := fileio.WriteAtomicSync(k.marker, []byte("the ConfigMap key "+KillSwitchKey+" turned the switch off\n"), 0o644); err != nil {
 			return fmt.Errorf("record who turns the switch off: %w", err)
 		}
 		if err := sn.SetEnabled(false); err != nil {
@@ -126,7 +127,7 @@ func (k *killSwitch) apply(n Node) error {
 				return fmt.Errorf("turn the node's switch on: %w", err)
 			}
 		}
-		if err := removeFile(k.marker); err != nil {
+		if err := fileio.Remove(k.marker); err != nil {
 			return err
 		}
 		k.logOnce("on", slog.LevelInfo, "acceleration turned on again: the ConfigMap no longer says "+KillSwitchKey+": false")

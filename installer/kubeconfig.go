@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -60,10 +61,10 @@ func (k *kubeconfigs) sync() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if info, err := os.Stat(k.path); err == nil && info.Mode().Perm() == kubeconfigMode && sameContent(k.path, want) {
+	if info, err := os.Stat(k.path); err == nil && info.Mode().Perm() == kubeconfigMode && fileio.SameContent(k.path, want) {
 		return false, nil
 	}
-	if err := writeFileAtomic(k.path, want, kubeconfigMode); err != nil {
+	if err := fileio.WriteAtomicSync(k.path, want, kubeconfigMode); err != nil {
 		return false, fmt.Errorf("write plugin kubeconfig: %w", err)
 	}
 	return true, nil

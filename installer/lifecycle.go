@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
 
 // reconcileConflist puts the entry into the primary config when it is
@@ -43,7 +45,7 @@ func (in *installer) reconcileConflist() {
 // or removes it with Config.NoPluginKubeconfig.
 func (in *installer) syncKubeconfig() {
 	if in.cfg.NoPluginKubeconfig {
-		if err := removeFile(in.cfg.KubeconfigPath); err != nil {
+		if err := fileio.Remove(in.cfg.KubeconfigPath); err != nil {
 			in.report("kubeconfig", "plugin kubeconfig (the service account's token) not removed", err)
 			return
 		}
@@ -114,7 +116,7 @@ func (in *installer) teardown() error {
 	in.ready.set(func(r *readiness) { r.blocked = errors.New("uninstalling") })
 	var errs []error
 	errs = append(errs, in.conf.uninstall())
-	errs = append(errs, removeFile(in.cfg.KubeconfigPath), removeFile(in.cfg.RulesCopyPath))
+	errs = append(errs, fileio.Remove(in.cfg.KubeconfigPath), fileio.Remove(in.cfg.RulesCopyPath))
 	errs = append(errs, in.removeBinary())
 	if in.node != nil {
 		in.m.engine.setNode(nil)
@@ -149,5 +151,5 @@ func (in *installer) removeBinary() error {
 		in.log.Info("plugin binary kept: attached pods may still get a DEL through a cached config", "path", path, "pods", len(pods))
 		return nil
 	}
-	return removeFile(path)
+	return fileio.Remove(path)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -82,13 +83,13 @@ func (r *ruleSet) reload(n Node) (reloadResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("rules file %s is invalid, the rules in force stay: %w", r.src, err)
 	}
-	if bytes.Equal(data, r.text) && sameContent(r.copyPath, data) {
+	if bytes.Equal(data, r.text) && fileio.SameContent(r.copyPath, data) {
 		return res, nil
 	}
-	if err := writeFileAtomic(r.copyPath, data, rulesMode); err != nil {
+	if err := fileio.WriteAtomicSync(r.copyPath, data, rulesMode); err != nil {
 		return res, fmt.Errorf("copy rules for the plugin: %w", err)
 	}
-	if err := writeFileAtomic(r.record, data, rulesMode); err != nil {
+	if err := fileio.WriteAtomicSync(r.record, data, rulesMode); err != nil {
 		return res, fmt.Errorf("record applied rules: %w", err)
 	}
 	old := r.applied
@@ -107,15 +108,15 @@ func (r *ruleSet) reload(n Node) (reloadResult, error) {
 func (r *ruleSet) keep() error {
 	if r.applied == nil {
 		text := []byte(rules.DefaultText(r.sidecarUID))
-		if err := writeFileAtomic(r.record, text, rulesMode); err != nil {
+		if err := fileio.WriteAtomicSync(r.record, text, rulesMode); err != nil {
 			return fmt.Errorf("record applied rules: %w", err)
 		}
 		r.applied, r.text = rules.DefaultFor(r.sidecarUID), text
 	}
-	if sameContent(r.copyPath, r.text) {
+	if fileio.SameContent(r.copyPath, r.text) {
 		return nil
 	}
-	if err := writeFileAtomic(r.copyPath, r.text, rulesMode); err != nil {
+	if err := fileio.WriteAtomicSync(r.copyPath, r.text, rulesMode); err != nil {
 		return fmt.Errorf("copy rules for the plugin: %w", err)
 	}
 	return nil

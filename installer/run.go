@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Defaults of [Deps].
@@ -164,10 +166,10 @@ func newInstaller(cfg *Config, d Deps, m *metrics, ready *readiness) *installer 
 	return &installer{
 		cfg: cfg, d: d, log: d.Log, m: m, ready: ready, problems: map[string]string{},
 		conf: &conflists{dir: cfg.HostCNIConfDir, name: cfg.CNIConfName, entry: NewEntry(cfg),
-			backupPath: filepath.Join(cfg.installerDir(), "conflist-backup.json"), log: d.Log},
+			backupPath: nodestate.ConflistBackupPath(cfg.StateDir), log: d.Log},
 		kube: &kubeconfigs{path: cfg.KubeconfigPath, server: cfg.APIHost, tokenPath: cfg.SAToken, caPath: cfg.SACA},
 		rules: &ruleSet{src: cfg.RulesFile, copyPath: cfg.RulesCopyPath, sidecarUID: cfg.SidecarUID,
-			record: filepath.Join(cfg.installerDir(), "rules-applied"), log: d.Log},
+			record: nodestate.RulesAppliedPath(cfg.StateDir), log: d.Log},
 		kill: newKillSwitch(cfg, d.Log),
 	}
 }
@@ -188,7 +190,7 @@ func (in *installer) setup() error {
 			return fmt.Errorf("create %s: %w", dir.path, err)
 		}
 	}
-	if err := removeStaleTemps(in.cfg.installerDir(), in.cfg.HostCNIBinDir, in.cfg.HostCNIConfDir,
+	if err := fileio.RemoveStaleTemps(in.cfg.installerDir(), in.cfg.HostCNIBinDir, in.cfg.HostCNIConfDir,
 		filepath.Dir(in.cfg.KubeconfigPath), filepath.Dir(in.cfg.RulesCopyPath)); err != nil {
 		in.log.Warn("temporary files of a killed installer left", "err", err)
 	}

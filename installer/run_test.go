@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
@@ -57,7 +58,7 @@ func TestRunLifecycle(t *testing.T) {
 	}
 
 	replaceWith(t, conf, bridgeConflist) // the primary CNI writes its config again
-	waitFor(t, "the entry put back", func() bool { return sameContent(conf, installed) })
+	waitFor(t, "the entry put back", func() bool { return fileio.SameContent(conf, installed) })
 	r.waitReady(t)
 	// The repair is counted right after its write: wait for it.
 	waitFor(t, "the repair counted", func() bool { return metricValue(t, r, MetricConflistRepairs, "") >= 1 })
@@ -257,11 +258,11 @@ func TestRunRulesReload(t *testing.T) {
 	if !eng.node.pod("broken").Rules.Equal(rules.Default()) {
 		t.Error("a broken pod's rules were changed")
 	}
-	waitFor(t, "the rules copy", func() bool { return sameContent(h.cfg.RulesCopyPath, []byte(newRules)) })
+	waitFor(t, "the rules copy", func() bool { return fileio.SameContent(h.cfg.RulesCopyPath, []byte(newRules)) })
 
 	replaceWith(t, h.cfg.RulesFile, "chain --uid-owner 1337 -j MAYBE\n")
 	waitFor(t, "a reload error counted", func() bool { return metricValue(t, r, MetricRuleReloadErrors, "") == 1 })
-	if !sameContent(h.cfg.RulesCopyPath, []byte(newRules)) || !eng.node.pod("plain").Rules.Equal(mustRules(t, newRules)) {
+	if !fileio.SameContent(h.cfg.RulesCopyPath, []byte(newRules)) || !eng.node.pod("plain").Rules.Equal(mustRules(t, newRules)) {
 		t.Error("a bad rules file changed the rules in force")
 	}
 	if code, body := r.get(t, PathReady); code != http.StatusOK {
