@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/kernelcheck"
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
@@ -47,7 +48,7 @@ const (
 	FlagSACA               = "sa-ca"
 	FlagAPIHost            = "api-host"
 	FlagLogLevel           = "log-level"
-	FlagMountBPFFS         = "mount-bpffs"
+	FlagMountBPFFS         = kernelcheck.FlagMountBPFFS
 	FlagVersion            = "version"
 	FlagSweepInterval      = "sweep-interval"
 	FlagFailOnError        = "fail-on-error"

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/kernelcheck"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
@@ -92,7 +93,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if cfg.MountBPFFS {
-		mounted, err := MountBPFFS(cfg.BPFFS)
+		mounted, err := kernelcheck.MountBPFFS(cfg.BPFFS)
 		if err != nil {
 			log.Error("mount bpffs", "err", err)
 			return 1
@@ -121,7 +122,7 @@ func Run(ctx context.Context, cfg *Config, d Deps) (err error) {
 	d.defaults()
 	m := newMetrics()
 	m.setStateDir(cfg.StateDir)
-	kerr := checkKernel(d.Engine, cfg.CgroupRoot)
+	kerr := kernelcheck.Check(d.Engine, cfg.CgroupRoot)
 	ready := &readiness{inactive: kerr}
 	if kerr == nil {
 		m.active.Set(1)
@@ -221,7 +222,7 @@ func (in *installer) setup() error {
 
 // openNode creates or reuses the node state.
 func (in *installer) openNode() error {
-	if err := requireBPFFS(in.cfg.BPFFS); err != nil {
+	if err := kernelcheck.RequireBPFFS(in.cfg.BPFFS); err != nil {
 		return err
 	}
 	n, err := in.d.Engine.OpenNode(in.cfg.bpfOptions())
