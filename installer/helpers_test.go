@@ -2,7 +2,6 @@ package installer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -33,7 +32,10 @@ var (
 	exists       = installertest.Exists
 	waitFor      = installertest.WaitFor
 	testLog      = installertest.Log
+	replaceWith  = installertest.ReplaceWith
 )
+
+const bridgeConflist = installertest.BridgeConflist
 
 // host is a temporary node: the host's directories and the installer's
 // mounts, as the DaemonSet lays them out.
@@ -105,26 +107,6 @@ func (h *host) rotateToken(tb testing.TB, token string) {
 				tb.Fatal(err)
 			}
 		}
-	}
-}
-
-// replaceWith writes a file the way a CNI installer does: a temporary file
-// (with the mode of the file it replaces), then a rename.
-func replaceWith(tb testing.TB, path, content string) {
-	tb.Helper()
-	mode := os.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-	}
-	tmp := filepath.Join(filepath.Dir(path), "cni-writing.tmp")
-	if err := os.WriteFile(tmp, []byte(content), mode); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		tb.Fatal(err)
 	}
 }
 
@@ -355,10 +337,4 @@ func mustRules(tb testing.TB, text string) *rules.Set {
 		tb.Fatal(err)
 	}
 	return s
-}
-
-// errorsAs is errors.As for a target type, for table-driven checks.
-func errorsAs[T error](err error) bool {
-	var t T
-	return errors.As(err, &t)
 }

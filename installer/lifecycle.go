@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/installer/cniconf"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
 
@@ -14,10 +15,10 @@ import (
 // missing; a primary config that is missing or invalid is reported (once
 // per distinct reason) and waited for.
 func (in *installer) reconcileConflist() {
-	wrote, err := in.conf.ensure()
+	wrote, err := in.conf.Ensure()
 	if err != nil {
-		var inv *InvalidError
-		if errors.Is(err, ErrNoPrimary) || errors.As(err, &inv) {
+		var inv *cniconf.InvalidError
+		if errors.Is(err, cniconf.ErrNoPrimary) || errors.As(err, &inv) {
 			in.report("conflist", "waiting for the primary CNI config", err)
 		} else {
 			in.report("conflist", "cannot install the conflist entry", err)
@@ -25,18 +26,19 @@ func (in *installer) reconcileConflist() {
 		return
 	}
 	in.resolved("conflist", "primary CNI config usable again")
-	if in.conf.delegatesHoldEntry() {
+	if in.conf.DelegatesHoldEntry() {
 		in.report("multus", "the primary config's delegates run mesh-accel too (Multus copied a config we had edited); "+
 			"restart Multus to regenerate them; the installer never edits delegates", nil)
 	}
+	path, original := in.conf.Written()
 	switch {
 	case wrote && in.installed:
 		in.m.repairs.Inc()
-		in.log.Warn("primary CNI config was rewritten without the entry: entry put back", "path", in.conf.b.Path)
+		in.log.Warn("primary CNI config was rewritten without the entry: entry put back", "path", path)
 	case wrote:
-		in.log.Info("entry added to the primary CNI config", "path", in.conf.b.Path, "from", in.conf.b.Original)
+		in.log.Info("entry added to the primary CNI config", "path", path, "from", original)
 	case !in.installed:
-		in.log.Info("entry already in the primary CNI config", "path", in.conf.b.Path)
+		in.log.Info("entry already in the primary CNI config", "path", path)
 	}
 	in.installed = true
 }
@@ -115,7 +117,7 @@ func (in *installer) resolved(area, msg string) {
 func (in *installer) teardown() error {
 	in.ready.set(func(r *readiness) { r.blocked = errors.New("uninstalling") })
 	var errs []error
-	errs = append(errs, in.conf.uninstall())
+	errs = append(errs, in.conf.Uninstall())
 	errs = append(errs, fileio.Remove(in.cfg.KubeconfigPath), fileio.Remove(in.cfg.RulesCopyPath))
 	errs = append(errs, in.removeBinary())
 	if in.node != nil {
@@ -139,7 +141,7 @@ func (in *installer) teardown() error {
 // ("failed to find plugin").
 func (in *installer) removeBinary() error {
 	path := filepath.Join(in.cfg.HostCNIBinDir, PluginType)
-	if refs := in.conf.referenced(); len(refs) > 0 {
+	if refs := in.conf.Referenced(); len(refs) > 0 {
 		in.log.Warn("plugin binary kept: CNI configs still name the plugin", "path", path, "configs", refs)
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/cniconf"
 	"github.com/mesh-accel/mesh-accel/installer/kernelcheck"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
@@ -155,7 +156,7 @@ type installer struct {
 	m         *metrics
 	ready     *readiness
 	node      Node
-	conf      *conflists
+	conf      *cniconf.Conflists
 	kube      *kubeconfigs
 	rules     *ruleSet
 	kill      *killSwitch
@@ -166,8 +167,8 @@ type installer struct {
 func newInstaller(cfg *Config, d Deps, m *metrics, ready *readiness) *installer {
 	return &installer{
 		cfg: cfg, d: d, log: d.Log, m: m, ready: ready, problems: map[string]string{},
-		conf: &conflists{dir: cfg.HostCNIConfDir, name: cfg.CNIConfName, entry: NewEntry(cfg),
-			backupPath: nodestate.ConflistBackupPath(cfg.StateDir), log: d.Log},
+		conf: &cniconf.Conflists{Dir: cfg.HostCNIConfDir, Name: cfg.CNIConfName, Entry: NewEntry(cfg),
+			BackupPath: nodestate.ConflistBackupPath(cfg.StateDir), Log: d.Log},
 		kube: &kubeconfigs{path: cfg.KubeconfigPath, server: cfg.APIHost, tokenPath: cfg.SAToken, caPath: cfg.SACA},
 		rules: &ruleSet{src: cfg.RulesFile, copyPath: cfg.RulesCopyPath, sidecarUID: cfg.SidecarUID,
 			record: nodestate.RulesAppliedPath(cfg.StateDir), log: d.Log},
@@ -202,7 +203,7 @@ func (in *installer) setup() error {
 	if err != nil {
 		return err
 	}
-	in.conf.supported = versions
+	in.conf.Supported = versions
 	wrote, err := installBinary(in.cfg.PluginBinary, in.cfg.HostCNIBinDir)
 	if err != nil {
 		return err
@@ -212,11 +213,11 @@ func (in *installer) setup() error {
 	in.rules.loadRecord()
 	in.reloadRules()
 	in.applyKillSwitch()
-	if err := in.conf.loadBackup(); err != nil {
+	if err := in.conf.LoadBackup(); err != nil {
 		return err
 	}
 	in.reconcileConflist()
-	in.ready.set(func(r *readiness) { r.entry = in.conf.present })
+	in.ready.set(func(r *readiness) { r.entry = in.conf.Present })
 	return nil
 }
 

@@ -16,15 +16,6 @@ import (
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
-const bridgeConflist = `{
-  "cniVersion": "1.0.0",
-  "name": "bridge",
-  "plugins": [
-    {"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local", "subnet": "10.88.0.0/16"}}
-  ]
-}
-`
-
 // The whole life of an installer on a node whose primary CNI is a bridge
 // conflist: everything in place and ready; the primary CNI rewrites its
 // file and the watcher puts the entry back; a second start changes

@@ -126,3 +126,33 @@ func (w tbWriter) Write(p []byte) (int, error) {
 	w.tb.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// ReplaceWith writes a file the way a CNI installer does: a temporary file
+// (with the mode of the file it replaces), then a rename.
+func ReplaceWith(tb testing.TB, path, content string) {
+	tb.Helper()
+	mode := os.FileMode(0o644)
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+	}
+	tmp := filepath.Join(filepath.Dir(path), "cni-writing.tmp")
+	if err := os.WriteFile(tmp, []byte(content), mode); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// BridgeConflist is a primary CNI config: a bridge conflist.
+const BridgeConflist = `{
+  "cniVersion": "1.0.0",
+  "name": "bridge",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local", "subnet": "10.88.0.0/16"}}
+  ]
+}
+`
