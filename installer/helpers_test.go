@@ -23,16 +23,24 @@ import (
 
 // The helpers shared with the installer's rooms (package installertest).
 var (
-	updateGolden = installertest.UpdateGolden
-	readTree     = installertest.ReadTree
-	writeTree    = installertest.WriteTree
-	sameTree     = installertest.SameTree
-	goldenTree   = installertest.GoldenTree
-	fileMode     = installertest.FileMode
-	exists       = installertest.Exists
-	waitFor      = installertest.WaitFor
-	testLog      = installertest.Log
-	replaceWith  = installertest.ReplaceWith
+	updateGolden   = installertest.UpdateGolden
+	readTree       = installertest.ReadTree
+	writeTree      = installertest.WriteTree
+	sameTree       = installertest.SameTree
+	goldenTree     = installertest.GoldenTree
+	fileMode       = installertest.FileMode
+	exists         = installertest.Exists
+	waitFor        = installertest.WaitFor
+	testLog        = installertest.Log
+	replaceWith    = installertest.ReplaceWith
+	spool          = installertest.Spool
+	fakeAPI        = installertest.FakeAPI
+	toUnstructured = installertest.ToUnstructured
+	podEvents      = installertest.PodEvents
+	spooled        = installertest.Spooled
+	namespace      = installertest.Namespace
+	optedIn        = installertest.OptedIn
+	appendLog      = installertest.AppendLog
 )
 
 const bridgeConflist = installertest.BridgeConflist

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
@@ -40,6 +41,10 @@ func newNamespaces(stateDir string, client dynamic.Interface, log *slog.Logger) 
 
 // selector picks the opted-in namespaces.
 var selector = nsoptin.Label + "=true"
+
+// namespacesResource is the API's namespaces, read with the dynamic
+// client (see package events for why not the typed clientset).
+var namespacesResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 
 // run watches until ctx is done.
 func (n *namespaces) run(ctx context.Context) {

@@ -6,27 +6,12 @@ import (
 	"slices"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
 )
-
-func namespace(name string, labels map[string]string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-}
-
-// optedIn reads the file as the plugin does.
-func optedIn(tb testing.TB, stateDir string) []string {
-	tb.Helper()
-	s, err := nsoptin.Read(stateDir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s.Sorted()
-}
 
 func TestNamespacesFollowLabel(t *testing.T) {
 	state := t.TempDir()

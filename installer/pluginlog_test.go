@@ -14,19 +14,6 @@ import (
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
-// appendLog appends text to the file at path, as a plugin process does.
-func appendLog(tb testing.TB, path, text string) {
-	tb.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(text); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 // plugin lines as the follower writes them.
 func fromPlugin(lines ...string) string {
 	var b strings.Builder

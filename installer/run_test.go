@@ -2,17 +2,23 @@ package installer
 
 import (
 	"errors"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/internal/eventspool"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
+	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -313,4 +319,35 @@ func TestRunReadinessFollowsState(t *testing.T) {
 	if code, body := r.get(t, PathReady); code != http.StatusServiceUnavailable || !strings.Contains(body, "node state is gone") {
 		t.Errorf("/readyz = %d %q", code, body)
 	}
+}
+
+// TestRunCompanions: a running installer copies the plugin's log lines to
+// its stdout, posts the spooled Events and records the labelled
+// namespaces.
+func TestRunCompanions(t *testing.T) {
+	h := newHost(t)
+	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
+	c := fakeAPI(namespace("shop", map[string]string{nsoptin.Label: "true"}))
+	var stdout testenv.SyncBuffer
+	r := h.start(t, Deps{Kube: c, PluginLogOut: &stdout})
+	r.waitReady(t)
+
+	waitFor(t, "the opted-in namespaces", func() bool { return slices.Equal(optedIn(t, h.cfg.StateDir), []string{"shop"}) })
+	spool(t, h.cfg.StateDir, eventspool.Record{Namespace: "shop", Name: "web", UID: "u", Reason: "attach", Message: "m"})
+	waitFor(t, "the Event", func() bool { return len(podEvents(t, c, "shop")) == 1 && len(spooled(t, h.cfg.StateDir)) == 0 })
+	waitFor(t, "the plugin log followed", func() bool {
+		appendLog(t, h.cfg.PluginLogFile, "level=INFO msg=\"pod accelerated\"\n")
+		time.Sleep(100 * time.Millisecond)
+		return strings.Contains(stdout.String(), pluginLogPrefix+"level=INFO msg=\"pod accelerated\"\n")
+	})
+	// An ADD's line with its time feeds the ADD latency histogram.
+	appendLog(t, h.cfg.PluginLogFile, "time=x level=INFO msg=\"pod accelerated\" cmd=ADD pod=shop/web setup=7ms\n")
+	waitFor(t, "the ADD time in "+MetricCNIAddDuration, func() bool {
+		f := scrape(t, r)[MetricCNIAddDuration]
+		if f == nil || len(f.Metric) != 1 {
+			return false
+		}
+		hist := f.Metric[0].GetHistogram()
+		return hist.GetSampleCount() == 1 && math.Abs(hist.GetSampleSum()-0.007) < 1e-9
+	})
 }
