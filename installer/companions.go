@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/mesh-accel/mesh-accel/installer/events"
+	"github.com/mesh-accel/mesh-accel/installer/pluginlog"
 )
 
 // EventReason is the reason of the Warning Event a pod gets when the plugin
@@ -45,9 +46,9 @@ func newKubeClient(cfg *Config) (dynamic.Interface, error) {
 func (in *installer) startCompanions(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
 	if in.d.PluginLogOut != nil {
-		pl := newPluginLog(in.cfg.PluginLogFile, in.d.PluginLogOut, in.log)
-		pl.setup = func(d time.Duration) { in.m.addDuration.Observe(d.Seconds()) }
-		wg.Go(func() { pl.run(ctx) })
+		pl := pluginlog.New(in.cfg.PluginLogFile, in.d.PluginLogOut, in.log,
+			func(d time.Duration) { in.m.addDuration.Observe(d.Seconds()) })
+		wg.Go(func() { pl.Run(ctx) })
 	}
 	client := in.d.Kube
 	if client == nil {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/pluginlog"
 	"github.com/mesh-accel/mesh-accel/internal/eventspool"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
@@ -338,7 +339,7 @@ func TestRunCompanions(t *testing.T) {
 	waitFor(t, "the plugin log followed", func() bool {
 		appendLog(t, h.cfg.PluginLogFile, "level=INFO msg=\"pod accelerated\"\n")
 		time.Sleep(100 * time.Millisecond)
-		return strings.Contains(stdout.String(), pluginLogPrefix+"level=INFO msg=\"pod accelerated\"\n")
+		return strings.Contains(stdout.String(), pluginlog.Prefix+"level=INFO msg=\"pod accelerated\"\n")
 	})
 	// An ADD's line with its time feeds the ADD latency histogram.
 	appendLog(t, h.cfg.PluginLogFile, "time=x level=INFO msg=\"pod accelerated\" cmd=ADD pod=shop/web setup=7ms\n")
