@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"github.com/mesh-accel/mesh-accel/installer/cluster"
 	"github.com/mesh-accel/mesh-accel/installer/events"
 	"github.com/mesh-accel/mesh-accel/internal/eventspool"
 	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
@@ -110,7 +111,7 @@ func followNamespaces(t *testing.T, client dynamic.Interface, rec *apiaccess.Rec
 	state := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); newNamespaces(state, client, testLog(t)).run(ctx) }()
+	go func() { defer close(done); cluster.NewNamespaces(state, client, testLog(t)).Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	waitFor(t, "the labelled namespace recorded", func() bool {
 		s, err := nsoptin.Read(state)

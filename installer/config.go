@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/cluster"
 	"github.com/mesh-accel/mesh-accel/installer/kernelcheck"
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
@@ -46,7 +47,7 @@ const (
 	FlagRemoveBPFOnExit    = "remove-bpf-on-exit"
 	FlagSAToken            = "sa-token"
 	FlagSACA               = "sa-ca"
-	FlagAPIHost            = "api-host"
+	FlagAPIHost            = cluster.FlagAPIHost
 	FlagLogLevel           = "log-level"
 	FlagMountBPFFS         = kernelcheck.FlagMountBPFFS
 	FlagVersion            = "version"

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // The plugin binary is copied with mode 0755 through a temporary file and
@@ -64,51 +62,6 @@ func TestPluginRecords(t *testing.T) {
 	writeTree(t, state, map[string]string{"pods/a.json": "{}", "pods/.tmp-b.json-1": "", "pods/c.json.tmp": "", "lock": ""})
 	if uids, err := pluginRecords(state); err != nil || strings.Join(uids, ",") != "a" {
 		t.Errorf("records %v, %v; want [a]", uids, err)
-	}
-}
-
-// The kubeconfig holds the API server, CA and token inline, is written only
-// when they change, always 0600; without a token or API server it is an
-// error.
-func TestKubeconfig(t *testing.T) {
-	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"token": "tok-1\n", "ca.crt": "CA"})
-	k := &kubeconfigs{path: filepath.Join(dir, "out", "kubeconfig"), server: "https://10.96.0.1:443",
-		tokenPath: filepath.Join(dir, "token"), caPath: filepath.Join(dir, "ca.crt")}
-	if err := os.MkdirAll(filepath.Dir(k.path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for i, tc := range []struct {
-		token string
-		write bool
-	}{{"", true}, {"", false}, {"tok-2", true}} {
-		if tc.token != "" {
-			writeTree(t, dir, map[string]string{"token": tc.token})
-		}
-		wrote, err := k.sync()
-		if err != nil || wrote != tc.write {
-			t.Fatalf("step %d: sync = %v, %v", i, wrote, err)
-		}
-	}
-	cfg, err := clientcmd.LoadFromFile(k.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := cfg.Contexts[cfg.CurrentContext]
-	if cfg.AuthInfos[ctx.AuthInfo].Token != "tok-2" || cfg.Clusters[ctx.Cluster].Server != k.server ||
-		string(cfg.Clusters[ctx.Cluster].CertificateAuthorityData) != "CA" || fileMode(t, k.path) != 0o600 {
-		t.Errorf("kubeconfig %+v mode %v", cfg, fileMode(t, k.path))
-	}
-	for _, bad := range []func(*kubeconfigs){
-		func(k *kubeconfigs) { k.server = "" },
-		func(k *kubeconfigs) { k.tokenPath = filepath.Join(dir, "none") },
-		func(k *kubeconfigs) { writeTree(t, dir, map[string]string{"token": " \n"}) },
-	} {
-		k2 := *k
-		bad(&k2)
-		if _, err := k2.sync(); err == nil {
-			t.Errorf("sync without a usable token or server succeeded: %+v", k2)
-		}
 	}
 }
 

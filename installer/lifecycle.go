@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/installer/cluster"
 	"github.com/mesh-accel/mesh-accel/installer/cniconf"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
@@ -54,7 +55,7 @@ func (in *installer) syncKubeconfig() {
 		in.resolved("kubeconfig", "no plugin kubeconfig")
 		return
 	}
-	wrote, err := in.kube.sync()
+	wrote, err := in.kube.Sync()
 	if err != nil {
 		in.report("kubeconfig", "plugin kubeconfig not written: the plugin cannot read pods from the API server "+
 			"when the runtime passes no annotations", err)
@@ -71,21 +72,21 @@ func (in *installer) syncKubeconfig() {
 // bad, is recorded in the reload gauges (metrics_config.go), which a fixed
 // file clears.
 func (in *installer) reloadRules() {
-	res, err := in.rules.reload(in.node)
+	res, err := in.rules.Reload(in.node)
 	in.m.config.rulesReloaded(time.Now(), err)
 	if err != nil {
 		in.m.reloadErrors.Inc()
 		in.log.Error("rules not reloaded", "err", err)
-		if kerr := in.rules.keep(); kerr != nil {
+		if kerr := in.rules.Keep(); kerr != nil {
 			in.log.Error("rules copy for the plugin", "err", kerr)
 		}
 		return
 	}
-	if res.changed {
-		in.log.Info("node rules reloaded", "rules", len(in.rules.applied.Rules), "podsUpdated", res.updated,
-			"podsWithOwnRules", res.owned)
-		if res.owned > 0 {
-			in.log.Info("pods with rules of their own keep them until they are re-created", "pods", res.owned)
+	if res.Changed {
+		in.log.Info("node rules reloaded", "rules", len(in.rules.Applied().Rules), "podsUpdated", res.Updated,
+			"podsWithOwnRules", res.Owned)
+		if res.Owned > 0 {
+			in.log.Info("pods with rules of their own keep them until they are re-created", "pods", res.Owned)
 		}
 	}
 }
@@ -154,4 +155,19 @@ func (in *installer) removeBinary() error {
 		return nil
 	}
 	return fileio.Remove(path)
+}
+
+// applyKillSwitch sets the node's switch as the ConfigMap's key says; a
+// failure is reported once and tried again at the next re-check, and a
+// value that is not a boolean is a metric (MetricSwitchKeyInvalid) until
+// it is fixed.
+func (in *installer) applyKillSwitch() {
+	err := in.kill.Apply(in.node)
+	var bad *cluster.SwitchValueError
+	in.m.config.switchRead(errors.As(err, &bad))
+	if err != nil {
+		in.report("killswitch", "the node's switch does not follow the ConfigMap key "+KillSwitchKey, err)
+		return
+	}
+	in.resolved("killswitch", "the node's switch follows the ConfigMap key "+KillSwitchKey+" again")
 }

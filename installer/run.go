@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/cluster"
 	"github.com/mesh-accel/mesh-accel/installer/cniconf"
 	"github.com/mesh-accel/mesh-accel/installer/kernelcheck"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
@@ -157,9 +158,9 @@ type installer struct {
 	ready     *readiness
 	node      Node
 	conf      *cniconf.Conflists
-	kube      *kubeconfigs
-	rules     *ruleSet
-	kill      *killSwitch
+	kube      *cluster.Kubeconfigs
+	rules     *cluster.RuleSet
+	kill      *cluster.KillSwitch
 	installed bool              // the entry was in place once
 	problems  map[string]string // last reported problem, by area
 }
@@ -169,10 +170,10 @@ func newInstaller(cfg *Config, d Deps, m *metrics, ready *readiness) *installer 
 		cfg: cfg, d: d, log: d.Log, m: m, ready: ready, problems: map[string]string{},
 		conf: &cniconf.Conflists{Dir: cfg.HostCNIConfDir, Name: cfg.CNIConfName, Entry: NewEntry(cfg),
 			BackupPath: nodestate.ConflistBackupPath(cfg.StateDir), Log: d.Log},
-		kube: &kubeconfigs{path: cfg.KubeconfigPath, server: cfg.APIHost, tokenPath: cfg.SAToken, caPath: cfg.SACA},
-		rules: &ruleSet{src: cfg.RulesFile, copyPath: cfg.RulesCopyPath, sidecarUID: cfg.SidecarUID,
-			record: nodestate.RulesAppliedPath(cfg.StateDir), log: d.Log},
-		kill: newKillSwitch(cfg, d.Log),
+		kube: &cluster.Kubeconfigs{Path: cfg.KubeconfigPath, Server: cfg.APIHost, TokenPath: cfg.SAToken, CAPath: cfg.SACA},
+		rules: &cluster.RuleSet{Src: cfg.RulesFile, CopyPath: cfg.RulesCopyPath, SidecarUID: cfg.SidecarUID,
+			Record: nodestate.RulesAppliedPath(cfg.StateDir), Log: d.Log},
+		kill: cluster.NewKillSwitch(cfg.RulesFile, cfg.StateDir, d.Log),
 	}
 }
 
@@ -210,7 +211,7 @@ func (in *installer) setup() error {
 	}
 	in.log.Info("plugin binary in place", "dir", in.cfg.HostCNIBinDir, "written", wrote, "cniVersions", versions)
 	in.syncKubeconfig()
-	in.rules.loadRecord()
+	in.rules.LoadRecord()
 	in.reloadRules()
 	in.applyKillSwitch()
 	if err := in.conf.LoadBackup(); err != nil {

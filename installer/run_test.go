@@ -352,3 +352,30 @@ func TestRunCompanions(t *testing.T) {
 		return hist.GetSampleCount() == 1 && math.Abs(hist.GetSampleSum()-0.007) < 1e-9
 	})
 }
+
+// TestRunKillSwitch: a running installer on real node state turns the
+// switch off and on again as the mounted ConfigMap key flips.
+func TestRunKillSwitch(t *testing.T) {
+	h := newBPFHost(t)
+	key := filepath.Join(filepath.Dir(h.cfg.RulesFile), KillSwitchKey)
+	replaceWith(t, key, "false")
+	r := h.start(t, Deps{Engine: BPFEngine{}})
+	r.waitReady(t)
+	n, err := bpf.OpenNode(h.cfg.bpfOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	switchIs := func(want bool) func() bool {
+		return func() bool { on, err := n.Enabled(); return err == nil && on == want }
+	}
+	waitFor(t, "the switch off at start", switchIs(false))
+	replaceWith(t, key, "true")
+	waitFor(t, "the switch on", switchIs(true))
+	replaceWith(t, key, "false")
+	waitFor(t, "the switch off", switchIs(false))
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the switch on without the key", switchIs(true))
+}

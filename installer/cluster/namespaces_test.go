@@ -1,4 +1,4 @@
-package installer
+package cluster
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func TestNamespacesFollowLabel(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); newNamespaces(state, c, testLog(t)).run(ctx) }()
+	go func() { defer close(done); NewNamespaces(state, c, testLog(t)).Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	expect := func(what string, want ...string) {
 		t.Helper()
@@ -69,7 +69,7 @@ func TestNamespacesKeepFileUntilListed(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); newNamespaces(state, c, testLog(t)).run(ctx) }()
+	go func() { defer close(done); NewNamespaces(state, c, testLog(t)).Run(ctx) }()
 	waitFor(t, "a list attempt", func() bool { return len(c.Actions()) > 0 })
 	cancel()
 	<-done
