@@ -26,7 +26,7 @@ func (in *installer) startCompanions(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
 	if in.d.PluginLogOut != nil {
 		pl := pluginlog.New(in.cfg.PluginLogFile, in.d.PluginLogOut, in.log,
-			func(d time.Duration) { in.m.addDuration.Observe(d.Seconds()) })
+			func(d time.Duration) { in.m.ObserveAdd(d) })
 		wg.Go(func() { pl.Run(ctx) })
 	}
 	client := in.d.Kube

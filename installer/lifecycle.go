@@ -34,7 +34,7 @@ func (in *installer) reconcileConflist() {
 	path, original := in.conf.Written()
 	switch {
 	case wrote && in.installed:
-		in.m.repairs.Inc()
+		in.m.ConflistRepaired()
 		in.log.Warn("primary CNI config was rewritten without the entry: entry put back", "path", path)
 	case wrote:
 		in.log.Info("entry added to the primary CNI config", "path", path, "from", original)
@@ -73,9 +73,8 @@ func (in *installer) syncKubeconfig() {
 // file clears.
 func (in *installer) reloadRules() {
 	res, err := in.rules.Reload(in.node)
-	in.m.config.rulesReloaded(time.Now(), err)
+	in.m.RulesReloaded(time.Now(), err)
 	if err != nil {
-		in.m.reloadErrors.Inc()
 		in.log.Error("rules not reloaded", "err", err)
 		if kerr := in.rules.Keep(); kerr != nil {
 			in.log.Error("rules copy for the plugin", "err", kerr)
@@ -122,7 +121,7 @@ func (in *installer) teardown() error {
 	errs = append(errs, fileio.Remove(in.cfg.KubeconfigPath), fileio.Remove(in.cfg.RulesCopyPath))
 	errs = append(errs, in.removeBinary())
 	if in.node != nil {
-		in.m.engine.setNode(nil)
+		in.m.SetNode(nil)
 		if in.cfg.RemoveBPFOnExit {
 			in.log.Info("removing the node state", "dir", in.node.Dir())
 			errs = append(errs, in.node.Remove(), os.RemoveAll(in.cfg.installerDir()))
@@ -164,7 +163,7 @@ func (in *installer) removeBinary() error {
 func (in *installer) applyKillSwitch() {
 	err := in.kill.Apply(in.node)
 	var bad *cluster.SwitchValueError
-	in.m.config.switchRead(errors.As(err, &bad))
+	in.m.SwitchRead(errors.As(err, &bad))
 	if err != nil {
 		in.report("killswitch", "the node's switch does not follow the ConfigMap key "+KillSwitchKey, err)
 		return

@@ -18,6 +18,7 @@ import (
 	"github.com/mesh-accel/mesh-accel/installer/cluster"
 	"github.com/mesh-accel/mesh-accel/installer/cniconf"
 	"github.com/mesh-accel/mesh-accel/installer/kernelcheck"
+	"github.com/mesh-accel/mesh-accel/installer/metrics"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
@@ -122,12 +123,12 @@ func Run(ctx context.Context, cfg *Config, d Deps) (err error) {
 		d.Sweep = cfg.SweepInterval
 	}
 	d.defaults()
-	m := newMetrics()
-	m.setStateDir(cfg.StateDir)
+	m := metrics.New()
+	m.SetStateDir(cfg.StateDir)
 	kerr := kernelcheck.Check(d.Engine, cfg.CgroupRoot)
 	ready := &readiness{inactive: kerr}
 	if kerr == nil {
-		m.active.Set(1)
+		m.SetActive()
 	}
 	srv, err := startServer(cfg.Listen, d.Listener, ready, m, d.Log)
 	if err != nil {
@@ -154,7 +155,7 @@ type installer struct {
 	cfg       *Config
 	d         Deps
 	log       *slog.Logger
-	m         *metrics
+	m         *metrics.Registry
 	ready     *readiness
 	node      Node
 	conf      *cniconf.Conflists
@@ -165,7 +166,7 @@ type installer struct {
 	problems  map[string]string // last reported problem, by area
 }
 
-func newInstaller(cfg *Config, d Deps, m *metrics, ready *readiness) *installer {
+func newInstaller(cfg *Config, d Deps, m *metrics.Registry, ready *readiness) *installer {
 	return &installer{
 		cfg: cfg, d: d, log: d.Log, m: m, ready: ready, problems: map[string]string{},
 		conf: &cniconf.Conflists{Dir: cfg.HostCNIConfDir, Name: cfg.CNIConfName, Entry: NewEntry(cfg),
@@ -232,7 +233,7 @@ func (in *installer) openNode() error {
 		return fmt.Errorf("open node state under %s: %w", filepath.Join(in.cfg.BPFFS, in.cfg.BPFRoot), err)
 	}
 	in.node = n
-	in.m.engine.setNode(n)
+	in.m.SetNode(n)
 	opts := in.cfg.bpfOptions()
 	in.ready.set(func(r *readiness) { r.state = func() bool { return in.d.Engine.StateExists(opts) } })
 	in.log.Info("node state open", "dir", n.Dir())
@@ -323,7 +324,7 @@ func (in *installer) sweep() {
 		return
 	}
 	in.resolved("sweep", "sweep of closed sockets' map entries works again")
-	in.m.swept.Add(float64(s.Directions + s.Pending))
+	in.m.Swept(s.Directions + s.Pending)
 	if s.Directions+s.Pending > 0 {
 		in.log.Debug("swept entries of closed sockets", "directions", s.Directions, "pending", s.Pending)
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/metrics"
 	"github.com/mesh-accel/mesh-accel/installer/pluginlog"
 	"github.com/mesh-accel/mesh-accel/internal/eventspool"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
@@ -90,7 +91,7 @@ func TestRunRestart(t *testing.T) {
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
 	eng := newFakeEngine(t)
 	in := newInstaller(h.cfg, Deps{Engine: eng, Log: testLog(t), PluginVersions: func(string) ([]string, error) { return nil, nil }},
-		newMetrics(), &readiness{})
+		metrics.New(), &readiness{})
 	in.d.defaults()
 	if err := in.setup(); err != nil { // then "killed": no teardown
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func TestRunSetupFails(t *testing.T) {
 	h := newHost(t)
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
 	in := newInstaller(h.cfg, Deps{Engine: newFakeEngine(t), Log: testLog(t), PluginVersions: func(string) ([]string, error) { return nil, nil }},
-		newMetrics(), &readiness{})
+		metrics.New(), &readiness{})
 	in.d.defaults()
 	if err := in.setup(); err != nil { // then "killed": no teardown
 		t.Fatal(err)
