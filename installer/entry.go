@@ -10,6 +10,10 @@ import (
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
+// PluginType is the plugin's type in a conflist and its binary's name in the
+// CNI bin directory.
+const PluginType = plugin.TypeName
+
 // Entry is the plugin's entry in the primary conflist (package cniconf).
 type Entry = cniconf.Entry
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mesh-accel/mesh-accel/installer/cluster"
 	"github.com/mesh-accel/mesh-accel/installer/cniconf"
+	"github.com/mesh-accel/mesh-accel/installer/pluginbin"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
 
@@ -69,7 +70,7 @@ func (in *installer) syncKubeconfig() {
 
 // reloadRules applies the mounted rules when they changed; a bad file is
 // counted and reported, and the rules in force stay. Every reload, good or
-// bad, is recorded in the reload gauges (metrics_config.go), which a fixed
+// bad, is recorded in the reload gauges (installer/metrics/config.go), which a fixed
 // file clears.
 func (in *installer) reloadRules() {
 	res, err := in.rules.Reload(in.node)
@@ -140,12 +141,12 @@ func (in *installer) teardown() error {
 // names it. A config naming a missing plugin fails every pod's ADD and DEL
 // ("failed to find plugin").
 func (in *installer) removeBinary() error {
-	path := filepath.Join(in.cfg.HostCNIBinDir, PluginType)
+	path := filepath.Join(in.cfg.HostCNIBinDir, pluginbin.Name)
 	if refs := in.conf.Referenced(); len(refs) > 0 {
 		in.log.Warn("plugin binary kept: CNI configs still name the plugin", "path", path, "configs", refs)
 		return nil
 	}
-	pods, err := pluginRecords(in.cfg.StateDir)
+	pods, err := pluginbin.Records(in.cfg.StateDir)
 	if err != nil {
 		return fmt.Errorf("keep plugin binary %s: %w", path, err)
 	}

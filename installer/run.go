@@ -19,6 +19,7 @@ import (
 	"github.com/mesh-accel/mesh-accel/installer/cniconf"
 	"github.com/mesh-accel/mesh-accel/installer/kernelcheck"
 	"github.com/mesh-accel/mesh-accel/installer/metrics"
+	"github.com/mesh-accel/mesh-accel/installer/pluginbin"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
@@ -206,7 +207,7 @@ func (in *installer) setup() error {
 		return err
 	}
 	in.conf.Supported = versions
-	wrote, err := installBinary(in.cfg.PluginBinary, in.cfg.HostCNIBinDir)
+	wrote, err := pluginbin.Install(in.cfg.PluginBinary, in.cfg.HostCNIBinDir)
 	if err != nil {
 		return err
 	}

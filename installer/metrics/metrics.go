@@ -24,7 +24,7 @@ import (
 
 // Metric names of the installer and the node: what the installer did, the
 // node's state and the plugin's failures. The data path's counters are in
-// metrics_engine.go.
+// engine.go.
 const (
 	PodsAttached      = "mesh_accel_pods_attached"
 	PodsBroken        = "mesh_accel_pods_broken"

@@ -1,10 +1,12 @@
-package installer
+package pluginbin
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mesh-accel/mesh-accel/installer/internal/installertest"
 )
 
 // The plugin binary is copied with mode 0755 through a temporary file and
@@ -13,7 +15,7 @@ import (
 func TestInstallBinary(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "mesh-accel")
 	dir := t.TempDir()
-	dst := filepath.Join(dir, PluginType)
+	dst := filepath.Join(dir, Name)
 	for i, tc := range []struct {
 		content   string
 		mode      os.FileMode // of the file already in place, 0: none
@@ -33,7 +35,7 @@ func TestInstallBinary(t *testing.T) {
 			}
 		}
 		before, _ := os.Stat(dst)
-		wrote, err := installBinary(src, dir)
+		wrote, err := Install(src, dir)
 		if err != nil || wrote != tc.wantWrite {
 			t.Fatalf("step %d: installBinary = %v, %v; want write %v", i, wrote, err, tc.wantWrite)
 		}
@@ -45,10 +47,10 @@ func TestInstallBinary(t *testing.T) {
 			t.Errorf("step %d: replaced in place or rewritten without need", i)
 		}
 	}
-	if got := readTree(t, dir); len(got) != 1 {
+	if got := installertest.ReadTree(t, dir); len(got) != 1 {
 		t.Errorf("files left in the bin dir: %v", got)
 	}
-	if _, err := installBinary(filepath.Join(t.TempDir(), "missing"), dir); err == nil {
+	if _, err := Install(filepath.Join(t.TempDir(), "missing"), dir); err == nil {
 		t.Error("a missing source binary was not an error")
 	}
 }
@@ -56,21 +58,21 @@ func TestInstallBinary(t *testing.T) {
 // The plugin's pod records are the .json files of its state's pods/.
 func TestPluginRecords(t *testing.T) {
 	state := t.TempDir()
-	if uids, err := pluginRecords(state); err != nil || len(uids) != 0 {
+	if uids, err := Records(state); err != nil || len(uids) != 0 {
 		t.Fatalf("no pods dir: %v, %v", uids, err)
 	}
-	writeTree(t, state, map[string]string{"pods/a.json": "{}", "pods/.tmp-b.json-1": "", "pods/c.json.tmp": "", "lock": ""})
-	if uids, err := pluginRecords(state); err != nil || strings.Join(uids, ",") != "a" {
+	installertest.WriteTree(t, state, map[string]string{"pods/a.json": "{}", "pods/.tmp-b.json-1": "", "pods/c.json.tmp": "", "lock": ""})
+	if uids, err := Records(state); err != nil || strings.Join(uids, ",") != "a" {
 		t.Errorf("records %v, %v; want [a]", uids, err)
 	}
 }
 
 // The plugin's CNI versions are asked as a runtime asks them
 // (CNI_COMMAND=VERSION); a plugin that cannot answer is an error.
-func TestPluginVersions(t *testing.T) {
+func TestVersions(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good")
-	writeTree(t, dir, map[string]string{
+	installertest.WriteTree(t, dir, map[string]string{
 		"good": "#!/bin/sh\n[ \"$CNI_COMMAND\" = VERSION ] || exit 1\n" +
 			`echo '{"cniVersion":"1.1.0","supportedVersions":["0.4.0","1.0.0","1.1.0"]}'` + "\n",
 		"bad": "#!/bin/sh\necho 'not JSON'\n",
@@ -80,12 +82,12 @@ func TestPluginVersions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if v, err := PluginVersions(good); err != nil || strings.Join(v, ",") != "0.4.0,1.0.0,1.1.0" {
-		t.Errorf("PluginVersions = %v, %v", v, err)
+	if v, err := Versions(good); err != nil || strings.Join(v, ",") != "0.4.0,1.0.0,1.1.0" {
+		t.Errorf("Versions = %v, %v", v, err)
 	}
 	for _, bad := range []string{filepath.Join(dir, "bad"), filepath.Join(dir, "missing")} {
-		if v, err := PluginVersions(bad); err == nil {
-			t.Errorf("PluginVersions(%s) = %v, want an error", bad, v)
+		if v, err := Versions(bad); err == nil {
+			t.Errorf("Versions(%s) = %v, want an error", bad, v)
 		}
 	}
 }
