@@ -61,7 +61,7 @@
 // The ConfigMap's key enabled (a file next to the rules) is the
 // cluster-wide switch: "false" turns the node's global switch off, and
 // "true" (or no key) turns it on again where the key turned it off; a
-// switch turned off by hand stays off (see killswitch.go).
+// switch turned off by hand stays off (package cluster).
 //
 // Beside the main loop run: the follower of the plugin's log file, whose
 // lines go to the installer's stdout prefixed "source=plugin " (from the
