@@ -23,24 +23,21 @@ import (
 
 // The helpers shared with the installer's rooms (package installertest).
 var (
-	updateGolden   = installertest.UpdateGolden
-	readTree       = installertest.ReadTree
-	writeTree      = installertest.WriteTree
-	sameTree       = installertest.SameTree
-	goldenTree     = installertest.GoldenTree
-	fileMode       = installertest.FileMode
-	exists         = installertest.Exists
-	waitFor        = installertest.WaitFor
-	testLog        = installertest.Log
-	replaceWith    = installertest.ReplaceWith
-	spool          = installertest.Spool
-	fakeAPI        = installertest.FakeAPI
-	toUnstructured = installertest.ToUnstructured
-	podEvents      = installertest.PodEvents
-	spooled        = installertest.Spooled
-	namespace      = installertest.Namespace
-	optedIn        = installertest.OptedIn
-	appendLog      = installertest.AppendLog
+	readTree    = installertest.ReadTree
+	writeTree   = installertest.WriteTree
+	sameTree    = installertest.SameTree
+	fileMode    = installertest.FileMode
+	exists      = installertest.Exists
+	waitFor     = installertest.WaitFor
+	testLog     = installertest.Log
+	replaceWith = installertest.ReplaceWith
+	spool       = installertest.Spool
+	fakeAPI     = installertest.FakeAPI
+	podEvents   = installertest.PodEvents
+	spooled     = installertest.Spooled
+	namespace   = installertest.Namespace
+	optedIn     = installertest.OptedIn
+	appendLog   = installertest.AppendLog
 )
 
 const bridgeConflist = installertest.BridgeConflist

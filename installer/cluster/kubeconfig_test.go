@@ -5,21 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/mesh-accel/mesh-accel/installer/internal/installertest"
 	"k8s.io/client-go/tools/clientcmd"
-)
-
-// The helpers shared with the installer's other packages.
-var (
-	writeTree      = installertest.WriteTree
-	fileMode       = installertest.FileMode
-	replaceWith    = installertest.ReplaceWith
-	testLog        = installertest.Log
-	fakeAPI        = installertest.FakeAPI
-	namespace      = installertest.Namespace
-	optedIn        = installertest.OptedIn
-	toUnstructured = installertest.ToUnstructured
-	waitFor        = installertest.WaitFor
 )
 
 // The kubeconfig holds the API server, CA and token inline, is written only

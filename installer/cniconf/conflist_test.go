@@ -54,7 +54,6 @@ var (
 	goldenTree  = installertest.GoldenTree
 	fileMode    = installertest.FileMode
 	exists      = installertest.Exists
-	waitFor     = installertest.WaitFor
 	testLog     = installertest.Log
 	replaceWith = installertest.ReplaceWith
 )

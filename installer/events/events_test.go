@@ -21,12 +21,11 @@ import (
 
 // The helpers shared with the installer's other packages.
 var (
-	spool          = installertest.Spool
-	fakeAPI        = installertest.FakeAPI
-	podEvents      = installertest.PodEvents
-	spooled        = installertest.Spooled
-	testLog        = installertest.Log
-	toUnstructured = installertest.ToUnstructured
+	spool     = installertest.Spool
+	fakeAPI   = installertest.FakeAPI
+	podEvents = installertest.PodEvents
+	spooled   = installertest.Spooled
+	testLog   = installertest.Log
 )
 
 func TestEventsPosted(t *testing.T) {
