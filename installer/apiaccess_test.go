@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"github.com/mesh-accel/mesh-accel/installer/cluster"
+	"github.com/mesh-accel/mesh-accel/installer/events"
 	"github.com/mesh-accel/mesh-accel/internal/eventspool"
 	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
 	"github.com/mesh-accel/mesh-accel/manifests/apiaccess"
@@ -81,10 +83,10 @@ func TestAPIAccess(t *testing.T) {
 	// A record without the pod's uid (the uid is read), posted, then a
 	// second failure of the pod (the Event's count raised).
 	state := t.TempDir()
-	e := newEvents(state, client, testLog(t))
+	e := events.NewPoster(state, client, testLog(t))
 	for i := range 2 {
 		spool(t, state, eventspool.Record{Namespace: "prod", Name: "web", Reason: "attach", Message: "failed"})
-		if err := e.post(context.Background()); err != nil {
+		if err := e.Post(context.Background()); err != nil {
 			t.Fatalf("post %d: %v", i, err)
 		}
 	}
@@ -109,7 +111,7 @@ func followNamespaces(t *testing.T, client dynamic.Interface, rec *apiaccess.Rec
 	state := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); newNamespaces(state, client, testLog(t)).run(ctx) }()
+	go func() { defer close(done); cluster.NewNamespaces(state, client, testLog(t)).Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	waitFor(t, "the labelled namespace recorded", func() bool {
 		s, err := nsoptin.Read(state)

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/cluster"
+	"github.com/mesh-accel/mesh-accel/installer/kernelcheck"
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
@@ -45,9 +47,9 @@ const (
 	FlagRemoveBPFOnExit    = "remove-bpf-on-exit"
 	FlagSAToken            = "sa-token"
 	FlagSACA               = "sa-ca"
-	FlagAPIHost            = "api-host"
+	FlagAPIHost            = cluster.FlagAPIHost
 	FlagLogLevel           = "log-level"
-	FlagMountBPFFS         = "mount-bpffs"
+	FlagMountBPFFS         = kernelcheck.FlagMountBPFFS
 	FlagVersion            = "version"
 	FlagSweepInterval      = "sweep-interval"
 	FlagFailOnError        = "fail-on-error"

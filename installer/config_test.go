@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
+	"github.com/mesh-accel/mesh-accel/plugin"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
@@ -278,6 +280,39 @@ func TestNoPluginKubeconfigEntry(t *testing.T) {
 		}
 		if got := NewEntry(c).Kubeconfig; got != want || c.NoPluginKubeconfig != (env == "true") {
 			t.Errorf("%s=%q: entry kubeconfig %q, want %q", EnvName(FlagNoPluginKubeconfig), env, got, want)
+		}
+	}
+}
+
+// The DaemonSet's configuration, and one with every optional setting, make
+// the entries whose splicing package cniconf checks against its golden
+// files (cniconf's DefaultEntry and OptionsEntry).
+func TestEntryOfConfig(t *testing.T) {
+	caps := map[string]bool{plugin.CapPodAnnotations: true, plugin.CapCgroupPath: true}
+	base := Entry{Type: PluginType, Capabilities: caps, Kubeconfig: DefaultHostKubeconfigPath,
+		RulesFile: DefaultHostRulesFile, LogFile: plugin.DefaultLogFile}
+	options := base
+	options.BPFRoot, options.StateDir, options.SidecarUID = "/sys/fs/bpf/mesh-accel-b", "/var/lib/mesh-accel-b", 1000690001
+	options.ExcludeNamespaces, options.FailOnError = []string{"kube-system", "istio-system"}, true
+	options.PodQuota, options.MapSize = 2048, 262144
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want Entry
+	}{
+		{"defaults", nil, base},
+		{"options", map[string]string{
+			"MESH_ACCEL_SIDECAR_UID": "1000690001", "MESH_ACCEL_FAIL_ON_ERROR": "true",
+			"MESH_ACCEL_EXCLUDE_NAMESPACES": "kube-system,istio-system", "MESH_ACCEL_POD_QUOTA": "2048",
+			"MESH_ACCEL_BPF_ROOT": "mesh-accel-b", "MESH_ACCEL_STATE_DIR": "/var/lib/mesh-accel-b", "MESH_ACCEL_MAP_SIZE": "262144",
+		}, options},
+	} {
+		c, err := NewConfig(nil, func(k string) string { return tc.env[k] }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := NewEntry(c); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: entry %+v\nwant %+v", tc.name, got, tc.want)
 		}
 	}
 }

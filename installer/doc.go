@@ -3,6 +3,15 @@
 // It makes the node ready to accelerate and keeps it that way, and takes
 // everything away again on SIGTERM.
 //
+// This package keeps the run loop, the configuration and its flags
+// ([NewConfig]), the HTTP server and the wiring; each concern is a
+// subpackage that never imports it: kernelcheck (the node's kernel and
+// capabilities), cniconf (the primary CNI config), pluginbin (the plugin
+// binary), cluster (namespaces, kubeconfig, the rules ConfigMap and its
+// switch), events (pod Events), pluginlog (the plugin's log) and metrics.
+// Files are written with internal/fileio, and the state folder's paths come
+// from internal/nodestate.
+//
 // # Start
 //
 //  1. Check the kernel (cgroup v2, sockops, sk_msg, sockhash, socket
@@ -61,7 +70,7 @@
 // The ConfigMap's key enabled (a file next to the rules) is the
 // cluster-wide switch: "false" turns the node's global switch off, and
 // "true" (or no key) turns it on again where the key turned it off; a
-// switch turned off by hand stays off (see killswitch.go).
+// switch turned off by hand stays off (package cluster).
 //
 // Beside the main loop run: the follower of the plugin's log file, whose
 // lines go to the installer's stdout prefixed "source=plugin " (from the

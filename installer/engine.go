@@ -1,14 +1,10 @@
 package installer
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"os/exec"
-	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/pluginbin"
 )
 
 // Engine is what the installer needs of package bpf.
@@ -67,24 +63,5 @@ func (BPFEngine) OpenNode(o bpf.Options) (Node, error) {
 func (BPFEngine) StateExists(o bpf.Options) bool { return bpf.StateExists(o) }
 
 // PluginVersions asks the plugin binary which CNI versions it speaks, as a
-// runtime does (CNI_COMMAND=VERSION).
-func PluginVersions(binary string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary)
-	cmd.Env = []string{"CNI_COMMAND=VERSION"}
-	cmd.Stdin = bytes.NewReader([]byte(`{"cniVersion":"1.1.0"}`))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("ask %s for its CNI versions: %w: %s", binary, err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	var info struct {
-		SupportedVersions []string `json:"supportedVersions"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil || len(info.SupportedVersions) == 0 {
-		return nil, fmt.Errorf("ask %s for its CNI versions: unexpected answer %q", binary, out)
-	}
-	return info.SupportedVersions, nil
-}
+// runtime does ([pluginbin.Versions]).
+func PluginVersions(binary string) ([]string, error) { return pluginbin.Versions(binary) }

@@ -2,139 +2,45 @@ package installer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
+	"github.com/mesh-accel/mesh-accel/installer/internal/installertest"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
 
-// updateGolden rewrites the golden files instead of comparing with them.
-var updateGolden = os.Getenv("UPDATE_GOLDEN") != ""
+// The helpers shared with the installer's rooms (package installertest).
+var (
+	readTree    = installertest.ReadTree
+	writeTree   = installertest.WriteTree
+	sameTree    = installertest.SameTree
+	fileMode    = installertest.FileMode
+	exists      = installertest.Exists
+	waitFor     = installertest.WaitFor
+	testLog     = installertest.Log
+	replaceWith = installertest.ReplaceWith
+	spool       = installertest.Spool
+	fakeAPI     = installertest.FakeAPI
+	podEvents   = installertest.PodEvents
+	spooled     = installertest.Spooled
+	namespace   = installertest.Namespace
+	optedIn     = installertest.OptedIn
+	appendLog   = installertest.AppendLog
+)
 
-// readTree returns the regular files under dir by relative path.
-func readTree(tb testing.TB, dir string) map[string]string {
-	tb.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		out[rel] = string(b)
-		return nil
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return out
-}
-
-// writeTree writes files (relative path -> content) under dir, mode 0644.
-func writeTree(tb testing.TB, dir string, files map[string]string) {
-	tb.Helper()
-	for rel, content := range files {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
-// sameTree fails unless dir holds exactly want.
-func sameTree(tb testing.TB, what, dir string, want map[string]string) {
-	tb.Helper()
-	got := readTree(tb, dir)
-	for rel, w := range want {
-		if g, ok := got[rel]; !ok {
-			tb.Errorf("%s: %s missing", what, rel)
-		} else if g != w {
-			tb.Errorf("%s: %s differs:\ngot:\n%s\nwant:\n%s", what, rel, g, w)
-		}
-	}
-	for rel := range got {
-		if _, ok := want[rel]; !ok {
-			tb.Errorf("%s: unexpected file %s:\n%s", what, rel, got[rel])
-		}
-	}
-}
-
-// goldenTree compares dir with the golden folder (UPDATE_GOLDEN=1 rewrites
-// it).
-func goldenTree(tb testing.TB, dir, golden string) {
-	tb.Helper()
-	if updateGolden {
-		if err := os.RemoveAll(golden); err != nil {
-			tb.Fatal(err)
-		}
-		writeTree(tb, golden, readTree(tb, dir))
-		return
-	}
-	if _, err := os.Stat(golden); err != nil {
-		tb.Fatalf("%v (UPDATE_GOLDEN=1 creates it)", err)
-	}
-	sameTree(tb, "golden "+golden+" (UPDATE_GOLDEN=1 rewrites it)", dir, readTree(tb, golden))
-}
-
-func fileMode(tb testing.TB, path string) fs.FileMode {
-	tb.Helper()
-	st, err := os.Stat(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return st.Mode().Perm()
-}
-
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
-}
-
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline (the machine may be busy: no tight timings).
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	tb.Fatalf("timed out waiting for %s", what)
-}
-
-// testLog is a logger that writes to the test's log.
-func testLog(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tbWriter struct{ tb testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.tb.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+const bridgeConflist = installertest.BridgeConflist
 
 // host is a temporary node: the host's directories and the installer's
 // mounts, as the DaemonSet lays them out.
@@ -206,26 +112,6 @@ func (h *host) rotateToken(tb testing.TB, token string) {
 				tb.Fatal(err)
 			}
 		}
-	}
-}
-
-// replaceWith writes a file the way a CNI installer does: a temporary file
-// (with the mode of the file it replaces), then a rename.
-func replaceWith(tb testing.TB, path, content string) {
-	tb.Helper()
-	mode := os.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-	}
-	tmp := filepath.Join(filepath.Dir(path), "cni-writing.tmp")
-	if err := os.WriteFile(tmp, []byte(content), mode); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		tb.Fatal(err)
 	}
 }
 
@@ -456,10 +342,4 @@ func mustRules(tb testing.TB, text string) *rules.Set {
 		tb.Fatal(err)
 	}
 	return s
-}
-
-// errorsAs is errors.As for a target type, for table-driven checks.
-func errorsAs[T error](err error) bool {
-	var t T
-	return errors.As(err, &t)
 }

@@ -1,78 +1,15 @@
 package installer
 
 import (
-	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
-
-// The reload gauges follow the last reload of the rules file: no series
-// before the first, then its result and time, and the time of the last
-// success, which a failed reload keeps. (The registry is gathered as
-// Prometheus's testutil would: its package needs a module go.mod lacks.)
-func TestRulesReloadGauges(t *testing.T) {
-	c := newConfigCollector()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	expect := func(step string, want map[string]float64) {
-		t.Helper()
-		families, err := reg.Gather()
-		if err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-		got := map[string]float64{}
-		for _, f := range families {
-			if f.GetType() != dto.MetricType_GAUGE || len(f.Metric) != 1 || len(f.Metric[0].Label) != 0 {
-				t.Errorf("%s: %s is not one gauge without labels: %v", step, f.GetName(), f)
-				continue
-			}
-			got[f.GetName()] = f.Metric[0].GetGauge().GetValue()
-		}
-		want[MetricSwitchKeyInvalid] = 0
-		if !maps.Equal(got, want) {
-			t.Errorf("%s: gauges %v, want %v", step, got, want)
-		}
-	}
-	expect("before the first reload (an inactive node never reloads)", map[string]float64{})
-	t0 := time.Unix(1_800_000_000, 0)
-	c.rulesReloaded(t0, errors.New("rules file is invalid"))
-	expect("first reload rejected", map[string]float64{MetricRulesReloadSuccessful: 0, MetricRulesReloadAttempt: 1_800_000_000})
-	c.rulesReloaded(t0.Add(30*time.Second), nil)
-	expect("file fixed", map[string]float64{MetricRulesReloadSuccessful: 1,
-		MetricRulesReloadAttempt: 1_800_000_030, MetricRulesReloadSuccess: 1_800_000_030})
-	c.rulesReloaded(t0.Add(60*time.Second), errors.New("rules file is invalid"))
-	expect("broken again", map[string]float64{MetricRulesReloadSuccessful: 0,
-		MetricRulesReloadAttempt: 1_800_000_060, MetricRulesReloadSuccess: 1_800_000_030})
-}
-
-// The configuration metrics follow the Prometheus conventions.
-func TestConfigMetricsLint(t *testing.T) {
-	m := newMetrics()
-	m.config.rulesReloaded(time.Now(), nil)
-	m.config.switchRead(true)
-	families, err := m.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(families).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
-}
 
 // A rejected rules file sets mesh_accel_rules_last_reload_successful to 0
 // (the alert MeshAccelRuleReloadErrors), and the fixed file sets it to 1

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/metrics"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
@@ -26,9 +27,9 @@ func TestMetricsWithoutNodeState(t *testing.T) {
 	r := h.start(t, Deps{Engine: eng})
 	r.waitReady(t)
 	families := scrape(t, r)
-	for name, cm := range counterMetrics {
-		if got := valueOf(families[cm.metric], cm.reason); got != 0 {
-			t.Errorf("counter %s: %s{reason=%q} = %v, want 0", name, cm.metric, cm.reason, got)
+	for name, cm := range metrics.CounterMetrics() {
+		if got := valueOf(families[cm.Metric], cm.Reason); got != 0 {
+			t.Errorf("counter %s: %s{reason=%q} = %v, want 0", name, cm.Metric, cm.Reason, got)
 		}
 	}
 	for _, name := range bpf.MapFillNames() {
@@ -62,33 +63,21 @@ func TestReadyMetric(t *testing.T) {
 	}
 }
 
-// A corrupt failure file fails the scrape, naming the file, rather than
-// reporting no failures.
-func TestFailuresMetricCorrupt(t *testing.T) {
-	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"failures.json": "{"})
-	m := newMetrics()
-	m.setStateDir(dir)
-	if _, err := m.reg.Gather(); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "failures.json")) {
-		t.Errorf("Gather = %v, want the corrupt file named", err)
-	}
-}
-
 // The metric names follow the Prometheus conventions (promlint, as
 // testutil.GatherAndLint runs it, whose package needs a module that
 // go.mod lacks): zero problems over the whole registry.
 func TestMetricsLint(t *testing.T) {
 	dir := t.TempDir()
 	writeFailures(t, dir, plugin.Failures{plugin.ReasonAttach: {Count: 1}})
-	m := newMetrics()
-	m.setStateDir(dir)
+	m := metrics.New()
+	m.SetStateDir(dir)
 	eng := newStatusEngine(t)
 	n, err := eng.OpenNode(bpf.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.engine.setNode(n)
-	families, err := m.reg.Gather()
+	m.SetNode(n)
+	families, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,13 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/cluster"
+	"github.com/mesh-accel/mesh-accel/installer/cniconf"
+	"github.com/mesh-accel/mesh-accel/installer/kernelcheck"
+	"github.com/mesh-accel/mesh-accel/installer/metrics"
+	"github.com/mesh-accel/mesh-accel/installer/pluginbin"
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Defaults of [Deps].
@@ -90,7 +97,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if cfg.MountBPFFS {
-		mounted, err := MountBPFFS(cfg.BPFFS)
+		mounted, err := kernelcheck.MountBPFFS(cfg.BPFFS)
 		if err != nil {
 			log.Error("mount bpffs", "err", err)
 			return 1
@@ -117,12 +124,12 @@ func Run(ctx context.Context, cfg *Config, d Deps) (err error) {
 		d.Sweep = cfg.SweepInterval
 	}
 	d.defaults()
-	m := newMetrics()
-	m.setStateDir(cfg.StateDir)
-	kerr := checkKernel(d.Engine, cfg.CgroupRoot)
+	m := metrics.New()
+	m.SetStateDir(cfg.StateDir)
+	kerr := kernelcheck.Check(d.Engine, cfg.CgroupRoot)
 	ready := &readiness{inactive: kerr}
 	if kerr == nil {
-		m.active.Set(1)
+		m.SetActive()
 	}
 	srv, err := startServer(cfg.Listen, d.Listener, ready, m, d.Log)
 	if err != nil {
@@ -149,26 +156,26 @@ type installer struct {
 	cfg       *Config
 	d         Deps
 	log       *slog.Logger
-	m         *metrics
+	m         *metrics.Registry
 	ready     *readiness
 	node      Node
-	conf      *conflists
-	kube      *kubeconfigs
-	rules     *ruleSet
-	kill      *killSwitch
+	conf      *cniconf.Conflists
+	kube      *cluster.Kubeconfigs
+	rules     *cluster.RuleSet
+	kill      *cluster.KillSwitch
 	installed bool              // the entry was in place once
 	problems  map[string]string // last reported problem, by area
 }
 
-func newInstaller(cfg *Config, d Deps, m *metrics, ready *readiness) *installer {
+func newInstaller(cfg *Config, d Deps, m *metrics.Registry, ready *readiness) *installer {
 	return &installer{
 		cfg: cfg, d: d, log: d.Log, m: m, ready: ready, problems: map[string]string{},
-		conf: &conflists{dir: cfg.HostCNIConfDir, name: cfg.CNIConfName, entry: NewEntry(cfg),
-			backupPath: filepath.Join(cfg.installerDir(), "conflist-backup.json"), log: d.Log},
-		kube: &kubeconfigs{path: cfg.KubeconfigPath, server: cfg.APIHost, tokenPath: cfg.SAToken, caPath: cfg.SACA},
-		rules: &ruleSet{src: cfg.RulesFile, copyPath: cfg.RulesCopyPath, sidecarUID: cfg.SidecarUID,
-			record: filepath.Join(cfg.installerDir(), "rules-applied"), log: d.Log},
-		kill: newKillSwitch(cfg, d.Log),
+		conf: &cniconf.Conflists{Dir: cfg.HostCNIConfDir, Name: cfg.CNIConfName, Entry: NewEntry(cfg),
+			BackupPath: nodestate.ConflistBackupPath(cfg.StateDir), Log: d.Log},
+		kube: &cluster.Kubeconfigs{Path: cfg.KubeconfigPath, Server: cfg.APIHost, TokenPath: cfg.SAToken, CAPath: cfg.SACA},
+		rules: &cluster.RuleSet{Src: cfg.RulesFile, CopyPath: cfg.RulesCopyPath, SidecarUID: cfg.SidecarUID,
+			Record: nodestate.RulesAppliedPath(cfg.StateDir), Log: d.Log},
+		kill: cluster.NewKillSwitch(cfg.RulesFile, cfg.StateDir, d.Log),
 	}
 }
 
@@ -188,7 +195,7 @@ func (in *installer) setup() error {
 			return fmt.Errorf("create %s: %w", dir.path, err)
 		}
 	}
-	if err := removeStaleTemps(in.cfg.installerDir(), in.cfg.HostCNIBinDir, in.cfg.HostCNIConfDir,
+	if err := fileio.RemoveStaleTemps(in.cfg.installerDir(), in.cfg.HostCNIBinDir, in.cfg.HostCNIConfDir,
 		filepath.Dir(in.cfg.KubeconfigPath), filepath.Dir(in.cfg.RulesCopyPath)); err != nil {
 		in.log.Warn("temporary files of a killed installer left", "err", err)
 	}
@@ -199,27 +206,27 @@ func (in *installer) setup() error {
 	if err != nil {
 		return err
 	}
-	in.conf.supported = versions
-	wrote, err := installBinary(in.cfg.PluginBinary, in.cfg.HostCNIBinDir)
+	in.conf.Supported = versions
+	wrote, err := pluginbin.Install(in.cfg.PluginBinary, in.cfg.HostCNIBinDir)
 	if err != nil {
 		return err
 	}
 	in.log.Info("plugin binary in place", "dir", in.cfg.HostCNIBinDir, "written", wrote, "cniVersions", versions)
 	in.syncKubeconfig()
-	in.rules.loadRecord()
+	in.rules.LoadRecord()
 	in.reloadRules()
 	in.applyKillSwitch()
-	if err := in.conf.loadBackup(); err != nil {
+	if err := in.conf.LoadBackup(); err != nil {
 		return err
 	}
 	in.reconcileConflist()
-	in.ready.set(func(r *readiness) { r.entry = in.conf.present })
+	in.ready.set(func(r *readiness) { r.entry = in.conf.Present })
 	return nil
 }
 
 // openNode creates or reuses the node state.
 func (in *installer) openNode() error {
-	if err := requireBPFFS(in.cfg.BPFFS); err != nil {
+	if err := kernelcheck.RequireBPFFS(in.cfg.BPFFS); err != nil {
 		return err
 	}
 	n, err := in.d.Engine.OpenNode(in.cfg.bpfOptions())
@@ -227,7 +234,7 @@ func (in *installer) openNode() error {
 		return fmt.Errorf("open node state under %s: %w", filepath.Join(in.cfg.BPFFS, in.cfg.BPFRoot), err)
 	}
 	in.node = n
-	in.m.engine.setNode(n)
+	in.m.SetNode(n)
 	opts := in.cfg.bpfOptions()
 	in.ready.set(func(r *readiness) { r.state = func() bool { return in.d.Engine.StateExists(opts) } })
 	in.log.Info("node state open", "dir", n.Dir())
@@ -318,7 +325,7 @@ func (in *installer) sweep() {
 		return
 	}
 	in.resolved("sweep", "sweep of closed sockets' map entries works again")
-	in.m.swept.Add(float64(s.Directions + s.Pending))
+	in.m.Swept(s.Directions + s.Pending)
 	if s.Directions+s.Pending > 0 {
 		in.log.Debug("swept entries of closed sockets", "directions", s.Directions, "pending", s.Pending)
 	}

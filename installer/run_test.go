@@ -2,27 +2,27 @@ package installer
 
 import (
 	"errors"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/metrics"
+	"github.com/mesh-accel/mesh-accel/installer/pluginlog"
+	"github.com/mesh-accel/mesh-accel/internal/eventspool"
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
+	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
+	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/rules"
 )
-
-const bridgeConflist = `{
-  "cniVersion": "1.0.0",
-  "name": "bridge",
-  "plugins": [
-    {"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local", "subnet": "10.88.0.0/16"}}
-  ]
-}
-`
 
 // The whole life of an installer on a node whose primary CNI is a bridge
 // conflist: everything in place and ready; the primary CNI rewrites its
@@ -57,7 +57,7 @@ func TestRunLifecycle(t *testing.T) {
 	}
 
 	replaceWith(t, conf, bridgeConflist) // the primary CNI writes its config again
-	waitFor(t, "the entry put back", func() bool { return sameContent(conf, installed) })
+	waitFor(t, "the entry put back", func() bool { return fileio.SameContent(conf, installed) })
 	r.waitReady(t)
 	// The repair is counted right after its write: wait for it.
 	waitFor(t, "the repair counted", func() bool { return metricValue(t, r, MetricConflistRepairs, "") >= 1 })
@@ -91,7 +91,7 @@ func TestRunRestart(t *testing.T) {
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
 	eng := newFakeEngine(t)
 	in := newInstaller(h.cfg, Deps{Engine: eng, Log: testLog(t), PluginVersions: func(string) ([]string, error) { return nil, nil }},
-		newMetrics(), &readiness{})
+		metrics.New(), &readiness{})
 	in.d.defaults()
 	if err := in.setup(); err != nil { // then "killed": no teardown
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func TestRunSetupFails(t *testing.T) {
 	h := newHost(t)
 	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
 	in := newInstaller(h.cfg, Deps{Engine: newFakeEngine(t), Log: testLog(t), PluginVersions: func(string) ([]string, error) { return nil, nil }},
-		newMetrics(), &readiness{})
+		metrics.New(), &readiness{})
 	in.d.defaults()
 	if err := in.setup(); err != nil { // then "killed": no teardown
 		t.Fatal(err)
@@ -257,11 +257,11 @@ func TestRunRulesReload(t *testing.T) {
 	if !eng.node.pod("broken").Rules.Equal(rules.Default()) {
 		t.Error("a broken pod's rules were changed")
 	}
-	waitFor(t, "the rules copy", func() bool { return sameContent(h.cfg.RulesCopyPath, []byte(newRules)) })
+	waitFor(t, "the rules copy", func() bool { return fileio.SameContent(h.cfg.RulesCopyPath, []byte(newRules)) })
 
 	replaceWith(t, h.cfg.RulesFile, "chain --uid-owner 1337 -j MAYBE\n")
 	waitFor(t, "a reload error counted", func() bool { return metricValue(t, r, MetricRuleReloadErrors, "") == 1 })
-	if !sameContent(h.cfg.RulesCopyPath, []byte(newRules)) || !eng.node.pod("plain").Rules.Equal(mustRules(t, newRules)) {
+	if !fileio.SameContent(h.cfg.RulesCopyPath, []byte(newRules)) || !eng.node.pod("plain").Rules.Equal(mustRules(t, newRules)) {
 		t.Error("a bad rules file changed the rules in force")
 	}
 	if code, body := r.get(t, PathReady); code != http.StatusOK {
@@ -321,4 +321,62 @@ func TestRunReadinessFollowsState(t *testing.T) {
 	if code, body := r.get(t, PathReady); code != http.StatusServiceUnavailable || !strings.Contains(body, "node state is gone") {
 		t.Errorf("/readyz = %d %q", code, body)
 	}
+}
+
+// TestRunCompanions: a running installer copies the plugin's log lines to
+// its stdout, posts the spooled Events and records the labelled
+// namespaces.
+func TestRunCompanions(t *testing.T) {
+	h := newHost(t)
+	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
+	c := fakeAPI(namespace("shop", map[string]string{nsoptin.Label: "true"}))
+	var stdout testenv.SyncBuffer
+	r := h.start(t, Deps{Kube: c, PluginLogOut: &stdout})
+	r.waitReady(t)
+
+	waitFor(t, "the opted-in namespaces", func() bool { return slices.Equal(optedIn(t, h.cfg.StateDir), []string{"shop"}) })
+	spool(t, h.cfg.StateDir, eventspool.Record{Namespace: "shop", Name: "web", UID: "u", Reason: "attach", Message: "m"})
+	waitFor(t, "the Event", func() bool { return len(podEvents(t, c, "shop")) == 1 && len(spooled(t, h.cfg.StateDir)) == 0 })
+	waitFor(t, "the plugin log followed", func() bool {
+		appendLog(t, h.cfg.PluginLogFile, "level=INFO msg=\"pod accelerated\"\n")
+		time.Sleep(100 * time.Millisecond)
+		return strings.Contains(stdout.String(), pluginlog.Prefix+"level=INFO msg=\"pod accelerated\"\n")
+	})
+	// An ADD's line with its time feeds the ADD latency histogram.
+	appendLog(t, h.cfg.PluginLogFile, "time=x level=INFO msg=\"pod accelerated\" cmd=ADD pod=shop/web setup=7ms\n")
+	waitFor(t, "the ADD time in "+MetricCNIAddDuration, func() bool {
+		f := scrape(t, r)[MetricCNIAddDuration]
+		if f == nil || len(f.Metric) != 1 {
+			return false
+		}
+		hist := f.Metric[0].GetHistogram()
+		return hist.GetSampleCount() == 1 && math.Abs(hist.GetSampleSum()-0.007) < 1e-9
+	})
+}
+
+// TestRunKillSwitch: a running installer on real node state turns the
+// switch off and on again as the mounted ConfigMap key flips.
+func TestRunKillSwitch(t *testing.T) {
+	h := newBPFHost(t)
+	key := filepath.Join(filepath.Dir(h.cfg.RulesFile), KillSwitchKey)
+	replaceWith(t, key, "false")
+	r := h.start(t, Deps{Engine: BPFEngine{}})
+	r.waitReady(t)
+	n, err := bpf.OpenNode(h.cfg.bpfOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	switchIs := func(want bool) func() bool {
+		return func() bool { on, err := n.Enabled(); return err == nil && on == want }
+	}
+	waitFor(t, "the switch off at start", switchIs(false))
+	replaceWith(t, key, "true")
+	waitFor(t, "the switch on", switchIs(true))
+	replaceWith(t, key, "false")
+	waitFor(t, "the switch off", switchIs(false))
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the switch on without the key", switchIs(true))
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/installer/metrics"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -83,21 +84,21 @@ type server struct {
 }
 
 // startServer serves on ln, or on a listener of addr when ln is nil.
-func startServer(addr string, ln net.Listener, ready *readiness, m *metrics, log *slog.Logger) (*server, error) {
+func startServer(addr string, ln net.Listener, ready *readiness, m *metrics.Registry, log *slog.Logger) (*server, error) {
 	if ln == nil {
 		var err error
 		if ln, err = net.Listen("tcp", addr); err != nil {
 			return nil, fmt.Errorf("listen for /readyz and /metrics: %w", err)
 		}
 	}
-	m.setReadiness(ready)
+	m.SetReadiness(ready.check)
 	mux := http.NewServeMux()
 	mux.Handle(PathReady, ready)
 	mux.HandleFunc(PathLive, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle(PathMetrics, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	mux.Handle(PathMetrics, promhttp.HandlerFor(m.Gatherer(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	s := &server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, done: make(chan error, 1)}
 	go func() {
 		err := s.srv.Serve(ln)

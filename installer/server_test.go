@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"testing"
+
+	"github.com/mesh-accel/mesh-accel/installer/metrics"
 )
 
 // /livez answers 200 while the process serves, even when /readyz says the
@@ -15,7 +17,7 @@ func TestLivez(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := startServer("", ln, &readiness{}, newMetrics(), testLog(t))
+	s, err := startServer("", ln, &readiness{}, metrics.New(), testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

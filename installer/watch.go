@@ -3,8 +3,10 @@ package installer
 import (
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 )
 
 // What changed, as the main loop handles it.
@@ -70,7 +72,7 @@ func (w *watcher) retry() {
 // nothing.
 func (w *watcher) what(ev fsnotify.Event) change {
 	base := filepath.Base(ev.Name)
-	if len(base) >= len(tempPrefix) && base[:len(tempPrefix)] == tempPrefix {
+	if strings.HasPrefix(base, fileio.TempPrefix) {
 		return 0
 	}
 	if ev.Has(fsnotify.Remove) && w.dirs[ev.Name] != 0 {

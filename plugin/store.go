@@ -7,23 +7,18 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
-// store is the plugin's state folder (Config.StateDir):
-//
-//	lock             flock: shared by ADD and DEL, exclusive for GC
-//	locks/<nn>       flock, exclusive: ADD and DEL of one pod uid (64
-//	                 stripes by a hash of the uid, so no file is left per pod)
-//	pods/<uid>.json  one record per attached pod: which network, container
-//	                 and interface attached it (GC and DEL need it), and
-//	                 its namespace and name (mesh-accelctl shows them)
-//	failures.json    setup failures by reason ([ReadFailures])
-//	failures.lock    flock serialising updates of failures.json
+// store is the plugin's part of the state folder (Config.StateDir), whose
+// layout package nodestate owns: the folder's lock (shared by ADD and DEL,
+// exclusive for GC), the pods' locks (64 stripes by a hash of the uid, so
+// no file is left per pod: ADD and DEL of one pod uid), one record per
+// attached pod, and the setup failures by reason ([ReadFailures]) with
+// their lock.
 //
 // Every file is replaced atomically (temporary file, then rename), so a
 // reader never sees half a record. Records are not fsynced: the node state
@@ -43,7 +38,7 @@ func (s store) lock(exclusive bool) (func(), error) {
 	if err := os.MkdirAll(s.podsDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create state folder: %w", err)
 	}
-	return fileio.Flock(filepath.Join(s.dir, "lock"), exclusive)
+	return fileio.Flock(nodestate.LockPath(s.dir), exclusive)
 }
 
 // podLockStripes is the number of pod lock files.
@@ -59,14 +54,13 @@ func (s store) lockPod(uid string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(s.dir, "locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(nodestate.PodLocksDir(s.dir), 0o700); err != nil {
 		unlock()
 		return nil, fmt.Errorf("create lock folder: %w", err)
 	}
 	h := fnv.New32a()
 	h.Write([]byte(uid))
-	unlockPod, err := fileio.Flock(filepath.Join(dir, fmt.Sprintf("%02d", h.Sum32()%podLockStripes)), true)
+	unlockPod, err := fileio.Flock(nodestate.PodLockPath(s.dir, h.Sum32()%podLockStripes), true)
 	if err != nil {
 		unlock()
 		return nil, err
@@ -120,7 +114,7 @@ func (s store) countFailure(reason Reason, pod string, cause error) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("count failure: %w", err)
 	}
-	unlock, err := fileio.Flock(filepath.Join(s.dir, "failures.lock"), true)
+	unlock, err := fileio.Flock(nodestate.FailuresLockPath(s.dir), true)
 	if err != nil {
 		return fmt.Errorf("count failure: %w", err)
 	}
@@ -137,5 +131,5 @@ func (s store) countFailure(reason Reason, pod string, cause error) error {
 	if err != nil {
 		return fmt.Errorf("count failure: %w", err)
 	}
-	return fileio.WriteAtomic(filepath.Join(s.dir, nodestate.FailuresFile), b, 0o600)
+	return fileio.WriteAtomic(nodestate.FailuresPath(s.dir), b, 0o600)
 }

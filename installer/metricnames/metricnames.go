@@ -1,7 +1,7 @@
 // Package metricnames names the metrics the installer exports for the data
 // path's counters (bpf.Counter), without the installer's dependencies, so
 // that mesh-accelctl can show each counter's metric (stats -o wide). The
-// installer's metrics are defined from it (installer/metrics_engine.go).
+// installer's metrics are defined from it (installer/metrics/engine.go).
 package metricnames
 
 import (

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // MaxRecords bounds the files of the spool, so that failures on a node
@@ -41,8 +42,9 @@ const MaxMessage = 1024
 // the record is a new one.
 var ErrFull = errors.New("event spool full")
 
-// Dir is the spool folder under the plugin's state folder.
-func Dir(stateDir string) string { return filepath.Join(stateDir, "events") }
+// Dir is the spool folder under the plugin's state folder
+// ([nodestate.EventsDir]).
+func Dir(stateDir string) string { return nodestate.EventsDir(stateDir) }
 
 // Record is one pending Event: a pod whose acceleration could not be set
 // up, Count times between First and Last, for Reason (the plugin's failure
@@ -210,7 +212,7 @@ func Clean(dir string) error {
 	var errs []error
 	for _, e := range ents {
 		p := filepath.Join(dir, e.Name())
-		if strings.HasPrefix(e.Name(), ".tmp-") {
+		if fileio.IsTemp(e.Name()) {
 			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
 				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					errs = append(errs, fmt.Errorf("remove stale %s: %w", p, err))

@@ -1,6 +1,8 @@
 package fileio
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,6 +31,56 @@ func TestWriteAtomic(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("files left: %v", ents)
 	}
+}
+
+// Replace keeps the file as it was when its check fails, gives the file
+// its mode, and leaves no temporary file; RemoveStaleTemps removes the
+// temporary files a killed writer left, and nothing else.
+func TestReplace(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "10-net.conflist")
+	if err := WriteAtomicSync(p, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changed := errors.New("changed")
+	err := Replace(p, Options{Mode: 0o600, Sync: true, Check: func() error { return changed }}, func(w io.Writer) error {
+		_, err := w.Write([]byte("new"))
+		return err
+	})
+	if !errors.Is(err, changed) || !SameContent(p, []byte("old")) {
+		t.Errorf("failed check: %v, file %q", err, readFile(t, p))
+	}
+	if err := Replace(p, Options{Mode: 0o600}, writeData([]byte("new"))); err != nil || !SameContent(p, []byte("new")) {
+		t.Errorf("replace: %v, file %q", err, readFile(t, p))
+	}
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("mode: %v, %v", st, err)
+	}
+	stale := filepath.Join(dir, TempPrefix+"10-net.conflist-123"+TempSuffix)
+	other := filepath.Join(dir, ".tmp-kept")
+	for _, f := range []string{stale, other} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !IsTemp(filepath.Base(stale)) || !IsTemp(filepath.Base(other)) || IsTemp("10-net.conflist") {
+		t.Error("IsTemp does not tell temporary files from others")
+	}
+	if err := RemoveStaleTemps(dir); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 || ents[0].Name() != ".tmp-kept" || ents[1].Name() != "10-net.conflist" {
+		t.Errorf("after RemoveStaleTemps: %v", ents)
+	}
+	if err := Remove(p); err != nil || Remove(p) != nil {
+		t.Errorf("remove, then remove again: %v", err)
+	}
+}
+
+func readFile(tb testing.TB, p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
 }
 
 // An exclusive lock waits for the one held.

@@ -6,14 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 )
-
-// FailuresFile is the file, in the plugin's state folder, of the setup
-// failures the plugin counts by reason (it fails open: the pod starts
-// without acceleration).
-const FailuresFile = "failures.json"
 
 // FailureCount is how often setup failed for one reason, and the last time.
 type FailureCount struct {
@@ -30,7 +24,7 @@ type Failures map[string]FailureCount
 // ReadFailures reads the failure counters of the state folder; empty when
 // nothing ever failed.
 func ReadFailures(stateDir string) (Failures, error) {
-	path := filepath.Join(stateDir, FailuresFile)
+	path := FailuresPath(stateDir)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Failures{}, nil

@@ -1,5 +1,6 @@
 // Package nodestate owns what mesh-accel keeps on a node outside bpffs, and
-// the vocabulary every program uses to find it: the settings shared by the
+// the vocabulary every program uses to find it: the layout of the state
+// folder (layout.go, every path in it), the settings shared by the
 // installer and mesh-accelctl (flag names, their environment variables,
 // their defaults and the binder that reads them), and the format of the
 // CNI plugin's pod records and setup failure counts, which the plugin
@@ -18,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -152,24 +152,6 @@ func (l Location) Validate() error {
 	}
 	return nil
 }
-
-// InstallerDir is the folder of the installer's own files.
-func InstallerDir(stateDir string) string { return filepath.Join(stateDir, "installer") }
-
-// SwitchOffByConfigMapPath is the file that exists while the rules
-// ConfigMap's enabled key holds the node's global switch off: the
-// installer writes it as it turns the switch off, and turns the switch on
-// again only while it exists; mesh-accelctl disable removes it, so that a
-// switch turned off by hand stays off until mesh-accelctl enable.
-func SwitchOffByConfigMapPath(stateDir string) string {
-	return filepath.Join(InstallerDir(stateDir), "disabled-by-configmap")
-}
-
-// PodsDir is the folder of the plugin's pod records.
-func PodsDir(stateDir string) string { return filepath.Join(stateDir, "pods") }
-
-// RecordPath is the path of a pod's record.
-func RecordPath(stateDir, uid string) string { return filepath.Join(PodsDir(stateDir), uid+".json") }
 
 // Record is what the plugin keeps of an attached pod: which network,
 // container and interface attached it (GC and DEL need it), and the pod's

@@ -17,12 +17,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/internal/annotations"
 	"github.com/mesh-accel/mesh-accel/internal/fileio"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // Label is the namespace label that opts every pod of the namespace in,
@@ -33,8 +33,9 @@ const Label = annotations.Enabled
 // Never is a namespace the label never opts in: the cluster's own pods.
 const Never = "kube-system"
 
-// Path is the file under the plugin's state folder.
-func Path(stateDir string) string { return filepath.Join(stateDir, "namespaces.json") }
+// Path is the file under the plugin's state folder
+// ([nodestate.NamespacesPath]).
+func Path(stateDir string) string { return nodestate.NamespacesPath(stateDir) }
 
 // File is the content of namespaces.json.
 type File struct {

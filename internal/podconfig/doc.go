@@ -25,7 +25,7 @@
 //     values), and the README's table of annotations;
 //   - set by the node: podconfig.go (Node), plugin/config.go (the conflist
 //     key) and plugin/annotations.go (nodeSettings), installer/config.go
-//     (the flag) and installer/conflist.go (written to the plugin's entry),
+//     (the flag) and installer/entry.go (written to the plugin's entry),
 //     the chart (values.yaml, values.schema.json, templates/daemonset.yaml)
 //     and manifests/README.md;
 //   - plugin/lifecycle.go: sameConfig, CNI CHECK's comparison;

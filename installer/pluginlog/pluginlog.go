@@ -1,4 +1,8 @@
-package installer
+// Package pluginlog is the installer's follower of the CNI plugin's log
+// file: the plugin's lines go to the installer's stdout, prefixed
+// [Prefix], across the plugin's rotations, and the ADD times they report
+// feed the installer's latency histogram.
+package pluginlog
 
 import (
 	"bytes"
@@ -20,13 +24,13 @@ const (
 	pluginLogPoll = 250 * time.Millisecond
 	// pluginLogMaxLine cuts longer lines (the plugin writes short ones).
 	pluginLogMaxLine = 64 << 10
-	// pluginLogPrefix marks a line as the plugin's: its lines are slog
+	// Prefix marks a line as the plugin's: its lines are slog
 	// text records, and the prefix keeps them one (key=value first).
-	pluginLogPrefix = "source=plugin "
+	Prefix = "source=plugin "
 )
 
-// pluginLog copies the lines the CNI plugin appends to its log file to out
-// (the installer's stdout), each prefixed with pluginLogPrefix, as
+// Follower copies the lines the CNI plugin appends to its log file to out
+// (the installer's stdout), each prefixed with Prefix, as
 // istio-cni does: the plugin runs as a child of the container runtime,
 // whose output nobody reads, and `kubectl logs` of the installer then shows
 // the plugin's lines too.
@@ -42,7 +46,7 @@ const (
 // another file does it read its old file to the end and move to the new
 // one from its start: no line is lost or repeated by a rotation. A file
 // truncated in place is read again from its start.
-type pluginLog struct {
+type Follower struct {
 	path string
 	out  io.Writer
 	log  *slog.Logger
@@ -57,12 +61,15 @@ type pluginLog struct {
 	missing bool   // the file's absence was logged
 }
 
-func newPluginLog(path string, out io.Writer, log *slog.Logger) *pluginLog {
-	return &pluginLog{path: path, out: out, log: log, poll: pluginLogPoll}
+// New returns the follower of the log file at path, copying to out; setup,
+// when not nil, receives the ADD time of each "pod accelerated" line
+// (nodestate.ParseSetupDuration).
+func New(path string, out io.Writer, log *slog.Logger, setup func(time.Duration)) *Follower {
+	return &Follower{path: path, out: out, log: log, poll: pluginLogPoll, setup: setup}
 }
 
-// run follows the file until ctx is done.
-func (p *pluginLog) run(ctx context.Context) {
+// Run follows the file until ctx is done.
+func (p *Follower) Run(ctx context.Context) {
 	p.start()
 	defer p.close()
 	t := time.NewTicker(p.poll)
@@ -79,7 +86,7 @@ func (p *pluginLog) run(ctx context.Context) {
 }
 
 // start opens the file and skips what it holds.
-func (p *pluginLog) start() {
+func (p *Follower) start() {
 	if !p.open() {
 		return
 	}
@@ -90,7 +97,7 @@ func (p *pluginLog) start() {
 
 // open opens the file at the path; false when there is none (yet), or
 // when it is refused (a symlink, a file not the installer's user's).
-func (p *pluginLog) open() bool {
+func (p *Follower) open() bool {
 	f, err := fileio.OpenOwned(p.path, os.O_RDONLY, 0) // as the plugin writes it
 	if err != nil {
 		if !p.missing {
@@ -109,7 +116,7 @@ func (p *pluginLog) open() bool {
 }
 
 // step copies the new lines, and moves to a new file after a rotation.
-func (p *pluginLog) step() {
+func (p *Follower) step() {
 	if p.f == nil {
 		if !p.open() {
 			return
@@ -132,7 +139,7 @@ func (p *pluginLog) step() {
 }
 
 // copy writes the complete lines between the offset and the file's end.
-func (p *pluginLog) copy() {
+func (p *Follower) copy() {
 	if st, err := p.f.Stat(); err == nil && st.Size() < p.off {
 		p.off, p.partial = 0, nil // truncated in place
 	}
@@ -148,7 +155,7 @@ func (p *pluginLog) copy() {
 }
 
 // lines writes the complete lines of b, keeping the rest for later.
-func (p *pluginLog) lines(b []byte) {
+func (p *Follower) lines(b []byte) {
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
@@ -166,14 +173,14 @@ func (p *pluginLog) lines(b []byte) {
 
 // flushPartial writes a line that will not be ended: the file was rotated
 // after it, or it is too long.
-func (p *pluginLog) flushPartial() {
+func (p *Follower) flushPartial() {
 	if len(p.partial) > 0 {
 		p.emit(p.partial)
 		p.partial = p.partial[:0]
 	}
 }
 
-func (p *pluginLog) emit(line []byte) {
+func (p *Follower) emit(line []byte) {
 	if len(line) > pluginLogMaxLine {
 		line = line[:pluginLogMaxLine]
 	}
@@ -182,12 +189,12 @@ func (p *pluginLog) emit(line []byte) {
 			p.setup(d)
 		}
 	}
-	out := make([]byte, 0, len(pluginLogPrefix)+len(line)+1)
-	out = append(append(append(out, pluginLogPrefix...), line...), '\n')
+	out := make([]byte, 0, len(Prefix)+len(line)+1)
+	out = append(append(append(out, Prefix...), line...), '\n')
 	_, _ = p.out.Write(out)
 }
 
-func (p *pluginLog) close() {
+func (p *Follower) close() {
 	if p.f != nil {
 		p.f.Close()
 		p.f = nil

@@ -1,4 +1,4 @@
-package installer
+package kernelcheck
 
 import (
 	"errors"
@@ -78,7 +78,7 @@ func TestCheckKernelPermissionReason(t *testing.T) {
 			}
 			// A host root without cgroup v2 (a temporary folder): its
 			// complaint joins the engine's EPERM, which decides the message.
-			err := checkKernel(&fakeEngine{kernelErr: noPerm}, t.TempDir())
+			err := Check(&fakeEngine{kernelErr: noPerm}, t.TempDir())
 			if err == nil {
 				t.Fatal("checkKernel = nil")
 			}
@@ -134,7 +134,7 @@ func TestCheckKernelPerfmon(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			withProcStatus(t, procStatusText(tc.capEff, seccompModeFilter))
-			err := checkKernel(&fakeEngine{}, v2Root)
+			err := Check(&fakeEngine{}, v2Root)
 			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 				t.Errorf("checkKernel = %v, want %q", err, tc.want)
 			}
@@ -143,7 +143,7 @@ func TestCheckKernelPerfmon(t *testing.T) {
 	old := procSelfStatus
 	procSelfStatus = filepath.Join(t.TempDir(), "absent")
 	defer func() { procSelfStatus = old }()
-	if err := checkKernel(&fakeEngine{}, v2Root); err != nil {
+	if err := Check(&fakeEngine{}, v2Root); err != nil {
 		t.Errorf("without a status: %v", err)
 	}
 }

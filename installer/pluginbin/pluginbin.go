@@ -1,33 +1,43 @@
-package installer
+// Package pluginbin is the installer's handling of the CNI plugin's
+// binary: its atomic copy into the host's CNI bin directory ([Install]),
+// the CNI versions it speaks ([Versions]), and the pods it recorded as
+// attached ([Records]), which keep it installed at uninstall.
+package pluginbin
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
-// PluginType is the plugin's type in a conflist and its binary's name in the
-// CNI bin directory.
-const PluginType = plugin.TypeName
+// Name is the plugin binary's name in the CNI bin directory, its type in a
+// conflist.
+const Name = plugin.TypeName
 
 // binaryMode is the mode of the installed plugin binary.
 const binaryMode fs.FileMode = 0o755
 
-// installBinary copies the plugin binary src to dir/mesh-accel: a temporary
+// Install copies the plugin binary src to dir/mesh-accel: a temporary
 // file in dir, synced, mode 0755, then renamed, so that the runtime never
 // runs a half-written binary, and a running plugin keeps the old file. An
 // identical binary already in place is left alone. It reports whether it
 // wrote.
-func installBinary(src, dir string) (bool, error) {
-	dst := filepath.Join(dir, PluginType)
+func Install(src, dir string) (bool, error) {
+	dst := filepath.Join(dir, Name)
 	same, err := sameFile(src, dst)
 	if err != nil {
 		return false, err
@@ -40,7 +50,7 @@ func installBinary(src, dir string) (bool, error) {
 		return false, fmt.Errorf("install plugin binary: %w", err)
 	}
 	defer in.Close()
-	err = replaceFile(dst, binaryMode, nil, func(w io.Writer) error {
+	err = fileio.Replace(dst, fileio.Options{Mode: binaryMode, Sync: true}, func(w io.Writer) error {
 		_, err := io.Copy(w, in)
 		return err
 	})
@@ -90,10 +100,10 @@ func fileHash(path string) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-// pluginRecords lists the pods the plugin recorded as attached
+// Records lists the pods the plugin recorded as attached
 // (StateDir/pods/<uid>.json): pods the runtime has yet to send a DEL.
-func pluginRecords(stateDir string) ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(stateDir, "pods"))
+func Records(stateDir string) ([]string, error) {
+	ents, err := os.ReadDir(nodestate.PodsDir(stateDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -107,4 +117,27 @@ func pluginRecords(stateDir string) ([]string, error) {
 		}
 	}
 	return uids, nil
+}
+
+// Versions asks the plugin binary which CNI versions it speaks, as a
+// runtime does (CNI_COMMAND=VERSION).
+func Versions(binary string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary)
+	cmd.Env = []string{"CNI_COMMAND=VERSION"}
+	cmd.Stdin = bytes.NewReader([]byte(`{"cniVersion":"1.1.0"}`))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("ask %s for its CNI versions: %w: %s", binary, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	var info struct {
+		SupportedVersions []string `json:"supportedVersions"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil || len(info.SupportedVersions) == 0 {
+		return nil, fmt.Errorf("ask %s for its CNI versions: unexpected answer %q", binary, out)
+	}
+	return info.SupportedVersions, nil
 }

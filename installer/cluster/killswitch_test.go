@@ -1,4 +1,4 @@
-package installer
+package cluster
 
 import (
 	"bytes"
@@ -11,26 +11,28 @@ import (
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/bpf/bpftest"
 	"github.com/mesh-accel/mesh-accel/ctl"
+	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
 // killSwitchEnv is a node state and the mounted ConfigMap folder.
 type killSwitchEnv struct {
 	t    *testing.T
 	node *bpf.Node
-	k    *killSwitch
-	cfg  *Config
+	k    *KillSwitch
+	// stateDir is the state folder of the switch's marker.
+	stateDir string
 }
 
 func newKillSwitchEnv(t *testing.T) *killSwitchEnv {
 	t.Helper()
 	root := t.TempDir()
-	cfg := &Config{RulesFile: filepath.Join(root, "rules", "rules"), StateDir: filepath.Join(root, "state")}
-	for _, d := range []string{filepath.Dir(cfg.RulesFile), cfg.installerDir()} {
+	rulesFile, stateDir := filepath.Join(root, "rules", "rules"), filepath.Join(root, "state")
+	for _, d := range []string{filepath.Dir(rulesFile), nodestate.InstallerDir(stateDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return &killSwitchEnv{t: t, node: bpftest.NewNode(t, bpf.Options{}), k: newKillSwitch(cfg, testLog(t)), cfg: cfg}
+	return &killSwitchEnv{t: t, node: bpftest.NewNode(t, bpf.Options{}), k: NewKillSwitch(rulesFile, stateDir, testLog(t)), stateDir: stateDir}
 }
 
 // set writes the ConfigMap key; "" removes it.
@@ -48,7 +50,7 @@ func (e *killSwitchEnv) set(v string) {
 // expect applies the key and checks the node's switch.
 func (e *killSwitchEnv) expect(step string, want bool) {
 	e.t.Helper()
-	if err := e.k.apply(e.node); err != nil {
+	if err := e.k.Apply(e.node); err != nil {
 		e.t.Fatalf("%s: apply: %v", step, err)
 	}
 	if on, err := e.node.Enabled(); err != nil || on != want {
@@ -103,7 +105,7 @@ func (e *killSwitchEnv) ctl(args ...string) {
 	e.t.Helper()
 	root := filepath.Dir(e.node.Dir()) // <bpffs>/<root>/<layout>
 	global := []string{"--" + ctl.FlagBPFFS, filepath.Dir(root), "--" + ctl.FlagBPFRoot, filepath.Base(root),
-		"--" + ctl.FlagStateDir, e.cfg.StateDir}
+		"--" + ctl.FlagStateDir, e.stateDir}
 	var out bytes.Buffer
 	if code := ctl.Main(context.Background(), append(global, args...), ctl.Deps{Stdout: &out, Stderr: &out,
 		Getenv: func(string) string { return "" }}); code != ctl.ExitOK {
@@ -129,37 +131,10 @@ func TestKillSwitchKeepsDisableWhileOff(t *testing.T) {
 func TestKillSwitchBadValue(t *testing.T) {
 	e := newKillSwitchEnv(t)
 	e.set("nope")
-	if err := e.k.apply(e.node); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+	if err := e.k.Apply(e.node); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("apply = %v, want an error naming the value", err)
 	}
 	if on, _ := e.node.Enabled(); !on {
 		t.Error("a bad value changed the switch")
 	}
-}
-
-// TestRunKillSwitch: a running installer on real node state turns the
-// switch off and on again as the mounted ConfigMap key flips.
-func TestRunKillSwitch(t *testing.T) {
-	h := newBPFHost(t)
-	key := filepath.Join(filepath.Dir(h.cfg.RulesFile), KillSwitchKey)
-	replaceWith(t, key, "false")
-	r := h.start(t, Deps{Engine: BPFEngine{}})
-	r.waitReady(t)
-	n, err := bpf.OpenNode(h.cfg.bpfOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	switchIs := func(want bool) func() bool {
-		return func() bool { on, err := n.Enabled(); return err == nil && on == want }
-	}
-	waitFor(t, "the switch off at start", switchIs(false))
-	replaceWith(t, key, "true")
-	waitFor(t, "the switch on", switchIs(true))
-	replaceWith(t, key, "false")
-	waitFor(t, "the switch off", switchIs(false))
-	if err := os.Remove(key); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the switch on without the key", switchIs(true))
 }

@@ -1,4 +1,10 @@
-package installer
+// Package cniconf keeps the plugin's entry in the node's primary CNI
+// config: it finds the primary the way containerd does (primary.go),
+// splices the entry into its text byte-exactly (splice.go), writes it
+// atomically and only over the bytes it read (write.go), and gives back the
+// original bytes at uninstall, from a backup that survives a restart. The
+// installer's package doc describes the behaviour.
+package cniconf
 
 import (
 	"bytes"
@@ -8,15 +14,15 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"slices"
 
 	"github.com/containernetworking/cni/libcni"
 
-	"github.com/mesh-accel/mesh-accel/bpf"
-	"github.com/mesh-accel/mesh-accel/internal/nodestate"
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
+
+// pluginType is the entry's type: the plugin binary's name.
+const pluginType = plugin.TypeName
 
 // Entry is the plugin's entry in the primary conflist. Paths are the
 // host's.
@@ -25,7 +31,7 @@ type Entry struct {
 	// Capabilities make containerd pass the pod's annotations and cgroup
 	// in runtimeConfig (plugin.CapPodAnnotations, plugin.CapCgroupPath).
 	Capabilities map[string]bool `json:"capabilities"`
-	// Kubeconfig is left out with Config.NoPluginKubeconfig.
+	// Kubeconfig is left out with installer.Config.NoPluginKubeconfig.
 	Kubeconfig string `json:"kubeconfig,omitempty"`
 	RulesFile  string `json:"rulesFile"`
 	LogFile    string `json:"logFile"`
@@ -46,39 +52,6 @@ type Entry struct {
 	MapSize           uint32   `json:"mapSize,omitempty"`
 }
 
-// NewEntry returns the entry the configuration asks for.
-func NewEntry(c *Config) Entry {
-	e := Entry{
-		Type:         PluginType,
-		Capabilities: map[string]bool{plugin.CapPodAnnotations: true, plugin.CapCgroupPath: true},
-		RulesFile:    c.HostRulesFile,
-		LogFile:      c.PluginLogFile,
-	}
-	if !c.NoPluginKubeconfig {
-		e.Kubeconfig = c.HostKubeconfigPath
-	}
-	if root := filepath.Join(c.BPFFS, c.BPFRoot); root != plugin.DefaultBPFRoot {
-		e.BPFRoot = root
-	}
-	if filepath.Clean(c.StateDir) != plugin.DefaultStateDir {
-		e.StateDir = c.StateDir
-	}
-	if c.SidecarUID != nodestate.DefaultSidecarUID {
-		e.SidecarUID = c.SidecarUID
-	}
-	if !slices.Equal(c.ExcludeNamespaces, plugin.DefaultExcludeNamespaces) {
-		e.ExcludeNamespaces = append([]string{}, c.ExcludeNamespaces...)
-	}
-	e.FailOnError = c.FailOnError
-	if c.PodQuota != bpf.DefaultPodQuota {
-		e.PodQuota = c.PodQuota
-	}
-	if c.MapSize != bpf.DefaultMapSize {
-		e.MapSize = c.MapSize
-	}
-	return e
-}
-
 // backup is what the installer wrote into the primary config and what was
 // there before, kept in memory and on disk (StateDir/installer) so that a
 // restarted installer still gives back the original bytes.
@@ -92,19 +65,33 @@ type backup struct {
 
 func (b *backup) converted() bool { return b.Path != b.Original }
 
-// conflists keeps the entry in the primary config.
-type conflists struct {
-	dir, name  string
-	entry      Entry
-	backupPath string
-	supported  []string // CNI versions the plugin speaks; nil: not checked
-	log        *slog.Logger
+// Conflists keeps the entry in the primary config.
+type Conflists struct {
+	// Dir is the CNI config directory; Name names the primary config in
+	// it (empty: the lexicographically first .conf, .conflist or .json).
+	Dir, Name string
+	Entry     Entry
+	// BackupPath is the backup of the original bytes
+	// (nodestate.ConflistBackupPath).
+	BackupPath string
+	Supported  []string // CNI versions the plugin speaks; nil: not checked
+	Log        *slog.Logger
 	b          *backup
 }
 
-// loadBackup reads the backup a previous run left, if any.
-func (m *conflists) loadBackup() error {
-	data, err := os.ReadFile(m.backupPath)
+// Written names the file the entry was last written into and the primary
+// config as it was found (a .conf converted into a .conflist); empty
+// before the first write.
+func (m *Conflists) Written() (path, original string) {
+	if m.b == nil {
+		return "", ""
+	}
+	return m.b.Path, m.b.Original
+}
+
+// LoadBackup reads the backup a previous run left, if any.
+func (m *Conflists) LoadBackup() error {
+	data, err := os.ReadFile(m.BackupPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -113,51 +100,51 @@ func (m *conflists) loadBackup() error {
 	}
 	var b backup
 	if err := json.Unmarshal(data, &b); err != nil {
-		m.log.Warn("ignoring a corrupt conflist backup", "path", m.backupPath, "err", err)
+		m.Log.Warn("ignoring a corrupt conflist backup", "path", m.BackupPath, "err", err)
 		return nil
 	}
 	m.b = &b
 	return nil
 }
 
-func (m *conflists) saveBackup(b *backup) error {
+func (m *Conflists) saveBackup(b *backup) error {
 	data, err := json.Marshal(b)
 	if err != nil {
 		return fmt.Errorf("encode conflist backup: %w", err)
 	}
-	if err := writeFileAtomic(m.backupPath, data, 0o600); err != nil {
+	if err := fileio.WriteAtomicSync(m.BackupPath, data, 0o600); err != nil {
 		return fmt.Errorf("save conflist backup: %w", err)
 	}
 	m.b = b
 	return nil
 }
 
-// ensure puts the entry into the primary config, unless it is there
+// Ensure puts the entry into the primary config, unless it is there
 // already, and reports whether it wrote. Errors wrapping [ErrNoPrimary] or
 // an [*InvalidError] mean: wait, nothing was written. A config the primary
 // CNI rewrites while the entry goes in is read again.
-func (m *conflists) ensure() (bool, error) {
+func (m *Conflists) Ensure() (bool, error) {
 	for attempt := 1; ; attempt++ {
 		wrote, err := m.ensureOnce()
 		if !errors.Is(err, errConfigChanged) || attempt == 5 {
 			return wrote, err
 		}
-		m.log.Info("primary CNI config changed while the entry went in: reading it again", "err", err)
+		m.Log.Info("primary CNI config changed while the entry went in: reading it again", "err", err)
 	}
 }
 
-func (m *conflists) ensureOnce() (bool, error) {
-	p, err := findPrimary(m.dir, m.name)
+func (m *Conflists) ensureOnce() (bool, error) {
+	p, err := findPrimary(m.Dir, m.Name)
 	if err != nil {
 		return false, err
 	}
-	if err := checkVersion(p, m.supported); err != nil {
+	if err := checkVersion(p, m.Supported); err != nil {
 		return false, err
 	}
 	if m.b != nil && m.b.Path != p.path && m.b.Original != p.path {
 		// Another file became the primary: the old one gets its bytes back.
-		m.log.Info("primary CNI config changed: moving the entry", "from", m.b.Path, "to", p.path)
-		if err := m.restore(); err != nil {
+		m.Log.Info("primary CNI config changed: moving the entry", "from", m.b.Path, "to", p.path)
+		if err := m.Restore(); err != nil {
 			return false, err
 		}
 	}
@@ -184,7 +171,7 @@ func (m *conflists) ensureOnce() (bool, error) {
 		return false, err
 	}
 	if target != p.path {
-		if err := removeFile(p.path); err != nil {
+		if err := fileio.Remove(p.path); err != nil {
 			return false, err
 		}
 	}
@@ -193,11 +180,11 @@ func (m *conflists) ensureOnce() (bool, error) {
 
 // strip returns the primary's text without entries of ours and how many
 // it held.
-func (m *conflists) strip(p *primary) ([]byte, int, error) {
+func (m *Conflists) strip(p *primary) ([]byte, int, error) {
 	if !p.list {
 		return p.data, 0, nil
 	}
-	clean, n, err := removePlugins(p.data, PluginType)
+	clean, n, err := removePlugins(p.data, pluginType)
 	if err != nil {
 		return nil, 0, &InvalidError{p.path, "cannot be edited: " + err.Error()}
 	}
@@ -205,7 +192,7 @@ func (m *conflists) strip(p *primary) ([]byte, int, error) {
 }
 
 // render returns the text with the entry last and the file it goes to.
-func (m *conflists) render(p *primary, clean []byte) ([]byte, string, error) {
+func (m *Conflists) render(p *primary, clean []byte) ([]byte, string, error) {
 	target := p.path
 	if !p.list {
 		target = conflistPath(p.path)
@@ -217,7 +204,7 @@ func (m *conflists) render(p *primary, clean []byte) ([]byte, string, error) {
 			return nil, "", &InvalidError{p.path, "cannot be converted: " + err.Error()}
 		}
 	}
-	want, err := appendPlugin(clean, m.entry)
+	want, err := appendPlugin(clean, m.Entry)
 	if err != nil {
 		return nil, "", &InvalidError{p.path, "cannot be edited: " + err.Error()}
 	}
@@ -227,31 +214,31 @@ func (m *conflists) render(p *primary, clean []byte) ([]byte, string, error) {
 // nextBackup describes the write about to happen. The original is the
 // backup's when the file is still what we wrote (a restart, or an entry to
 // update), else the file's current text without our entry.
-func (m *conflists) nextBackup(p *primary, clean []byte, n int, target string, want []byte) *backup {
+func (m *Conflists) nextBackup(p *primary, clean []byte, n int, target string, want []byte) *backup {
 	if m.b != nil && m.b.Path == p.path && bytes.Equal(m.b.Written, p.data) {
 		b := *m.b
 		b.Written = want
 		return &b
 	}
 	if n > 0 {
-		m.log.Warn("primary CNI config held an entry of ours that we did not write: replacing it", "path", p.path, "entries", n)
+		m.Log.Warn("primary CNI config held an entry of ours that we did not write: replacing it", "path", p.path, "entries", n)
 	}
 	return &backup{Path: target, Original: p.path, OrigData: clean, OrigMode: p.info.Mode().Perm(), Written: want}
 }
 
 // adopt records an entry found in place (a restart): the on-disk backup
 // still holds the original when the file is what it says we wrote.
-func (m *conflists) adopt(p *primary, clean []byte) error {
+func (m *Conflists) adopt(p *primary, clean []byte) error {
 	if m.b != nil && m.b.Path == p.path && bytes.Equal(m.b.Written, p.data) {
 		return nil
 	}
 	return m.saveBackup(&backup{Path: p.path, Original: p.path, OrigData: clean, OrigMode: p.info.Mode().Perm(), Written: p.data})
 }
 
-// restore takes the entry out of the file the backup names: the original
+// Restore takes the entry out of the file the backup names: the original
 // bytes when the file is still what we wrote, else the current text without
 // the entry. Then the backup goes.
-func (m *conflists) restore() error {
+func (m *Conflists) Restore() error {
 	b := m.b
 	if b == nil {
 		return nil
@@ -259,13 +246,13 @@ func (m *conflists) restore() error {
 	info, err := os.Stat(b.Path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		m.log.Info("conflist we wrote is gone: nothing to restore", "path", b.Path)
+		m.Log.Info("conflist we wrote is gone: nothing to restore", "path", b.Path)
 	case err != nil:
 		return fmt.Errorf("restore %s: %w", b.Path, err)
 	default:
 		err := m.restoreFile(b, info)
 		for attempt := 1; errors.Is(err, errConfigChanged) && attempt < 5; attempt++ {
-			m.log.Info("primary CNI config changed while the entry came out: reading it again", "err", err)
+			m.Log.Info("primary CNI config changed while the entry came out: reading it again", "err", err)
 			if info, err = os.Stat(b.Path); err == nil {
 				err = m.restoreFile(b, info)
 			}
@@ -274,72 +261,72 @@ func (m *conflists) restore() error {
 			return err
 		}
 	}
-	if err := removeFile(m.backupPath); err != nil {
+	if err := fileio.Remove(m.BackupPath); err != nil {
 		return err
 	}
 	m.b = nil
 	return nil
 }
 
-func (m *conflists) restoreFile(b *backup, info fs.FileInfo) error {
+func (m *Conflists) restoreFile(b *backup, info fs.FileInfo) error {
 	cur, err := os.ReadFile(b.Path)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", b.Path, err)
 	}
 	if !bytes.Equal(cur, b.Written) {
 		// The primary CNI rewrote it: take out only our entry.
-		clean, n, err := removePlugins(cur, PluginType)
+		clean, n, err := removePlugins(cur, pluginType)
 		if err != nil || n == 0 {
-			m.log.Info("conflist rewritten by someone else, without our entry: left alone", "path", b.Path, "err", err)
+			m.Log.Info("conflist rewritten by someone else, without our entry: left alone", "path", b.Path, "err", err)
 			return nil
 		}
-		m.log.Info("removing our entry from a conflist the primary CNI rewrote", "path", b.Path)
+		m.Log.Info("removing our entry from a conflist the primary CNI rewrote", "path", b.Path)
 		return writeConfig(b.Path, clean, cur, info)
 	}
 	if !b.converted() {
-		m.log.Info("restoring the original conflist", "path", b.Path)
+		m.Log.Info("restoring the original conflist", "path", b.Path)
 		return writeConfig(b.Path, b.OrigData, cur, info)
 	}
 	if _, err := os.Lstat(b.Original); err == nil {
-		m.log.Info("the primary CNI wrote its config again: removing our conversion", "path", b.Path, "config", b.Original)
+		m.Log.Info("the primary CNI wrote its config again: removing our conversion", "path", b.Path, "config", b.Original)
 	} else {
-		m.log.Info("restoring the original config", "path", b.Original, "conflist", b.Path)
-		if err := writeFileAtomic(b.Original, b.OrigData, b.OrigMode); err != nil {
+		m.Log.Info("restoring the original config", "path", b.Original, "conflist", b.Path)
+		if err := fileio.WriteAtomicSync(b.Original, b.OrigData, b.OrigMode); err != nil {
 			return err
 		}
 	}
-	return removeFile(b.Path)
+	return fileio.Remove(b.Path)
 }
 
-// uninstall takes the entry out: from the file the backup names (loaded
+// Uninstall takes the entry out: from the file the backup names (loaded
 // from disk when this run never installed, e.g. its setup failed), then
 // from the primary config if it still holds one without a backup, so that
 // no config names the plugin once the installer is gone.
-func (m *conflists) uninstall() error {
+func (m *Conflists) Uninstall() error {
 	if m.b == nil {
-		if err := m.loadBackup(); err != nil {
+		if err := m.LoadBackup(); err != nil {
 			return err
 		}
 	}
-	if err := m.restore(); err != nil {
+	if err := m.Restore(); err != nil {
 		return err
 	}
-	p, err := findPrimary(m.dir, m.name)
+	p, err := findPrimary(m.Dir, m.Name)
 	if err != nil || !p.list {
 		return nil
 	}
-	clean, n, err := removePlugins(p.data, PluginType)
+	clean, n, err := removePlugins(p.data, pluginType)
 	if err != nil || n == 0 {
 		return nil
 	}
-	m.log.Warn("removing an entry of ours that no backup describes", "path", p.path, "entries", n)
+	m.Log.Warn("removing an entry of ours that no backup describes", "path", p.path, "entries", n)
 	return writeConfig(p.path, clean, p.data, p.info)
 }
 
-// referenced names the CNI config files of the directory that still run
+// Referenced names the CNI config files of the directory that still run
 // the plugin.
-func (m *conflists) referenced() []string {
-	files, err := libcni.ConfFiles(m.dir, confExtensions)
+func (m *Conflists) Referenced() []string {
+	files, err := libcni.ConfFiles(m.Dir, confExtensions)
 	if err != nil {
 		return nil
 	}
@@ -358,9 +345,9 @@ func (m *conflists) referenced() []string {
 		if json.Unmarshal(data, &conf) != nil {
 			continue
 		}
-		named := conf.Type == PluginType
+		named := conf.Type == pluginType
 		for _, p := range conf.Plugins {
-			named = named || p.Type == PluginType
+			named = named || p.Type == pluginType
 		}
 		if named {
 			out = append(out, f)
@@ -369,26 +356,26 @@ func (m *conflists) referenced() []string {
 	return out
 }
 
-// present reports whether the primary config holds the entry.
-func (m *conflists) present() error {
-	p, err := findPrimary(m.dir, m.name)
+// Present reports whether the primary config holds the entry.
+func (m *Conflists) Present() error {
+	p, err := findPrimary(m.Dir, m.Name)
 	if err != nil {
 		return err
 	}
 	if !p.list {
-		return fmt.Errorf("primary CNI config %s has no entry of type %s", p.path, PluginType)
+		return fmt.Errorf("primary CNI config %s has no entry of type %s", p.path, pluginType)
 	}
 	list, err := parsePluginList(p.data)
-	if err != nil || list.count(PluginType) == 0 {
-		return fmt.Errorf("primary CNI config %s has no entry of type %s", p.path, PluginType)
+	if err != nil || list.count(pluginType) == 0 {
+		return fmt.Errorf("primary CNI config %s has no entry of type %s", p.path, pluginType)
 	}
 	return nil
 }
 
-// delegatesHoldEntry reports whether the config we wrote embeds (Multus'
+// DelegatesHoldEntry reports whether the config we wrote embeds (Multus'
 // "delegates") a config that runs the plugin: Multus copied a primary
 // config while it held our entry.
-func (m *conflists) delegatesHoldEntry() bool {
+func (m *Conflists) DelegatesHoldEntry() bool {
 	if m.b == nil {
 		return false
 	}
@@ -404,11 +391,11 @@ func (m *conflists) delegatesHoldEntry() bool {
 		return false
 	}
 	for _, d := range top.Delegates {
-		if d.Type == PluginType {
+		if d.Type == pluginType {
 			return true
 		}
 		for _, p := range d.Plugins {
-			if p.Type == PluginType {
+			if p.Type == pluginType {
 				return true
 			}
 		}

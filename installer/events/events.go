@@ -1,4 +1,8 @@
-package installer
+// Package events is the installer's poster of the plugin's failures: the
+// records the plugin spools under the state folder (package eventspool)
+// become Warning Events of their pods, aggregated as the kubelet's
+// recorder does, and leave the spool once posted.
+package events
 
 import (
 	"context"
@@ -7,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,14 +19,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/rest"
 
 	"github.com/mesh-accel/mesh-accel/internal/eventspool"
 )
 
-// EventReason is the reason of the Warning Event a pod gets when the plugin
+// Reason is the reason of the Warning Event a pod gets when the plugin
 // could not set up its acceleration (the pod runs without it).
-const EventReason = "AccelerationSetupFailed"
+const Reason = "AccelerationSetupFailed"
 
 // eventComponent is the Events' source.
 const eventComponent = "mesh-accel"
@@ -45,38 +47,16 @@ const (
 // clientset would link every API group's types into the binary (three
 // times its size).
 var (
-	eventsResource     = schema.GroupVersionResource{Version: "v1", Resource: "events"}
-	podsResource       = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
-	namespacesResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+	eventsResource = schema.GroupVersionResource{Version: "v1", Resource: "events"}
+	podsResource   = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 )
 
-// newKubeClient builds the installer's API client from its service account
-// (the token file is re-read as the kubelet rotates it). It returns
-// ErrNoAPIHost outside a cluster.
-func newKubeClient(cfg *Config) (dynamic.Interface, error) {
-	if cfg.APIHost == "" {
-		return nil, ErrNoAPIHost
-	}
-	if _, err := os.Stat(cfg.SAToken); err != nil {
-		return nil, fmt.Errorf("service account token: %w", err)
-	}
-	rc := &rest.Config{
-		Host: cfg.APIHost, BearerTokenFile: cfg.SAToken, UserAgent: "mesh-accel-installer",
-		TLSClientConfig: rest.TLSClientConfig{CAFile: cfg.SACA}, Timeout: 30 * time.Second,
-	}
-	c, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("API client for %s: %w", cfg.APIHost, err)
-	}
-	return c, nil
-}
-
-// events posts the plugin's spooled records (package eventspool) as
+// Poster posts the plugin's spooled records (package eventspool) as
 // Warning Events of their pods, and removes each record once posted. A
 // record whose post fails stays, and is tried again. Later failures of a
 // pod within eventAggregate raise the count of its Event, as the kubelet's
 // recorder does, so that `kubectl describe pod` shows "(x5 over 2m)".
-type events struct {
+type Poster struct {
 	dir    string
 	client dynamic.Interface // nil: no API access, the records stay
 	host   string            // the node, as the Events' source
@@ -96,14 +76,16 @@ type postedEvent struct {
 	at    time.Time // when it was last posted to
 }
 
-func newEvents(stateDir string, client dynamic.Interface, log *slog.Logger) *events {
+// NewPoster returns the poster of the spool under stateDir; a nil client
+// leaves the records in the spool.
+func NewPoster(stateDir string, client dynamic.Interface, log *slog.Logger) *Poster {
 	host, _ := os.Hostname() // the node's name: the installer runs in the host's network namespace
-	return &events{dir: eventspool.Dir(stateDir), client: client, host: host, log: log, now: time.Now,
+	return &Poster{dir: eventspool.Dir(stateDir), client: client, host: host, log: log, now: time.Now,
 		posted: map[string]postedEvent{}}
 }
 
-// run posts until ctx is done.
-func (e *events) run(ctx context.Context) {
+// Run posts until ctx is done.
+func (e *Poster) Run(ctx context.Context) {
 	if err := eventspool.Clean(e.dir); err != nil { // what killed plugins left
 		e.log.Warn("event spool not cleaned", "err", err)
 	}
@@ -114,7 +96,7 @@ func (e *events) run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		if err := e.post(ctx); err != nil {
+		if err := e.Post(ctx); err != nil {
 			wait = min(2*wait, eventRetryMax)
 			e.log.Warn("pod Events not posted; retrying", "in", wait, "err", err)
 			continue
@@ -123,11 +105,11 @@ func (e *events) run(ctx context.Context) {
 	}
 }
 
-// post posts every record of the spool. It stops at the first post that
+// Post posts every record of the spool. It stops at the first post that
 // fails (the API server unreachable, or the service account not allowed):
 // the rest waits for the next try. A record the API server refuses as such
 // (invalid), or whose pod is gone, is dropped.
-func (e *events) post(ctx context.Context) error {
+func (e *Poster) Post(ctx context.Context) error {
 	e.forget()
 	recs, err := eventspool.List(e.dir)
 	if err != nil {
@@ -169,7 +151,7 @@ func (e *events) post(ctx context.Context) error {
 // forget drops the Events made longer than eventAggregate ago: later
 // failures make new ones, so they are not needed, and pods come and go
 // (a node with crash-looping pods would otherwise keep one per pod forever).
-func (e *events) forget() {
+func (e *Poster) forget() {
 	now := e.now()
 	for key, p := range e.posted {
 		if now.Sub(p.at) >= eventAggregate {
@@ -187,7 +169,7 @@ const namespaceTerminating = "NamespaceTerminating"
 
 // postOne makes the record's Event, or adds the record's failures to the
 // Event made for the same pod and reason a short while ago.
-func (e *events) postOne(ctx context.Context, r eventspool.Record) error {
+func (e *Poster) postOne(ctx context.Context, r eventspool.Record) error {
 	key := r.Key()
 	if r.UID == "" {
 		pod, err := e.client.Resource(podsResource).Namespace(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
@@ -218,7 +200,7 @@ func (e *events) postOne(ctx context.Context, r eventspool.Record) error {
 }
 
 // event is the core/v1 Event of a record.
-func (e *events) event(r eventspool.Record) *unstructured.Unstructured {
+func (e *Poster) event(r eventspool.Record) *unstructured.Unstructured {
 	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "Event",
@@ -229,7 +211,7 @@ func (e *events) event(r eventspool.Record) *unstructured.Unstructured {
 		"involvedObject": map[string]any{
 			"kind": "Pod", "apiVersion": "v1", "namespace": r.Namespace, "name": r.Name, "uid": r.UID,
 		},
-		"reason": EventReason, "message": r.Message, "type": "Warning",
+		"reason": Reason, "message": r.Message, "type": "Warning",
 		"source":         map[string]any{"component": eventComponent, "host": e.host},
 		"firstTimestamp": ts(r.First), "lastTimestamp": ts(r.Last), "count": int64(r.Count),
 		"reportingComponent": eventComponent, "reportingInstance": e.host,
@@ -238,7 +220,7 @@ func (e *events) event(r eventspool.Record) *unstructured.Unstructured {
 
 // addTo raises the count of the Event p by the record's, with its last
 // time and message.
-func (e *events) addTo(ctx context.Context, key string, r eventspool.Record, p postedEvent) error {
+func (e *Poster) addTo(ctx context.Context, key string, r eventspool.Record, p postedEvent) error {
 	count := p.count + r.Count
 	patch, err := json.Marshal(map[string]any{
 		"count": count, "lastTimestamp": r.Last.UTC().Format(time.RFC3339), "message": r.Message,
@@ -253,32 +235,4 @@ func (e *events) addTo(ctx context.Context, key string, r eventspool.Record, p p
 	}
 	e.posted[key] = postedEvent{name: p.name, count: count, at: e.now()}
 	return nil
-}
-
-// startCompanions starts what runs beside the main loop until ctx is done:
-// the plugin log's follower (when Deps.PluginLogOut is set), the Event
-// poster and the namespace watch (both need the API server). The returned
-// function waits for them to end.
-func (in *installer) startCompanions(ctx context.Context) (wait func()) {
-	var wg sync.WaitGroup
-	if in.d.PluginLogOut != nil {
-		pl := newPluginLog(in.cfg.PluginLogFile, in.d.PluginLogOut, in.log)
-		pl.setup = func(d time.Duration) { in.m.addDuration.Observe(d.Seconds()) }
-		wg.Go(func() { pl.run(ctx) })
-	}
-	client := in.d.Kube
-	if client == nil {
-		c, err := newKubeClient(in.cfg)
-		if err != nil {
-			in.log.Warn("no API access: failed pods get no Event (their records wait in the spool) "+
-				"and namespace labels are not followed", "err", err)
-		} else {
-			client = c
-		}
-	}
-	wg.Go(func() { newEvents(in.cfg.StateDir, client, in.log).run(ctx) })
-	if client != nil {
-		wg.Go(func() { newNamespaces(in.cfg.StateDir, client, in.log).run(ctx) })
-	}
-	return wg.Wait
 }

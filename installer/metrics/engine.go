@@ -1,4 +1,4 @@
-package installer
+package metrics
 
 import (
 	"path/filepath"
@@ -17,23 +17,23 @@ import (
 // is a reason label of their metric. Package metricnames defines them, for
 // mesh-accelctl too.
 const (
-	MetricSocketsTagged        = metricnames.SocketsTagged
-	MetricConnectingRegistered = metricnames.ConnectingRegistered
-	MetricConnectingReleased   = metricnames.ConnectingReleased
-	MetricConnectionsSeen      = metricnames.ConnectionsSeen
-	MetricConnectionsAccepted  = metricnames.ConnectionsAccepted
-	MetricConnectionsRejected  = metricnames.ConnectionsRejected
-	MetricConnectionsClosed    = metricnames.ConnectionsClosed
-	MetricRedirectedDirections = metricnames.RedirectedDirections
-	MetricFallbackDirections   = metricnames.FallbackDirections
-	MetricResumedDirections    = metricnames.ResumedDirections
-	MetricRedirectedMessages   = metricnames.RedirectedMessages
-	MetricRedirectedBytes      = metricnames.RedirectedBytes
-	MetricFallbackMessages     = metricnames.FallbackMessages
-	MetricUnpairedMessages     = metricnames.UnpairedMessages
-	MetricMapFullErrors        = metricnames.MapFullErrors
-	MetricCapturedMessages     = metricnames.CapturedMessages
-	MetricCaptureDropped       = metricnames.CaptureDropped
+	SocketsTagged        = metricnames.SocketsTagged
+	ConnectingRegistered = metricnames.ConnectingRegistered
+	ConnectingReleased   = metricnames.ConnectingReleased
+	ConnectionsSeen      = metricnames.ConnectionsSeen
+	ConnectionsAccepted  = metricnames.ConnectionsAccepted
+	ConnectionsRejected  = metricnames.ConnectionsRejected
+	ConnectionsClosed    = metricnames.ConnectionsClosed
+	RedirectedDirections = metricnames.RedirectedDirections
+	FallbackDirections   = metricnames.FallbackDirections
+	ResumedDirections    = metricnames.ResumedDirections
+	RedirectedMessages   = metricnames.RedirectedMessages
+	RedirectedBytes      = metricnames.RedirectedBytes
+	FallbackMessages     = metricnames.FallbackMessages
+	UnpairedMessages     = metricnames.UnpairedMessages
+	MapFullErrors        = metricnames.MapFullErrors
+	CapturedMessages     = metricnames.CapturedMessages
+	CaptureDropped       = metricnames.CaptureDropped
 )
 
 // counterMetric is where one engine counter is exported: its metric and,
@@ -54,27 +54,48 @@ var counterMetrics = func() map[bpf.Counter]counterMetric {
 
 // counterMetricHelp is the help of each counter metric.
 var counterMetricHelp = map[string]string{
-	MetricSocketsTagged:        "Sockets created in attached pods.",
-	MetricConnectingRegistered: "Connecting sockets registered, to be paired with the socket that accepts them.",
-	MetricConnectingReleased:   "Connecting sockets released from the socket maps: their peer is on another node.",
-	MetricConnectionsSeen:      "Accepted connections examined for acceleration.",
-	MetricConnectionsAccepted:  "Connections whose pair was recorded: accelerated connections.",
-	MetricConnectionsRejected:  "Connections not accelerated, by reason.",
-	MetricConnectionsClosed:    "Accelerated connections closed.",
-	MetricRedirectedDirections: "Pair directions set up for redirection past the TCP/IP stack.",
-	MetricFallbackDirections: "Pair directions left on or moved to the TCP/IP stack, by reason (untrusted_reader: " +
+	SocketsTagged:        "Sockets created in attached pods.",
+	ConnectingRegistered: "Connecting sockets registered, to be paired with the socket that accepts them.",
+	ConnectingReleased:   "Connecting sockets released from the socket maps: their peer is on another node.",
+	ConnectionsSeen:      "Accepted connections examined for acceleration.",
+	ConnectionsAccepted:  "Connections whose pair was recorded: accelerated connections.",
+	ConnectionsRejected:  "Connections not accelerated, by reason.",
+	ConnectionsClosed:    "Accelerated connections closed.",
+	RedirectedDirections: "Pair directions set up for redirection past the TCP/IP stack.",
+	FallbackDirections: "Pair directions left on or moved to the TCP/IP stack, by reason (untrusted_reader: " +
 		"the reader may splice; half_close: the reader sent its FIN; zerocopy_sender: the sender uses MSG_ZEROCOPY; " +
 		"flow_control: the reader reached the backlog limit; stale_peer: the reader closed unseen, its pod detached).",
-	MetricResumedDirections:  "Directions that flow control held, redirected again once their reader caught up.",
-	MetricRedirectedMessages: "Messages redirected past the TCP/IP stack.",
-	MetricRedirectedBytes:    "Bytes redirected past the TCP/IP stack.",
-	MetricFallbackMessages: "Messages of accelerated connections sent on the TCP/IP stack, by reason (stack_first: " +
+	ResumedDirections:  "Directions that flow control held, redirected again once their reader caught up.",
+	RedirectedMessages: "Messages redirected past the TCP/IP stack.",
+	RedirectedBytes:    "Bytes redirected past the TCP/IP stack.",
+	FallbackMessages: "Messages of accelerated connections sent on the TCP/IP stack, by reason (stack_first: " +
 		"bytes went there before the pair was recorded; peer_gone: the peer left the socket map; flow_control: " +
 		"the direction is held; rcvlowat_reader: the reader set SO_RCVLOWAT).",
-	MetricUnpairedMessages: "Messages of sockets with no local peer, sent on the TCP/IP stack.",
-	MetricMapFullErrors:    "Map updates that failed because the map was full: the socket or connection took the stack.",
-	MetricCapturedMessages: "Messages captured for mesh-accelctl dump.",
-	MetricCaptureDropped:   "Captured messages lost because the capture ring buffer was full.",
+	UnpairedMessages: "Messages of sockets with no local peer, sent on the TCP/IP stack.",
+	MapFullErrors:    "Map updates that failed because the map was full: the socket or connection took the stack.",
+	CapturedMessages: "Messages captured for mesh-accelctl dump.",
+	CaptureDropped:   "Captured messages lost because the capture ring buffer was full.",
+}
+
+// Node is what the metrics read of every open node (the installer's Node,
+// *bpf.Node).
+type Node interface {
+	Counters() (bpf.Counters, error)
+	Pods() ([]bpf.PodInfo, error)
+	DataPaths() (bpf.DataPaths, error)
+}
+
+// CounterMetric is where one engine counter is exported: its metric and,
+// for a metric with reasons, its reason label.
+type CounterMetric struct{ Metric, Reason string }
+
+// CounterMetrics returns where every engine counter is exported.
+func CounterMetrics() map[bpf.Counter]CounterMetric {
+	out := map[bpf.Counter]CounterMetric{}
+	for name, cm := range counterMetrics {
+		out[name] = CounterMetric{cm.metric, cm.reason}
+	}
+	return out
 }
 
 // nodeStatus is what the metrics read of an open node besides [Node]; the
@@ -118,36 +139,36 @@ type podName struct{ namespace, name string }
 
 func newEngineCollector() *engineCollector {
 	c := &engineCollector{counters: map[string]*prometheus.Desc{},
-		pods: prometheus.NewDesc(MetricPodsAttached, "Pods attached on this node.", nil, nil),
-		broken: prometheus.NewDesc(MetricPodsBroken, "Pods attached on this node whose state is incomplete (a program "+
+		pods: prometheus.NewDesc(PodsAttached, "Pods attached on this node.", nil, nil),
+		broken: prometheus.NewDesc(PodsBroken, "Pods attached on this node whose state is incomplete (a program "+
 			"link or their configuration missing): they may run unaccelerated; mesh-accelctl status names them.", nil, nil),
-		enabled: prometheus.NewDesc(MetricEnabled, "1 when the node's switch accelerates new connections (mesh-accelctl enable), 0 when off.", nil, nil),
-		entries: prometheus.NewDesc(MetricMapEntries, "Entries in the node state's map: "+
+		enabled: prometheus.NewDesc(Enabled, "1 when the node's switch accelerates new connections (mesh-accelctl enable), 0 when off.", nil, nil),
+		entries: prometheus.NewDesc(MapEntries, "Entries in the node state's map: "+
 			"counted where they change (pair directions, registrations), the kernel's count (sockets), "+
 			"or a walk (per-pod maps); no scrape walks a connection map.", []string{"map"}, nil),
-		maxEntries: prometheus.NewDesc(MetricMapMaxEntries,
+		maxEntries: prometheus.NewDesc(MapMaxEntries,
 			"Capacity of the node state's map (entries); a full map sends new connections to the stack.", []string{"map"}, nil),
-		dataPath: prometheus.NewDesc(MetricDataPath,
+		dataPath: prometheus.NewDesc(DataPath,
 			"The data path (BPF object build) of the pinned programs and of this installer.",
 			[]string{"pinned", "installer"}, nil),
-		dataPathSkewed: prometheus.NewDesc(MetricDataPathSkewed,
+		dataPathSkewed: prometheus.NewDesc(DataPathSkewed,
 			"1 when the pinned programs are not this installer's (the upgrade pass failed, or has not run yet).", nil, nil),
-		olderSockets: prometheus.NewDesc(MetricOlderStateSockets,
+		olderSockets: prometheus.NewDesc(OlderStateSockets,
 			"Sockets still paired under the state of an older layout, which an upgrade keeps until they close.",
 			[]string{"layout"}, nil),
-		podEntries: prometheus.NewDesc(MetricPodMapEntries, "Connection-map entries the pod's connections hold: "+
+		podEntries: prometheus.NewDesc(PodMapEntries, "Connection-map entries the pod's connections hold: "+
 			"pending registrations and pair directions, charged to the connecting side.", podLabels, nil),
-		podQuota: prometheus.NewDesc(MetricPodQuota, "The most connection-map entries the pod's connections may "+
+		podQuota: prometheus.NewDesc(PodQuota, "The most connection-map entries the pod's connections may "+
 			"hold (its quota); past the guaranteed share only while the node's shared pool has room.", podLabels, nil),
-		guaranteed: prometheus.NewDesc(MetricGuaranteedShare, "Connection-map entries every attached pod can always "+
+		guaranteed: prometheus.NewDesc(GuaranteedShare, "Connection-map entries every attached pod can always "+
 			"hold (up to its quota), whatever the other pods hold.", nil, nil),
-		guaranteedPods: prometheus.NewDesc(MetricGuaranteedPods,
+		guaranteedPods: prometheus.NewDesc(GuaranteedPods,
 			"How many attached pods the guaranteed shares of the connection maps are kept for.", nil, nil),
-		pool: prometheus.NewDesc(MetricSharedPool, "Connection-map entries the pods share beyond their guaranteed "+
+		pool: prometheus.NewDesc(SharedPool, "Connection-map entries the pods share beyond their guaranteed "+
 			"shares: the maps' capacity less the guaranteed shares kept.", nil, nil),
-		poolInUse: prometheus.NewDesc(MetricSharedPoolInUse, "Entries of the shared pool in use: what pods hold "+
+		poolInUse: prometheus.NewDesc(SharedPoolInUse, "Entries of the shared pool in use: what pods hold "+
 			"beyond their guaranteed share; when it reaches the pool, such pods' new connections take the stack.", nil, nil),
-		expired: prometheus.NewDesc(MetricRegistrationsExpired, "Registrations of connecting sockets the sweep "+
+		expired: prometheus.NewDesc(RegistrationsExpired, "Registrations of connecting sockets the sweep "+
 			"released because they waited too long for a local peer (their connections take the stack).", nil, nil),
 		names: map[string]podName{},
 	}
@@ -234,7 +255,7 @@ func (c *engineCollector) collectCounters(ch chan<- prometheus.Metric) {
 	if c.node != nil {
 		var err error
 		if counters, err = c.node.Counters(); err != nil {
-			ch <- prometheus.NewInvalidMetric(c.counters[MetricConnectionsAccepted], err)
+			ch <- prometheus.NewInvalidMetric(c.counters[ConnectionsAccepted], err)
 			return
 		}
 	}

@@ -1,4 +1,10 @@
-package installer
+// Package kernelcheck is the installer's check of the node before it
+// installs anything: the kernel's BPF features (asked of the engine), the
+// host's cgroup v2 hierarchy, the capabilities and seccomp mode the
+// installer runs with, and bpffs at the state's mount point, which it
+// mounts as the init container ([MountBPFFS]). Every missing part is
+// named, with what to do.
+package kernelcheck
 
 import (
 	"errors"
@@ -13,7 +19,14 @@ import (
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
 )
 
-// checkKernel names everything the node lacks: the engine's check (BPF
+// Kernel is the engine's check of the kernel's BPF features
+// (installer.Engine, bpf.CheckKernel).
+type Kernel interface {
+	// CheckKernel names the kernel features mesh-accel lacks (nil: none).
+	CheckKernel() error
+}
+
+// Check names everything the node lacks: the engine's check (BPF
 // program and map types, a cgroup v2 mount) and the host's cgroup v2
 // hierarchy at cgroupRoot. When the host's hierarchy is cgroup v2 (or
 // hybrid, with cgroup v2 at cgroupRoot/unified), the engine's complaint
@@ -22,7 +35,7 @@ import (
 // dropped. A process that may use bpf() but lacks CAP_PERFMON passes the
 // engine's check and would fail later, on the verifier's log: it is
 // named here.
-func checkKernel(engine Engine, cgroupRoot string) error {
+func Check(engine Kernel, cgroupRoot string) error {
 	kerr := engine.CheckKernel()
 	if cgroupRoot == "" {
 		return kerr
@@ -180,6 +193,10 @@ func isBPFFS(path string) bool {
 	return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
 }
 
+// FlagMountBPFFS is the installer's flag that runs [MountBPFFS] only (the
+// init container); the installer's configuration names it from here.
+const FlagMountBPFFS = "mount-bpffs"
+
 // MountBPFFS mounts bpffs at path unless one is mounted there already, and
 // reports whether it mounted. In the DaemonSet's init container the mount
 // propagates to the host (mountPropagation Bidirectional), where the plugin
@@ -197,10 +214,10 @@ func MountBPFFS(path string) (bool, error) {
 	return true, nil
 }
 
-// requireBPFFS fails, saying what to do, when no bpffs is mounted at path
+// RequireBPFFS fails, saying what to do, when no bpffs is mounted at path
 // and this process may not mount one: state pinned on a bpffs private to
 // the container would be invisible to the plugin on the host.
-func requireBPFFS(path string) error {
+func RequireBPFFS(path string) error {
 	if isBPFFS(path) {
 		return nil
 	}

@@ -1,4 +1,10 @@
-package installer
+// Package cluster keeps the node in step with the cluster's settings: the
+// namespaces opted in by their label (namespaces.go, the file package
+// nsoptin owns), the plugin's kubeconfig from the rotating service account
+// token (kubeconfig.go), the rules ConfigMap's node defaults, copied for
+// the plugin and applied to attached pods (rules.go), and its key enabled,
+// the cluster-wide switch (killswitch.go).
+package cluster
 
 import (
 	"context"
@@ -10,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
@@ -17,7 +24,7 @@ import (
 	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
 )
 
-// namespaces keeps the node's file of opted-in namespaces (package
+// Namespaces keeps the node's file of opted-in namespaces (package
 // nsoptin) in step with the namespaces labelled nsoptin.Label=true: it
 // watches them through the API server (a list and watch of the labelled
 // namespaces only), and the plugin reads the file at a pod's ADD.
@@ -25,7 +32,7 @@ import (
 // The file is rewritten only once the watch has listed the namespaces:
 // until then (the API server unreachable at start) the file of the previous
 // run stays in force.
-type namespaces struct {
+type Namespaces struct {
 	client   dynamic.Interface
 	stateDir string
 	log      *slog.Logger
@@ -34,15 +41,21 @@ type namespaces struct {
 	written []string // the namespaces in the file; nil before the first write
 }
 
-func newNamespaces(stateDir string, client dynamic.Interface, log *slog.Logger) *namespaces {
-	return &namespaces{client: client, stateDir: stateDir, log: log}
+// NewNamespaces returns the watch of the labelled namespaces, which keeps
+// the file of stateDir.
+func NewNamespaces(stateDir string, client dynamic.Interface, log *slog.Logger) *Namespaces {
+	return &Namespaces{client: client, stateDir: stateDir, log: log}
 }
 
 // selector picks the opted-in namespaces.
 var selector = nsoptin.Label + "=true"
 
-// run watches until ctx is done.
-func (n *namespaces) run(ctx context.Context) {
+// namespacesResource is the API's namespaces, read with the dynamic
+// client (see package events for why not the typed clientset).
+var namespacesResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+
+// Run watches until ctx is done.
+func (n *Namespaces) Run(ctx context.Context) {
 	nsAPI := n.client.Resource(namespacesResource)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -81,7 +94,7 @@ func (n *namespaces) run(ctx context.Context) {
 }
 
 // sync writes the file when the opted-in namespaces changed.
-func (n *namespaces) sync(store cache.Store) {
+func (n *Namespaces) sync(store cache.Store) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	set := nsoptin.Set{}

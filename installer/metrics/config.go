@@ -1,19 +1,20 @@
-package installer
+package metrics
 
 import (
 	"sync"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/installer/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metric names of the configuration the installer reads from the rules
 // ConfigMap: the last reload of the rules file and the switch key.
 const (
-	MetricRulesReloadSuccessful = "mesh_accel_rules_last_reload_successful"
-	MetricRulesReloadAttempt    = "mesh_accel_rules_last_reload_attempt_timestamp_seconds"
-	MetricRulesReloadSuccess    = "mesh_accel_rules_last_reload_success_timestamp_seconds"
-	MetricSwitchKeyInvalid      = "mesh_accel_configmap_enabled_invalid"
+	RulesReloadSuccessful = "mesh_accel_rules_last_reload_successful"
+	RulesReloadAttempt    = "mesh_accel_rules_last_reload_attempt_timestamp_seconds"
+	RulesReloadSuccess    = "mesh_accel_rules_last_reload_success_timestamp_seconds"
+	SwitchKeyInvalid      = "mesh_accel_configmap_enabled_invalid"
 )
 
 // configCollector exports what the installer found in the rules ConfigMap
@@ -35,15 +36,15 @@ type configCollector struct {
 
 func newConfigCollector() *configCollector {
 	return &configCollector{
-		reloadOK: prometheus.NewDesc(MetricRulesReloadSuccessful,
+		reloadOK: prometheus.NewDesc(RulesReloadSuccessful,
 			"1 when the last reload of the rules ConfigMap's file accepted it, 0 when it rejected it (the rules in "+
 				"force stayed: mesh-accelctl rules check names the error).", nil, nil),
-		reloadAttempt: prometheus.NewDesc(MetricRulesReloadAttempt,
+		reloadAttempt: prometheus.NewDesc(RulesReloadAttempt,
 			"Unix time of the last reload of the rules file (at start, on a change and at every re-check).", nil, nil),
-		reloadSuccess: prometheus.NewDesc(MetricRulesReloadSuccess,
+		reloadSuccess: prometheus.NewDesc(RulesReloadSuccess,
 			"Unix time of the last reload of the rules file that accepted it.", nil, nil),
-		switchInvalid: prometheus.NewDesc(MetricSwitchKeyInvalid,
-			"1 when the rules ConfigMap's key "+KillSwitchKey+" is neither true nor false (the node's switch stays "+
+		switchInvalid: prometheus.NewDesc(SwitchKeyInvalid,
+			"1 when the rules ConfigMap's key "+cluster.KillSwitchKey+" is neither true nor false (the node's switch stays "+
 				"as it is), else 0.", nil, nil),
 	}
 }

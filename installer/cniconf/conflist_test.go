@@ -1,9 +1,8 @@
-package installer
+package cniconf
 
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,24 +11,60 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 
+	"github.com/mesh-accel/mesh-accel/installer/internal/installertest"
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
 
-// defaultEntry is the entry of the DaemonSet's configuration.
-func defaultEntry(tb testing.TB) Entry {
-	tb.Helper()
-	c, err := NewConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return NewEntry(c)
+// DefaultEntry is the entry of the DaemonSet's configuration
+// (installer.NewEntry of the default installer.Config, which the
+// installer's TestEntryOfConfig checks against it).
+var DefaultEntry = Entry{
+	Type:         plugin.TypeName,
+	Capabilities: map[string]bool{plugin.CapPodAnnotations: true, plugin.CapCgroupPath: true},
+	Kubeconfig:   "/etc/mesh-accel/kubeconfig",
+	RulesFile:    "/etc/mesh-accel/rules",
+	LogFile:      plugin.DefaultLogFile,
 }
 
+// OptionsEntry is the entry of the configuration of testdata's options
+// case: every optional field set (installer.NewEntry of the environment
+// in the installer's TestEntryOfConfig).
+var OptionsEntry = Entry{
+	Type:              plugin.TypeName,
+	Capabilities:      map[string]bool{plugin.CapPodAnnotations: true, plugin.CapCgroupPath: true},
+	Kubeconfig:        "/etc/mesh-accel/kubeconfig",
+	RulesFile:         "/etc/mesh-accel/rules",
+	LogFile:           plugin.DefaultLogFile,
+	BPFRoot:           "/sys/fs/bpf/mesh-accel-b",
+	StateDir:          "/var/lib/mesh-accel-b",
+	SidecarUID:        1000690001,
+	ExcludeNamespaces: []string{"kube-system", "istio-system"},
+	FailOnError:       true,
+	PodQuota:          2048,
+	MapSize:           262144,
+}
+
+func defaultEntry(testing.TB) Entry { return DefaultEntry }
+
+// The helpers shared with the installer's other packages.
+var (
+	readTree    = installertest.ReadTree
+	writeTree   = installertest.WriteTree
+	sameTree    = installertest.SameTree
+	goldenTree  = installertest.GoldenTree
+	fileMode    = installertest.FileMode
+	exists      = installertest.Exists
+	testLog     = installertest.Log
+	replaceWith = installertest.ReplaceWith
+)
+
+const bridgeConflist = installertest.BridgeConflist
+
 // newConflists manages the entry in dir, with its backup in state.
-func newConflists(tb testing.TB, dir, state string) *conflists {
+func newConflists(tb testing.TB, dir, state string) *Conflists {
 	tb.Helper()
-	m := &conflists{dir: dir, entry: defaultEntry(tb), backupPath: filepath.Join(state, "conflist-backup.json"), log: testLog(tb)}
-	if err := m.loadBackup(); err != nil {
+	m := &Conflists{Dir: dir, Entry: defaultEntry(tb), BackupPath: filepath.Join(state, "conflist-backup.json"), Log: testLog(tb)}
+	if err := m.LoadBackup(); err != nil {
 		tb.Fatal(err)
 	}
 	return m
@@ -82,34 +117,34 @@ func TestConflistGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := newConflists(t, dir, t.TempDir())
-			if wrote, err := m.ensure(); err != nil || !wrote {
+			if wrote, err := m.Ensure(); err != nil || !wrote {
 				t.Fatalf("ensure = %v, %v; want a write", wrote, err)
 			}
 			goldenTree(t, dir, filepath.Join("testdata", "conflists", tc.name, "out"))
 			l := runtimeList(t, dir)
-			if last := l.Plugins[len(l.Plugins)-1].Network; last.Type != PluginType || !last.Capabilities[plugin.CapCgroupPath] {
+			if last := l.Plugins[len(l.Plugins)-1].Network; last.Type != pluginType || !last.Capabilities[plugin.CapCgroupPath] {
 				t.Errorf("last plugin of the runtime's list: %+v", last)
 			}
 			if got := fileMode(t, m.b.Path); got != tc.mode {
 				t.Errorf("mode %v, want %v", got, tc.mode)
 			}
 			after := readTree(t, dir)
-			if wrote, err := newConflists(t, dir, filepath.Dir(m.backupPath)).ensure(); err != nil || wrote {
+			if wrote, err := newConflists(t, dir, filepath.Dir(m.BackupPath)).Ensure(); err != nil || wrote {
 				t.Fatalf("second install = %v, %v; want nothing written", wrote, err)
 			}
 			sameTree(t, "after a second install", dir, after)
-			if n := strings.Count(after[filepath.Base(m.b.Path)], `"type": "`+PluginType+`"`) +
-				strings.Count(after[filepath.Base(m.b.Path)], `"type":"`+PluginType+`"`); n != 1 {
+			if n := strings.Count(after[filepath.Base(m.b.Path)], `"type": "`+pluginType+`"`) +
+				strings.Count(after[filepath.Base(m.b.Path)], `"type":"`+pluginType+`"`); n != 1 {
 				t.Errorf("%d entries of ours", n)
 			}
-			if err := m.restore(); err != nil {
+			if err := m.Restore(); err != nil {
 				t.Fatal(err)
 			}
 			sameTree(t, "after uninstall", dir, in)
 			if got := fileMode(t, filepath.Join(dir, tc.primary)); got != tc.mode {
 				t.Errorf("mode after uninstall %v, want %v", got, tc.mode)
 			}
-			if exists(m.backupPath) {
+			if exists(m.BackupPath) {
 				t.Error("backup left after uninstall")
 			}
 		})
@@ -136,21 +171,21 @@ func TestConflistRepair(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, in := confDir(t, "calico")
 			m := newConflists(t, dir, t.TempDir())
-			if _, err := m.ensure(); err != nil {
+			if _, err := m.Ensure(); err != nil {
 				t.Fatal(err)
 			}
 			path := filepath.Join(dir, primary)
 			ours := readTree(t, dir)[primary]
 			replaceWith(t, path, tc.rewrite(in[primary], ours))
-			wrote, err := m.ensure()
+			wrote, err := m.Ensure()
 			if err != nil {
 				t.Fatal(err)
 			}
 			l := runtimeList(t, dir)
-			if wrote != (tc.name != "edited around our entry") || l.Plugins[len(l.Plugins)-1].Network.Type != PluginType {
+			if wrote != (tc.name != "edited around our entry") || l.Plugins[len(l.Plugins)-1].Network.Type != pluginType {
 				t.Errorf("after the rewrite: wrote %v, plugins %d, last %q", wrote, len(l.Plugins), l.Plugins[len(l.Plugins)-1].Network.Type)
 			}
-			if err := m.restore(); err != nil {
+			if err := m.Restore(); err != nil {
 				t.Fatal(err)
 			}
 			want := map[string]string{primary: tc.want(in[primary], ours), "calico-kubeconfig": in["calico-kubeconfig"]}
@@ -170,16 +205,16 @@ func TestConflistRestart(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, in := confDir(t, tc.name)
 			state := t.TempDir()
-			if _, err := newConflists(t, dir, state).ensure(); err != nil {
+			if _, err := newConflists(t, dir, state).Ensure(); err != nil {
 				t.Fatal(err)
 			}
 			installed := readTree(t, dir)
 			again := newConflists(t, dir, state)
-			if wrote, err := again.ensure(); err != nil || wrote {
+			if wrote, err := again.Ensure(); err != nil || wrote {
 				t.Fatalf("restart: ensure = %v, %v; want nothing written", wrote, err)
 			}
 			sameTree(t, "after the restart", dir, installed)
-			if err := again.restore(); err != nil {
+			if err := again.Restore(); err != nil {
 				t.Fatal(err)
 			}
 			sameTree(t, "after uninstall", dir, in)
@@ -187,14 +222,14 @@ func TestConflistRestart(t *testing.T) {
 	}
 	t.Run("backup lost", func(t *testing.T) {
 		dir, in := confDir(t, "calico")
-		if _, err := newConflists(t, dir, t.TempDir()).ensure(); err != nil {
+		if _, err := newConflists(t, dir, t.TempDir()).Ensure(); err != nil {
 			t.Fatal(err)
 		}
 		m := newConflists(t, dir, t.TempDir())
-		if wrote, err := m.ensure(); err != nil || wrote {
+		if wrote, err := m.Ensure(); err != nil || wrote {
 			t.Fatalf("ensure = %v, %v; want nothing written", wrote, err)
 		}
-		if err := m.restore(); err != nil {
+		if err := m.Restore(); err != nil {
 			t.Fatal(err)
 		}
 		sameTree(t, "after uninstall", dir, in)
@@ -207,19 +242,19 @@ func TestConflistRestart(t *testing.T) {
 func TestConflistConfRewritten(t *testing.T) {
 	dir, in := confDir(t, "bridge-conf")
 	m := newConflists(t, dir, t.TempDir())
-	if _, err := m.ensure(); err != nil {
+	if _, err := m.Ensure(); err != nil {
 		t.Fatal(err)
 	}
 	newer := strings.Replace(in["10-bridge.conf"], "10.88.0.0/16", "10.89.0.0/16", 1)
 	writeTree(t, dir, map[string]string{"10-bridge.conf": newer})
-	if wrote, err := m.ensure(); err != nil || !wrote {
+	if wrote, err := m.Ensure(); err != nil || !wrote {
 		t.Fatalf("ensure = %v, %v; want the entry put back", wrote, err)
 	}
 	got := readTree(t, dir)
 	if _, ok := got["10-bridge.conf"]; ok || !strings.Contains(got["10-bridge.conflist"], "10.89.0.0/16") {
 		t.Fatalf("not converted again: %v", got)
 	}
-	if err := m.restore(); err != nil {
+	if err := m.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	sameTree(t, "after uninstall", dir, map[string]string{"10-bridge.conf": newer, "99-loopback.conf": in["99-loopback.conf"]})
@@ -231,12 +266,12 @@ func TestConflistConfRewritten(t *testing.T) {
 func TestConflistMultusArrives(t *testing.T) {
 	dir, in := confDir(t, "calico")
 	m := newConflists(t, dir, t.TempDir())
-	if _, err := m.ensure(); err != nil {
+	if _, err := m.Ensure(); err != nil {
 		t.Fatal(err)
 	}
 	multus := readTree(t, filepath.Join("testdata", "conflists", "multus", "in"))["00-multus.conf"]
 	writeTree(t, dir, map[string]string{"00-multus.conf": multus})
-	if wrote, err := m.ensure(); err != nil || !wrote {
+	if wrote, err := m.Ensure(); err != nil || !wrote {
 		t.Fatalf("ensure = %v, %v", wrote, err)
 	}
 	got := readTree(t, dir)
@@ -244,13 +279,13 @@ func TestConflistMultusArrives(t *testing.T) {
 		t.Errorf("Calico's config still edited:\n%s", got["10-calico.conflist"])
 	}
 	l := runtimeList(t, dir)
-	if l.Name != "multus-cni-network" || len(l.Plugins) != 2 || l.Plugins[1].Network.Type != PluginType {
+	if l.Name != "multus-cni-network" || len(l.Plugins) != 2 || l.Plugins[1].Network.Type != pluginType {
 		t.Errorf("runtime's list: %s with %d plugins", l.Name, len(l.Plugins))
 	}
-	if strings.Count(got["00-multus.conflist"], `"type": "`+PluginType+`"`) != 1 || m.delegatesHoldEntry() {
+	if strings.Count(got["00-multus.conflist"], `"type": "`+pluginType+`"`) != 1 || m.DelegatesHoldEntry() {
 		t.Errorf("Multus delegates touched:\n%s", got["00-multus.conflist"])
 	}
-	if err := m.restore(); err != nil {
+	if err := m.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	in["00-multus.conf"] = multus
@@ -261,16 +296,16 @@ func TestConflistMultusArrives(t *testing.T) {
 func TestConflistNamed(t *testing.T) {
 	dir, in := confDir(t, "cilium-chain")
 	m := newConflists(t, dir, t.TempDir())
-	m.name = "10-aws.conflist"
-	if _, err := m.ensure(); err != nil {
+	m.Name = "10-aws.conflist"
+	if _, err := m.Ensure(); err != nil {
 		t.Fatal(err)
 	}
 	got := readTree(t, dir)
-	if got["05-cilium.conflist"] != in["05-cilium.conflist"] || !strings.Contains(got["10-aws.conflist"], PluginType) {
+	if got["05-cilium.conflist"] != in["05-cilium.conflist"] || !strings.Contains(got["10-aws.conflist"], pluginType) {
 		t.Errorf("wrong file edited: %v", got)
 	}
-	m.name = "99-missing.conflist"
-	if _, err := m.ensure(); !errors.Is(err, ErrNoPrimary) {
+	m.Name = "99-missing.conflist"
+	if _, err := m.Ensure(); !errors.Is(err, ErrNoPrimary) {
 		t.Errorf("missing named config: %v, want ErrNoPrimary", err)
 	}
 }
@@ -298,14 +333,14 @@ func TestConflistWaits(t *testing.T) {
 			dir := t.TempDir()
 			writeTree(t, dir, tc.files)
 			m := newConflists(t, dir, t.TempDir())
-			m.supported = []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"}
-			wrote, err := m.ensure()
+			m.Supported = []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"}
+			wrote, err := m.Ensure()
 			if wrote || !tc.want(err) {
 				t.Fatalf("ensure = %v, %v", wrote, err)
 			}
 			t.Logf("reported: %v", err)
 			sameTree(t, "after ensure", dir, tc.files)
-			if m.present() == nil {
+			if m.Present() == nil {
 				t.Error("present() with no entry")
 			}
 		})
@@ -333,13 +368,13 @@ func TestConflistUninstall(t *testing.T) {
 			writeTree(t, dir, tc.files)
 			m := newConflists(t, dir, t.TempDir())
 			var refs []string
-			for _, f := range m.referenced() {
+			for _, f := range m.Referenced() {
 				refs = append(refs, filepath.Base(f))
 			}
 			if strings.Join(refs, ",") != strings.Join(tc.wantRefs, ",") {
 				t.Errorf("referenced = %v, want %v", refs, tc.wantRefs)
 			}
-			if err := m.uninstall(); err != nil {
+			if err := m.Uninstall(); err != nil {
 				t.Fatal(err)
 			}
 			if tc.wantAfter != nil {
@@ -366,12 +401,12 @@ func TestConflistRaceWithPrimary(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { beforeConfigRename = nil })
-	if _, err := m.ensure(); err != nil {
+	if _, err := m.Ensure(); err != nil {
 		t.Fatal(err)
 	}
 	l := runtimeList(t, dir)
 	got := readTree(t, dir)[primary]
-	if raced != 1 || !strings.Contains(got, `"mtu": 1440`) || l.Plugins[len(l.Plugins)-1].Network.Type != PluginType {
+	if raced != 1 || !strings.Contains(got, `"mtu": 1440`) || l.Plugins[len(l.Plugins)-1].Network.Type != pluginType {
 		t.Fatalf("after a write raced the install (%d): %s", raced, got)
 	}
 	// And while the entry comes out: the primary edits the file again.
@@ -383,7 +418,7 @@ func TestConflistRaceWithPrimary(t *testing.T) {
 			replaceWith(t, path, again)
 		}
 	}
-	if err := m.restore(); err != nil {
+	if err := m.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	want := strings.Replace(edited, `"mtu": 1440`, `"mtu": 9000`, 1)
@@ -392,7 +427,7 @@ func TestConflistRaceWithPrimary(t *testing.T) {
 
 // A primary config that is a symlink (to a file the primary CNI manages
 // elsewhere) stays a symlink: the entry goes into its target, and the
-// uninstall gives the target back its bytes.
+// Uninstall gives the target back its bytes.
 func TestConflistSymlink(t *testing.T) {
 	const primary = "10-calico.conflist"
 	_, in := confDir(t, "calico")
@@ -404,7 +439,7 @@ func TestConflistSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newConflists(t, dir, t.TempDir())
-	if _, err := m.ensure(); err != nil {
+	if _, err := m.Ensure(); err != nil {
 		t.Fatal(err)
 	}
 	isLink := func(when string) {
@@ -415,10 +450,10 @@ func TestConflistSymlink(t *testing.T) {
 	}
 	isLink("after install")
 	l := runtimeList(t, dir)
-	if l.Plugins[len(l.Plugins)-1].Network.Type != PluginType {
+	if l.Plugins[len(l.Plugins)-1].Network.Type != pluginType {
 		t.Fatalf("entry not in the symlink's target")
 	}
-	if err := m.restore(); err != nil {
+	if err := m.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	isLink("after uninstall")
@@ -429,20 +464,12 @@ func TestConflistSymlink(t *testing.T) {
 
 // Settings away from their defaults reach the entry (golden file): a
 // sidecar uid, no failing open, excluded namespaces, a pod quota, other
-// bpffs and state folders, a map size; the plugin reads them back.
+// bpffs and state folders, a map size; the plugin reads them back. (The
+// installer's TestEntryOfConfig checks that its settings make this entry.)
 func TestConflistGoldenOptions(t *testing.T) {
 	dir, in := confDir(t, "options")
-	env := map[string]string{
-		"MESH_ACCEL_SIDECAR_UID": "1000690001", "MESH_ACCEL_FAIL_ON_ERROR": "true",
-		"MESH_ACCEL_EXCLUDE_NAMESPACES": "kube-system,istio-system", "MESH_ACCEL_POD_QUOTA": "2048",
-		"MESH_ACCEL_BPF_ROOT": "mesh-accel-b", "MESH_ACCEL_STATE_DIR": "/var/lib/mesh-accel-b", "MESH_ACCEL_MAP_SIZE": "262144",
-	}
-	c, err := NewConfig(nil, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &conflists{dir: dir, entry: NewEntry(c), backupPath: filepath.Join(t.TempDir(), "backup.json"), log: testLog(t)}
-	if wrote, err := m.ensure(); err != nil || !wrote {
+	m := &Conflists{Dir: dir, Entry: OptionsEntry, BackupPath: filepath.Join(t.TempDir(), "backup.json"), Log: testLog(t)}
+	if wrote, err := m.Ensure(); err != nil || !wrote {
 		t.Fatalf("ensure = %v, %v; want a write", wrote, err)
 	}
 	goldenTree(t, dir, filepath.Join("testdata", "conflists", "options", "out"))
@@ -456,8 +483,14 @@ func TestConflistGoldenOptions(t *testing.T) {
 		got.MapSize != 262144 {
 		t.Errorf("the plugin reads %+v", got)
 	}
-	if err := m.restore(); err != nil {
+	if err := m.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	sameTree(t, "after uninstall", dir, in)
+}
+
+// errorsAs is errors.As for a target type, for table-driven checks.
+func errorsAs[T error](err error) bool {
+	var t T
+	return errors.As(err, &t)
 }

@@ -1,81 +1,37 @@
-package installer
+package events
 
 import (
 	"context"
 	"errors"
-	"math"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/installer/internal/installertest"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/kubernetes/scheme"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/mesh-accel/mesh-accel/internal/eventspool"
-	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
-	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
-// spool adds a failure record to the spool of stateDir.
-func spool(tb testing.TB, stateDir string, r eventspool.Record) {
-	tb.Helper()
-	if err := eventspool.Add(eventspool.Dir(stateDir), r); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// fakeAPI is an API server holding objs, as the dynamic client sees it.
-func fakeAPI(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
-	return dynamicfake.NewSimpleDynamicClient(scheme.Scheme, objs...)
-}
-
-// toUnstructured converts a typed object for the dynamic client.
-func toUnstructured(tb testing.TB, obj runtime.Object) *unstructured.Unstructured {
-	tb.Helper()
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &unstructured.Unstructured{Object: m}
-}
-
-// podEvents lists the Events of a namespace.
-func podEvents(tb testing.TB, c *dynamicfake.FakeDynamicClient, ns string) []corev1.Event {
-	tb.Helper()
-	l, err := c.Resource(eventsResource).Namespace(ns).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out := make([]corev1.Event, len(l.Items))
-	for i, u := range l.Items {
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &out[i]); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return out
-}
-
-func spooled(tb testing.TB, stateDir string) []eventspool.Record {
-	tb.Helper()
-	recs, err := eventspool.List(eventspool.Dir(stateDir))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return recs
-}
+// The helpers shared with the installer's other packages.
+var (
+	spool     = installertest.Spool
+	fakeAPI   = installertest.FakeAPI
+	podEvents = installertest.PodEvents
+	spooled   = installertest.Spooled
+	testLog   = installertest.Log
+)
 
 func TestEventsPosted(t *testing.T) {
 	state := t.TempDir()
 	c := fakeAPI()
-	e := newEvents(state, c, testLog(t))
+	e := NewPoster(state, c, testLog(t))
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	e.now = func() time.Time { return now }
 	first := now.Add(-2 * time.Minute)
@@ -83,7 +39,7 @@ func TestEventsPosted(t *testing.T) {
 		Message: "mesh-accel could not accelerate the pod (attach): boom", First: first, Last: first})
 	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "uid-web", Reason: "attach",
 		Message: "mesh-accel could not accelerate the pod (attach): boom again", Last: now.Add(-time.Minute)})
-	if err := e.post(context.Background()); err != nil {
+	if err := e.Post(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	evs := podEvents(t, c, "shop")
@@ -92,7 +48,7 @@ func TestEventsPosted(t *testing.T) {
 	}
 	ev := evs[0]
 	want := corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: "shop", Name: "web", UID: "uid-web"}
-	if ev.InvolvedObject != want || ev.Type != corev1.EventTypeWarning || ev.Reason != EventReason ||
+	if ev.InvolvedObject != want || ev.Type != corev1.EventTypeWarning || ev.Reason != Reason ||
 		ev.Count != 2 || !ev.FirstTimestamp.Time.Equal(first) || !ev.LastTimestamp.Time.Equal(now.Add(-time.Minute)) ||
 		!strings.Contains(ev.Message, "boom again") || ev.Source.Component != eventComponent {
 		t.Errorf("Event %+v", ev)
@@ -104,7 +60,7 @@ func TestEventsPosted(t *testing.T) {
 	// The pod fails again: its Event counts it ("x3 over 2m").
 	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "uid-web", Reason: "attach",
 		Message: "third", Last: now})
-	if err := e.post(context.Background()); err != nil {
+	if err := e.Post(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	evs = podEvents(t, c, "shop")
@@ -117,7 +73,7 @@ func TestEventsPosted(t *testing.T) {
 	// come and go: it must not remember every one), and a later failure
 	// makes a new one.
 	now = now.Add(eventAggregate)
-	if err := e.post(context.Background()); err != nil {
+	if err := e.Post(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if len(e.posted) != 0 {
@@ -125,7 +81,7 @@ func TestEventsPosted(t *testing.T) {
 	}
 	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "uid-web", Reason: "attach",
 		Message: "fourth", Last: now})
-	if err := e.post(context.Background()); err != nil {
+	if err := e.Post(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if evs = podEvents(t, c, "shop"); len(evs) != 2 {
@@ -145,16 +101,16 @@ func TestEventsAPIFailure(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	e := newEvents(state, c, testLog(t))
+	e := NewPoster(state, c, testLog(t))
 	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "uid-web", Reason: "kernel", Message: "m"})
-	if err := e.post(context.Background()); err == nil || !strings.Contains(err.Error(), "connection refused") {
+	if err := e.Post(context.Background()); err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("post = %v, want the API error", err)
 	}
 	if recs := spooled(t, state); len(recs) != 1 {
 		t.Fatalf("records after a failed post: %+v, want the one kept", recs)
 	}
 	down = false
-	if err := e.post(context.Background()); err != nil {
+	if err := e.Post(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if evs := podEvents(t, c, "shop"); len(evs) != 1 || evs[0].Count != 1 {
@@ -170,10 +126,10 @@ func TestEventsAPIFailure(t *testing.T) {
 func TestEventsNoUID(t *testing.T) {
 	state := t.TempDir()
 	c := fakeAPI(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "uid-from-api"}})
-	e := newEvents(state, c, testLog(t))
+	e := NewPoster(state, c, testLog(t))
 	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", Reason: "args", Message: "m"})
 	spool(t, state, eventspool.Record{Namespace: "shop", Name: "gone", Reason: "args", Message: "m"})
-	if err := e.post(context.Background()); err != nil {
+	if err := e.Post(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	evs := podEvents(t, c, "shop")
@@ -188,10 +144,10 @@ func TestEventsNoUID(t *testing.T) {
 // TestEventsNoAPI: without an API client the records stay.
 func TestEventsNoAPI(t *testing.T) {
 	state := t.TempDir()
-	e := newEvents(state, nil, testLog(t))
+	e := NewPoster(state, nil, testLog(t))
 	spool(t, state, eventspool.Record{Namespace: "shop", Name: "web", UID: "u", Reason: "kernel", Message: "m"})
 	for range 2 {
-		if err := e.post(context.Background()); err != nil {
+		if err := e.Post(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -204,10 +160,10 @@ func TestEventsNoAPI(t *testing.T) {
 func TestEventsExpired(t *testing.T) {
 	state := t.TempDir()
 	c := fakeAPI()
-	e := newEvents(state, c, testLog(t))
+	e := NewPoster(state, c, testLog(t))
 	r := eventspool.Record{Namespace: "shop", Name: "web", UID: "u", Reason: "kernel", Message: "m"}
 	spool(t, state, r)
-	if err := e.post(context.Background()); err != nil {
+	if err := e.Post(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, ev := range podEvents(t, c, "shop") {
@@ -216,43 +172,12 @@ func TestEventsExpired(t *testing.T) {
 		}
 	}
 	spool(t, state, r)
-	if err := e.post(context.Background()); err != nil {
+	if err := e.Post(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if evs := podEvents(t, c, "shop"); len(evs) != 1 || evs[0].Count != 1 {
 		t.Errorf("Events %+v, want one new", evs)
 	}
-}
-
-// TestRunCompanions: a running installer copies the plugin's log lines to
-// its stdout, posts the spooled Events and records the labelled
-// namespaces.
-func TestRunCompanions(t *testing.T) {
-	h := newHost(t)
-	writeTree(t, h.cfg.HostCNIConfDir, map[string]string{"10-bridge.conflist": bridgeConflist})
-	c := fakeAPI(namespace("shop", map[string]string{nsoptin.Label: "true"}))
-	var stdout testenv.SyncBuffer
-	r := h.start(t, Deps{Kube: c, PluginLogOut: &stdout})
-	r.waitReady(t)
-
-	waitFor(t, "the opted-in namespaces", func() bool { return slices.Equal(optedIn(t, h.cfg.StateDir), []string{"shop"}) })
-	spool(t, h.cfg.StateDir, eventspool.Record{Namespace: "shop", Name: "web", UID: "u", Reason: "attach", Message: "m"})
-	waitFor(t, "the Event", func() bool { return len(podEvents(t, c, "shop")) == 1 && len(spooled(t, h.cfg.StateDir)) == 0 })
-	waitFor(t, "the plugin log followed", func() bool {
-		appendLog(t, h.cfg.PluginLogFile, "level=INFO msg=\"pod accelerated\"\n")
-		time.Sleep(100 * time.Millisecond)
-		return strings.Contains(stdout.String(), pluginLogPrefix+"level=INFO msg=\"pod accelerated\"\n")
-	})
-	// An ADD's line with its time feeds the ADD latency histogram.
-	appendLog(t, h.cfg.PluginLogFile, "time=x level=INFO msg=\"pod accelerated\" cmd=ADD pod=shop/web setup=7ms\n")
-	waitFor(t, "the ADD time in "+MetricCNIAddDuration, func() bool {
-		f := scrape(t, r)[MetricCNIAddDuration]
-		if f == nil || len(f.Metric) != 1 {
-			return false
-		}
-		hist := f.Metric[0].GetHistogram()
-		return hist.GetSampleCount() == 1 && math.Abs(hist.GetSampleSum()-0.007) < 1e-9
-	})
 }
 
 // TestEventsDropped: a record the API server refuses as invalid, or whose
@@ -269,13 +194,13 @@ func TestEventsDropped(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	e := newEvents(state, c, testLog(t))
+	e := NewPoster(state, c, testLog(t))
 	t0 := time.Now()
 	for i, ns := range []string{"bad", "gone", "shop"} { // posted in this order
 		spool(t, state, eventspool.Record{Namespace: ns, Name: "web", UID: "u-" + ns, Reason: "kernel", Message: "m",
 			Last: t0.Add(time.Duration(i) * time.Second)})
 	}
-	if err := e.post(context.Background()); err != nil {
+	if err := e.Post(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if evs := podEvents(t, c, "shop"); len(evs) != 1 {

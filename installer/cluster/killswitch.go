@@ -1,4 +1,4 @@
-package installer
+package cluster
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mesh-accel/mesh-accel/internal/fileio"
 	"github.com/mesh-accel/mesh-accel/internal/nodestate"
 )
 
@@ -20,13 +21,13 @@ import (
 // it off. It is mounted as a file next to the rules file.
 const KillSwitchKey = "enabled"
 
-// switchNode is the node state's global switch; *bpf.Node has it.
-type switchNode interface {
+// SwitchNode is the node state's global switch; *bpf.Node has it.
+type SwitchNode interface {
 	Enabled() (bool, error)
 	SetEnabled(on bool) error
 }
 
-// killSwitch makes the node's global switch follow the ConfigMap's
+// KillSwitch makes the node's global switch follow the ConfigMap's
 // KillSwitchKey, as `mesh-accelctl disable` and `enable` set it: off, no
 // new connection is accelerated, and the connections accelerated already
 // stay so until they close (`mesh-accelctl disable --drain` on the node
@@ -39,23 +40,25 @@ type switchNode interface {
 // off). While the ConfigMap says "false" the switch is kept off: turned
 // off again at every re-check (also after a reboot, whose new node state
 // starts on), even after a `mesh-accelctl enable` on the node.
-type killSwitch struct {
+type KillSwitch struct {
 	path   string // the mounted key
 	marker string // exists while the ConfigMap holds the switch off
 	log    *slog.Logger
 	state  string // the last situation logged, so that each is logged once
 }
 
-func newKillSwitch(cfg *Config, log *slog.Logger) *killSwitch {
-	return &killSwitch{
-		path:   filepath.Join(filepath.Dir(cfg.RulesFile), KillSwitchKey),
-		marker: nodestate.SwitchOffByConfigMapPath(cfg.StateDir),
+// NewKillSwitch returns the switch that follows the key mounted next to
+// rulesFile, with its marker in stateDir.
+func NewKillSwitch(rulesFile, stateDir string, log *slog.Logger) *KillSwitch {
+	return &KillSwitch{
+		path:   filepath.Join(filepath.Dir(rulesFile), KillSwitchKey),
+		marker: nodestate.SwitchOffByConfigMapPath(stateDir),
 		log:    log,
 	}
 }
 
 // wanted reads the key: true when absent.
-func (k *killSwitch) wanted() (bool, error) {
+func (k *KillSwitch) wanted() (bool, error) {
 	b, err := os.ReadFile(k.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
@@ -66,27 +69,28 @@ func (k *killSwitch) wanted() (bool, error) {
 	v := strings.TrimSpace(string(b))
 	on, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, &switchValueError{path: k.path, value: v}
+		return false, &SwitchValueError{path: k.path, value: v}
 	}
 	return on, nil
 }
 
-// switchValueError is a value of the key that is not a boolean; the
-// metric MetricSwitchKeyInvalid says so.
-type switchValueError struct{ path, value string }
+// SwitchValueError is a value of the key that is not a boolean; the
+// installer's metric mesh_accel_switch_key_invalid says so.
+type SwitchValueError struct{ path, value string }
 
-func (e *switchValueError) Error() string {
+func (e *SwitchValueError) Error() string {
 	return fmt.Sprintf("ConfigMap key %s (%s) is %q, neither \"true\" nor \"false\": the node's switch stays as it is",
 		KillSwitchKey, e.path, e.value)
 }
 
-// apply sets the node's switch as the key says.
-func (k *killSwitch) apply(n Node) error {
+// Apply sets the node's switch as the key says. A node without a switch
+// (not a [SwitchNode]) can only be left on.
+func (k *KillSwitch) Apply(n any) error {
 	want, err := k.wanted()
 	if err != nil {
 		return err
 	}
-	sn, ok := n.(switchNode)
+	sn, ok := n.(SwitchNode)
 	if !ok {
 		if want {
 			return nil // nothing to turn off
@@ -103,7 +107,7 @@ func (k *killSwitch) apply(n Node) error {
 	case !want && on:
 		// The marker first: a crash before the switch is set must not
 		// leave a switch off that looks turned off by hand.
-		if err := writeFileAtomic(k.marker, []byte("the ConfigMap key "+KillSwitchKey+" turned the switch off\n"), 0o644); err != nil {
+		if err := fileio.WriteAtomicSync(k.marker, []byte("the ConfigMap key "+KillSwitchKey+" turned the switch off\n"), 0o644); err != nil {
 			return fmt.Errorf("record who turns the switch off: %w", err)
 		}
 		if err := sn.SetEnabled(false); err != nil {
@@ -126,7 +130,7 @@ func (k *killSwitch) apply(n Node) error {
 				return fmt.Errorf("turn the node's switch on: %w", err)
 			}
 		}
-		if err := removeFile(k.marker); err != nil {
+		if err := fileio.Remove(k.marker); err != nil {
 			return err
 		}
 		k.logOnce("on", slog.LevelInfo, "acceleration turned on again: the ConfigMap no longer says "+KillSwitchKey+": false")
@@ -140,25 +144,10 @@ func (k *killSwitch) apply(n Node) error {
 }
 
 // logOnce logs msg when the situation changed since the last one logged.
-func (k *killSwitch) logOnce(state string, level slog.Level, msg string) {
+func (k *KillSwitch) logOnce(state string, level slog.Level, msg string) {
 	if k.state == state {
 		return
 	}
 	k.state = state
 	k.log.Log(context.Background(), level, msg, "key", k.path)
-}
-
-// applyKillSwitch sets the node's switch as the ConfigMap's key says; a
-// failure is reported once and tried again at the next re-check, and a
-// value that is not a boolean is a metric (MetricSwitchKeyInvalid) until
-// it is fixed.
-func (in *installer) applyKillSwitch() {
-	err := in.kill.apply(in.node)
-	var bad *switchValueError
-	in.m.config.switchRead(errors.As(err, &bad))
-	if err != nil {
-		in.report("killswitch", "the node's switch does not follow the ConfigMap key "+KillSwitchKey, err)
-		return
-	}
-	in.resolved("killswitch", "the node's switch follows the ConfigMap key "+KillSwitchKey+" again")
 }

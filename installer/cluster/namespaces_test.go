@@ -1,4 +1,4 @@
-package installer
+package cluster
 
 import (
 	"context"
@@ -6,27 +6,12 @@ import (
 	"slices"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/mesh-accel/mesh-accel/internal/nsoptin"
 )
-
-func namespace(name string, labels map[string]string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-}
-
-// optedIn reads the file as the plugin does.
-func optedIn(tb testing.TB, stateDir string) []string {
-	tb.Helper()
-	s, err := nsoptin.Read(stateDir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s.Sorted()
-}
 
 func TestNamespacesFollowLabel(t *testing.T) {
 	state := t.TempDir()
@@ -39,7 +24,7 @@ func TestNamespacesFollowLabel(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); newNamespaces(state, c, testLog(t)).run(ctx) }()
+	go func() { defer close(done); NewNamespaces(state, c, testLog(t)).Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	expect := func(what string, want ...string) {
 		t.Helper()
@@ -84,7 +69,7 @@ func TestNamespacesKeepFileUntilListed(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); newNamespaces(state, c, testLog(t)).run(ctx) }()
+	go func() { defer close(done); NewNamespaces(state, c, testLog(t)).Run(ctx) }()
 	waitFor(t, "a list attempt", func() bool { return len(c.Actions()) > 0 })
 	cancel()
 	<-done

@@ -1,4 +1,4 @@
-package installer
+package pluginlog
 
 import (
 	"bytes"
@@ -11,27 +11,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesh-accel/mesh-accel/installer/internal/installertest"
+
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 )
 
-// appendLog appends text to the file at path, as a plugin process does.
-func appendLog(tb testing.TB, path, text string) {
-	tb.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(text); err != nil {
-		tb.Fatal(err)
-	}
-}
+// The helpers shared with the installer's other packages.
+var (
+	appendLog = installertest.AppendLog
+	testLog   = installertest.Log
+	waitFor   = installertest.WaitFor
+)
 
 // plugin lines as the follower writes them.
 func fromPlugin(lines ...string) string {
 	var b strings.Builder
 	for _, l := range lines {
-		b.WriteString(pluginLogPrefix + l + "\n")
+		b.WriteString(Prefix + l + "\n")
 	}
 	return b.String()
 }
@@ -40,7 +36,7 @@ func TestPluginLogFollows(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cni.log")
 	appendLog(t, path, "level=INFO msg=old\n")
 	var out bytes.Buffer
-	p := newPluginLog(path, &out, testLog(t))
+	p := New(path, &out, testLog(t), nil)
 	p.start()
 	defer p.close()
 	check := func(step string, want string) {
@@ -108,7 +104,7 @@ func TestPluginLogRefusesLinksAndStrangers(t *testing.T) {
 	refused := func(path, text, why string) {
 		t.Helper()
 		var out, log bytes.Buffer
-		p := newPluginLog(path, &out, slog.New(slog.NewTextHandler(&log, nil)))
+		p := New(path, &out, slog.New(slog.NewTextHandler(&log, nil)), nil)
 		p.start()
 		defer p.close()
 		if text != "" {
@@ -135,7 +131,7 @@ func TestPluginLogRefusesLinksAndStrangers(t *testing.T) {
 func TestPluginLogLongLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cni.log")
 	var out bytes.Buffer
-	p := newPluginLog(path, &out, testLog(t))
+	p := New(path, &out, testLog(t), nil)
 	p.start() // no file yet: followed from its start once there
 	defer p.close()
 	long := strings.Repeat("x", pluginLogMaxLine+10)
@@ -154,11 +150,11 @@ func TestPluginLogRun(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cni.log")
 	appendLog(t, path, "msg=history\n")
 	var out testenv.SyncBuffer
-	p := newPluginLog(path, &out, testLog(t))
+	p := New(path, &out, testLog(t), nil)
 	p.poll = 5 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); p.run(ctx) }()
+	go func() { defer close(done); p.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	time.Sleep(50 * time.Millisecond) // the follower is at the end
 	var want []string

@@ -1,4 +1,4 @@
-package installer
+package cniconf
 
 import (
 	"encoding/json"
@@ -28,10 +28,10 @@ func FuzzSpliceRoundTrip(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	entry := Entry{Type: PluginType, Capabilities: map[string]bool{"cgroupPath": true}, RulesFile: "/r"}
+	entry := Entry{Type: pluginType, Capabilities: map[string]bool{"cgroupPath": true}, RulesFile: "/r"}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		list, err := parsePluginList(data)
-		if err != nil || len(list.elems) == 0 || list.count(PluginType) > 0 || !json.Valid(data) {
+		if err != nil || len(list.elems) == 0 || list.count(pluginType) > 0 || !json.Valid(data) {
 			return
 		}
 		out, err := appendPlugin(data, entry)
@@ -42,7 +42,7 @@ func FuzzSpliceRoundTrip(f *testing.F) {
 			t.Fatalf("append made invalid JSON:\n%s", out)
 		}
 		got, err := parsePluginList(out)
-		if err != nil || len(got.elems) != len(list.elems)+1 || got.types[len(got.types)-1] != PluginType {
+		if err != nil || len(got.elems) != len(list.elems)+1 || got.types[len(got.types)-1] != pluginType {
 			t.Fatalf("after append: %+v, %v\n%s", got, err, out)
 		}
 		for i, sp := range list.elems {
@@ -50,7 +50,7 @@ func FuzzSpliceRoundTrip(f *testing.F) {
 				t.Fatalf("plugin %d changed:\n%s", i, out)
 			}
 		}
-		back, n, err := removePlugins(out, PluginType)
+		back, n, err := removePlugins(out, pluginType)
 		if err != nil || n != 1 || string(back) != string(data) {
 			t.Fatalf("remove = %d, %v:\n%q\nwant\n%q", n, err, back, data)
 		}
@@ -60,7 +60,7 @@ func FuzzSpliceRoundTrip(f *testing.F) {
 // A CRLF file gets the entry with CRLF line endings.
 func TestAppendPluginCRLF(t *testing.T) {
 	in := "{\r\n  \"plugins\": [\r\n    {\"type\": \"a\"}\r\n  ]\r\n}\r\n"
-	out, err := appendPlugin([]byte(in), map[string]string{"type": PluginType})
+	out, err := appendPlugin([]byte(in), map[string]string{"type": pluginType})
 	want := "{\r\n  \"plugins\": [\r\n    {\"type\": \"a\"},\r\n    {\r\n      \"type\": \"mesh-accel\"\r\n    }\r\n  ]\r\n}\r\n"
 	if err != nil || string(out) != want {
 		t.Errorf("appendPlugin = %q, %v\nwant %q", out, err, want)
@@ -77,7 +77,7 @@ func TestRemovePlugins(t *testing.T) {
 		{`{"plugins":[{"type":"mesh-accel"}]}`, `{"plugins":[]}`},
 		{`{"plugins":[{"type":"a"}],"delegates":[{"type":"mesh-accel"}]}`, `{"plugins":[{"type":"a"}],"delegates":[{"type":"mesh-accel"}]}`},
 	} {
-		got, _, err := removePlugins([]byte(tc.in), PluginType)
+		got, _, err := removePlugins([]byte(tc.in), pluginType)
 		if err != nil || string(got) != tc.want {
 			t.Errorf("removePlugins(%s) = %s, %v; want %s", tc.in, got, err, tc.want)
 		}

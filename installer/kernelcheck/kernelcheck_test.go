@@ -1,4 +1,4 @@
-package installer
+package kernelcheck
 
 import (
 	"errors"
@@ -42,7 +42,7 @@ func TestCheckKernel(t *testing.T) {
 		{"no privileges", noPerm, v2Root, []string{"needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON", "sockops programs"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkKernel(&fakeEngine{kernelErr: tc.engine}, tc.root)
+			err := Check(&fakeEngine{kernelErr: tc.engine}, tc.root)
 			if (err != nil) != (len(tc.want) > 0) {
 				t.Fatalf("checkKernel = %v", err)
 			}
@@ -76,3 +76,8 @@ func TestMountBPFFS(t *testing.T) {
 		t.Errorf("second mount = %v, %v; want nothing done", again, err)
 	}
 }
+
+// fakeEngine is an engine whose kernel check returns kernelErr.
+type fakeEngine struct{ kernelErr error }
+
+func (e *fakeEngine) CheckKernel() error { return e.kernelErr }
