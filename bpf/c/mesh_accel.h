@@ -75,6 +75,11 @@ enum helper_flag {
 	HELPER_UNTRUSTED = 2, /* its reader is not trusted and its pod does not
 			       * allow one-way acceleration: the connection
 			       * cannot be paired, the socket is in no map */
+	/* With HELPER_UNTRUSTED (the socket is in no map, which is what the
+	 * sweep reads from it), whatever its reader: its destination refused
+	 * the connections of its pod and owner before it (refused_dests), so
+	 * it did not join the socket maps. */
+	HELPER_UNJOINED = 4,
 };
 
 /* sock_helper_map value: a connecting socket waiting for its local peer. */
