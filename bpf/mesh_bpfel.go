@@ -151,6 +151,7 @@ const (
 	meshProxyFlagPROXY_HELD      meshProxyFlag = 4
 	meshProxyFlagPROXY_PEER_GONE meshProxyFlag = 8
 	meshProxyFlagPROXY_RELEASED  meshProxyFlag = 16
+	meshProxyFlagPROXY_TO_OPS    meshProxyFlag = 32
 )
 
 type meshProxyVal struct {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* mesh-accel data path: short-circuit local TCP hops (app <-> sidecar <->
  * sidecar <-> app) with two sockhashes (sock_ops_map runs sk_msg on the
- * writes of its sockets, sock_rx_map holds the redirect targets) and an
- * sk_msg program.
+ * writes of its sockets, which may also receive redirected data; sock_rx_map
+ * holds the sockets that only receive it) and an sk_msg program.
  *
  *   cgroup/sock_create  tags each new TCP socket of an attached pod with its
  *                       creator's uid/gid (as the pod's user namespace sees
@@ -131,10 +131,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_ops_map SEC(".maps");
 
-/* The redirect targets: sockets that receive redirected data. No program
- * is attached to it, so a socket that only receives here sends through the
- * plain TCP code; only sockets whose own direction may be redirected are in
- * sock_ops_map, whose sk_msg program runs for every write. */
+/* The redirect targets that send nothing redirected: sockets that receive
+ * redirected data and whose own direction stays on the stack. No program is
+ * attached to it, so such a socket sends through the plain TCP code; only
+ * sockets whose own direction may be redirected (and connecting sockets,
+ * before their pairing is known) are in sock_ops_map, whose sk_msg program
+ * runs for every write. A socket is in one of the two maps: a redirect
+ * target in sock_ops_map is found there (PROXY_TO_OPS), and joining one map
+ * rather than two saves a socket-map insert and delete per socket. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(max_entries, 65536);
@@ -768,18 +772,15 @@ static __always_inline void on_active(struct bpf_sock_ops *ops,
 	}
 	/* Whether this socket's direction will be redirected, or whether it
 	 * will receive redirected data, is known only when its peer pairs it,
-	 * and the peer cannot add it to a map: it joins both now. Never in
-	 * place of another socket (BPF_NOEXIST): an earlier socket with the
-	 * same tuple in this namespace (reset, not yet closed by its process)
-	 * keeps its entry and its unread data. A failure withdraws the
-	 * registration, if no peer took it meanwhile (the pairing then finds
-	 * this socket in no map, which only keeps it on the stack). */
+	 * and the peer cannot add it to a map: it joins sock_ops_map now,
+	 * where its sk_msg program runs and where its peer's direction finds
+	 * it as a redirect target (PROXY_TO_OPS). Never in place of another
+	 * socket (BPF_NOEXIST): an earlier socket with the same tuple in this
+	 * namespace (reset, not yet closed by its process) keeps its entry
+	 * and its unread data. A failure withdraws the registration, if no
+	 * peer took it meanwhile (the pairing then finds this socket in no
+	 * map, which only keeps it on the stack). */
 	err = bpf_sock_hash_update(ops, &sock_ops_map, &h.key, BPF_NOEXIST);
-	if (!err) {
-		err = bpf_sock_hash_update(ops, &sock_rx_map, &h.key, BPF_NOEXIST);
-		if (err)
-			bpf_map_delete_elem(&sock_ops_map, &h.key);
-	}
 	if (err) {
 		delete_charged(&sock_helper_map, &e, h.pod);
 		count(err == -EEXIST ? C_REJECT_TUPLE_IN_USE : C_FALLBACK_MAP_FULL);
@@ -824,10 +825,8 @@ static __always_inline void on_first_rtt(struct bpf_sock_ops *ops)
 	if (h && key_equal(&h->key, &k)) {
 		struct helper_val hv = *h;
 		if (!bpf_map_delete_elem(&sock_helper_map, &e)) {
-			if (!(hv.flags & HELPER_UNTRUSTED)) {
+			if (!(hv.flags & HELPER_UNTRUSTED))
 				bpf_map_delete_elem(&sock_ops_map, &k);
-				bpf_map_delete_elem(&sock_rx_map, &k);
-			}
 			release(hv.pod, 1);
 			refused_note(&hv, C_RELEASED_REMOTE);
 			count(C_RELEASED_REMOTE);
@@ -865,15 +864,15 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	long err = 0;
 
 	/* The accepted socket runs sk_msg only when its own direction may be
-	 * redirected, and is a target only when its peer's may. Never in
-	 * place of another socket with the same tuple (see on_active). */
+	 * redirected (sock_ops_map, where it is also its peer's target), and
+	 * is in sock_rx_map when it only receives. Never in place of another
+	 * socket with the same tuple (see on_active). */
 	if (p2a) {
 		err = bpf_sock_hash_update(ops, &sock_ops_map, (void *)pk, BPF_NOEXIST);
 		if (err)
 			goto fail;
 		in_ops = 1;
-	}
-	if (a2p) {
+	} else if (a2p) {
 		err = bpf_sock_hash_update(ops, &sock_rx_map, (void *)pk, BPF_NOEXIST);
 		if (err)
 			goto fail;
@@ -884,7 +883,7 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.pod = o->pod;
 	v.peer_pod = h->pod;
 	v.start_seq = ops->snd_nxt;
-	v.flags = p2a ? PROXY_REDIRECT : 0;
+	v.flags = PROXY_TO_OPS | (p2a ? PROXY_REDIRECT : 0);
 	v.uid = o->uid;
 	v.peer_uid = h->uid;
 	v.peer_sk = h->sk;
@@ -900,7 +899,7 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.pod = h->pod;
 	v.peer_pod = o->pod;
 	v.start_seq = h->start_seq;
-	v.flags = PROXY_ACTIVE | (a2p ? PROXY_REDIRECT : 0);
+	v.flags = PROXY_ACTIVE | (a2p ? PROXY_REDIRECT : 0) | (p2a ? PROXY_TO_OPS : 0);
 	v.uid = h->uid;
 	v.peer_uid = o->uid;
 	v.peer_sk = sock_addr(ops);
@@ -1025,10 +1024,8 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops,
 		 * if the registration is still ours to release (and it joined
 		 * the maps: else the key may be another socket's). */
 		if (!bpf_map_delete_elem(&sock_helper_map, &e)) {
-			if (!(hv.flags & HELPER_UNTRUSTED)) {
+			if (!(hv.flags & HELPER_UNTRUSTED))
 				bpf_map_delete_elem(&sock_ops_map, &hv.key);
-				bpf_map_delete_elem(&sock_rx_map, &hv.key);
-			}
 			release(hv.pod, 1);
 		}
 		count(reason);
@@ -1049,7 +1046,6 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops,
 		 * leave the maps, then its registration's entry and the
 		 * admitted one are given back. */
 		bpf_map_delete_elem(&sock_ops_map, &hv.key);
-		bpf_map_delete_elem(&sock_rx_map, &hv.key);
 		release(hv.pod, 2);
 		count(err);
 		return;
@@ -1535,8 +1531,11 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 		count(C_FC_MSG_STACK);
 		return SK_PASS;
 	}
-	if (bpf_msg_redirect_hash(msg, &sock_rx_map, &v->peer, BPF_F_INGRESS) !=
-	    SK_PASS) {
+	/* The receiver joined one socket map, recorded at pairing. */
+	long verdict = (v->flags & PROXY_TO_OPS) ?
+		bpf_msg_redirect_hash(msg, &sock_ops_map, &v->peer, BPF_F_INGRESS) :
+		bpf_msg_redirect_hash(msg, &sock_rx_map, &v->peer, BPF_F_INGRESS);
+	if (verdict != SK_PASS) {
 		count(C_FALLBACK_PEER_GONE);
 		return SK_PASS;
 	}

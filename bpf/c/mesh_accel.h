@@ -109,6 +109,11 @@ enum proxy_flag {
 	 * entry only keeps its sender's socket, still in the socket maps,
 	 * charged to its pod's quota until the socket closes. */
 	PROXY_RELEASED = 16,
+	/* The receiver is in sock_ops_map, else in sock_rx_map: a socket
+	 * joins one socket map, sock_ops_map when its own writes may be
+	 * redirected (and every connecting socket, before its pairing is
+	 * known), sock_rx_map when it only receives redirected data. */
+	PROXY_TO_OPS = 32,
 };
 
 /* sock_proxy_map value: one direction of an accelerated pair. */

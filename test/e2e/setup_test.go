@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
@@ -37,8 +38,8 @@ func TestRefusedDestinationJoinsNoMap(t *testing.T) {
 		e.waitNoConns()
 		return u
 	}
-	if u := silent(); u.Sockets != 1 || u.Targets != 1 {
-		t.Fatalf("first connection to %s: %+v, want it in both socket maps while its peer is unknown", addr, u)
+	if u := silent(); u.Sockets != 1 {
+		t.Fatalf("first connection to %s: %+v, want it in sock_ops_map while its peer is unknown", addr, u)
 	}
 
 	before := e.counters()
@@ -92,4 +93,44 @@ func waitCounter(t *testing.T, e *env, before bpf.Counters, name string, n uint6
 		}
 	}
 	t.Fatalf("counter %s grew by %d in 60 s, want %d", name, got, n)
+}
+
+// A socket joins one socket map: sock_ops_map when its own writes may be
+// redirected (every connecting socket, before its pairing is known), else
+// sock_rx_map when it only receives; a redirect target is found in the map
+// recorded at pairing. A connection held open after its first byte shows
+// where its two sockets are.
+func TestPairedSocketsInOneMap(t *testing.T) {
+	oneWayApp := bpf.PodConfig{Rules: &rules.Set{}, OneWay: true}
+	oneWayTrusted := bpf.PodConfig{Rules: &rules.Set{}, OneWay: true, TrustApp: true}
+	for _, tc := range []struct {
+		name             string
+		client, server   bpf.PodConfig
+		sockets, targets int
+	}{
+		{"both ways", trustedAll, trustedAll, 2, 0},
+		{"one way, towards the server", oneWayApp, oneWayTrusted, 1, 1},
+		{"one way, towards the client", oneWayTrusted, oneWayApp, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, optsDefault)
+			a := e.pod("a", false, &tc.client)
+			b := e.pod("b", false, &tc.server)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			addr := net.JoinHostPort(b.IPv4.String(), "9090")
+			runIso(t, ctx, b, isoSpec{Role: "keeper", Addr: addr})
+			h := runIso(t, ctx, a, isoSpec{Role: "holder", Addr: addr, Count: 1})
+			waitUsage(t, e.node, func(u bpf.Usage) bool { return u.Directions == 2 })
+			u, err := e.node.Usage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Sockets != tc.sockets || u.Targets != tc.targets {
+				t.Errorf("paired: %+v, want %d sockets in sock_ops_map and %d in sock_rx_map", u, tc.sockets, tc.targets)
+			}
+			_ = h.Kill()
+			e.waitNoConns()
+		})
+	}
 }
