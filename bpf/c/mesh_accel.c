@@ -681,12 +681,13 @@ static __always_inline int refused_before(const struct helper_val *h)
 
 /* Notes that the registration's destination refused its pair, for a reason
  * that the next connection of the same pod and owner will meet again. A
- * registration in no socket map has nothing to save. */
+ * registration in no socket map has nothing to save, and an ambiguous one
+ * was never judged by its peer. */
 static __always_inline void refused_note(const struct helper_val *h, __u32 reason)
 {
 	struct refused_key r;
 
-	if (h->flags & HELPER_UNTRUSTED)
+	if (h->flags & (HELPER_UNTRUSTED | HELPER_AMBIGUOUS))
 		return;
 	if (reason != C_REJECT_RULES && reason != C_REJECT_UNTRUSTED &&
 	    reason != C_REJECT_DISABLED && reason != C_REJECT_NO_OWNER &&
