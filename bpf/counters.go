@@ -16,7 +16,7 @@ var counterDefs = [...]struct {
 	meshCounterC_CONN_SEEN:            {CounterConnectionsSeen, "accepted connections examined"},
 	meshCounterC_CONN_ACCEPTED:        {CounterConnectionsAccepted, "pairs recorded (accelerated connections)"},
 	meshCounterC_REJECT_DISABLED:      {CounterRejectedDisabled, "not paired: acceleration off (node or pod)"},
-	meshCounterC_REJECT_NO_PEER:       {CounterRejectedNoLocalPeer, "not paired: peer not local or not in an attached pod"},
+	meshCounterC_REJECT_NO_PEER:       {CounterRejectedNoLocalPeer, "not paired: peer not local or not in an attached pod (or the connecting socket joined no socket map, its destination having refused its pod before)"},
 	meshCounterC_REJECT_NO_OWNER:      {CounterRejectedNoOwner, "not paired: socket created before its pod was attached (or accepted by MPTCP)"},
 	meshCounterC_REJECT_RULES:         {CounterRejectedRules, "not paired: the rules said RETURN or had no ACCEPT"},
 	meshCounterC_REJECT_AMBIGUOUS:     {CounterRejectedAmbiguous, "not paired: connecting endpoint shared by two sockets"},

@@ -103,6 +103,7 @@ type meshHelperFlag uint32
 const (
 	meshHelperFlagHELPER_AMBIGUOUS meshHelperFlag = 1
 	meshHelperFlagHELPER_UNTRUSTED meshHelperFlag = 2
+	meshHelperFlagHELPER_UNJOINED  meshHelperFlag = 4
 )
 
 type meshHelperVal struct {
@@ -158,6 +159,7 @@ const (
 	meshProxyFlagPROXY_HELD      meshProxyFlag = 4
 	meshProxyFlagPROXY_PEER_GONE meshProxyFlag = 8
 	meshProxyFlagPROXY_RELEASED  meshProxyFlag = 16
+	meshProxyFlagPROXY_TO_OPS    meshProxyFlag = 32
 )
 
 type meshProxyVal struct {
@@ -175,6 +177,14 @@ type meshProxyVal struct {
 	PeerCookie uint64
 	Backlog    uint32
 	Holds      uint32
+}
+
+type meshRefusedKey struct {
+	_    structs.HostLayout
+	Dest meshEndpointKey
+	Pod  uint64
+	Uid  uint32
+	Gid  uint32
 }
 
 type meshRule struct {
@@ -272,6 +282,7 @@ const (
 	meshMapMeshShare          = "mesh_share"
 	meshMapOlderOwnerMap      = "older_owner_map"
 	meshMapPodUsage           = "pod_usage"
+	meshMapRefusedDests       = "refused_dests"
 	meshMapSockHelperMap      = "sock_helper_map"
 	meshMapSockOpsMap         = "sock_ops_map"
 	meshMapSockOwnerMap       = "sock_owner_map"
@@ -359,6 +370,7 @@ type meshMapSpecs struct {
 	MeshShare      *ebpf.MapSpec `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.MapSpec `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
+	RefusedDests   *ebpf.MapSpec `ebpf:"refused_dests"`
 	SockHelperMap  *ebpf.MapSpec `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.MapSpec `ebpf:"sock_ops_map"`
 	SockOwnerMap   *ebpf.MapSpec `ebpf:"sock_owner_map"`
@@ -414,6 +426,7 @@ type meshMaps struct {
 	MeshShare      *ebpf.Map `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.Map `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
+	RefusedDests   *ebpf.Map `ebpf:"refused_dests"`
 	SockHelperMap  *ebpf.Map `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.Map `ebpf:"sock_ops_map"`
 	SockOwnerMap   *ebpf.Map `ebpf:"sock_owner_map"`
@@ -432,6 +445,7 @@ func (m *meshMaps) Close() error {
 		m.MeshShare,
 		m.OlderOwnerMap,
 		m.PodUsage,
+		m.RefusedDests,
 		m.SockHelperMap,
 		m.SockOpsMap,
 		m.SockOwnerMap,

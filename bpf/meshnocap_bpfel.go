@@ -132,6 +132,14 @@ type meshnocapProxyVal struct {
 	Holds      uint32
 }
 
+type meshnocapRefusedKey struct {
+	_    structs.HostLayout
+	Dest meshnocapEndpointKey
+	Pod  uint64
+	Uid  uint32
+	Gid  uint32
+}
+
 type meshnocapShareState struct {
 	_          structs.HostLayout
 	Borrowed   int64
@@ -176,6 +184,7 @@ const (
 	meshnocapMapMeshShare         = "mesh_share"
 	meshnocapMapOlderOwnerMap     = "older_owner_map"
 	meshnocapMapPodUsage          = "pod_usage"
+	meshnocapMapRefusedDests      = "refused_dests"
 	meshnocapMapSockHelperMap     = "sock_helper_map"
 	meshnocapMapSockOpsMap        = "sock_ops_map"
 	meshnocapMapSockOwnerMap      = "sock_owner_map"
@@ -262,6 +271,7 @@ type meshnocapMapSpecs struct {
 	MeshShare      *ebpf.MapSpec `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.MapSpec `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.MapSpec `ebpf:"pod_usage"`
+	RefusedDests   *ebpf.MapSpec `ebpf:"refused_dests"`
 	SockHelperMap  *ebpf.MapSpec `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.MapSpec `ebpf:"sock_ops_map"`
 	SockOwnerMap   *ebpf.MapSpec `ebpf:"sock_owner_map"`
@@ -316,6 +326,7 @@ type meshnocapMaps struct {
 	MeshShare      *ebpf.Map `ebpf:"mesh_share"`
 	OlderOwnerMap  *ebpf.Map `ebpf:"older_owner_map"`
 	PodUsage       *ebpf.Map `ebpf:"pod_usage"`
+	RefusedDests   *ebpf.Map `ebpf:"refused_dests"`
 	SockHelperMap  *ebpf.Map `ebpf:"sock_helper_map"`
 	SockOpsMap     *ebpf.Map `ebpf:"sock_ops_map"`
 	SockOwnerMap   *ebpf.Map `ebpf:"sock_owner_map"`
@@ -334,6 +345,7 @@ func (m *meshnocapMaps) Close() error {
 		m.MeshShare,
 		m.OlderOwnerMap,
 		m.PodUsage,
+		m.RefusedDests,
 		m.SockHelperMap,
 		m.SockOpsMap,
 		m.SockOwnerMap,

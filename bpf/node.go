@@ -298,12 +298,15 @@ func OpenNode(o Options) (*Node, error) {
 }
 
 // loadPinned opens complete node state from its pins: every map of
-// meshMaps by its ebpf tag, then the programs.
+// meshMaps by its ebpf tag but refused_dests, then the programs.
 func (n *Node) loadPinned() error {
 	v := reflect.ValueOf(&n.maps).Elem()
 	for i := 0; i < v.NumField(); i++ {
 		name := v.Type().Field(i).Tag.Get("ebpf")
-		if name == "" {
+		// refused_dests, the data path's cache of destinations that
+		// refused a pair, is not pinned: it belongs to the programs
+		// loaded with it, and no Go code reads it.
+		if name == "" || name == meshMapRefusedDests {
 			continue
 		}
 		p := filepath.Join(n.mapsDir(), name)

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* mesh-accel data path: short-circuit local TCP hops (app <-> sidecar <->
  * sidecar <-> app) with two sockhashes (sock_ops_map runs sk_msg on the
- * writes of its sockets, sock_rx_map holds the redirect targets) and an
- * sk_msg program.
+ * writes of its sockets, which may also receive redirected data; sock_rx_map
+ * holds the sockets that only receive it) and an sk_msg program.
  *
  *   cgroup/sock_create  tags each new TCP socket of an attached pod with its
  *                       creator's uid/gid (as the pod's user namespace sees
@@ -131,10 +131,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_ops_map SEC(".maps");
 
-/* The redirect targets: sockets that receive redirected data. No program
- * is attached to it, so a socket that only receives here sends through the
- * plain TCP code; only sockets whose own direction may be redirected are in
- * sock_ops_map, whose sk_msg program runs for every write. */
+/* The redirect targets that send nothing redirected: sockets that receive
+ * redirected data and whose own direction stays on the stack. No program is
+ * attached to it, so such a socket sends through the plain TCP code; only
+ * sockets whose own direction may be redirected (and connecting sockets,
+ * before their pairing is known) are in sock_ops_map, whose sk_msg program
+ * runs for every write. A socket is in one of the two maps: a redirect
+ * target in sock_ops_map is found there (PROXY_TO_OPS), and joining one map
+ * rather than two saves a socket-map insert and delete per socket. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(max_entries, 65536);
@@ -165,6 +169,38 @@ struct {
 	__type(value, struct helper_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_helper_map SEC(".maps");
+
+/* Destinations that refused a pair: a connecting socket joins the socket
+ * maps (two socket-map inserts, and as many removals when its peer refuses
+ * it) before it can know whether its peer is local and will take it, and a
+ * connecting socket whose pod and owner reached this destination before
+ * without being paired (the peer's rules or readers refused the pair, or
+ * the peer was on another node) joins no map: it still registers (flag
+ * HELPER_UNJOINED), so that its peer judges it and counts why it is not
+ * paired. A hint, never a decision: when the peer would take the pair, it
+ * forgets the destination (that connection stays on the stack, the next one
+ * joins), so a pod that appears at the address, or rules that change, cost
+ * one connection. A direct-mapped cache (an array indexed by a hash of
+ * the key, a later destination takes the slot of an earlier one): no lock,
+ * no allocation, and a slot written by two programs at once holds at
+ * worst a key that matches nothing or a destination that will be
+ * forgotten, both only hints. Not pinned: it belongs to the programs
+ * loaded with it, and an upgrade starts with an empty one. */
+#define REFUSED_SLOTS 4096 /* a power of 2 */
+
+struct refused_key {
+	struct endpoint_key dest; /* the connecting socket's remote end */
+	__u64 pod;                /* the connecting socket's pod and owner; 0: free */
+	__u32 uid;
+	__u32 gid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REFUSED_SLOTS);
+	__type(key, __u32);
+	__type(value, struct refused_key);
+} refused_dests SEC(".maps");
 
 /* Per-pod filters keyed by pod cgroup id. Not preallocated: an update
  * publishes a fully written element, so a rule swap is atomic. */
@@ -648,14 +684,88 @@ static __always_inline void enable_state_cb(struct bpf_sock_ops *ops)
  * is not recorded; one recorded never had its socket removed, and one
  * refused before has no pair that could redirect to it. */
 
+static __always_inline void refused_key_of(const struct helper_val *h,
+					   struct refused_key *r)
+{
+	endpoint_of(&h->key, 0, &r->dest);
+	r->pod = h->pod;
+	r->uid = h->uid;
+	r->gid = h->gid;
+}
+
+/* The slot of r in refused_dests: FNV-1a over its words, then mixed. */
+static __always_inline struct refused_key *refused_slot(const struct refused_key *r)
+{
+	const __u32 *w = (const __u32 *)r;
+	__u32 x = 2166136261u;
+
+	for (int i = 0; i < sizeof(*r) / 4; i++)
+		x = (x ^ w[i]) * 16777619u;
+	x ^= x >> 15;
+	x *= 0x85ebca6bu;
+	x ^= x >> 13;
+	__u32 slot = x & (REFUSED_SLOTS - 1);
+	return bpf_map_lookup_elem(&refused_dests, &slot);
+}
+
+static __always_inline int refused_equal(const struct refused_key *a,
+					 const struct refused_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	__u64 diff = 0;
+
+	for (int i = 0; i < sizeof(*a) / 8; i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
+/* Whether the registration's destination refused a pair of its pod and
+ * owner before. */
+static __always_inline int refused_before(const struct helper_val *h)
+{
+	struct refused_key r;
+
+	refused_key_of(h, &r);
+	struct refused_key *slot = refused_slot(&r);
+	return slot && refused_equal(slot, &r);
+}
+
+/* Notes that the registration's destination refused its pair, for a reason
+ * that the next connection of the same pod and owner will meet again. A
+ * registration in no socket map has nothing to save, and an ambiguous one
+ * was never judged by its peer. */
+static __always_inline void refused_note(const struct helper_val *h, __u32 reason)
+{
+	struct refused_key r;
+
+	if (h->flags & (HELPER_UNTRUSTED | HELPER_AMBIGUOUS))
+		return;
+	if (reason != C_REJECT_RULES && reason != C_REJECT_UNTRUSTED &&
+	    reason != C_REJECT_DISABLED && reason != C_REJECT_NO_OWNER &&
+	    reason != C_RELEASED_REMOTE)
+		return;
+	refused_key_of(h, &r);
+	struct refused_key *slot = refused_slot(&r);
+	if (slot)
+		*slot = r;
+}
+
+static __always_inline void refused_forget(const struct helper_val *h)
+{
+	struct refused_key r;
+
+	refused_key_of(h, &r);
+	struct refused_key *slot = refused_slot(&r);
+	if (slot && refused_equal(slot, &r))
+		slot->pod = 0;
+}
+
 /* A connecting socket is established: register it by its local endpoint so
  * that its local peer, if any, can find it. */
-static __always_inline void on_active(struct bpf_sock_ops *ops)
+static __always_inline void on_active(struct bpf_sock_ops *ops,
+				      const struct sock_owner *o)
 {
-	if (accel_disabled())
-		return;
-	struct sock_owner *o = owner_of(ops);
-	if (!o)
+	if (!o || accel_disabled())
 		return;
 	struct pod_config *cfg = bpf_map_lookup_elem(&sock_param_map, &o->pod);
 	if (!cfg || (cfg->flags & POD_DISABLED))
@@ -686,6 +796,8 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	 * socket map, which would cost every connection a psock. */
 	if (!trusted(cfg, o->uid) && !(cfg->flags & POD_ONE_WAY))
 		h.flags |= HELPER_UNTRUSTED;
+	else if (refused_before(&h))
+		h.flags |= HELPER_UNTRUSTED | HELPER_UNJOINED;
 
 	long err = insert_counted(&sock_helper_map, FILL_HELPER, &e, &h);
 	if (err == -EEXIST) {
@@ -712,18 +824,15 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
 	}
 	/* Whether this socket's direction will be redirected, or whether it
 	 * will receive redirected data, is known only when its peer pairs it,
-	 * and the peer cannot add it to a map: it joins both now. Never in
-	 * place of another socket (BPF_NOEXIST): an earlier socket with the
-	 * same tuple in this namespace (reset, not yet closed by its process)
-	 * keeps its entry and its unread data. A failure withdraws the
-	 * registration, if no peer took it meanwhile (the pairing then finds
-	 * this socket in no map, which only keeps it on the stack). */
+	 * and the peer cannot add it to a map: it joins sock_ops_map now,
+	 * where its sk_msg program runs and where its peer's direction finds
+	 * it as a redirect target (PROXY_TO_OPS). Never in place of another
+	 * socket (BPF_NOEXIST): an earlier socket with the same tuple in this
+	 * namespace (reset, not yet closed by its process) keeps its entry
+	 * and its unread data. A failure withdraws the registration, if no
+	 * peer took it meanwhile (the pairing then finds this socket in no
+	 * map, which only keeps it on the stack). */
 	err = bpf_sock_hash_update(ops, &sock_ops_map, &h.key, BPF_NOEXIST);
-	if (!err) {
-		err = bpf_sock_hash_update(ops, &sock_rx_map, &h.key, BPF_NOEXIST);
-		if (err)
-			bpf_map_delete_elem(&sock_ops_map, &h.key);
-	}
 	if (err) {
 		delete_charged(&sock_helper_map, FILL_HELPER, &e, h.pod);
 		count(err == -EEXIST ? C_REJECT_TUPLE_IN_USE : C_FALLBACK_MAP_FULL);
@@ -747,26 +856,37 @@ static __always_inline void on_active(struct bpf_sock_ops *ops)
  * Only a never-paired socket may leave the map: removing a socket drops
  * its redirect queue, and a paired one (its registration consumed) may hold
  * redirected bytes its reader has not read yet. Deleting the registration
- * first decides it (see above). */
+ * first decides it (see above). A socket of a registration in no socket
+ * map (HELPER_UNTRUSTED) has nothing to leave: the key may be another
+ * socket's.
+ *
+ * From here on, a socket whose registration is gone and that has no pair
+ * is done with: its pairing was decided (refused, or its peer is remote)
+ * before its data was acknowledged, and only a registration leads to a
+ * pair. Its state callbacks, which would find nothing at its shutdown and
+ * close, are turned off with the RTT callback. */
 static __always_inline void on_first_rtt(struct bpf_sock_ops *ops)
 {
 	struct sock_key k;
 	struct endpoint_key e;
+	__u32 off = BPF_SOCK_OPS_RTT_CB_FLAG;
 
-	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags &
-					       ~BPF_SOCK_OPS_RTT_CB_FLAG);
 	sock_key_ops(ops, &k);
 	endpoint_of(&k, 1, &e);
 	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
-	if (!h || !key_equal(&h->key, &k))
-		return;
-	__u64 pod = h->pod;
-	if (delete_counted(&sock_helper_map, FILL_HELPER, &e))
-		return;
-	bpf_map_delete_elem(&sock_ops_map, &k);
-	bpf_map_delete_elem(&sock_rx_map, &k);
-	release(pod, 1);
-	count(C_RELEASED_REMOTE);
+	if (h && key_equal(&h->key, &k)) {
+		struct helper_val hv = *h;
+		if (!delete_counted(&sock_helper_map, FILL_HELPER, &e)) {
+			if (!(hv.flags & HELPER_UNTRUSTED))
+				bpf_map_delete_elem(&sock_ops_map, &k);
+			release(hv.pod, 1);
+			refused_note(&hv, C_RELEASED_REMOTE);
+			count(C_RELEASED_REMOTE);
+		}
+	}
+	if (!bpf_map_lookup_elem(&sock_proxy_map, &k))
+		off |= BPF_SOCK_OPS_STATE_CB_FLAG;
+	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags & ~off);
 }
 
 static __always_inline void end_of(struct end *d, const __u32 ip[4],
@@ -796,15 +916,15 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	long err = 0;
 
 	/* The accepted socket runs sk_msg only when its own direction may be
-	 * redirected, and is a target only when its peer's may. Never in
-	 * place of another socket with the same tuple (see on_active). */
+	 * redirected (sock_ops_map, where it is also its peer's target), and
+	 * is in sock_rx_map when it only receives. Never in place of another
+	 * socket with the same tuple (see on_active). */
 	if (p2a) {
 		err = bpf_sock_hash_update(ops, &sock_ops_map, (void *)pk, BPF_NOEXIST);
 		if (err)
 			goto fail;
 		in_ops = 1;
-	}
-	if (a2p) {
+	} else if (a2p) {
 		err = bpf_sock_hash_update(ops, &sock_rx_map, (void *)pk, BPF_NOEXIST);
 		if (err)
 			goto fail;
@@ -815,7 +935,7 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.pod = o->pod;
 	v.peer_pod = h->pod;
 	v.start_seq = ops->snd_nxt;
-	v.flags = p2a ? PROXY_REDIRECT : 0;
+	v.flags = PROXY_TO_OPS | (p2a ? PROXY_REDIRECT : 0);
 	v.uid = o->uid;
 	v.peer_uid = h->uid;
 	v.peer_sk = h->sk;
@@ -831,7 +951,7 @@ static __always_inline int record_pair(struct bpf_sock_ops *ops,
 	v.pod = h->pod;
 	v.peer_pod = o->pod;
 	v.start_seq = h->start_seq;
-	v.flags = PROXY_ACTIVE | (a2p ? PROXY_REDIRECT : 0);
+	v.flags = PROXY_ACTIVE | (a2p ? PROXY_REDIRECT : 0) | (p2a ? PROXY_TO_OPS : 0);
 	v.uid = h->uid;
 	v.peer_uid = o->uid;
 	v.peer_sk = sock_addr(ops);
@@ -852,19 +972,19 @@ fail:
 	return err == -EEXIST ? C_REJECT_TUPLE_IN_USE : C_FALLBACK_MAP_FULL;
 }
 
-/* Judges an accepted connection whose peer is registered. Returns 0 when
- * it may be recorded, with one more entry admitted for the connecting pod
- * (the registration's becomes the other direction's), the owner in *op
- * and which directions may be redirected; else the counter index of the
- * reason. */
+/* Judges an accepted connection whose peer is registered, o the accepted
+ * socket's owner. Returns 0 when it may be recorded, with one more entry
+ * admitted for the connecting pod (the registration's becomes the other
+ * direction's) and which directions may be redirected; else the counter
+ * index of the reason. */
 static __always_inline int judge(struct bpf_sock_ops *ops,
 				 const struct sock_key *pk,
 				 const struct helper_val *h,
-				 struct sock_owner **op, __u32 *a2pp, __u32 *p2ap)
+				 const struct sock_owner *o,
+				 __u32 *a2pp, __u32 *p2ap)
 {
 	if (h->flags & HELPER_AMBIGUOUS)
 		return C_REJECT_AMBIGUOUS;
-	struct sock_owner *o = owner_of(ops);
 	if (!o)
 		return C_REJECT_NO_OWNER;
 	struct pod_config *pcfg = bpf_map_lookup_elem(&sock_param_map, &o->pod);
@@ -881,9 +1001,12 @@ static __always_inline int judge(struct bpf_sock_ops *ops,
 		return C_REJECT_RULES;
 
 	/* Redirect only into readers trusted to use recvmsg, and never after
-	 * bytes of that direction took the stack (TCP fast open). */
+	 * bytes of that direction took the stack (TCP fast open). A
+	 * registration that joined no map only for its destination
+	 * (HELPER_UNJOINED) is judged as if it had joined. */
 	__u32 a2p = trusted(pcfg, o->uid) && ops->bytes_received == 0;
-	__u32 p2a = trusted(acfg, h->uid) && !(h->flags & HELPER_UNTRUSTED);
+	__u32 p2a = trusted(acfg, h->uid) &&
+		    (h->flags & (HELPER_UNTRUSTED | HELPER_UNJOINED)) != HELPER_UNTRUSTED;
 	if (!a2p && !p2a)
 		return C_REJECT_UNTRUSTED;
 	/* One direction redirected and the other on the stack costs the
@@ -896,14 +1019,14 @@ static __always_inline int judge(struct bpf_sock_ops *ops,
 	int reason = admit(h->pod, acfg, 1);
 	if (reason)
 		return reason;
-	*op = o;
 	*a2pp = a2p;
 	*p2ap = p2a;
 	return 0;
 }
 
 /* An accepted socket is established: find its local peer and pair them. */
-static __always_inline void on_passive(struct bpf_sock_ops *ops)
+static __always_inline void on_passive(struct bpf_sock_ops *ops,
+				       const struct sock_owner *o)
 {
 	struct sock_key pk;
 	struct endpoint_key e;
@@ -930,19 +1053,31 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 		count(C_REJECT_SEQ_MISMATCH);
 		return;
 	}
-	struct sock_owner *o = 0;
 	__u32 a2p = 0, p2a = 0;
-	int reason = judge(ops, &pk, &hv, &o, &a2p, &p2a);
+	int reason = judge(ops, &pk, &hv, o, &a2p, &p2a);
 	if (hv.flags & HELPER_AMBIGUOUS) {
 		count(reason);
 		return; /* the entry stays marked until its socket closes */
 	}
+	if (!reason && (hv.flags & HELPER_UNJOINED)) {
+		/* Its destination refused the connections before it, so the
+		 * connecting socket joined no socket map: this one is not
+		 * paired, and the next one to the destination joins. */
+		refused_forget(&hv);
+		if (!delete_counted(&sock_helper_map, FILL_HELPER, &e))
+			release(hv.pod, 1);
+		release(hv.pod, 1);
+		count(C_REJECT_NO_PEER);
+		return;
+	}
 	if (reason) {
+		refused_note(&hv, reason);
 		/* The connecting socket gains nothing from the sockhash now,
-		 * if the registration is still ours to release. */
+		 * if the registration is still ours to release (and it joined
+		 * the maps: else the key may be another socket's). */
 		if (!delete_counted(&sock_helper_map, FILL_HELPER, &e)) {
-			bpf_map_delete_elem(&sock_ops_map, &hv.key);
-			bpf_map_delete_elem(&sock_rx_map, &hv.key);
+			if (!(hv.flags & HELPER_UNTRUSTED))
+				bpf_map_delete_elem(&sock_ops_map, &hv.key);
 			release(hv.pod, 1);
 		}
 		count(reason);
@@ -956,14 +1091,13 @@ static __always_inline void on_passive(struct bpf_sock_ops *ops)
 		count(C_REJECT_NO_PEER);
 		return;
 	}
-	/* judge sets o when it returns 0 (the test is for the verifier) */
+	/* judge returns 0 only with an owner (the test is for the verifier) */
 	int err = o ? record_pair(ops, &pk, &hv, o, a2p, p2a) : C_FALLBACK_MAP_FULL;
 	if (err) {
 		/* Nothing was redirected to the connecting socket: it may
 		 * leave the maps, then its registration's entry and the
 		 * admitted one are given back. */
 		bpf_map_delete_elem(&sock_ops_map, &hv.key);
-		bpf_map_delete_elem(&sock_rx_map, &hv.key);
 		release(hv.pod, 2);
 		count(err);
 		return;
@@ -1105,12 +1239,11 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 	}
 }
 
-/* Whether this callback was handled for the socket already (by the
- * program of another attached cgroup the socket is nested in); marks it. */
-static __always_inline int seen_before(struct bpf_sock_ops *ops, __u32 what)
+/* Whether this callback was handled for the socket of owner o already (by
+ * the program of another attached cgroup the socket is nested in); marks
+ * it. */
+static __always_inline int seen_before(struct sock_owner *o, __u32 what)
 {
-	struct sock_owner *o = owner_of(ops);
-
 	if (!o)
 		return 0;
 	if (o->seen & what)
@@ -1124,16 +1257,19 @@ int mesh_sockops(struct bpf_sock_ops *ops)
 {
 	if (ops->family != AF_INET && ops->family != AF_INET6)
 		return 1;
-	if ((ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && seen_before(ops, SEEN_ACTIVE)) ||
-	    (ops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && seen_before(ops, SEEN_PASSIVE)))
-		return 1;
 	switch (ops->op) {
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		on_active(ops);
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
+		struct sock_owner *o = owner_of(ops);
+		if (!seen_before(o, SEEN_ACTIVE))
+			on_active(ops, o);
 		break;
-	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		on_passive(ops);
+	}
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: {
+		struct sock_owner *o = owner_of(ops);
+		if (!seen_before(o, SEEN_PASSIVE))
+			on_passive(ops, o);
 		break;
+	}
 	case BPF_SOCK_OPS_RTT_CB:
 		on_first_rtt(ops);
 		break;
@@ -1488,8 +1624,11 @@ int mesh_sk_msg(struct sk_msg_md *msg)
 		count(C_FC_MSG_STACK);
 		return SK_PASS;
 	}
-	if (bpf_msg_redirect_hash(msg, &sock_rx_map, &v->peer, BPF_F_INGRESS) !=
-	    SK_PASS) {
+	/* The receiver joined one socket map, recorded at pairing. */
+	long verdict = (v->flags & PROXY_TO_OPS) ?
+		bpf_msg_redirect_hash(msg, &sock_ops_map, &v->peer, BPF_F_INGRESS) :
+		bpf_msg_redirect_hash(msg, &sock_rx_map, &v->peer, BPF_F_INGRESS);
+	if (verdict != SK_PASS) {
 		count(C_FALLBACK_PEER_GONE);
 		return SK_PASS;
 	}

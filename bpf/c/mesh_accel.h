@@ -75,6 +75,11 @@ enum helper_flag {
 	HELPER_UNTRUSTED = 2, /* its reader is not trusted and its pod does not
 			       * allow one-way acceleration: the connection
 			       * cannot be paired, the socket is in no map */
+	/* With HELPER_UNTRUSTED (the socket is in no map, which is what the
+	 * sweep reads from it), whatever its reader: its destination refused
+	 * the connections of its pod and owner before it (refused_dests), so
+	 * it did not join the socket maps. */
+	HELPER_UNJOINED = 4,
 };
 
 /* sock_helper_map value: a connecting socket waiting for its local peer. */
@@ -104,6 +109,11 @@ enum proxy_flag {
 	 * entry only keeps its sender's socket, still in the socket maps,
 	 * charged to its pod's quota until the socket closes. */
 	PROXY_RELEASED = 16,
+	/* The receiver is in sock_ops_map, else in sock_rx_map: a socket
+	 * joins one socket map, sock_ops_map when its own writes may be
+	 * redirected (and every connecting socket, before its pairing is
+	 * known), sock_rx_map when it only receives redirected data. */
+	PROXY_TO_OPS = 32,
 };
 
 /* sock_proxy_map value: one direction of an accelerated pair. */
