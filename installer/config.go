@@ -188,7 +188,8 @@ func NewConfig(args []string, getenv func(string) string, out io.Writer) (*Confi
 	b.Bool(&c.MountBPFFS, FlagMountBPFFS, "only mount bpffs at --"+FlagBPFFS+" if nothing is mounted there, then exit (init container)")
 	b.Bool(&c.ShowVersion, FlagVersion, "print the version and exit")
 	b.Duration(&c.SweepInterval, FlagSweepInterval, bpf.DefaultSweepInterval, "period of the node state's maintenance: "+
-		"removing closed sockets' entries, moving pods to this release's data path, removing older state once its connections closed")
+		"one sweep pass (a slice of each map: closed sockets' entries are found within a cycle of passes), "+
+		"moving pods to this release's data path, removing older state once its connections closed")
 	excluded := new(string)
 	c.bindPlugin(b, excluded)
 	if err := fs.Parse(args); err != nil {

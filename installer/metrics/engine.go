@@ -154,7 +154,8 @@ func newEngineCollector() *engineCollector {
 		dataPathSkewed: prometheus.NewDesc(DataPathSkewed,
 			"1 when the pinned programs are not this installer's (the upgrade pass failed, or has not run yet).", nil, nil),
 		olderSockets: prometheus.NewDesc(OlderStateSockets,
-			"Sockets still paired under the state of an older layout, which an upgrade keeps until they close.",
+			"Sockets still paired under another state (an older layout or another map size, named by its "+
+				"folder, e.g. v4 or v5-262144), which an upgrade keeps until they close.",
 			[]string{"layout"}, nil),
 		podEntries: prometheus.NewDesc(PodMapEntries, "Connection-map entries the pod's connections hold: "+
 			"pending registrations and pair directions, charged to the connecting side.", podLabels, nil),
