@@ -67,3 +67,37 @@ func (c *cgroupChild) proceed(t *testing.T) string {
 	}
 	return rest
 }
+
+// pairedUnderOlder opens the state of o (the older one of an upgrade test:
+// the caller closes it), attaches pod "p" in a new test cgroup, and starts
+// the child test helper there, which pairs one connection; it fails the
+// test unless that connection was paired under this state. It returns the
+// state, the child and the state's counters once paired.
+func pairedUnderOlder(t *testing.T, o Options, helper, env string) (*Node, *cgroupChild, Counters) {
+	t.Helper()
+	old, err := OpenNode(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := newTestCgroup(t)
+	if err := old.AttachPod("p", cg, PodConfig{TrustApp: true}); err != nil {
+		old.Close()
+		t.Fatal(err)
+	}
+	before, err := old.Counters()
+	if err != nil {
+		old.Close()
+		t.Fatal(err)
+	}
+	child := startCgroupChild(t, cg, helper, "paired", env+"=1")
+	paired, err := old.Counters()
+	if err != nil {
+		old.Close()
+		t.Fatal(err)
+	}
+	if d := paired.Sub(before); d["connections_accepted"] != 1 {
+		old.Close()
+		t.Fatalf("the connection was not paired under the older state: %v", d)
+	}
+	return old, child, paired
+}

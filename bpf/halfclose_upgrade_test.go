@@ -104,28 +104,8 @@ func halfCloseHelper() (int, error) {
 // left the socket map (which drops redirected bytes not read yet).
 func TestHalfCloseAcrossUpgrade(t *testing.T) {
 	root := upgradeRoot(t)
-	old, err := OpenNode(Options{Root: root, layout: "v0-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	old, child, mid := pairedUnderOlder(t, Options{Root: root, layout: "v0-test"}, "TestHalfCloseHelper", envHalfCloseHelper)
 	defer old.Close()
-	cg := newTestCgroup(t)
-	if err := old.AttachPod("p", cg, PodConfig{TrustApp: true}); err != nil {
-		t.Fatal(err)
-	}
-	before, err := old.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	child := startCgroupChild(t, cg, "TestHalfCloseHelper", "paired", envHalfCloseHelper+"=1")
-	mid, err := old.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := mid.Sub(before); d["connections_accepted"] != 1 {
-		t.Fatalf("the connection was not paired under the older state: %v", d)
-	}
 
 	n, err := OpenNode(Options{Root: root})
 	if err != nil {

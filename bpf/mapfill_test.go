@@ -89,34 +89,10 @@ func TestMapFillSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Remove() })
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 	// sock_rx_map has no program attached: these sockets only sit there.
 	for i, c := range []net.Conn{client, server} {
-		raw, err := c.(*net.TCPConn).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var uerr error
-		err = raw.Control(func(fd uintptr) {
-			uerr = n.maps.SockRxMap.Update(meshSockKey{LocalPort: uint32(i + 1)}, uint64(fd), ebpf.UpdateNoExist)
-		})
-		if err != nil || uerr != nil {
-			t.Fatalf("put socket %d in sock_rx_map: %v %v", i, err, uerr)
-		}
+		putInRxMap(t, n, i, c)
 	}
 	if got := mapFillByName(t, n)["sock_rx_map"].Entries; got != 2 {
 		t.Errorf("sock_rx_map: %d entries, want the 2 sockets", got)
@@ -153,38 +129,51 @@ func TestCountSocketsOfState(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Remove() })
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 	for i, c := range []net.Conn{client, server, client} {
-		raw, err := c.(*net.TCPConn).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var uerr error
-		err = raw.Control(func(fd uintptr) {
-			uerr = n.maps.SockRxMap.Update(meshSockKey{LocalPort: uint32(i + 1)}, uint64(fd), ebpf.UpdateNoExist)
-		})
-		if err != nil || uerr != nil {
-			t.Fatalf("put socket %d in sock_rx_map: %v %v", i, err, uerr)
-		}
+		putInRxMap(t, n, i, c)
 	}
 	if got, err := socketsOf(n.maps.SockRxMap); err != nil || got != 3 {
 		t.Errorf("socketsOf(sock_rx_map) = %d, %v; want 3 (one socket twice)", got, err)
 	}
 	if got, err := countSockets(n.Dir()); err != nil || got != 3 {
 		t.Errorf("countSockets = %d, %v; want 3", got, err)
+	}
+}
+
+// loopbackPair is a TCP connection over loopback, both ends, closed at the
+// test's end (closing them earlier is harmless).
+func loopbackPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if client, err = net.Dial("tcp4", ln.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	if server, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
+}
+
+// putInRxMap puts socket c in n's sock_rx_map under a key made of i (no
+// program runs on it there: it only sits in the map).
+func putInRxMap(t *testing.T, n *Node, i int, c net.Conn) {
+	t.Helper()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uerr error
+	err = raw.Control(func(fd uintptr) {
+		uerr = n.maps.SockRxMap.Update(meshSockKey{LocalPort: uint32(i + 1)}, uint64(fd), ebpf.UpdateNoExist)
+	})
+	if err != nil || uerr != nil {
+		t.Fatalf("put socket %d in sock_rx_map: %v %v", i, err, uerr)
 	}
 }

@@ -190,27 +190,8 @@ func pattern(seed byte, n int) []byte {
 // once its connections closed.
 func TestUpgradeMapSize(t *testing.T) {
 	root := upgradeRoot(t)
-	old, err := OpenNode(Options{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
+	old, child, paired := pairedUnderOlder(t, Options{Root: root}, "TestMapSizeHelper", envMapSizeHelper)
 	defer old.Close()
-	cg := newTestCgroup(t)
-	if err := old.AttachPod("p", cg, PodConfig{TrustApp: true}); err != nil {
-		t.Fatal(err)
-	}
-	before, err := old.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := startCgroupChild(t, cg, "TestMapSizeHelper", "paired", envMapSizeHelper+"=1")
-	paired, err := old.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := paired.Sub(before); d["connections_accepted"] != 1 {
-		t.Fatalf("the connection was not paired under the older state: %v", d)
-	}
 
 	const size = 4096
 	n, err := OpenNode(Options{Root: root, MapSize: size})

@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
-
 	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/installer/internal/installertest"
 	"github.com/mesh-accel/mesh-accel/installer/metrics"
 	"github.com/mesh-accel/mesh-accel/internal/testenv"
 	"github.com/mesh-accel/mesh-accel/plugin"
@@ -77,17 +76,7 @@ func TestMetricsLint(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.SetNode(n)
-	families, err := m.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(families).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
+	installertest.PromLint(t, m.Gatherer())
 }
 
 // The exported metric names, types and help are those of

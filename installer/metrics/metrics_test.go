@@ -13,7 +13,6 @@ import (
 	"github.com/mesh-accel/mesh-accel/bpf"
 	"github.com/mesh-accel/mesh-accel/installer/internal/installertest"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 // The reload gauges follow the last reload of the rules file: no series
@@ -60,17 +59,7 @@ func TestConfigMetricsLint(t *testing.T) {
 	m := New()
 	m.RulesReloaded(time.Now(), nil)
 	m.SwitchRead(true)
-	families, err := m.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(families).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
+	installertest.PromLint(t, m.reg)
 }
 
 // A corrupt failure file fails the scrape, naming the file, rather than
