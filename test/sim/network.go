@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -251,18 +253,36 @@ func setupLoopback(path string) error {
 // that pods may set.
 const podPortRange = "1024 65535"
 
+// istioPorts are the ports Istio keeps for its sidecar (15000 admin, 15001
+// outbound, 15006 inbound, 15020/15021 agent, 15090 stats, ...). A pod that
+// widens its port range over them must reserve them, as Kubernetes lets it
+// (ip_local_reserved_ports is a safe sysctl too): otherwise a connection the
+// kernel gives one of them as its source port keeps it (a self-connect to
+// 127.0.0.1:15000 while Envoy starts ends in TIME_WAIT), and Envoy cannot
+// bind it ("cannot bind '127.0.0.1:15000': Address already in use").
+const istioPorts = "15000-15090"
+
 // setPortRange sets net.ipv4.ip_local_port_range (which also applies to
-// IPv6) in the network namespace at path.
-func setPortRange(path string) error {
+// IPv6) in the network namespace at path, with Istio's ports and the pod's
+// own listening ports (listen) reserved.
+func setPortRange(path string, listen ...uint16) error {
 	netns, err := ns.GetNS(path)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", path, err)
 	}
 	defer netns.Close()
+	reserved := istioPorts
+	for _, p := range listen {
+		reserved += "," + strconv.Itoa(int(p))
+	}
 	return netns.Do(func(ns.NetNS) error {
-		f := "/proc/sys/net/ipv4/ip_local_port_range"
-		if err := os.WriteFile(f, []byte(podPortRange), 0o644); err != nil {
-			return fmt.Errorf("set %s in %s: %w", f, path, err)
+		for f, v := range map[string]string{
+			"/proc/sys/net/ipv4/ip_local_reserved_ports": reserved,
+			"/proc/sys/net/ipv4/ip_local_port_range":     podPortRange,
+		} {
+			if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
+				return fmt.Errorf("set %s to %q in %s: %w", f, v, path, err)
+			}
 		}
 		return nil
 	})

@@ -203,7 +203,7 @@ func (p *Pod) create(peer *Pod) error {
 	if err != nil {
 		return err
 	}
-	if err := setPortRange(p.Netns); err != nil {
+	if err := setPortRange(p.Netns, p.Options.AppPort); err != nil {
 		return err
 	}
 	if peer != nil {

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
 	"github.com/mesh-accel/mesh-accel/internal/cgroupv2"
@@ -127,4 +130,44 @@ func TestExternalNetwork(t *testing.T) {
 		t.Fatalf("AddPod with a failing Network = %v", err)
 	}
 	podGone(t, n, "c", n.Name+"v4")
+}
+
+// TestPodReservesItsPorts: the pod's wide ephemeral range leaves out Istio's
+// ports and the app's, so no connection can take one as its source port
+// before the sidecar or the app binds it (a self-connect to 127.0.0.1:15000
+// during Envoy's start once kept the port in TIME_WAIT). The range is
+// narrowed to the reserved ports alone: the kernel then finds no port to
+// give, while it gives the first port past them.
+func TestPodReservesItsPorts(t *testing.T) {
+	n := NewTestNode(t, NodeOptions{})
+	p := n.AddTestPod(t, PodOptions{Name: "a", NoApp: true, AppPort: 9753})
+	t.Cleanup(func() {
+		if err := setPortRange(p.Netns, p.Options.AppPort); err != nil {
+			t.Error(err)
+		}
+	})
+	bindAny := func(lo, hi uint16) (uint16, error) {
+		var port uint16
+		err := ns.WithNetNSPath(p.Netns, func(ns.NetNS) error {
+			f := "/proc/sys/net/ipv4/ip_local_port_range"
+			if err := os.WriteFile(f, []byte(fmt.Sprintf("%d %d", lo, hi)), 0o644); err != nil {
+				return fmt.Errorf("set %s: %w", f, err)
+			}
+			l, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			port = uint16(l.Addr().(*net.TCPAddr).Port)
+			return l.Close()
+		})
+		return port, err
+	}
+	for _, r := range [][2]uint16{{EnvoyAdminPort, EnvoyStatsPort}, {9753, 9753}} {
+		if port, err := bindAny(r[0], r[1]); !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("range %d-%d: the kernel gave port %d (%v), want none: the ports are not reserved", r[0], r[1], port, err)
+		}
+	}
+	if port, err := bindAny(EnvoyStatsPort+1, EnvoyStatsPort+1); err != nil || port != EnvoyStatsPort+1 {
+		t.Errorf("range %d-%d: port %d, %v; want that port", EnvoyStatsPort+1, EnvoyStatsPort+1, port, err)
+	}
 }
