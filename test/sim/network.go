@@ -264,7 +264,7 @@ const istioPorts = "15000-15090"
 
 // setPortRange sets net.ipv4.ip_local_port_range (which also applies to
 // IPv6) in the network namespace at path, with Istio's ports and the pod's
-// own listening ports (listen) reserved.
+// servers' ports (listen) reserved.
 func setPortRange(path string, listen ...uint16) error {
 	netns, err := ns.GetNS(path)
 	if err != nil {

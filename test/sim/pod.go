@@ -203,7 +203,7 @@ func (p *Pod) create(peer *Pod) error {
 	if err != nil {
 		return err
 	}
-	if err := setPortRange(p.Netns, p.Options.AppPort); err != nil {
+	if err := setPortRange(p.Netns, p.listenPorts()...); err != nil {
 		return err
 	}
 	if peer != nil {
@@ -217,6 +217,16 @@ func (p *Pod) create(peer *Pod) error {
 		}
 	}
 	return p.startServers()
+}
+
+// listenPorts are the ports the pod's servers may listen on: its app's and
+// the registry's services' (the benchmark's servers).
+func (p *Pod) listenPorts() []uint16 {
+	ports := []uint16{p.Options.AppPort}
+	for _, s := range p.node.services {
+		ports = append(ports, s.Port)
+	}
+	return ports
 }
 
 // externalNetwork runs the pod's Network option, then gives the pod's

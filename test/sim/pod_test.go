@@ -133,7 +133,7 @@ func TestExternalNetwork(t *testing.T) {
 }
 
 // TestPodReservesItsPorts: the pod's wide ephemeral range leaves out Istio's
-// ports and the app's, so no connection can take one as its source port
+// ports, the app's and the services', so no connection can take one as its source port
 // before the sidecar or the app binds it (a self-connect to 127.0.0.1:15000
 // during Envoy's start once kept the port in TIME_WAIT). The range is
 // narrowed to the reserved ports alone: the kernel then finds no port to
@@ -142,7 +142,7 @@ func TestPodReservesItsPorts(t *testing.T) {
 	n := NewTestNode(t, NodeOptions{})
 	p := n.AddTestPod(t, PodOptions{Name: "a", NoApp: true, AppPort: 9753})
 	t.Cleanup(func() {
-		if err := setPortRange(p.Netns, p.Options.AppPort); err != nil {
+		if err := setPortRange(p.Netns, p.listenPorts()...); err != nil {
 			t.Error(err)
 		}
 	})
@@ -162,7 +162,7 @@ func TestPodReservesItsPorts(t *testing.T) {
 		})
 		return port, err
 	}
-	for _, r := range [][2]uint16{{EnvoyAdminPort, EnvoyStatsPort}, {9753, 9753}} {
+	for _, r := range [][2]uint16{{EnvoyAdminPort, EnvoyStatsPort}, {9753, 9753}, {6379, 6379}} {
 		if port, err := bindAny(r[0], r[1]); !errors.Is(err, syscall.EADDRINUSE) {
 			t.Errorf("range %d-%d: the kernel gave port %d (%v), want none: the ports are not reserved", r[0], r[1], port, err)
 		}
