@@ -1132,14 +1132,18 @@ static __always_inline void on_shutdown(struct bpf_sock_ops *ops)
 
 /* Turns a pair direction into a released one (PROXY_RELEASED): never
  * redirected again, no peer (no close of a socket that reuses the peer's
- * tuple touches it), still charged to its pod for its sender's socket,
+ * tuple touches it), its sender's socket cookie in peer_cookie (sender:
+ * no close of a later socket on the tuple takes it for its own; 0 where
+ * the sender is not known: the sweep, Drain, an older program), still
+ * charged to its pod for its sender's socket,
  * which stays in the socket maps until its process closes it; the sender's
  * close, or the sweep once the socket left the maps, removes it. The
  * entry is replaced whole: a sender's sk_msg writing the old element
  * meanwhile writes an element no longer in the map. If it cannot be (no
  * memory), the direction is deleted as before, uncharged. */
 static __always_inline void release_direction(const struct sock_key *k,
-					      const struct proxy_val *v)
+					      const struct proxy_val *v,
+					      __u64 sender)
 {
 	struct proxy_val t = {};
 
@@ -1151,6 +1155,7 @@ static __always_inline void release_direction(const struct sock_key *k,
 	t.msgs = v->msgs;
 	t.holds = v->holds;
 	t.flags = PROXY_RELEASED | (v->flags & PROXY_ACTIVE);
+	t.peer_cookie = sender;
 	__u64 payer = payer_of(v);
 	long err = bpf_map_update_elem(&sock_proxy_map, (void *)k, &t, BPF_EXIST);
 	if (err && err != -ENOENT)
@@ -1199,7 +1204,15 @@ static __always_inline int redirected_unread(struct sock *sk)
  * half-closes, as HTTP/1.0 and connection-per-request clients do, gets
  * its reply by the stack, on_shutdown: its socket leaves at once, and
  * churn does not pile up entries charged until the next sweep.)
- * The socket of a registration, never paired, always leaves the maps. */
+ * The socket of a registration, never paired, always leaves the map it
+ * joined (none if HELPER_UNTRUSTED).
+ *
+ * The entries under its key may be an earlier socket's of the same tuple:
+ * one reset, its process still holding it with unread redirected bytes
+ * (its direction released with its cookie, see release_direction), when
+ * this socket joined no socket map (HELPER_UNTRUSTED). They stay, with that
+ * socket in its socket map and its bytes; so does a registration that is
+ * not this socket's (its cookie). */
 static __always_inline void on_close(struct bpf_sock_ops *ops)
 {
 	struct sock_key k;
@@ -1208,13 +1221,17 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 	sock_key_ops(ops, &k);
 	struct bpf_sock *bsk = ops->sk;
 	struct sock *sk = bsk ? (struct sock *)bpf_skc_to_tcp_sock(bsk) : 0;
+	__u64 cookie = bpf_get_socket_cookie(ops);
 	struct proxy_val *v = bpf_map_lookup_elem(&sock_proxy_map, &k);
+	if (v && (v->flags & PROXY_RELEASED) && v->peer_cookie && v->peer_cookie != cookie)
+		v = 0;
 	if (v && sk) {
 		struct sock_key peer = v->peer;
+		__u64 peer_cookie = v->peer_cookie;
 		int released = v->flags & PROXY_RELEASED;
 		if (held_by_process(sk) && redirected_unread(sk)) {
 			if (!released)
-				release_direction(&k, v);
+				release_direction(&k, v, cookie);
 		} else {
 			bpf_map_delete_elem(&sock_ops_map, &k);
 			bpf_map_delete_elem(&sock_rx_map, &k);
@@ -1223,17 +1240,18 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 		if (!released) {
 			struct proxy_val *pv = bpf_map_lookup_elem(&sock_proxy_map, &peer);
 			if (pv && key_equal(&pv->peer, &k) && !(pv->flags & PROXY_RELEASED))
-				release_direction(&peer, pv);
+				release_direction(&peer, pv, peer_cookie);
 			count(C_CLOSED);
 		}
 	}
 	endpoint_of(&k, 1, &e);
 	struct helper_val *h = bpf_map_lookup_elem(&sock_helper_map, &e);
-	if (h && key_equal(&h->key, &k)) {
+	if (h && key_equal(&h->key, &k) && h->cookie == cookie) {
 		__u64 pod = h->pod;
+		__u32 flags = h->flags;
 		if (!delete_counted(&sock_helper_map, FILL_HELPER, &e)) {
-			bpf_map_delete_elem(&sock_ops_map, &k);
-			bpf_map_delete_elem(&sock_rx_map, &k);
+			if (!(flags & HELPER_UNTRUSTED))
+				bpf_map_delete_elem(&sock_ops_map, &k);
 			release(pod, 1);
 		}
 	}

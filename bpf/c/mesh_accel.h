@@ -129,7 +129,8 @@ struct proxy_val {
 	__u64 msgs;
 	__u64 peer_sk;   /* kernel address of the receiver (flow control) */
 	/* The receiver's socket cookie: what peer_sk holds is the receiver's
-	 * only while the socket there carries it and is not closed. */
+	 * only while the socket there carries it and is not closed. In a
+	 * released direction, its sender's cookie (0: not known). */
 	__u64 peer_cookie;
 	__u32 backlog;   /* receiver's unread bytes at the last message */
 	__u32 holds;     /* times flow control moved it to the stack */

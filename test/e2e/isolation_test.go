@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mesh-accel/mesh-accel/bpf"
+	"github.com/mesh-accel/mesh-accel/rules"
 	"github.com/mesh-accel/mesh-accel/test/sim"
 )
 
@@ -30,7 +32,7 @@ const sharedAddr = "10.200.0.1"
 const envIso = "MESH_ACCEL_TEST_ISO"
 
 type isoSpec struct {
-	Role     string // "server", "victim", "listener", "intruder", "reuse", "keeper" or "holder"
+	Role     string // "server", "victim", "listener", "intruder", "reuse", "echo", "keeper" or "holder"
 	Addr     string // listen or connect address
 	Source   string // client: local address to bind
 	Defer    bool   // listener: TCP_DEFER_ACCEPT
@@ -39,6 +41,9 @@ type isoSpec struct {
 	Silent   bool   // holder: send nothing (no acknowledged data)
 	Userns   bool   // run the role in a user namespace (inUserns)
 	Cgroup   string // move into this cgroup (directory) first
+	// reuse: the second client is another process's (role "echo"): print
+	// "ready" after the reset and wait for a byte on stdin before reading.
+	External bool
 }
 
 // isoResult is what a role prints.
@@ -144,6 +149,8 @@ func (s isoSpec) run(res *isoResult) error {
 		return nil
 	case "reuse":
 		return s.reuse(res)
+	case "echo":
+		return s.echoOnce()
 	case "keeper":
 		return s.keep()
 	case "holder":
@@ -188,23 +195,37 @@ func (s isoSpec) reuse(res *isoResult) error {
 		return err
 	}
 	time.Sleep(500 * time.Millisecond) // the stream and the reset arrive
-	c2, err := s.dial()
-	if err != nil {
-		return fmt.Errorf("second client on the same tuple: %w", err)
-	}
-	if _, err := c2.Write([]byte{sim.OpEcho, 'x'}); err != nil {
+	if s.External {
+		fmt.Println("ready")
+		if _, err := io.ReadFull(os.Stdin, make([]byte, 1)); err != nil {
+			return fmt.Errorf("wait for the second client: %w", err)
+		}
+	} else if err := s.echoOnce(); err != nil {
 		return err
-	}
-	_ = c2.CloseWrite()
-	echo, _ := io.ReadAll(c2)
-	c2.Close()
-	if string(echo) != "x" {
-		return fmt.Errorf("second client got echo %q", echo)
 	}
 	res.Received, res.InOrder, err = readStream(c1, sim.ResetSeed)
 	res.Reset = errors.Is(err, unix.ECONNRESET)
 	if err != nil && !res.Reset {
 		return err
+	}
+	return nil
+}
+
+// echoOnce connects on the spec's tuple (a second client on it), has one
+// byte echoed and closes.
+func (s isoSpec) echoOnce() error {
+	c, err := s.dial()
+	if err != nil {
+		return fmt.Errorf("second client on the same tuple: %w", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{sim.OpEcho, 'x'}); err != nil {
+		return err
+	}
+	_ = c.CloseWrite()
+	echo, _ := io.ReadAll(c)
+	if string(echo) != "x" {
+		return fmt.Errorf("second client got echo %q", echo)
 	}
 	return nil
 }
@@ -283,12 +304,53 @@ func TestTupleReuseAfterReset(t *testing.T) {
 	ctx := roleCtx(t)
 	before := e.counters()
 	res := isoWait(t, runIso(t, ctx, a, isoSpec{Role: "reuse", Addr: sharedAddr + ":8080", Source: sharedAddr + ":40000"}))
+	checkReuse(t, e, before, res, "rejected_tuple_in_use")
+}
+
+// The same, the second connection's socket owned by another uid, which the
+// pod does not trust to read: it registers without joining a socket map,
+// so its close callbacks run, and the entries they find under its tuple
+// are the first socket's. They must stay, with the first reader's unread
+// redirected bytes.
+func TestTupleReuseAfterResetUntrusted(t *testing.T) {
+	e := newEnv(t, optsDefault)
+	a := e.pod("a", false, &bpf.PodConfig{Rules: &rules.Set{}, SidecarUID: 1000})
+	addSharedAddr(t, a)
+	ctx := roleCtx(t)
+	before := e.counters()
+	spec := isoSpec{Role: "reuse", Addr: sharedAddr + ":8080", Source: sharedAddr + ":40000", External: true}
+	js, _ := json.Marshal(spec)
+	release, held := io.Pipe()
+	first, err := a.Start(ctx, sim.ProcSpec{Argv: []string{a.Exe()}, UID: 1000, GID: 1000,
+		Env: []string{envIso + "=" + string(js)}, Stdin: release, Ready: "ready"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Role = "echo"
+	js, _ = json.Marshal(spec)
+	second, err := a.Start(ctx, sim.ProcSpec{Argv: []string{a.Exe()}, UID: 1001, GID: 1001,
+		Env: []string{envIso + "=" + string(js)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := isoWait(t, second); r.Error != "" {
+		t.Fatalf("second client: %s", r.Error)
+	}
+	_, _ = held.Write([]byte{1})
+	_ = held.Close()
+	checkReuse(t, e, before, isoWait(t, first), "rejected_untrusted_readers")
+}
+
+// checkReuse checks the first client of the reuse role: a prefix of its
+// stream in order, then the reset, and at least every byte redirected to it.
+func checkReuse(t *testing.T, e *env, before bpf.Counters, res isoResult, second bpf.Counter) {
+	t.Helper()
 	if res.Error != "" || res.Received == 0 || res.Received > 1<<20 || !res.InOrder || !res.Reset {
 		t.Fatalf("first client: %+v, want a prefix of 1 MiB in order, then a reset", res)
 	}
 	e.waitNoConns()
 	c := e.counters().Sub(before)
-	wantPositive(t, c, "bytes_redirected", "rejected_tuple_in_use")
+	wantPositive(t, c, "bytes_redirected", second)
 	if uint64(res.Received) < c["bytes_redirected"] {
 		t.Errorf("first client received %d bytes, but %d were redirected to it: the reset lost redirected bytes",
 			res.Received, c["bytes_redirected"])
