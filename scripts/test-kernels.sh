@@ -40,7 +40,7 @@ E2E=${E2E:-1}
 # (and what is left alone), IPv4, IPv6 and v4-mapped, checksummed streams
 # (scaled down by -short), half-close and reset, splice readers, flow
 # control with a stopped reader, and isolation.
-E2E_TESTS=${E2E_TESTS:-'^(TestDefaultRulesThreeHops|TestNoRulesAllHops|TestAnnotationDefaultsLeaveOneWayHops|TestSidecarHopsProfile|TestPeerWithoutAcceleration|TestIPv6AndDualStack|TestBulkChecksummed|TestHalfCloseAndReset|TestSpliceReadingApp|TestStoppedReader|TestSameAddressOtherPod|TestUserNamespacedPods|TestNearestPodCgroup)$'}
+E2E_TESTS=${E2E_TESTS:-'^(TestDefaultRulesThreeHops|TestNoRulesAllHops|TestAnnotationDefaultsLeaveOneWayHops|TestSidecarHopsProfile|TestPeerWithoutAcceleration|TestIPv6AndDualStack|TestBulkChecksummed|TestHalfCloseAndReset|TestSpliceReadingApp|TestStoppedReader|TestSameAddressOtherPod|TestTupleReuseAfterResetUntrusted|TestUserNamespacedPods|TestNearestPodCgroup)$'}
 TIMEOUT=${TIMEOUT:-1800}
 MEM=${MEM:-2048}
 SMP=${SMP:-1}
