@@ -83,6 +83,8 @@ const envQuotaHelper = "MESH_ACCEL_TEST_QUOTA_HELPER"
 //	listen        listen on 127.0.0.1 and keep what it accepts; answers the address
 //	self N        N connections to itself on 127.0.0.2, a byte each way on each (pairs)
 //	unread N      on every connection accepted by self: write N bytes, then reset it (SO_LINGER 0)
+//	write N       on every connection accepted by self: write N bytes
+//	cookie        the socket cookie of the first connection dialed by self
 //	readall       on every connection dialed by self: read to the end; answers the bytes read
 //	defer         a connection to a listener with TCP_DEFER_ACCEPT (the accepting side is established by the first data)
 //	deferdata     send 64 KiB on it, read them back through the accepted side
@@ -228,6 +230,33 @@ func (h *quotaHelper) do(args []string) (string, error) {
 		}
 		h.self = nil
 		return "ok", nil
+	case "write":
+		n, err := count()
+		if err != nil {
+			return "", err
+		}
+		for _, s := range h.self {
+			if _, err := s.Write(bytes.Repeat([]byte{'x'}, n)); err != nil {
+				return "", err
+			}
+		}
+		return "ok", nil
+	case "cookie":
+		if len(h.dialed) == 0 {
+			return "", errors.New("no connection dialed by self")
+		}
+		rc, err := h.dialed[0].(*net.TCPConn).SyscallConn()
+		if err != nil {
+			return "", err
+		}
+		var cookie uint64
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			cookie, serr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE)
+		}); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("ok %d", cookie), serr
 	case "readall":
 		total := 0
 		for _, c := range h.dialed {
@@ -751,6 +780,50 @@ func TestResetSocketHeldByItsProcess(t *testing.T) {
 	if got := n.podUsage(id); got != 0 {
 		t.Errorf("pod usage %d, want 0", got)
 	}
+}
+
+// A direction that Drain released (its sender not known) is stamped with
+// its sender's cookie when that socket is reset with redirected bytes unread:
+// the close of a later socket on its tuple then leaves it, and the socket
+// and its bytes (TestTupleReuseAfterResetUntrusted, in test/e2e, without the
+// drain).
+func TestDrainedHeldSocketKeepsItsEntry(t *testing.T) {
+	n := quotaNode(t, Options{MapSize: 1024})
+	p, _ := attachTestPod(t, n, "stamped", PodConfig{TrustApp: true})
+	p.do(t, "self 1")
+	waitFor(t, n.Usage, func(u Usage) bool { return u.Directions == 2 })
+	p.do(t, "write 1000")
+	if got, err := n.Drain(0); err != nil || got != 2 {
+		t.Fatalf("Drain = %d, %v; want 2", got, err)
+	}
+	cookie, err := strconv.ParseUint(strings.TrimPrefix(p.do(t, "cookie"), "ok "), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	senders := func() (map[uint64]bool, error) {
+		got := map[uint64]bool{}
+		var k meshSockKey
+		var v meshProxyVal
+		it := n.maps.SockProxyMap.Iterate()
+		for it.Next(&k, &v) {
+			if v.Flags&proxyReleased != 0 {
+				got[v.PeerCookie] = true
+			}
+		}
+		return got, it.Err()
+	}
+	if got, err := senders(); err != nil || len(got) != 1 || !got[0] {
+		t.Fatalf("released by Drain: senders %v, %v; want none known", got, err)
+	}
+	p.do(t, "unread 0")
+	got := waitFor(t, senders, func(got map[uint64]bool) bool { return got[cookie] })
+	if u, err := n.Usage(); err != nil || u.Sockets+u.Targets == 0 {
+		t.Errorf("after the reset: %+v, %v; want the reader with unread bytes kept in its socket map (senders %v)", u, err, got)
+	}
+	if got := p.do(t, "readall"); got != "1000" {
+		t.Errorf("the reader read %s of the 1000 bytes redirected before the drain", got)
+	}
+	p.do(t, "close")
 }
 
 // Drain releases the directions it moves to the stack: their sockets stay

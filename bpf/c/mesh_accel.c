@@ -1232,6 +1232,8 @@ static __always_inline void on_close(struct bpf_sock_ops *ops)
 		if (held_by_process(sk) && redirected_unread(sk)) {
 			if (!released)
 				release_direction(&k, v, cookie);
+			else if (!v->peer_cookie)
+				v->peer_cookie = cookie; /* released by the sweep or Drain */
 		} else {
 			bpf_map_delete_elem(&sock_ops_map, &k);
 			bpf_map_delete_elem(&sock_rx_map, &k);
