@@ -347,7 +347,15 @@ func run(ctx context.Context, p *cnichain.Pod, spec sim.ClientSpec) (*sim.Client
 // of each pod pair, direction by direction.
 func (w *world) showAccelerated(ctx context.Context, cfg Config, pairs [][2]*cnichain.Pod) error {
 	for i, pair := range pairs {
+		before, err := w.node.Counters()
+		if err != nil {
+			return err
+		}
 		ds, err := w.directionsDuring(ctx, pair)
+		if err != nil {
+			return err
+		}
+		after, err := w.node.Counters()
 		if err != nil {
 			return err
 		}
@@ -387,8 +395,27 @@ func (w *world) showAccelerated(ctx context.Context, cfg Config, pairs [][2]*cni
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		printStackReasons(cfg.Out, after.Sub(before))
 	}
 	return nil
+}
+
+// printStackReasons says why connections of the run stayed on the stack:
+// the counters of refusals and fallbacks that moved.
+func printStackReasons(w io.Writer, d bpf.Counters) {
+	var reasons []string
+	for name, n := range d {
+		s := string(name)
+		if n > 0 && (strings.HasPrefix(s, "rejected_") || strings.HasPrefix(s, "fallback_") || s == string(bpf.CounterReleasedRemotePeer)) {
+			reasons = append(reasons, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	if len(reasons) == 0 {
+		return
+	}
+	sort.Strings(reasons)
+	fmt.Fprintf(w, "  connections of this run left on the stack, by counter: %s\n",
+		strings.Join(reasons, ", "))
 }
 
 // directionsDuring snapshots the pair's recorded directions (those from
@@ -404,7 +431,9 @@ func (w *world) directionsDuring(ctx context.Context, pair [2]*cnichain.Pod) ([]
 	}
 	errc := make(chan error, 1)
 	go func() {
-		_, err := run(ctx, pair[0], sim.ClientSpec{Mode: sim.ModeRR, Target: pair[1].AppTarget(false), Duration: time.Second})
+		// Two connections: one that a refusal left on the stack (see
+		// printStackReasons) does not leave its hop out of the table.
+		_, err := run(ctx, pair[0], sim.ClientSpec{Mode: sim.ModeRR, Target: pair[1].AppTarget(false), Duration: time.Second, Streams: 2})
 		errc <- err
 	}()
 	var best []bpf.Direction
