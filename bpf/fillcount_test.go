@@ -191,7 +191,7 @@ func countsDiffer(t *testing.T, n *Node) string {
 // (here 5 entries never counted) is corrected by the first cycle.
 func TestSweepStepCycle(t *testing.T) {
 	const leaked, batch = 300, 64
-	n := quotaNode(t, Options{MapSize: 1024})
+	n := testNode(t, Options{MapSize: 1024})
 	n.sweepBatch = batch
 	fillProxy(t, n, leaked)
 	if err := n.fillAdd(meshFillKeptFILL_PROXY, 5); err != nil {

@@ -22,12 +22,7 @@ func TestMapFillNames(t *testing.T) {
 // MapFill counts the entries of each map and reports its capacity; the
 // count follows inserts and deletes.
 func TestMapFill(t *testing.T) {
-	root := upgradeRoot(t)
-	n, err := OpenNode(Options{Root: root, MapSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Remove() })
+	n := testNode(t, Options{MapSize: 64})
 	fill := mapFillByName(t, n)
 	for _, name := range MapFillNames() {
 		f, ok := fill[name]
@@ -83,12 +78,7 @@ func TestMapFill(t *testing.T) {
 // Sockets in a socket hash are counted, and leave the count when they
 // close.
 func TestMapFillSockets(t *testing.T) {
-	root := upgradeRoot(t)
-	n, err := OpenNode(Options{Root: root, MapSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Remove() })
+	n := testNode(t, Options{MapSize: 64})
 	client, server := loopbackPair(t)
 	// sock_rx_map has no program attached: these sockets only sit there.
 	for i, c := range []net.Conn{client, server} {
@@ -123,12 +113,7 @@ func mapFillByName(t *testing.T, n *Node) map[string]MapFill {
 // are counted by the kernel's count of each socket hash, read by this
 // binary's mesh_sockets loaded against that state's maps: no walk.
 func TestCountSocketsOfState(t *testing.T) {
-	root := upgradeRoot(t)
-	n, err := OpenNode(Options{Root: root, MapSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Remove() })
+	n := testNode(t, Options{MapSize: 64})
 	client, server := loopbackPair(t)
 	for i, c := range []net.Conn{client, server, client} {
 		putInRxMap(t, n, i, c)

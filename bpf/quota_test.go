@@ -421,8 +421,8 @@ func echoListener(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// quotaNode opens fresh node state for a test, removed at its end.
-func quotaNode(t *testing.T, o Options) *Node {
+// testNode opens fresh node state for a test, removed at its end.
+func testNode(t *testing.T, o Options) *Node {
 	t.Helper()
 	o.Root = upgradeRoot(t)
 	n, err := OpenNode(o)
@@ -488,7 +488,7 @@ func TestFairShareUnderIdleAttack(t *testing.T) {
 		share     = 16
 		pods      = 16
 	)
-	n := quotaNode(t, Options{MapSize: mapSize, GuaranteedShare: share, GuaranteedPods: pods})
+	n := testNode(t, Options{MapSize: mapSize, GuaranteedShare: share, GuaranteedPods: pods})
 	addr := echoListener(t)
 	before := counters(t, n)
 	var ids []uint64
@@ -547,7 +547,7 @@ func TestFairShareUnderIdleAttack(t *testing.T) {
 // connection carries its bytes on the stack, whole.
 func TestIdleRegistrationsAgeOut(t *testing.T) {
 	const conns, ttl = 50, 2 * time.Second
-	n := quotaNode(t, Options{MapSize: 1024, RegistrationTTL: ttl})
+	n := testNode(t, Options{MapSize: 1024, RegistrationTTL: ttl})
 	addr := echoListener(t)
 	p, id := attachTestPod(t, n, "idle", PodConfig{TrustApp: true})
 	p.do(t, "dial %s %d", addr, conns)
@@ -585,7 +585,7 @@ func TestIdleRegistrationsAgeOut(t *testing.T) {
 // maps before any pair could redirect to it).
 func TestLatePairingAfterRelease(t *testing.T) {
 	const ttl = time.Second
-	n := quotaNode(t, Options{MapSize: 1024, RegistrationTTL: ttl})
+	n := testNode(t, Options{MapSize: 1024, RegistrationTTL: ttl})
 	p, id := attachTestPod(t, n, "late", PodConfig{TrustApp: true})
 
 	// Not released: paired at the first data.
@@ -626,7 +626,7 @@ func TestLatePairingAfterRelease(t *testing.T) {
 // that nothing disturbs, and an undercount is corrected even while the
 // count moves, by what exceeds the moves.
 func TestRecountKeepsChargesDuringScan(t *testing.T) {
-	n := quotaNode(t, Options{MapSize: 1024})
+	n := testNode(t, Options{MapSize: 1024})
 	addr := echoListener(t)
 	p, id := attachTestPod(t, n, "busy", PodConfig{TrustApp: true})
 	pending := func(want int) {
@@ -710,7 +710,7 @@ func TestRecountKeepsChargesDuringScan(t *testing.T) {
 // so that a pod cannot fill the socket maps with connections whose peers
 // it deletes; the socket's close removes it.
 func TestPeerLostDirectionKeepsSocketCharged(t *testing.T) {
-	n := quotaNode(t, Options{MapSize: 1024})
+	n := testNode(t, Options{MapSize: 1024})
 	server, _ := attachTestPod(t, n, "server", PodConfig{TrustApp: true})
 	client, cid := attachTestPod(t, n, "client", PodConfig{TrustApp: true})
 	addr := server.do(t, "listen")
@@ -746,7 +746,7 @@ func TestPeerLostDirectionKeepsSocketCharged(t *testing.T) {
 // unread redirected bytes it keeps them (the reader reads them whole) and
 // stays charged until it is closed.
 func TestResetSocketHeldByItsProcess(t *testing.T) {
-	n := quotaNode(t, Options{MapSize: 1024})
+	n := testNode(t, Options{MapSize: 1024})
 	p, id := attachTestPod(t, n, "resets", PodConfig{TrustApp: true})
 
 	p.do(t, "self 1")
@@ -788,7 +788,7 @@ func TestResetSocketHeldByItsProcess(t *testing.T) {
 // and its bytes (TestTupleReuseAfterResetUntrusted, in test/e2e, without the
 // drain).
 func TestDrainedHeldSocketKeepsItsEntry(t *testing.T) {
-	n := quotaNode(t, Options{MapSize: 1024})
+	n := testNode(t, Options{MapSize: 1024})
 	p, _ := attachTestPod(t, n, "stamped", PodConfig{TrustApp: true})
 	p.do(t, "self 1")
 	waitFor(t, n.Usage, func(u Usage) bool { return u.Directions == 2 })
@@ -829,7 +829,7 @@ func TestDrainedHeldSocketKeepsItsEntry(t *testing.T) {
 // Drain releases the directions it moves to the stack: their sockets stay
 // in the socket maps, charged, until they close.
 func TestDrainKeepsSocketsCharged(t *testing.T) {
-	n := quotaNode(t, Options{MapSize: 1024})
+	n := testNode(t, Options{MapSize: 1024})
 	p, id := attachTestPod(t, n, "drained", PodConfig{TrustApp: true})
 	p.do(t, "self 2")
 	waitFor(t, n.Usage, func(u Usage) bool { return u.Directions == 4 })
@@ -852,7 +852,7 @@ func TestDrainKeepsSocketsCharged(t *testing.T) {
 // A detached pod's usage count stays while entries are charged to it, and
 // the sweep removes it once none are.
 func TestDetachedPodUsageRetired(t *testing.T) {
-	n := quotaNode(t, Options{MapSize: 1024})
+	n := testNode(t, Options{MapSize: 1024})
 	addr := echoListener(t)
 	p, id := attachTestPod(t, n, "gone", PodConfig{TrustApp: true})
 	p.do(t, "dial %s 3", addr)

@@ -244,12 +244,7 @@ func drainAndWaitOut(fd int, s *net.TCPConn, want int) (string, error) {
 // limits). This test shows both behaviours, so that a kernel that changes
 // either is noticed.
 func TestSmallWriteAfterFullSendBuffer(t *testing.T) {
-	root := upgradeRoot(t)
-	n, err := OpenNode(Options{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Remove()
+	n := testNode(t, Options{})
 	// Every message takes the stack (flow control holds the direction at
 	// once), as when a reader fell behind.
 	if err := n.SetBacklogLimit(1); err != nil {

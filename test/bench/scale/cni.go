@@ -1,13 +1,13 @@
 package scale
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/containernetworking/cni/pkg/invoke"
 
 	"github.com/mesh-accel/mesh-accel/plugin"
 )
@@ -27,8 +27,8 @@ type cniRunner struct {
 }
 
 // exec runs cmd (ADD, DEL, VERSION) for the pod numbered i whose cgroup is
-// cgroup, and returns its wall time in milliseconds (fork, exec and exit
-// included).
+// cgroup, through CNI's invoke as a runtime does, and returns its wall time
+// in milliseconds (fork, exec and exit included).
 func (c cniRunner) exec(ctx context.Context, cmd string, i int, cgroup string) (float64, error) {
 	conf := map[string]any{
 		"cniVersion": "1.1.0", "name": "bench-scale", "type": "mesh-accel",
@@ -46,22 +46,19 @@ func (c cniRunner) exec(ctx context.Context, cmd string, i int, cgroup string) (
 	if err != nil {
 		return 0, err
 	}
-	p := exec.CommandContext(ctx, c.plugin)
-	p.Env = []string{
-		"CNI_COMMAND=" + cmd, fmt.Sprintf("CNI_CONTAINERID=bench-scale-%04d", i), "CNI_NETNS=" + c.netns,
-		"CNI_IFNAME=eth0", "CNI_PATH=" + filepath.Dir(c.plugin),
-		fmt.Sprintf("CNI_ARGS=K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod%04d;K8S_POD_UID=bench-scale-uid-%04d", i, i),
+	args := invoke.Args{
+		Command: cmd, ContainerID: fmt.Sprintf("bench-scale-%04d", i), NetNS: c.netns, IfName: "eth0",
+		Path:          filepath.Dir(c.plugin),
+		PluginArgsStr: fmt.Sprintf("K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod%04d;K8S_POD_UID=bench-scale-uid-%04d", i, i),
 	}
-	var stdout, stderr bytes.Buffer
-	p.Stdin, p.Stdout, p.Stderr = bytes.NewReader(stdin), &stdout, &stderr
 	start := time.Now()
-	err = p.Run()
+	stdout, err := (&invoke.RawExec{}).ExecPlugin(ctx, c.plugin, stdin, args.AsEnv())
 	d := time.Since(start)
-	if err != nil {
-		return 0, fmt.Errorf("%s of pod %d: %w: %s %s", cmd, i, err, stdout.Bytes(), stderr.Bytes())
+	if err != nil { // with the plugin's CNI error, or its stderr
+		return 0, fmt.Errorf("%s of pod %d: %w", cmd, i, err)
 	}
-	if cmd == "ADD" && !json.Valid(stdout.Bytes()) {
-		return 0, fmt.Errorf("ADD of pod %d printed %q", i, stdout.Bytes())
+	if cmd == "ADD" && !json.Valid(stdout) {
+		return 0, fmt.Errorf("ADD of pod %d printed %q", i, stdout)
 	}
 	return ms(d), nil
 }
